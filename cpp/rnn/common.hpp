@@ -1,0 +1,97 @@
+// lstm_ext core: what every recurrent cell shares.
+//
+// Pure C++17 + Eigen; no Python headers anywhere under cpp/rnn/.
+//
+// Dimension legend (the same letters in every file of the core):
+//   T  time steps              B  batch size
+//   I  input features          H  hidden units
+//   G  gate rows (4H for the LSTM)
+//
+// Conventions: buffers are row-major (C order) and time-major: a sequence is (T, B, I), so the
+// rows of step t start at t*B. Eigen sees them through Maps of row-major matrices; nothing here
+// owns a caller's memory.
+#pragma once
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <cstddef>
+
+namespace lstm_ext {
+
+using Index = Eigen::Index;
+
+template <typename Scalar>
+using RowMatrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <typename Scalar>
+using MatrixMap = Eigen::Map<RowMatrix<Scalar>>;
+template <typename Scalar>
+using ConstMatrixMap = Eigen::Map<const RowMatrix<Scalar>>;
+template <typename Scalar>
+using RowVectorMap = Eigen::Map<Eigen::Matrix<Scalar, 1, Eigen::Dynamic>>;
+template <typename Scalar>
+using ConstRowVectorMap = Eigen::Map<const Eigen::Matrix<Scalar, 1, Eigen::Dynamic>>;
+template <typename Scalar>
+using ArrayMap = Eigen::Map<Eigen::Array<Scalar, Eigen::Dynamic, 1>>;
+template <typename Scalar>
+using ConstArrayMap = Eigen::Map<const Eigen::Array<Scalar, Eigen::Dynamic, 1>>;
+// An owned, aligned scratch buffer (allocated before a time loop, never inside it).
+template <typename Scalar>
+using Buffer = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+
+// ---------------------------------------------------------------------------------------------
+// PackedMatmul: out (B, N) += in (B, K) · Mᵀ for a fixed M (N, K), many times.
+//
+// A recurrent product multiplies the same weight matrix by a new small batch at every step. A
+// general GEMM would repack the weights and allocate packing buffers at every call; here M is
+// packed once, in the layout of Eigen's GEBP micro-kernel, and each call only packs the small
+// `in` block into a buffer allocated up front. Calls never allocate.
+//
+// MStorage says how M is laid out in memory: Eigen::RowMajor for M = W_hh stored (G, H), or
+// Eigen::ColMajor for M = W_hhᵀ when W_hh (G, H) is stored row-major.
+//
+// In Eigen's column-major terms the product is res (N × B) += M (N × K) · inᵀ (K × B), where
+// res is `out` read column-major and inᵀ is `in` read column-major.
+template <typename Scalar, int MStorage>
+class PackedMatmul {
+ public:
+  PackedMatmul(const Scalar* m, Index n, Index k, Index max_batch)
+      : n_(n), k_(k), max_batch_(max_batch),
+        packed_m_((n + Traits::mr) * k),             // whole M, plus one panel of slack
+        packed_in_((max_batch + Traits::nr) * k) {   // one batch of `in`, plus slack
+    const LhsMapper m_map(m, MStorage == Eigen::RowMajor ? k : n);
+    PackLhs pack;
+    pack(packed_m_.data(), m_map, k_, n_);
+  }
+
+  // out (batch, N) row-major, contiguous; in (batch, K) row-major, contiguous; batch <= max_batch.
+  void accumulate(Scalar* out, const Scalar* in, Index batch) {
+    const RhsMapper in_map(in, k_);
+    PackRhs pack;
+    pack(packed_in_.data(), in_map, k_, batch);
+    const ResMapper res(out, n_);
+    Gebp gebp;
+    gebp(res, packed_m_.data(), packed_in_.data(), n_, k_, batch, Scalar(1));
+  }
+
+  // Elements this object allocates for M (N, K) and batches of up to max_batch rows.
+  static Index buffer_size(Index n, Index k, Index max_batch) {
+    return (n + Traits::mr) * k + (max_batch + Traits::nr) * k;
+  }
+
+ private:
+  using Traits = Eigen::internal::gebp_traits<Scalar, Scalar>;
+  using LhsMapper = Eigen::internal::const_blas_data_mapper<Scalar, Index, MStorage>;
+  using RhsMapper = Eigen::internal::const_blas_data_mapper<Scalar, Index, Eigen::ColMajor>;
+  using ResMapper = Eigen::internal::blas_data_mapper<Scalar, Index, Eigen::ColMajor, Eigen::Unaligned, 1>;
+  using PackLhs = Eigen::internal::gemm_pack_lhs<Scalar, Index, LhsMapper, Traits::mr, Traits::LhsProgress,
+                                                 typename Traits::LhsPacket4Packing, MStorage>;
+  using PackRhs = Eigen::internal::gemm_pack_rhs<Scalar, Index, RhsMapper, Traits::nr, Eigen::ColMajor>;
+  using Gebp = Eigen::internal::gebp_kernel<Scalar, Scalar, Index, ResMapper, Traits::mr, Traits::nr>;
+
+  Index n_, k_, max_batch_;
+  Buffer<Scalar> packed_m_;   // M in GEBP lhs panels: (N, K) rounded up to whole panels
+  Buffer<Scalar> packed_in_;  // `in` of one call in GEBP rhs panels: (K, max_batch)
+};
+
+}  // namespace lstm_ext
