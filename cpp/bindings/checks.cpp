@@ -1,0 +1,86 @@
+// lstm_ext bindings: argument checks (see checks.hpp).
+#include "bindings/checks.hpp"
+
+#include <algorithm>
+#include <sstream>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
+
+namespace lstm_ext::bindings {
+
+std::string shape_str(const std::vector<Index>& shape) {
+  std::ostringstream out;
+  out << "(";
+  for (std::size_t k = 0; k < shape.size(); ++k) out << (k ? ", " : "") << shape[k];
+  out << (shape.size() == 1 ? ",)" : ")");
+  return out.str();
+}
+
+std::string shape_str(const py::array& a) {
+  return shape_str(std::vector<Index>(a.shape(), a.shape() + a.ndim()));
+}
+
+bool is_float32_array(py::handle obj) {
+  if (!py::isinstance<py::array>(obj)) return false;
+  const py::dtype dt = py::reinterpret_borrow<py::array>(obj).dtype();
+  return dt.kind() == 'f' && dt.itemsize() == 4;
+}
+
+py::array as_real_array(py::handle obj, const std::string& name) {
+  py::array arr;
+  if (py::isinstance<py::array>(obj)) {
+    arr = py::reinterpret_borrow<py::array>(obj);
+  } else {
+    try {
+      arr = py::module_::import("numpy").attr("asarray")(obj);
+    } catch (py::error_already_set& e) {
+      throw py::value_error(name + ": cannot be read as an array of real numbers (" + e.what() + ")");
+    }
+  }
+  const char kind = arr.dtype().kind();
+  if (kind != 'b' && kind != 'i' && kind != 'u' && kind != 'f') {
+    const std::string source =
+        py::isinstance<py::array>(obj) ? "" : " (read from a " + py::str(obj.get_type().attr("__name__")).cast<std::string>() + ")";
+    throw py::type_error(name + ": expected real numbers (float32, float64 or integers), got dtype " +
+                         py::str(arr.dtype()).cast<std::string>() + source);
+  }
+  return arr;
+}
+
+void require_ndim(const py::array& a, const std::string& name, int ndim, const std::string& legend) {
+  if (a.ndim() != ndim) {
+    throw py::value_error(name + ": expected a " + std::to_string(ndim) + "-D array " + legend +
+                          ", got shape " + shape_str(a));
+  }
+}
+
+void require_shape(const py::array& a, const std::string& name, const std::vector<Index>& expected,
+                   const std::string& legend) {
+  const bool same = a.ndim() == static_cast<Index>(expected.size()) &&
+                    std::equal(expected.begin(), expected.end(), a.shape());
+  if (!same) {
+    throw py::value_error(name + ": expected shape " + legend + " = " + shape_str(expected) + ", got " +
+                          shape_str(a));
+  }
+}
+
+void require_memory(double elements, std::size_t bytes_each, const std::string& what) {
+  double physical = 1e18;
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGE_SIZE)
+  const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGE_SIZE);
+  if (pages > 0 && page_size > 0) physical = static_cast<double>(pages) * static_cast<double>(page_size);
+#endif
+  const double needed = elements * static_cast<double>(bytes_each);
+  if (needed > physical) {
+    std::ostringstream msg;
+    msg.precision(3);
+    msg << what << ": needs " << needed / (1 << 30) << " GiB, more than this machine's " << physical / (1 << 30)
+        << " GiB of memory";
+    PyErr_SetString(PyExc_MemoryError, msg.str().c_str());
+    throw py::error_already_set();
+  }
+}
+
+}  // namespace lstm_ext::bindings

@@ -1,0 +1,38 @@
+// lstm_ext._core: the compiled core's Python module. Each cell's bindings live in their own file.
+#include <pybind11/pybind11.h>
+
+#include <Eigen/Core>
+
+#include <string>
+
+namespace py = pybind11;
+
+namespace lstm_ext::bindings {
+void bind_lstm(py::module_& m);
+}
+
+#ifndef LSTM_EXT_ARCH_FLAGS
+#define LSTM_EXT_ARCH_FLAGS ""
+#endif
+#ifndef LSTM_EXT_NATIVE_BUILD
+#define LSTM_EXT_NATIVE_BUILD 0
+#endif
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "lstm_ext's compiled core: LSTM forward, backward through time and single steps in C++/Eigen.";
+  lstm_ext::bindings::bind_lstm(m);
+
+  m.def(
+      "build_info",
+      [] {
+        py::dict info;
+        info["eigen_version"] = std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) +
+                                "." + std::to_string(EIGEN_MINOR_VERSION);
+        info["simd"] = std::string(Eigen::SimdInstructionSetsInUse());
+        info["arch_flags"] = std::string(LSTM_EXT_ARCH_FLAGS);
+        info["native"] = static_cast<bool>(LSTM_EXT_NATIVE_BUILD);
+        info["compiler"] = std::string(__VERSION__);
+        return info;
+      },
+      "How the core was built: Eigen version, SIMD instruction sets in use, architecture flags, compiler.");
+}
