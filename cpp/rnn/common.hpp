@@ -15,6 +15,7 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 
 namespace lstm_ext {
@@ -38,6 +39,56 @@ using ConstArrayMap = Eigen::Map<const Eigen::Array<Scalar, Eigen::Dynamic, 1>>;
 // An owned, aligned scratch buffer (allocated before a time loop, never inside it).
 template <typename Scalar>
 using Buffer = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+
+// ---------------------------------------------------------------------------------------------
+// Packets: the pointwise kernels walk each row of H values in SIMD packets of kPacket values,
+// the last one zero-padded, so that every element goes through the same instructions whatever
+// its position in the row or the alignment of the buffer. Results are therefore bitwise
+// reproducible: they depend on the values and sizes only. (Eigen's own array expressions
+// switch to scalar code for unaligned heads and ragged tails, whose tanh and logistic differ
+// from the packet versions in the last bits.)
+template <typename Scalar>
+using Packet = typename Eigen::internal::packet_traits<Scalar>::type;
+template <typename Scalar>
+constexpr Index kPacket = Eigen::internal::unpacket_traits<Packet<Scalar>>::size;
+
+// n <= kPacket values from p; the lanes past n are zero.
+template <typename Scalar>
+inline Packet<Scalar> load_packet(const Scalar* p, Index n) {
+  if (n == kPacket<Scalar>) return Eigen::internal::ploadu<Packet<Scalar>>(p);
+  alignas(64) Scalar lanes[kPacket<Scalar>] = {};
+  std::copy_n(p, n, lanes);
+  return Eigen::internal::pload<Packet<Scalar>>(lanes);
+}
+
+// The first n <= kPacket lanes of v to p.
+template <typename Scalar>
+inline void store_packet(Scalar* p, const Packet<Scalar>& v, Index n) {
+  if (n == kPacket<Scalar>) return Eigen::internal::pstoreu(p, v);
+  alignas(64) Scalar lanes[kPacket<Scalar>];
+  Eigen::internal::pstore(lanes, v);
+  std::copy_n(lanes, n, p);
+}
+
+// σ(x) = 1 / (1 + e^(−x)): Eigen's packet logistic (a rational approximation for float,
+// 1 / (1 + exp(−x)) with the packet exp for double).
+template <typename Scalar>
+inline Packet<Scalar> packet_sigmoid(const Packet<Scalar>& x) {
+  return Eigen::internal::scalar_logistic_op<Scalar>().packetOp(x);
+}
+
+// tanh(x): Eigen's packet tanh where it has one (float), else std::tanh lane by lane (double).
+template <typename Scalar>
+inline Packet<Scalar> packet_tanh(const Packet<Scalar>& x) {
+  if constexpr (Eigen::internal::packet_traits<Scalar>::HasTanh) {
+    return Eigen::internal::ptanh(x);
+  } else {
+    alignas(64) Scalar lanes[kPacket<Scalar>];
+    Eigen::internal::pstore(lanes, x);
+    for (Scalar& v : lanes) v = std::tanh(v);
+    return Eigen::internal::pload<Packet<Scalar>>(lanes);
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // PackedMatmul: out (B, N) += in (B, K) · Mᵀ for a fixed M (N, K), many times.

@@ -18,24 +18,35 @@ namespace {
 
 // ---------------------------------------------------------------------------------------------
 // Fused pointwise forward of one step, for B rows of pre-activations a = [a_i a_f a_g a_o]:
-//   i = σ(a_i)   f = σ(a_f)   g = tanh(a_g)   o = σ(a_o)      (written back over a)
+//   i = σ(a_i)   f = σ(a_f)   g = tanh(a_g)   o = σ(a_o)
 //   c' = f ⊙ c + i ⊙ g
 //   h' = o ⊙ tanh(c')
-//   gates  (B, 4H)  in: pre-activations; out: activated gates
+//   gates  (B, 4H)  in: pre-activations; out: activated gates i, f, g, o (when keep_gates)
 //   c_new  (B, H)   out        h_new (B, H) out
-//   c_prev (B, H)   in (may alias c_new: each element is read before it is written)
+//   c_prev (B, H)   in (may alias c_new: each packet is read before it is written)
 template <typename Scalar>
 void lstm_pointwise_forward(Scalar* gates, Scalar* c_new, Scalar* h_new, const Scalar* c_prev,
-                            Index B, Index H) {
+                            bool keep_gates, Index B, Index H) {
+  using P = Packet<Scalar>;
+  using namespace Eigen::internal;
   for (Index b = 0; b < B; ++b) {
     Scalar* a = gates + b * 4 * H;
-    ArrayMap<Scalar> i_f(a, 2 * H), i(a, H), f(a + H, H), g(a + 2 * H, H), o(a + 3 * H, H);
-    i_f = i_f.logistic();
-    g = g.tanh();
-    o = o.logistic();
-    ArrayMap<Scalar> c(c_new + b * H, H);
-    c = f * ConstArrayMap<Scalar>(c_prev + b * H, H) + i * g;
-    ArrayMap<Scalar>(h_new + b * H, H) = o * c.tanh();
+    for (Index j = 0; j < H; j += kPacket<Scalar>) {
+      const Index n = std::min(kPacket<Scalar>, H - j);
+      const P i = packet_sigmoid<Scalar>(load_packet(a + j, n));
+      const P f = packet_sigmoid<Scalar>(load_packet(a + H + j, n));
+      const P g = packet_tanh<Scalar>(load_packet(a + 2 * H + j, n));
+      const P o = packet_sigmoid<Scalar>(load_packet(a + 3 * H + j, n));
+      const P c = pmadd(f, load_packet(c_prev + b * H + j, n), pmul(i, g));
+      store_packet(c_new + b * H + j, c, n);
+      store_packet(h_new + b * H + j, pmul(o, packet_tanh<Scalar>(c)), n);
+      if (keep_gates) {
+        store_packet(a + j, i, n);
+        store_packet(a + H + j, f, n);
+        store_packet(a + 2 * H + j, g, n);
+        store_packet(a + 3 * H + j, o, n);
+      }
+    }
   }
 }
 
@@ -54,28 +65,26 @@ template <typename Scalar>
 void lstm_pointwise_backward(Scalar* dgates, Scalar* dc_next, const Scalar* dh_next,
                              const Scalar* dy_t, const Scalar* gates, const Scalar* c_t,
                              const Scalar* c_prev, Index B, Index H) {
+  using P = Packet<Scalar>;
+  using namespace Eigen::internal;
+  const P one = pset1<P>(Scalar(1));
   for (Index b = 0; b < B; ++b) {
     const Scalar* a = gates + b * 4 * H;
     Scalar* da = dgates + b * 4 * H;
-    ConstArrayMap<Scalar> i(a, H), f(a + H, H), g(a + 2 * H, H), o(a + 3 * H, H);
-    ConstArrayMap<Scalar> c(c_t + b * H, H), c_before(c_prev + b * H, H);
-    ArrayMap<Scalar> da_i(da, H), da_f(da + H, H), da_g(da + 2 * H, H), da_o(da + 3 * H, H);
-    ArrayMap<Scalar> dc(dc_next + b * H, H);
-    ConstArrayMap<Scalar> dh_from_next(dh_next + b * H, H);
-
-    auto step = [&](const auto& dh) {
-      da_o = c.tanh();  // tanh(c_t), kept in da_o's slot until da_o is formed
-      dc += dh * o * (Scalar(1) - da_o.square());
-      da_o = dh * da_o * o * (Scalar(1) - o);
-      da_i = dc * g * i * (Scalar(1) - i);
-      da_f = dc * c_before * f * (Scalar(1) - f);
-      da_g = dc * i * (Scalar(1) - g.square());
-      dc *= f;
-    };
-    if (dy_t != nullptr) {
-      step(dh_from_next + ConstArrayMap<Scalar>(dy_t + b * H, H));
-    } else {
-      step(dh_from_next);
+    for (Index j = 0; j < H; j += kPacket<Scalar>) {
+      const Index n = std::min(kPacket<Scalar>, H - j);
+      const Index k = b * H + j;  // this packet's offset in the (B, H) buffers
+      const P i = load_packet(a + j, n), f = load_packet(a + H + j, n);
+      const P g = load_packet(a + 2 * H + j, n), o = load_packet(a + 3 * H + j, n);
+      P dh = load_packet(dh_next + k, n);
+      if (dy_t != nullptr) dh = padd(dh, load_packet(dy_t + k, n));
+      const P tanh_c = packet_tanh<Scalar>(load_packet(c_t + k, n));
+      const P dc = padd(load_packet(dc_next + k, n), pmul(pmul(dh, o), psub(one, pmul(tanh_c, tanh_c))));
+      store_packet(da + j, pmul(pmul(dc, g), pmul(i, psub(one, i))), n);
+      store_packet(da + H + j, pmul(pmul(dc, load_packet(c_prev + k, n)), pmul(f, psub(one, f))), n);
+      store_packet(da + 2 * H + j, pmul(pmul(dc, i), psub(one, pmul(g, g))), n);
+      store_packet(da + 3 * H + j, pmul(pmul(dh, tanh_c), pmul(o, psub(one, o))), n);
+      store_packet(dc_next + k, pmul(dc, f), n);
     }
   }
 }
@@ -137,7 +146,7 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
         kept.setZero();
       }
     }
-    lstm_pointwise_forward(gates_t, cell_state(t + 1), y + t * B * H, cell_state(t), B, H);
+    lstm_pointwise_forward(gates_t, cell_state(t + 1), y + t * B * H, cell_state(t), training, B, H);
   }
 
   MatrixMap<Scalar>(h_n, B, H) = ConstMatrixMap<Scalar>(y + (T - 1) * B * H, B, H);
@@ -189,7 +198,13 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
   MatrixMap<Scalar>(dx, T * B, I).noalias() = dgates * ConstMatrixMap<Scalar>(w_ih, G, I);
   MatrixMap<Scalar>(dw_ih, G, I).noalias() = dgates.transpose() * ConstMatrixMap<Scalar>(x, T * B, I);
   MatrixMap<Scalar>(dw_hh, G, H).noalias() = dgates.transpose() * ConstMatrixMap<Scalar>(ws_h_prev, T * B, H);
-  if (db != nullptr) RowVectorMap<Scalar>(db, G) = dgates.colwise().sum();
+  if (db != nullptr) {
+    // Row by row, in a fixed order (a column-sum expression would sum in an order that depends
+    // on the output's alignment).
+    RowVectorMap<Scalar> db_sum(db, G);
+    db_sum.setZero();
+    for (Index r = 0; r < T * B; ++r) db_sum += dgates.row(r);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -213,7 +228,7 @@ void lstm_cell(Scalar* h_new, Scalar* c_new,
     MatrixMap<Scalar>(c_new, B, H).setZero();
     c_prev = c_new;
   }
-  lstm_pointwise_forward(scratch_gates.data(), c_new, h_new, c_prev, B, H);
+  lstm_pointwise_forward(scratch_gates.data(), c_new, h_new, c_prev, false, B, H);
 }
 
 // ---------------------------------------------------------------------------------------------
