@@ -1,0 +1,56 @@
+"""Argument checks shared by the Python API.
+
+Errors name the argument and give the expected and the actual shape or type: TypeError for the
+wrong kind of value, ValueError for the wrong shape or an out-of-range value.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+_REAL_KINDS = "biuf"  # bool, signed and unsigned integers, floating point
+
+
+def as_real_array(value, name: str, dtype) -> np.ndarray:
+    """Convert an array-like of real numbers to an array of `dtype` (no copy when it already is one).
+
+    Complex, object and string data raise TypeError: converting them would silently drop or
+    invent information.
+    """
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{name}: cannot be read as an array of real numbers ({error})") from error
+    if array.dtype.kind not in _REAL_KINDS:
+        source = "" if isinstance(value, np.ndarray) else f" (read from a {type(value).__name__})"
+        raise TypeError(f"{name}: expected real numbers (float32, float64 or integers), "
+                        f"got dtype {array.dtype}{source}")
+    return array.astype(dtype, copy=False)
+
+
+def check_shape(array: np.ndarray, name: str, expected: tuple, legend: str) -> None:
+    """ValueError unless `array` has exactly the `expected` shape; `legend` names its axes."""
+    if array.shape != tuple(expected):
+        raise ValueError(f"{name}: expected shape {legend} = {tuple(expected)}, got {array.shape}")
+
+
+def check_positive_int(value, name: str) -> int:
+    """The value as an int >= 1; TypeError for non-integers (bool included), ValueError for < 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an integer >= 1, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name}: expected an integer >= 1, got {value}")
+    return int(value)
+
+
+def check_float_dtype(dtype) -> np.dtype:
+    """float32 or float64 as a NumPy dtype; anything else is a TypeError."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError as error:
+        raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}") from error
+    if resolved not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"dtype: expected float32 or float64, got {resolved}")
+    return resolved
