@@ -1,0 +1,57 @@
+"""Shared test helpers: parity assertions that report the worst error per tensor.
+
+Every parity assertion records its errors; at the end of the session pytest prints, for each
+group of tests and dtype, the worst relative error seen per tensor.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from lstm_ext.selfcheck import TOLERANCE, relative_error
+
+# group -> dtype name -> tensor -> worst relative error seen this session
+_WORST = defaultdict(lambda: defaultdict(dict))
+
+
+def assert_parity(group, dtype, actual: dict, expected: dict, tolerance=None):
+    """Assert every tensor in `expected` matches `actual` within the dtype's tolerance.
+
+    Records the worst error per tensor for the session report; the failure message lists all of
+    this call's errors.
+    """
+    dtype = np.dtype(dtype)
+    tolerance = TOLERANCE[dtype] if tolerance is None else tolerance
+    errors = {}
+    for name, want in expected.items():
+        got = actual[name]
+        if want is None or got is None:
+            assert want is None and got is None, f"{name}: one side is None (actual {got is None}, expected {want is None})"
+            continue
+        errors[name] = relative_error(got, want)
+    seen = _WORST[group][dtype.name]
+    for name, error in errors.items():
+        seen[name] = max(seen.get(name, 0.0), error)
+    failed = {name: e for name, e in errors.items() if not e <= tolerance}
+    assert not failed, (f"{group} {dtype.name}: relative errors above {tolerance:.0e}: "
+                        + ", ".join(f"{n}={e:.2e}" for n, e in failed.items())
+                        + " | all: " + ", ".join(f"{n}={e:.2e}" for n, e in errors.items()))
+    return errors
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _WORST:
+        return
+    terminalreporter.section("worst relative error per tensor")
+    for group in sorted(_WORST):
+        for dtype_name, tensors in sorted(_WORST[group].items()):
+            cells = "  ".join(f"{name}={error:.1e}" for name, error in tensors.items())
+            terminalreporter.write_line(f"{group:28} {dtype_name:8} {cells}")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
