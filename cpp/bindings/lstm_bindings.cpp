@@ -74,11 +74,6 @@ std::optional<CArray<Scalar>> read_state(py::handle obj, const std::string& name
   return state;
 }
 
-template <typename Scalar>
-Scalar* data_of(CArray<Scalar>& a) {
-  return a.mutable_data();
-}
-
 // ---------------------------------------------------------------------------------------------
 template <typename Scalar>
 py::tuple forward(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_obj, py::handle b_ih_obj,
@@ -91,21 +86,20 @@ py::tuple forward(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_obj, py
   const auto h0 = read_state<Scalar>(h0_obj, "h0", d.B, d.H);
   const auto c0 = read_state<Scalar>(c0_obj, "c0", d.B, d.H);
 
-  // Outputs, workspace or scratch gates, packed W_hh; in double so that no product overflows.
-  const double T = d.T, B = d.B, H = d.H, G = d.G();
-  require_memory(T * B * H + 2 * B * H + T * B * G + (training ? (2 * T + 1) * B * H : 2 * B * H) +
-                     (G + 64) * H + (B + 16) * H,
+  // Outputs y, h_n, c_n, the workspace and the core's scratch, counted in double (no overflow).
+  require_memory(double(d.T) * d.B * d.H + 2.0 * d.B * d.H + (training ? lstm_workspace_size<double>(d) : 0.0) +
+                     lstm_forward_scratch_size<Scalar, double>(d, training),
                  sizeof(Scalar), "lstm_forward");
 
   CArray<Scalar> y({d.T, d.B, d.H}), h_n({d.B, d.H}), c_n({d.B, d.H});
   std::optional<CArray<Scalar>> ws;
   if (training) ws.emplace(std::vector<Index>{lstm_workspace_size(d)});
 
-  Scalar* ws_data = ws ? data_of(*ws) : nullptr;
+  Scalar* ws_data = ws ? ws->mutable_data() : nullptr;
   {
     py::gil_scoped_release release;
-    lstm_forward<Scalar>(data_of(y), data_of(h_n), data_of(c_n), ws_data, seq.x.data(), data_or_null(h0),
-                         data_or_null(c0), w.w_ih.data(), w.w_hh.data(), data_or_null(b_ih),
+    lstm_forward<Scalar>(y.mutable_data(), h_n.mutable_data(), c_n.mutable_data(), ws_data, seq.x.data(),
+                         data_or_null(h0), data_or_null(c0), w.w_ih.data(), w.w_hh.data(), data_or_null(b_ih),
                          data_or_null(b_hh), d);
   }
   return py::make_tuple(y, h_n, c_n, ws ? py::object(*ws) : py::object(py::none()));
@@ -129,9 +123,9 @@ py::tuple backward(py::handle dy_obj, py::handle dh_n_obj, py::handle dc_n_obj, 
   const auto dh_n = read_state<Scalar>(dh_n_obj, "dh_n", d.B, d.H);
   const auto dc_n = read_state<Scalar>(dc_n_obj, "dc_n", d.B, d.H);
 
-  // Gradients, scratch gate gradients, packed W_hh; in double so that no product overflows.
-  const double T = d.T, B = d.B, I = d.I, H = d.H, G = d.G();
-  require_memory(T * B * I + 4 * B * H + G * (I + H + 2) + T * B * G + (H + 64) * G + (B + 16) * G,
+  // The gradients and the core's scratch, counted in double (no overflow).
+  require_memory(double(d.T) * d.B * d.I + 2.0 * d.B * d.H + double(d.G()) * (d.I + d.H + 2) +
+                     lstm_backward_scratch_size<Scalar, double>(d),
                  sizeof(Scalar), "lstm_backward");
 
   CArray<Scalar> dx({d.T, d.B, d.I}), dh0({d.B, d.H}), dc0({d.B, d.H});
@@ -142,11 +136,12 @@ py::tuple backward(py::handle dy_obj, py::handle dh_n_obj, py::handle dc_n_obj, 
     db_hh.emplace(std::vector<Index>{d.G()});
   }
 
-  Scalar* db_ih_data = bias ? data_of(*db_ih) : nullptr;
-  Scalar* db_hh_data = bias ? data_of(*db_hh) : nullptr;
+  Scalar* db_ih_data = bias ? db_ih->mutable_data() : nullptr;
+  Scalar* db_hh_data = bias ? db_hh->mutable_data() : nullptr;
   {
     py::gil_scoped_release release;
-    lstm_backward<Scalar>(data_of(dx), data_of(dh0), data_of(dc0), data_of(dw_ih), data_of(dw_hh), db_ih_data,
+    lstm_backward<Scalar>(dx.mutable_data(), dh0.mutable_data(), dc0.mutable_data(), dw_ih.mutable_data(),
+                          dw_hh.mutable_data(), db_ih_data,
                           data_or_null(dy), data_or_null(dh_n), data_or_null(dc_n), seq.x.data(), ws.data(),
                           w.w_ih.data(), w.w_hh.data(), d);
     // b_ih and b_hh enter the gates the same way: their gradients are equal, returned as two arrays.
@@ -178,8 +173,8 @@ py::tuple cell(py::handle x_obj, py::handle h_obj, py::handle c_obj, py::handle 
   CArray<Scalar> h_new({B, H}), c_new({B, H});
   {
     py::gil_scoped_release release;
-    lstm_cell<Scalar>(data_of(h_new), data_of(c_new), x.data(), data_or_null(h), data_or_null(c), w.w_ih.data(),
-                      w.w_hh.data(), data_or_null(b_ih), data_or_null(b_hh), B, I, H);
+    lstm_cell<Scalar>(h_new.mutable_data(), c_new.mutable_data(), x.data(), data_or_null(h), data_or_null(c),
+                      w.w_ih.data(), w.w_hh.data(), data_or_null(b_ih), data_or_null(b_hh), B, I, H);
   }
   return py::make_tuple(h_new, c_new);
 }

@@ -117,6 +117,7 @@ class PackedMatmul {
 
   // out (batch, N) row-major, contiguous; in (batch, K) row-major, contiguous; batch <= max_batch.
   void accumulate(Scalar* out, const Scalar* in, Index batch) {
+    eigen_assert(batch <= max_batch_);
     const RhsMapper in_map(in, k_);
     PackRhs pack;
     pack(packed_in_.data(), in_map, k_, batch);
@@ -125,9 +126,11 @@ class PackedMatmul {
     gebp(res, packed_m_.data(), packed_in_.data(), n_, k_, batch, Scalar(1));
   }
 
-  // Elements this object allocates for M (N, K) and batches of up to max_batch rows.
-  static Index buffer_size(Index n, Index k, Index max_batch) {
-    return (n + Traits::mr) * k + (max_batch + Traits::nr) * k;
+  // Elements this object allocates for M (N, K) and batches of up to max_batch rows; Count =
+  // double gives the size of any request without overflow.
+  template <typename Count = Index>
+  static Count buffer_size(Index n, Index k, Index max_batch) {
+    return (Count(n) + Traits::mr) * k + (Count(max_batch) + Traits::nr) * k;
   }
 
  private:

@@ -30,21 +30,23 @@ struct LstmDims {
 //   ws_gates  (T, B, 4H)    activated gates i, f, g, o of every step
 //   ws_c      (T+1, B, H)   cell states: ws_c[0] = c0, ws_c[t+1] = c_t
 //   ws_h_prev (T, B, H)     each step's incoming hidden state: ws_h_prev[t] = h_{t-1}
-inline Index lstm_workspace_size(const LstmDims& d) {
-  return d.T * d.B * d.G() + (d.T + 1) * d.B * d.H + d.T * d.B * d.H;
+// Sizes are in elements; Count = double gives the size of any request without overflow, so
+// that callers can refuse work that cannot fit before anything is allocated.
+template <typename Count = Index>
+Count lstm_workspace_size(const LstmDims& d) {
+  return Count(d.T) * d.B * d.G() + Count(d.T + 1) * d.B * d.H + Count(d.T) * d.B * d.H;
 }
 
-// Elements of scratch memory the calls below allocate for themselves (before any time loop);
-// callers use it to refuse work that cannot fit before anything is allocated.
-template <typename Scalar>
-Index lstm_forward_scratch_size(const LstmDims& d, bool training) {
-  const Index packed_w_hh = PackedMatmul<Scalar, Eigen::RowMajor>::buffer_size(d.G(), d.H, d.B);
-  return packed_w_hh + (training ? 0 : d.T * d.B * d.G() + 2 * d.B * d.H);
+// Scratch memory lstm_forward and lstm_backward allocate for themselves (before any time loop).
+template <typename Scalar, typename Count = Index>
+Count lstm_forward_scratch_size(const LstmDims& d, bool training) {
+  const Count packed_w_hh = PackedMatmul<Scalar, Eigen::RowMajor>::template buffer_size<Count>(d.G(), d.H, d.B);
+  return packed_w_hh + (training ? Count(0) : Count(d.T) * d.B * d.G() + Count(2) * d.B * d.H);
 }
-template <typename Scalar>
-Index lstm_backward_scratch_size(const LstmDims& d) {
-  const Index packed_w_hh = PackedMatmul<Scalar, Eigen::ColMajor>::buffer_size(d.H, d.G(), d.B);
-  return packed_w_hh + d.T * d.B * d.G() + 2 * d.B * d.H;
+template <typename Scalar, typename Count = Index>
+Count lstm_backward_scratch_size(const LstmDims& d) {
+  const Count packed_w_hh = PackedMatmul<Scalar, Eigen::ColMajor>::template buffer_size<Count>(d.H, d.G(), d.B);
+  return packed_w_hh + Count(d.T) * d.B * d.G() + Count(2) * d.B * d.H;
 }
 
 // Forward over a whole sequence.

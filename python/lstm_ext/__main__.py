@@ -15,7 +15,7 @@ from . import selfcheck
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv.insert(0, "check")
     parser = argparse.ArgumentParser(prog="python -m lstm_ext", description="lstm_ext command line")
     commands = parser.add_subparsers(dest="command", required=True)

@@ -30,10 +30,11 @@ def as_real_array(value, name: str, dtype) -> np.ndarray:
     return array.astype(dtype, copy=False)
 
 
-def check_shape(array: np.ndarray, name: str, expected: tuple, legend: str) -> None:
+def check_shape(array: np.ndarray, name: str, expected: tuple, legend: str = "") -> None:
     """ValueError unless `array` has exactly the `expected` shape; `legend` names its axes."""
     if array.shape != tuple(expected):
-        raise ValueError(f"{name}: expected shape {legend} = {tuple(expected)}, got {array.shape}")
+        named = f"{legend} = " if legend else ""
+        raise ValueError(f"{name}: expected shape {named}{tuple(expected)}, got {array.shape}")
 
 
 def check_positive_int(value, name: str) -> int:

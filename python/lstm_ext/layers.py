@@ -72,7 +72,7 @@ class Module:
         loaded = {}
         for name, current in self._parameters.items():
             value = as_real_array(state_dict[name], name, self.dtype)
-            check_shape(value, name, current.shape, "")
+            check_shape(value, name, current.shape)
             loaded[name] = value
         for name, value in loaded.items():
             self._parameters[name][...] = value
