@@ -66,6 +66,29 @@ void require_shape(const py::array& a, const std::string& name, const std::vecto
   }
 }
 
+std::optional<CArray<std::int64_t>> read_lengths(py::handle obj, Index T, Index B) {
+  if (obj.is_none()) return std::nullopt;
+  const py::array raw = as_real_array(obj, "lengths");
+  const char kind = raw.dtype().kind();
+  if (kind != 'i' && kind != 'u') {
+    throw py::type_error("lengths: expected integers (one valid length per sequence), got dtype " +
+                         py::str(raw.dtype()).cast<std::string>());
+  }
+  require_shape(raw, "lengths", {B}, "(B,)");
+  // Range-check in the source dtype, before a conversion to int64 could wrap a huge unsigned.
+  const py::module_ np = py::module_::import("numpy");
+  const py::object out_of_range = np.attr("logical_or")(np.attr("less")(raw, 1), np.attr("greater")(raw, T));
+  if (py::cast<bool>(np.attr("any")(out_of_range))) {
+    const py::object index = np.attr("argmax")(out_of_range);
+    throw py::value_error("lengths: expected every length in [1, T] = [1, " + std::to_string(T) + "], got " +
+                          py::str(raw.attr("__getitem__")(index)).cast<std::string>() + " at index " +
+                          py::str(index).cast<std::string>());
+  }
+  auto lengths = CArray<std::int64_t>::ensure(raw);
+  if (!lengths) throw py::error_already_set();
+  return lengths;
+}
+
 void require_memory(double elements, std::size_t bytes_each, const std::string& what) {
   double physical = 1e18;
 #if defined(_SC_PHYS_PAGES) && defined(_SC_PAGE_SIZE)

@@ -10,9 +10,12 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "rnn/common.hpp"
 
 namespace lstm_ext::bindings {
 
@@ -56,6 +59,86 @@ void require_ndim(const py::array& a, const std::string& name, int ndim, const s
 // ValueError unless `a` has exactly `expected` shape; `legend` names the axes.
 void require_shape(const py::array& a, const std::string& name, const std::vector<Index>& expected,
                    const std::string& legend);
+
+// None, or the Python object of an optional output.
+template <typename Scalar>
+py::object or_none(const std::optional<CArray<Scalar>>& a) {
+  return a ? py::object(*a) : py::object(py::none());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The arguments every recurrent cell shares. `gates` is the number of gate blocks (4 LSTM, 3 GRU,
+// 1 RNN) and `G` its name in messages ("4H", "3H", "H").
+
+// The weights fix a layer's sizes; every other argument must match them.
+template <typename Scalar>
+struct RecurrentWeights {
+  CArray<Scalar> w_ih;  // (G, I)
+  CArray<Scalar> w_hh;  // (G, H_out)
+  Index I, H, H_out;    // H_out = H unless the LSTM has a projection
+};
+template <typename Scalar>
+RecurrentWeights<Scalar> read_weights(py::handle w_ih_obj, py::handle w_hh_obj, Index gates, const std::string& G,
+                                      bool projected) {
+  const std::string hh_legend = "(" + G + (projected ? ", P)" : ", H)");
+  auto w_hh = to_array<Scalar>(w_hh_obj, "w_hh");
+  require_ndim(w_hh, "w_hh", 2, hh_legend);
+  const Index rows = w_hh.shape(0), H = rows / gates, H_out = w_hh.shape(1);
+  if (H < 1 || rows != gates * H || H_out < 1 || (!projected && H_out != H)) {
+    throw py::value_error("w_hh: expected shape " + hh_legend + " with H >= 1 (" + std::to_string(gates) +
+                          " gate blocks of H rows), got " + shape_str(w_hh));
+  }
+  auto w_ih = to_array<Scalar>(w_ih_obj, "w_ih");
+  require_ndim(w_ih, "w_ih", 2, "(" + G + ", I)");
+  const Index I = w_ih.shape(1);
+  if (I < 1 || w_ih.shape(0) != rows) {
+    throw py::value_error("w_ih: expected shape (" + G + ", I) with " + G + " = " + std::to_string(rows) +
+                          " (from w_hh) and I >= 1, got " + shape_str(w_ih));
+  }
+  return {std::move(w_ih), std::move(w_hh), I, H, H_out};
+}
+
+// x (T, B, I) for the given input size I; the shape is read from it.
+template <typename Scalar>
+CArray<Scalar> read_sequence(py::handle x_obj, Index I) {
+  auto x = to_array<Scalar>(x_obj, "x");
+  require_ndim(x, "x", 3, "(T, B, I)");
+  if (x.shape(0) < 1 || x.shape(1) < 1 || x.shape(2) != I) {
+    throw py::value_error("x: expected shape (T, B, I) with T >= 1, B >= 1 and I = " + std::to_string(I) +
+                          " (from w_ih), got " + shape_str(x));
+  }
+  return x;
+}
+
+// An optional array of exactly `shape`, e.g. a bias (G,) or a state (B, H); None = absent.
+template <typename Scalar>
+std::optional<CArray<Scalar>> read_optional(py::handle obj, const std::string& name, const std::vector<Index>& shape,
+                                            const std::string& legend) {
+  auto array = to_optional_array<Scalar>(obj, name);
+  if (array) require_shape(*array, name, shape, legend);
+  return array;
+}
+
+// The workspace of a training forward: a 1-D array of `size` elements; `sizes` describes the
+// call for the message, e.g. "(T, B, H) = (4, 3, 6)".
+template <typename Scalar>
+CArray<Scalar> read_workspace(py::handle obj, Index size, const std::string& sizes) {
+  auto ws = to_array<Scalar>(obj, "workspace");
+  if (ws.ndim() != 1 || ws.shape(0) != size) {
+    throw py::value_error("workspace: expected the 1-D workspace of a training forward with " + sizes +
+                          ", i.e. shape " + shape_str({size}) + ", got " + shape_str(ws));
+  }
+  return ws;
+}
+
+// lengths (B,): integers in [1, T], or None (every sequence has T steps). TypeError for
+// non-integers, ValueError for the wrong shape or a length out of range.
+std::optional<CArray<std::int64_t>> read_lengths(py::handle obj, Index T, Index B);
+
+// The direction and lengths of a call, for the core.
+inline SequenceOptions sequence_options(bool reverse, const std::optional<CArray<std::int64_t>>& lengths) {
+  return SequenceOptions{reverse, lengths ? lengths->data() : nullptr};
+}
 
 // MemoryError when `elements` values of `bytes_each` bytes exceed this machine's physical memory.
 // `elements` is a double so that products of huge sizes cannot overflow before the check.

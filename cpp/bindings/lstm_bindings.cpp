@@ -14,148 +14,113 @@
 namespace lstm_ext::bindings {
 namespace {
 
-// The weights fix the layer's sizes H and I; every other argument must match them.
+// The weights of a call, with the projection W_hr (P, H) when given.
 template <typename Scalar>
 struct LstmWeights {
-  CArray<Scalar> w_ih;  // (4H, I)
-  CArray<Scalar> w_hh;  // (4H, H)
-  Index I, H;
+  RecurrentWeights<Scalar> w;
+  std::optional<CArray<Scalar>> w_hr;  // (P, H)
 };
 
 template <typename Scalar>
-LstmWeights<Scalar> read_weights(py::handle w_ih_obj, py::handle w_hh_obj) {
-  auto w_hh = to_array<Scalar>(w_hh_obj, "w_hh");
-  require_ndim(w_hh, "w_hh", 2, "(4H, H)");
-  const Index H = w_hh.shape(1);
-  if (H < 1 || w_hh.shape(0) != 4 * H) {
-    throw py::value_error("w_hh: expected shape (4H, H) with H >= 1 (4 gate blocks of H rows), got " +
-                          shape_str(w_hh));
-  }
-  auto w_ih = to_array<Scalar>(w_ih_obj, "w_ih");
-  require_ndim(w_ih, "w_ih", 2, "(4H, I)");
-  const Index I = w_ih.shape(1);
-  if (I < 1 || w_ih.shape(0) != 4 * H) {
-    throw py::value_error("w_ih: expected shape (4H, I) with 4H = " + std::to_string(4 * H) +
-                          " (from w_hh) and I >= 1, got " + shape_str(w_ih));
-  }
-  return {std::move(w_ih), std::move(w_hh), I, H};
-}
-
-// A sequence x (T, B, I) for the given weights, and the sizes of the call.
-template <typename Scalar>
-struct LstmSequence {
-  CArray<Scalar> x;  // (T, B, I)
-  LstmDims dims;
-};
-
-template <typename Scalar>
-LstmSequence<Scalar> read_sequence(py::handle x_obj, const LstmWeights<Scalar>& w) {
-  auto x = to_array<Scalar>(x_obj, "x");
-  require_ndim(x, "x", 3, "(T, B, I)");
-  const Index T = x.shape(0), B = x.shape(1);
-  if (T < 1 || B < 1 || x.shape(2) != w.I) {
-    throw py::value_error("x: expected shape (T, B, I) with T >= 1, B >= 1 and I = " + std::to_string(w.I) +
-                          " (from w_ih), got " + shape_str(x));
-  }
-  return {std::move(x), LstmDims{T, B, w.I, w.H}};
+LstmWeights<Scalar> read_lstm_weights(py::handle w_ih, py::handle w_hh, py::handle w_hr_obj) {
+  const bool projected = !w_hr_obj.is_none();
+  auto w = read_weights<Scalar>(w_ih, w_hh, 4, "4H", projected);
+  auto w_hr = read_optional<Scalar>(w_hr_obj, "w_hr", {w.H_out, w.H}, "(P, H)");
+  return {std::move(w), std::move(w_hr)};
 }
 
 template <typename Scalar>
-std::optional<CArray<Scalar>> read_bias(py::handle obj, const std::string& name, Index G) {
-  auto bias = to_optional_array<Scalar>(obj, name);
-  if (bias) require_shape(*bias, name, {G}, "(4H,)");
-  return bias;
+LstmDims lstm_dims(const CArray<Scalar>& x, const LstmWeights<Scalar>& lw) {
+  return LstmDims{x.shape(0), x.shape(1), lw.w.I, lw.w.H, lw.w_hr ? lw.w.H_out : 0};
 }
 
-template <typename Scalar>
-std::optional<CArray<Scalar>> read_state(py::handle obj, const std::string& name, Index B, Index H) {
-  auto state = to_optional_array<Scalar>(obj, name);
-  if (state) require_shape(*state, name, {B, H}, "(B, H)");
-  return state;
+std::string sizes_str(const LstmDims& d) {
+  return d.P > 0 ? "(T, B, H, P) = " + shape_str({d.T, d.B, d.H, d.P}) : "(T, B, H) = " + shape_str({d.T, d.B, d.H});
 }
 
 // ---------------------------------------------------------------------------------------------
 template <typename Scalar>
 py::tuple forward(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_obj, py::handle b_ih_obj,
-                  py::handle b_hh_obj, py::handle h0_obj, py::handle c0_obj, bool training) {
-  const auto w = read_weights<Scalar>(w_ih_obj, w_hh_obj);
-  const auto seq = read_sequence<Scalar>(x_obj, w);
-  const LstmDims d = seq.dims;
-  const auto b_ih = read_bias<Scalar>(b_ih_obj, "b_ih", d.G());
-  const auto b_hh = read_bias<Scalar>(b_hh_obj, "b_hh", d.G());
-  const auto h0 = read_state<Scalar>(h0_obj, "h0", d.B, d.H);
-  const auto c0 = read_state<Scalar>(c0_obj, "c0", d.B, d.H);
+                  py::handle b_hh_obj, py::handle h0_obj, py::handle c0_obj, bool training, py::handle w_hr_obj,
+                  py::handle lengths_obj, bool reverse) {
+  const auto lw = read_lstm_weights<Scalar>(w_ih_obj, w_hh_obj, w_hr_obj);
+  const auto x = read_sequence<Scalar>(x_obj, lw.w.I);
+  const LstmDims d = lstm_dims(x, lw);
+  const Index B = d.B, H = d.H, H_out = d.H_out();
+  const auto b_ih = read_optional<Scalar>(b_ih_obj, "b_ih", {d.G()}, "(4H,)");
+  const auto b_hh = read_optional<Scalar>(b_hh_obj, "b_hh", {d.G()}, "(4H,)");
+  const auto h0 = read_optional<Scalar>(h0_obj, "h0", {B, H_out}, d.P > 0 ? "(B, P)" : "(B, H)");
+  const auto c0 = read_optional<Scalar>(c0_obj, "c0", {B, H}, "(B, H)");
+  const auto lengths = read_lengths(lengths_obj, d.T, B);
 
   // Outputs y, h_n, c_n, the workspace and the core's scratch, counted in double (no overflow).
-  require_memory(double(d.T) * d.B * d.H + 2.0 * d.B * d.H + (training ? lstm_workspace_size<double>(d) : 0.0) +
-                     lstm_forward_scratch_size<Scalar, double>(d, training),
+  require_memory(double(d.T) * B * H_out + double(B) * (H_out + H) +
+                     (training ? lstm_workspace_size<double>(d) : 0.0) + lstm_forward_scratch_size<Scalar, double>(d, training),
                  sizeof(Scalar), "lstm_forward");
 
-  CArray<Scalar> y({d.T, d.B, d.H}), h_n({d.B, d.H}), c_n({d.B, d.H});
+  CArray<Scalar> y({d.T, B, H_out}), h_n({B, H_out}), c_n({B, H});
   std::optional<CArray<Scalar>> ws;
   if (training) ws.emplace(std::vector<Index>{lstm_workspace_size(d)});
 
   Scalar* ws_data = ws ? ws->mutable_data() : nullptr;
   {
     py::gil_scoped_release release;
-    lstm_forward<Scalar>(y.mutable_data(), h_n.mutable_data(), c_n.mutable_data(), ws_data, seq.x.data(),
-                         data_or_null(h0), data_or_null(c0), w.w_ih.data(), w.w_hh.data(), data_or_null(b_ih),
-                         data_or_null(b_hh), d);
+    lstm_forward<Scalar>(y.mutable_data(), h_n.mutable_data(), c_n.mutable_data(), ws_data, x.data(),
+                         data_or_null(h0), data_or_null(c0), lw.w.w_ih.data(), lw.w.w_hh.data(), data_or_null(b_ih),
+                         data_or_null(b_hh), data_or_null(lw.w_hr), d, sequence_options(reverse, lengths));
   }
-  return py::make_tuple(y, h_n, c_n, ws ? py::object(*ws) : py::object(py::none()));
+  return py::make_tuple(y, h_n, c_n, or_none(ws));
 }
 
 // ---------------------------------------------------------------------------------------------
 template <typename Scalar>
 py::tuple backward(py::handle dy_obj, py::handle dh_n_obj, py::handle dc_n_obj, py::handle x_obj,
-                   py::handle w_ih_obj, py::handle w_hh_obj, py::handle ws_obj, bool bias) {
-  const auto w = read_weights<Scalar>(w_ih_obj, w_hh_obj);
-  const auto seq = read_sequence<Scalar>(x_obj, w);
-  const LstmDims d = seq.dims;
-  auto ws = to_array<Scalar>(ws_obj, "workspace");
-  if (ws.ndim() != 1 || ws.shape(0) != lstm_workspace_size(d)) {
-    throw py::value_error("workspace: expected the 1-D workspace of a training forward with (T, B, H) = " +
-                          shape_str({d.T, d.B, d.H}) + ", i.e. shape " + shape_str({lstm_workspace_size(d)}) +
-                          ", got " + shape_str(ws));
-  }
-  const auto dy = to_optional_array<Scalar>(dy_obj, "dy");
-  if (dy) require_shape(*dy, "dy", {d.T, d.B, d.H}, "(T, B, H)");
-  const auto dh_n = read_state<Scalar>(dh_n_obj, "dh_n", d.B, d.H);
-  const auto dc_n = read_state<Scalar>(dc_n_obj, "dc_n", d.B, d.H);
+                   py::handle w_ih_obj, py::handle w_hh_obj, py::handle ws_obj, bool bias, py::handle w_hr_obj,
+                   py::handle lengths_obj, bool reverse) {
+  const auto lw = read_lstm_weights<Scalar>(w_ih_obj, w_hh_obj, w_hr_obj);
+  const auto x = read_sequence<Scalar>(x_obj, lw.w.I);
+  const LstmDims d = lstm_dims(x, lw);
+  const Index B = d.B, H = d.H, H_out = d.H_out(), G = d.G();
+  const auto ws = read_workspace<Scalar>(ws_obj, lstm_workspace_size(d), sizes_str(d));
+  const auto dy = read_optional<Scalar>(dy_obj, "dy", {d.T, B, H_out}, d.P > 0 ? "(T, B, P)" : "(T, B, H)");
+  const auto dh_n = read_optional<Scalar>(dh_n_obj, "dh_n", {B, H_out}, d.P > 0 ? "(B, P)" : "(B, H)");
+  const auto dc_n = read_optional<Scalar>(dc_n_obj, "dc_n", {B, H}, "(B, H)");
+  const auto lengths = read_lengths(lengths_obj, d.T, B);
 
   // The gradients and the core's scratch, counted in double (no overflow).
-  require_memory(double(d.T) * d.B * d.I + 2.0 * d.B * d.H + double(d.G()) * (d.I + d.H + 2) +
-                     lstm_backward_scratch_size<Scalar, double>(d),
+  require_memory(double(d.T) * B * d.I + double(B) * (H_out + H) + double(G) * (d.I + H_out + 2) +
+                     double(d.P) * H + lstm_backward_scratch_size<Scalar, double>(d),
                  sizeof(Scalar), "lstm_backward");
 
-  CArray<Scalar> dx({d.T, d.B, d.I}), dh0({d.B, d.H}), dc0({d.B, d.H});
-  CArray<Scalar> dw_ih({d.G(), d.I}), dw_hh({d.G(), d.H});
-  std::optional<CArray<Scalar>> db_ih, db_hh;  // (4H) each
+  CArray<Scalar> dx({d.T, B, d.I}), dh0({B, H_out}), dc0({B, H});
+  CArray<Scalar> dw_ih({G, d.I}), dw_hh({G, H_out});
+  std::optional<CArray<Scalar>> dw_hr, db_ih, db_hh;  // (P, H); (4H) each
+  if (d.P > 0) dw_hr.emplace(std::vector<Index>{d.P, H});
   if (bias) {
-    db_ih.emplace(std::vector<Index>{d.G()});
-    db_hh.emplace(std::vector<Index>{d.G()});
+    db_ih.emplace(std::vector<Index>{G});
+    db_hh.emplace(std::vector<Index>{G});
   }
 
+  Scalar* dw_hr_data = dw_hr ? dw_hr->mutable_data() : nullptr;
   Scalar* db_ih_data = bias ? db_ih->mutable_data() : nullptr;
   Scalar* db_hh_data = bias ? db_hh->mutable_data() : nullptr;
   {
     py::gil_scoped_release release;
     lstm_backward<Scalar>(dx.mutable_data(), dh0.mutable_data(), dc0.mutable_data(), dw_ih.mutable_data(),
-                          dw_hh.mutable_data(), db_ih_data,
-                          data_or_null(dy), data_or_null(dh_n), data_or_null(dc_n), seq.x.data(), ws.data(),
-                          w.w_ih.data(), w.w_hh.data(), d);
+                          dw_hh.mutable_data(), dw_hr_data, db_ih_data, data_or_null(dy), data_or_null(dh_n),
+                          data_or_null(dc_n), x.data(), ws.data(), lw.w.w_ih.data(), lw.w.w_hh.data(),
+                          data_or_null(lw.w_hr), d, sequence_options(reverse, lengths));
     // b_ih and b_hh enter the gates the same way: their gradients are equal, returned as two arrays.
-    if (bias) std::copy_n(db_ih_data, d.G(), db_hh_data);
+    if (bias) std::copy_n(db_ih_data, G, db_hh_data);
   }
-  auto or_none = [](std::optional<CArray<Scalar>>& a) { return a ? py::object(*a) : py::object(py::none()); };
-  return py::make_tuple(dx, dh0, dc0, dw_ih, dw_hh, or_none(db_ih), or_none(db_hh));
+  return py::make_tuple(dx, dh0, dc0, dw_ih, dw_hh, or_none(db_ih), or_none(db_hh), or_none(dw_hr));
 }
 
 // ---------------------------------------------------------------------------------------------
 template <typename Scalar>
 py::tuple cell(py::handle x_obj, py::handle h_obj, py::handle c_obj, py::handle w_ih_obj, py::handle w_hh_obj,
                py::handle b_ih_obj, py::handle b_hh_obj) {
-  const auto w = read_weights<Scalar>(w_ih_obj, w_hh_obj);
+  const auto w = read_weights<Scalar>(w_ih_obj, w_hh_obj, 4, "4H", false);
   const Index I = w.I, H = w.H, G = 4 * H;
   auto x = to_array<Scalar>(x_obj, "x");
   require_ndim(x, "x", 2, "(B, I)");
@@ -164,10 +129,10 @@ py::tuple cell(py::handle x_obj, py::handle h_obj, py::handle c_obj, py::handle 
     throw py::value_error("x: expected shape (B, I) with B >= 1 and I = " + std::to_string(I) +
                           " (from w_ih), got " + shape_str(x));
   }
-  const auto h = read_state<Scalar>(h_obj, "h", B, H);
-  const auto c = read_state<Scalar>(c_obj, "c", B, H);
-  const auto b_ih = read_bias<Scalar>(b_ih_obj, "b_ih", G);
-  const auto b_hh = read_bias<Scalar>(b_hh_obj, "b_hh", G);
+  const auto h = read_optional<Scalar>(h_obj, "h", {B, H}, "(B, H)");
+  const auto c = read_optional<Scalar>(c_obj, "c", {B, H}, "(B, H)");
+  const auto b_ih = read_optional<Scalar>(b_ih_obj, "b_ih", {G}, "(4H,)");
+  const auto b_hh = read_optional<Scalar>(b_hh_obj, "b_hh", {G}, "(4H,)");
   require_memory(static_cast<double>(B) * (2.0 * H + 4.0 * H), sizeof(Scalar), "lstm_cell");
 
   CArray<Scalar> h_new({B, H}), c_new({B, H});
@@ -185,23 +150,28 @@ void bind_lstm(py::module_& m) {
   m.def(
       "lstm_forward",
       [](py::handle x, py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh, py::handle h0,
-         py::handle c0, bool training) {
-        return is_float32_array(w_ih) ? forward<float>(x, w_ih, w_hh, b_ih, b_hh, h0, c0, training)
-                                      : forward<double>(x, w_ih, w_hh, b_ih, b_hh, h0, c0, training);
+         py::handle c0, bool training, py::handle w_hr, py::handle lengths, bool reverse) {
+        return is_float32_array(w_ih)
+                   ? forward<float>(x, w_ih, w_hh, b_ih, b_hh, h0, c0, training, w_hr, lengths, reverse)
+                   : forward<double>(x, w_ih, w_hh, b_ih, b_hh, h0, c0, training, w_hr, lengths, reverse);
       },
       py::arg("x"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih") = py::none(), py::arg("b_hh") = py::none(),
       py::arg("h0") = py::none(), py::arg("c0") = py::none(), py::arg("training") = false,
-      "LSTM forward over a sequence: x (T, B, I) -> (y (T, B, H), h_n (B, H), c_n (B, H), workspace or None).");
+      py::arg("w_hr") = py::none(), py::arg("lengths") = py::none(), py::arg("reverse") = false,
+      "LSTM forward over a sequence: x (T, B, I) -> (y (T, B, H_out), h_n (B, H_out), c_n (B, H), workspace or "
+      "None).");
   m.def(
       "lstm_backward",
       [](py::handle dy, py::handle dh_n, py::handle dc_n, py::handle x, py::handle w_ih, py::handle w_hh,
-         py::handle workspace, bool bias) {
-        return is_float32_array(w_ih) ? backward<float>(dy, dh_n, dc_n, x, w_ih, w_hh, workspace, bias)
-                                      : backward<double>(dy, dh_n, dc_n, x, w_ih, w_hh, workspace, bias);
+         py::handle workspace, bool bias, py::handle w_hr, py::handle lengths, bool reverse) {
+        return is_float32_array(w_ih)
+                   ? backward<float>(dy, dh_n, dc_n, x, w_ih, w_hh, workspace, bias, w_hr, lengths, reverse)
+                   : backward<double>(dy, dh_n, dc_n, x, w_ih, w_hh, workspace, bias, w_hr, lengths, reverse);
       },
       py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("x"), py::arg("w_ih"), py::arg("w_hh"),
-      py::arg("workspace"), py::arg("bias") = true,
-      "LSTM backward through time -> (dx, dh0, dc0, dw_ih, dw_hh, db_ih or None, db_hh or None).");
+      py::arg("workspace"), py::arg("bias") = true, py::arg("w_hr") = py::none(), py::arg("lengths") = py::none(),
+      py::arg("reverse") = false,
+      "LSTM backward through time -> (dx, dh0, dc0, dw_ih, dw_hh, db_ih or None, db_hh or None, dw_hr or None).");
   m.def(
       "lstm_cell",
       [](py::handle x, py::handle h, py::handle c, py::handle w_ih, py::handle w_hh, py::handle b_ih,

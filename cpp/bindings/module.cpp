@@ -9,6 +9,8 @@ namespace py = pybind11;
 
 namespace lstm_ext::bindings {
 void bind_lstm(py::module_& m);
+void bind_gru(py::module_& m);
+void bind_rnn(py::module_& m);
 }
 
 #ifndef LSTM_EXT_ARCH_FLAGS
@@ -19,8 +21,10 @@ void bind_lstm(py::module_& m);
 #endif
 
 PYBIND11_MODULE(_core, m) {
-  m.doc() = "lstm_ext's compiled core: LSTM forward, backward through time and single steps in C++/Eigen.";
+  m.doc() = "lstm_ext's compiled core: LSTM (with projection), GRU and vanilla RNN forward and backward through time, one layer and one direction, in C++/Eigen.";
   lstm_ext::bindings::bind_lstm(m);
+  lstm_ext::bindings::bind_gru(m);
+  lstm_ext::bindings::bind_rnn(m);
 
   m.def(
       "build_info",

@@ -5,11 +5,19 @@
 // Dimension legend (the same letters in every file of the core):
 //   T  time steps              B  batch size
 //   I  input features          H  hidden units
-//   G  gate rows (4H for the LSTM)
+//   P  projected hidden size (LSTM with projection; otherwise the output size is H)
+//   G  gate rows (4H for the LSTM, 3H for the GRU, H for the vanilla RNN)
 //
 // Conventions: buffers are row-major (C order) and time-major: a sequence is (T, B, I), so the
 // rows of step t start at t*B. Eigen sees them through Maps of row-major matrices; nothing here
 // owns a caller's memory.
+//
+// Every cell runs one layer in one direction over a batch of sequences, with two options
+// (SequenceOptions): `reverse` walks the time steps from T-1 down to 0, and `lengths` gives each
+// sequence's valid length. A sequence b is active at time t when t < lengths[b]; at inactive
+// steps its state is carried unchanged, its output row is zero and its gradients pass through.
+// This is PyTorch's packed-sequence meaning: the final state is the state after the last valid
+// step, and the reverse direction starts at each sequence's own last valid step.
 #pragma once
 
 #include <Eigen/Core>
@@ -17,6 +25,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 
 namespace lstm_ext {
 
@@ -39,6 +48,76 @@ using ConstArrayMap = Eigen::Map<const Eigen::Array<Scalar, Eigen::Dynamic, 1>>;
 // An owned, aligned scratch buffer (allocated before a time loop, never inside it).
 template <typename Scalar>
 using Buffer = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+
+// ---------------------------------------------------------------------------------------------
+// Direction and valid lengths of a sequence batch.
+struct SequenceOptions {
+  bool reverse = false;                    // walk t = T-1, ..., 0
+  const std::int64_t* lengths = nullptr;   // (B) valid lengths in [1, T]; nullptr = all T
+
+  // The time step processed at position s (0 <= s < T) of the forward walk.
+  Index time_at(Index s, Index T) const { return reverse ? T - 1 - s : s; }
+  // Whether sequence b is inside its valid length at time t.
+  bool active(Index b, Index t) const { return lengths == nullptr || t < lengths[b]; }
+};
+
+// For rows that are inactive at time t, copy `count` values per row from `from` (B, count) to
+// `to` (B, count): the carried state. Rows that are active are left alone.
+template <typename Scalar>
+void carry_inactive_rows(Scalar* to, const Scalar* from, const SequenceOptions& seq, Index t, Index B,
+                         Index count) {
+  if (seq.lengths == nullptr) return;
+  for (Index b = 0; b < B; ++b) {
+    if (!seq.active(b, t)) std::copy_n(from + b * count, count, to + b * count);
+  }
+}
+
+// For rows that are inactive at time t, set `count` values per row of `rows` (B, count) to zero.
+template <typename Scalar>
+void zero_inactive_rows(Scalar* rows, const SequenceOptions& seq, Index t, Index B, Index count) {
+  if (seq.lengths == nullptr) return;
+  for (Index b = 0; b < B; ++b) {
+    if (!seq.active(b, t)) std::fill_n(rows + b * count, count, Scalar(0));
+  }
+}
+
+// For rows that are active at time t, copy `count` values per row from `from` to `to` (B, count).
+template <typename Scalar>
+void copy_active_rows(Scalar* to, const Scalar* from, const SequenceOptions& seq, Index t, Index B,
+                      Index count) {
+  for (Index b = 0; b < B; ++b) {
+    if (seq.active(b, t)) std::copy_n(from + b * count, count, to + b * count);
+  }
+}
+
+// For rows that are active at time t, add `count` values per row of `from` to `to` (B, count).
+template <typename Scalar>
+void add_active_rows(Scalar* to, const Scalar* from, const SequenceOptions& seq, Index t, Index B, Index count) {
+  for (Index b = 0; b < B; ++b) {
+    if (!seq.active(b, t)) continue;
+    for (Index j = 0; j < count; ++j) to[b * count + j] += from[b * count + j];
+  }
+}
+
+// sums (cols) = column sums of m (rows, cols), added row by row in a fixed order: a column-sum
+// expression would sum in an order that depends on the buffers' alignment, and bias gradients
+// must be bitwise reproducible.
+template <typename Scalar>
+void column_sums(Scalar* sums, const Scalar* m, Index rows, Index cols) {
+  RowVectorMap<Scalar> total(sums, cols);
+  total.setZero();
+  for (Index r = 0; r < rows; ++r) total += ConstRowVectorMap<Scalar>(m + r * cols, cols);
+}
+
+// (rows, cols) = a copy of `from`, or zeros when `from` is nullptr (an absent initial state).
+template <typename Scalar>
+void copy_or_zero(Scalar* to, const Scalar* from, Index count) {
+  if (from != nullptr) {
+    std::copy_n(from, count, to);
+  } else {
+    std::fill_n(to, count, Scalar(0));
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Packets: the pointwise kernels walk each row of H values in SIMD packets of kPacket values,

@@ -1,35 +1,45 @@
 // lstm_ext core: LSTM forward and backward for one layer and one direction.
 //
-// Dimensions: T time steps, B batch, I input features, H hidden units, G = 4H gate rows.
+// Dimensions: T time steps, B batch, I input features, H hidden units, G = 4H gate rows,
+// P projection size (0 = none), H_out = P or H: the size of h and of the outputs.
 //
 // The kernel pattern (see lstm.hpp for the equations):
-//   forward   1. ws_gates (T*B, G) = X (T*B, I) · W_ihᵀ + b_ih + b_hh        one GEMM, all steps
-//             2. per step: gates_t += h_{t-1} · W_hhᵀ (packed W_hh), then one fused pass over
-//                the gate block: activations, cell update, hidden output
-//   backward  1. reverse loop: fused pass from the kept activations gives dG_t (the gradient of
-//                the pre-activations) and dc_{t-1}; then dh_{t-1} = dG_t · W_hh (packed)
-//             2. after the loop, one GEMM each: dX = dG · W_ih, dW_ih = dGᵀ · X,
-//                dW_hh = dGᵀ · H_prev, and db = column sums of dG
+//   forward   1. gates (T*B, G) = X (T*B, I) · W_ihᵀ + b_ih + b_hh         one GEMM, all steps
+//             2. per step t (in the walk's order): gates_t += h_{t-1} · W_hhᵀ (packed W_hh),
+//                one fused pass over the gate block (activations, cell update, m_t), and with a
+//                projection h_t = m_t · W_hrᵀ (packed W_hr). Sequences past their length carry
+//                their state and output zeros.
+//   backward  1. reverse walk: dh_t = dy_t + dh from the next step; with a projection
+//                dm_t = dh_t · W_hr, else dm_t = dh_t; the fused pass from the kept activations
+//                gives dG_t (gradient of the pre-activations) and dc_{t-1}; then
+//                dh_{t-1} = dG_t · W_hh (packed). Inactive rows pass dh and dc through.
+//             2. after the walk, one GEMM each: dX = dG · W_ih, dW_ih = dGᵀ · X,
+//                dW_hh = dGᵀ · H_prev, dW_hr = dHᵀ · M, and db = column sums of dG
 // Nothing is allocated inside a time loop.
 #include "rnn/lstm.hpp"
+
+#include <optional>
 
 namespace lstm_ext {
 namespace {
 
 // ---------------------------------------------------------------------------------------------
-// Fused pointwise forward of one step, for B rows of pre-activations a = [a_i a_f a_g a_o]:
+// Fused pointwise forward of one step, for the active rows of B rows of pre-activations
+// a = [a_i a_f a_g a_o]:
 //   i = σ(a_i)   f = σ(a_f)   g = tanh(a_g)   o = σ(a_o)
 //   c' = f ⊙ c + i ⊙ g
-//   h' = o ⊙ tanh(c')
+//   m  = o ⊙ tanh(c')
 //   gates  (B, 4H)  in: pre-activations; out: activated gates i, f, g, o (when keep_gates)
-//   c_new  (B, H)   out        h_new (B, H) out
+//   c_new  (B, H)   out        m (B, H) out
 //   c_prev (B, H)   in (may alias c_new: each packet is read before it is written)
+// Inactive rows (past their sequence's length at time t) are not touched.
 template <typename Scalar>
-void lstm_pointwise_forward(Scalar* gates, Scalar* c_new, Scalar* h_new, const Scalar* c_prev,
-                            bool keep_gates, Index B, Index H) {
+void lstm_pointwise_forward(Scalar* gates, Scalar* c_new, Scalar* m, const Scalar* c_prev, bool keep_gates,
+                            const SequenceOptions& seq, Index t, Index B, Index H) {
   using P = Packet<Scalar>;
   using namespace Eigen::internal;
   for (Index b = 0; b < B; ++b) {
+    if (!seq.active(b, t)) continue;
     Scalar* a = gates + b * 4 * H;
     for (Index j = 0; j < H; j += kPacket<Scalar>) {
       const Index n = std::min(kPacket<Scalar>, H - j);
@@ -39,7 +49,7 @@ void lstm_pointwise_forward(Scalar* gates, Scalar* c_new, Scalar* h_new, const S
       const P o = packet_sigmoid<Scalar>(load_packet(a + 3 * H + j, n));
       const P c = pmadd(f, load_packet(c_prev + b * H + j, n), pmul(i, g));
       store_packet(c_new + b * H + j, c, n);
-      store_packet(h_new + b * H + j, pmul(o, packet_tanh<Scalar>(c)), n);
+      store_packet(m + b * H + j, pmul(o, packet_tanh<Scalar>(c)), n);
       if (keep_gates) {
         store_packet(a + j, i, n);
         store_packet(a + H + j, f, n);
@@ -51,24 +61,24 @@ void lstm_pointwise_forward(Scalar* gates, Scalar* c_new, Scalar* h_new, const S
 }
 
 // ---------------------------------------------------------------------------------------------
-// Fused pointwise backward of one step, from the activations kept by the forward:
-//   dh   = dy_t + dh_next                       (the output's gradient + what step t+1 sent back)
-//   dc   = dc_next + dh ⊙ o ⊙ (1 − tanh²(c_t))
-//   da_o = dh ⊙ tanh(c_t) ⊙ o ⊙ (1 − o)         da_i = dc ⊙ g ⊙ i ⊙ (1 − i)
+// Fused pointwise backward of one step, for the active rows, from the kept activations:
+//   dc   = dc_next + dm ⊙ o ⊙ (1 − tanh²(c_t))
+//   da_o = dm ⊙ tanh(c_t) ⊙ o ⊙ (1 − o)         da_i = dc ⊙ g ⊙ i ⊙ (1 − i)
 //   da_f = dc ⊙ c_{t-1} ⊙ f ⊙ (1 − f)           da_g = dc ⊙ i ⊙ (1 − g²)
 //   dc_{t-1} = dc ⊙ f
-//   dgates  (B, 4H)  out: da = [da_i da_f da_g da_o]
-//   dc_next (B, H)   in: dc_t from step t+1; out: dc_{t-1}
-//   dh_next (B, H)   in: dh_t from step t+1     dy_t (B, H) in, nullptr = zeros
+//   dgates  (B, 4H)  out: da = [da_i da_f da_g da_o] (inactive rows not written)
+//   dc_next (B, H)   in: dc_t from step t+1; out: dc_{t-1} (inactive rows pass through)
+//   dm      (B, H)   gradient of m_t = o ⊙ tanh(c_t)
 //   gates   (B, 4H)  activated i, f, g, o       c_t, c_prev (B, H)
 template <typename Scalar>
-void lstm_pointwise_backward(Scalar* dgates, Scalar* dc_next, const Scalar* dh_next,
-                             const Scalar* dy_t, const Scalar* gates, const Scalar* c_t,
-                             const Scalar* c_prev, Index B, Index H) {
+void lstm_pointwise_backward(Scalar* dgates, Scalar* dc_next, const Scalar* dm, const Scalar* gates,
+                             const Scalar* c_t, const Scalar* c_prev, const SequenceOptions& seq, Index t,
+                             Index B, Index H) {
   using P = Packet<Scalar>;
   using namespace Eigen::internal;
   const P one = pset1<P>(Scalar(1));
   for (Index b = 0; b < B; ++b) {
+    if (!seq.active(b, t)) continue;
     const Scalar* a = gates + b * 4 * H;
     Scalar* da = dgates + b * 4 * H;
     for (Index j = 0; j < H; j += kPacket<Scalar>) {
@@ -76,14 +86,13 @@ void lstm_pointwise_backward(Scalar* dgates, Scalar* dc_next, const Scalar* dh_n
       const Index k = b * H + j;  // this packet's offset in the (B, H) buffers
       const P i = load_packet(a + j, n), f = load_packet(a + H + j, n);
       const P g = load_packet(a + 2 * H + j, n), o = load_packet(a + 3 * H + j, n);
-      P dh = load_packet(dh_next + k, n);
-      if (dy_t != nullptr) dh = padd(dh, load_packet(dy_t + k, n));
+      const P dm_k = load_packet(dm + k, n);
       const P tanh_c = packet_tanh<Scalar>(load_packet(c_t + k, n));
-      const P dc = padd(load_packet(dc_next + k, n), pmul(pmul(dh, o), psub(one, pmul(tanh_c, tanh_c))));
+      const P dc = padd(load_packet(dc_next + k, n), pmul(pmul(dm_k, o), psub(one, pmul(tanh_c, tanh_c))));
       store_packet(da + j, pmul(pmul(dc, g), pmul(i, psub(one, i))), n);
       store_packet(da + H + j, pmul(pmul(dc, load_packet(c_prev + k, n)), pmul(f, psub(one, f))), n);
       store_packet(da + 2 * H + j, pmul(pmul(dc, i), psub(one, pmul(g, g))), n);
-      store_packet(da + 3 * H + j, pmul(pmul(dh, tanh_c), pmul(o, psub(one, o))), n);
+      store_packet(da + 3 * H + j, pmul(pmul(dm_k, tanh_c), pmul(o, psub(one, o))), n);
       store_packet(dc_next + k, pmul(dc, f), n);
     }
   }
@@ -96,115 +105,131 @@ template <typename Scalar>
 void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
                   const Scalar* x, const Scalar* h0, const Scalar* c0,
                   const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
-                  const LstmDims& d) {
-  const Index T = d.T, B = d.B, I = d.I, H = d.H, G = d.G();
+                  const Scalar* w_hr, const LstmDims& d, const SequenceOptions& seq) {
+  const Index T = d.T, B = d.B, I = d.I, H = d.H, G = d.G(), H_out = d.H_out(), TB = d.T * d.B;
   const bool training = ws != nullptr;
+  const bool projected = d.P > 0;
 
-  // Where the per-step values live: in the workspace when training (kept for backward), in
-  // scratch otherwise (inference keeps nothing, and only two cell states at a time).
-  Buffer<Scalar> scratch_gates;  // inference: (T, B, G)
-  Buffer<Scalar> scratch_c;      // inference: (2, B, H), rolling c_{t-1}, c_t
-  Scalar* gates;                 // (T, B, G)
-  Scalar* cells;                 // training: ws_c (T+1, B, H); inference: scratch_c
-  Scalar* h_prev_kept = nullptr; // training: ws_h_prev (T, B, H)
-  if (training) {
-    gates = ws;
-    cells = ws + T * B * G;
-    h_prev_kept = cells + (T + 1) * B * H;
-  } else {
-    scratch_gates.resize(T * B * G);
-    scratch_c.resize(2 * B * H);
-    gates = scratch_gates.data();
-    cells = scratch_c.data();
-  }
-  auto cell_state = [&](Index t) { return cells + (training ? t : t % 2) * B * H; };  // c_{t-1}
+  // The workspace when training (see lstm.hpp); inference keeps nothing.
+  Scalar* ws_gates = ws;                                          // (T, B, G)
+  Scalar* ws_c = training ? ws_gates + TB * G : nullptr;          // (T, B, H)
+  Scalar* ws_c_prev = training ? ws_c + TB * H : nullptr;         // (T, B, H)
+  Scalar* ws_h_prev = training ? ws_c_prev + TB * H : nullptr;    // (T, B, H_out)
+  Scalar* ws_m = training ? ws_h_prev + TB * H_out : nullptr;     // (T, B, H), projection only
 
-  MatrixMap<Scalar> c_init(cell_state(0), B, H);
-  if (c0 != nullptr) {
-    c_init = ConstMatrixMap<Scalar>(c0, B, H);
-  } else {
-    c_init.setZero();
-  }
+  Buffer<Scalar> scratch_gates(training ? 0 : TB * G);            // inference: (T, B, G)
+  Buffer<Scalar> h_state(B * H_out);                              // (B, H_out) h carried between steps
+  Buffer<Scalar> c_state(B * H);                                  // (B, H) c carried between steps
+  Buffer<Scalar> scratch_m = Buffer<Scalar>::Zero(projected && !training ? B * H : 0);  // (B, H) m_t
+  copy_or_zero(h_state.data(), h0, B * H_out);
+  copy_or_zero(c_state.data(), c0, B * H);
+  Scalar* gates = training ? ws_gates : scratch_gates.data();     // (T, B, G)
 
   // 1. Input projection of all steps at once, and both biases.
-  MatrixMap<Scalar> gates_all(gates, T * B, G);
-  gates_all.noalias() = ConstMatrixMap<Scalar>(x, T * B, I) * ConstMatrixMap<Scalar>(w_ih, G, I).transpose();
+  MatrixMap<Scalar> gates_all(gates, TB, G);
+  gates_all.noalias() = ConstMatrixMap<Scalar>(x, TB, I) * ConstMatrixMap<Scalar>(w_ih, G, I).transpose();
   if (b_ih != nullptr) gates_all.rowwise() += ConstRowVectorMap<Scalar>(b_ih, G);
   if (b_hh != nullptr) gates_all.rowwise() += ConstRowVectorMap<Scalar>(b_hh, G);
 
-  // 2. The recurrence: W_hh packed once for all steps.
-  PackedMatmul<Scalar, Eigen::RowMajor> recurrent(w_hh, G, H, B);
-  for (Index t = 0; t < T; ++t) {
-    Scalar* gates_t = gates + t * B * G;                              // (B, G)
-    const Scalar* h_prev = (t == 0) ? h0 : y + (t - 1) * B * H;       // (B, H), nullptr = zeros
-    if (h_prev != nullptr) recurrent.accumulate(gates_t, h_prev, B);  // gates_t += h_prev · W_hhᵀ
+  // 2. The recurrence: W_hh (and W_hr) packed once for all steps.
+  PackedMatmul<Scalar, Eigen::RowMajor> recurrent(w_hh, G, H_out, B);
+  std::optional<PackedMatmul<Scalar, Eigen::RowMajor>> projection;
+  if (projected) projection.emplace(w_hr, d.P, H, B);
+  for (Index s = 0; s < T; ++s) {
+    const Index t = seq.time_at(s, T);
+    Scalar* gates_t = gates + t * B * G;  // (B, G)
+    Scalar* y_t = y + t * B * H_out;      // (B, H_out)
+    recurrent.accumulate(gates_t, h_state.data(), B);  // gates_t += h_{t-1} · W_hhᵀ
     if (training) {
-      MatrixMap<Scalar> kept(h_prev_kept + t * B * H, B, H);
-      if (h_prev != nullptr) {
-        kept = ConstMatrixMap<Scalar>(h_prev, B, H);
-      } else {
-        kept.setZero();
-      }
+      std::copy_n(h_state.data(), B * H_out, ws_h_prev + t * B * H_out);
+      std::copy_n(c_state.data(), B * H, ws_c_prev + t * B * H);
     }
-    lstm_pointwise_forward(gates_t, cell_state(t + 1), y + t * B * H, cell_state(t), training, B, H);
+    // c_t goes to the workspace (training) or over c_{t-1} in place; m_t is h_t unless projected.
+    Scalar* c_t = training ? ws_c + t * B * H : c_state.data();
+    Scalar* m_t = !projected ? y_t : (training ? ws_m + t * B * H : scratch_m.data());
+    lstm_pointwise_forward(gates_t, c_t, m_t, c_state.data(), training, seq, t, B, H);
+    if (projected) {
+      std::fill_n(y_t, B * H_out, Scalar(0));
+      projection->accumulate(y_t, m_t, B);  // h_t = m_t · W_hrᵀ
+    }
+
+    // Sequences past their length: zero output, state carried (also in the workspace).
+    zero_inactive_rows(y_t, seq, t, B, H_out);
+    if (training) {
+      carry_inactive_rows(c_t, c_state.data(), seq, t, B, H);
+      if (projected) zero_inactive_rows(m_t, seq, t, B, H);
+      copy_active_rows(c_state.data(), c_t, seq, t, B, H);
+    }
+    copy_active_rows(h_state.data(), y_t, seq, t, B, H_out);
   }
 
-  MatrixMap<Scalar>(h_n, B, H) = ConstMatrixMap<Scalar>(y + (T - 1) * B * H, B, H);
-  MatrixMap<Scalar>(c_n, B, H) = ConstMatrixMap<Scalar>(cell_state(T), B, H);
+  std::copy_n(h_state.data(), B * H_out, h_n);
+  std::copy_n(c_state.data(), B * H, c_n);
 }
 
 // ---------------------------------------------------------------------------------------------
 template <typename Scalar>
-void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* dw_hh, Scalar* db,
+void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* dw_hh, Scalar* dw_hr, Scalar* db,
                    const Scalar* dy, const Scalar* dh_n, const Scalar* dc_n,
-                   const Scalar* x, const Scalar* ws, const Scalar* w_ih, const Scalar* w_hh,
-                   const LstmDims& d) {
-  const Index T = d.T, B = d.B, I = d.I, H = d.H, G = d.G();
+                   const Scalar* x, const Scalar* ws, const Scalar* w_ih, const Scalar* w_hh, const Scalar* w_hr,
+                   const LstmDims& d, const SequenceOptions& seq) {
+  const Index T = d.T, B = d.B, I = d.I, H = d.H, G = d.G(), P = d.P, H_out = d.H_out(), TB = d.T * d.B;
+  const bool projected = P > 0;
 
   // The forward's workspace.
-  const Scalar* ws_gates = ws;                           // (T, B, G) activated gates
-  const Scalar* ws_c = ws + T * B * G;                   // (T+1, B, H) c_{t-1} at index t
-  const Scalar* ws_h_prev = ws_c + (T + 1) * B * H;      // (T, B, H) h_{t-1} at index t
+  const Scalar* ws_gates = ws;                        // (T, B, G) activated gates
+  const Scalar* ws_c = ws_gates + TB * G;             // (T, B, H) c_t
+  const Scalar* ws_c_prev = ws_c + TB * H;            // (T, B, H) c_{t-1}
+  const Scalar* ws_h_prev = ws_c_prev + TB * H;       // (T, B, H_out) h_{t-1}
+  const Scalar* ws_m = ws_h_prev + TB * H_out;        // (T, B, H) m_t, projection only
 
-  Buffer<Scalar> scratch_dgates(T * B * G);  // (T, B, G) gradient of every step's pre-activations
-  Buffer<Scalar> dh_next(B * H);             // (B, H) dh_t arriving from step t+1
-  Buffer<Scalar> dc_next(B * H);             // (B, H) dc_t arriving from step t+1
-  if (dh_n != nullptr) {
-    dh_next = Eigen::Map<const Buffer<Scalar>>(dh_n, B * H);
-  } else {
-    dh_next.setZero();
-  }
-  if (dc_n != nullptr) {
-    dc_next = Eigen::Map<const Buffer<Scalar>>(dc_n, B * H);
-  } else {
-    dc_next.setZero();
-  }
+  Buffer<Scalar> scratch_dgates(TB * G);              // (T, B, G) gradient of every step's pre-activations
+  Buffer<Scalar> scratch_dh_all(projected ? TB * P : 0);  // (T, B, P) dh_t of every step, for dW_hr
+  Buffer<Scalar> scratch_dm(projected ? B * H : 0);   // (B, H) dm_t
+  Buffer<Scalar> scratch_dh_prev(B * H_out);          // (B, H_out) dG_t · W_hh
+  Buffer<Scalar> dh_state(B * H_out);                 // (B, H_out) dh arriving from the next step
+  Buffer<Scalar> dc_state(B * H);                     // (B, H) dc arriving from the next step
+  copy_or_zero(dh_state.data(), dh_n, B * H_out);
+  copy_or_zero(dc_state.data(), dc_n, B * H);
 
-  // 1. Reverse loop. M = W_hhᵀ (H, G) is W_hh read column-major: dh_{t-1} = dG_t · W_hh.
-  PackedMatmul<Scalar, Eigen::ColMajor> recurrent_t(w_hh, H, G, B);
-  for (Index t = T - 1; t >= 0; --t) {
+  // 1. Reverse walk. M = W_hhᵀ (H_out, G) is W_hh read column-major: dh_{t-1} = dG_t · W_hh;
+  //    likewise dm_t = dh_t · W_hr.
+  PackedMatmul<Scalar, Eigen::ColMajor> recurrent_t(w_hh, H_out, G, B);
+  std::optional<PackedMatmul<Scalar, Eigen::ColMajor>> projection_t;
+  if (projected) projection_t.emplace(w_hr, H, P, B);
+  for (Index s = T - 1; s >= 0; --s) {
+    const Index t = seq.time_at(s, T);
+    if (dy != nullptr) add_active_rows(dh_state.data(), dy + t * B * H_out, seq, t, B, H_out);  // dh_t
+    const Scalar* dm_t = dh_state.data();
+    if (projected) {
+      Scalar* dh_t = scratch_dh_all.data() + t * B * P;
+      std::copy_n(dh_state.data(), B * P, dh_t);
+      zero_inactive_rows(dh_t, seq, t, B, P);
+      scratch_dm.setZero();
+      projection_t->accumulate(scratch_dm.data(), dh_state.data(), B);
+      dm_t = scratch_dm.data();
+    }
     Scalar* dgates_t = scratch_dgates.data() + t * B * G;
-    const Scalar* dy_t = (dy != nullptr) ? dy + t * B * H : nullptr;
-    lstm_pointwise_backward(dgates_t, dc_next.data(), dh_next.data(), dy_t,
-                            ws_gates + t * B * G, ws_c + (t + 1) * B * H, ws_c + t * B * H, B, H);
-    dh_next.setZero();
-    recurrent_t.accumulate(dh_next.data(), dgates_t, B);
+    lstm_pointwise_backward(dgates_t, dc_state.data(), dm_t, ws_gates + t * B * G, ws_c + t * B * H,
+                            ws_c_prev + t * B * H, seq, t, B, H);
+    zero_inactive_rows(dgates_t, seq, t, B, G);
+    scratch_dh_prev.setZero();
+    recurrent_t.accumulate(scratch_dh_prev.data(), dgates_t, B);
+    copy_active_rows(dh_state.data(), scratch_dh_prev.data(), seq, t, B, H_out);
   }
-  Eigen::Map<Buffer<Scalar>>(dh0, B * H) = dh_next;
-  Eigen::Map<Buffer<Scalar>>(dc0, B * H) = dc_next;
+  std::copy_n(dh_state.data(), B * H_out, dh0);
+  std::copy_n(dc_state.data(), B * H, dc0);
 
   // 2. Gradients of the inputs and weights, one GEMM each over all steps.
-  const ConstMatrixMap<Scalar> dgates(scratch_dgates.data(), T * B, G);
-  MatrixMap<Scalar>(dx, T * B, I).noalias() = dgates * ConstMatrixMap<Scalar>(w_ih, G, I);
-  MatrixMap<Scalar>(dw_ih, G, I).noalias() = dgates.transpose() * ConstMatrixMap<Scalar>(x, T * B, I);
-  MatrixMap<Scalar>(dw_hh, G, H).noalias() = dgates.transpose() * ConstMatrixMap<Scalar>(ws_h_prev, T * B, H);
-  if (db != nullptr) {
-    // Row by row, in a fixed order (a column-sum expression would sum in an order that depends
-    // on the output's alignment).
-    RowVectorMap<Scalar> db_sum(db, G);
-    db_sum.setZero();
-    for (Index r = 0; r < T * B; ++r) db_sum += dgates.row(r);
+  const ConstMatrixMap<Scalar> dgates(scratch_dgates.data(), TB, G);
+  MatrixMap<Scalar>(dx, TB, I).noalias() = dgates * ConstMatrixMap<Scalar>(w_ih, G, I);
+  MatrixMap<Scalar>(dw_ih, G, I).noalias() = dgates.transpose() * ConstMatrixMap<Scalar>(x, TB, I);
+  MatrixMap<Scalar>(dw_hh, G, H_out).noalias() = dgates.transpose() * ConstMatrixMap<Scalar>(ws_h_prev, TB, H_out);
+  if (projected) {
+    MatrixMap<Scalar>(dw_hr, P, H).noalias() =
+        ConstMatrixMap<Scalar>(scratch_dh_all.data(), TB, P).transpose() * ConstMatrixMap<Scalar>(ws_m, TB, H);
   }
+  if (db != nullptr) column_sums(db, scratch_dgates.data(), TB, G);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -228,21 +253,22 @@ void lstm_cell(Scalar* h_new, Scalar* c_new,
     MatrixMap<Scalar>(c_new, B, H).setZero();
     c_prev = c_new;
   }
-  lstm_pointwise_forward(scratch_gates.data(), c_new, h_new, c_prev, false, B, H);
+  lstm_pointwise_forward(scratch_gates.data(), c_new, h_new, c_prev, false, SequenceOptions{}, 0, B, H);
 }
 
 // ---------------------------------------------------------------------------------------------
-#define LSTM_EXT_INSTANTIATE(Scalar)                                                             \
-  template void lstm_forward<Scalar>(Scalar*, Scalar*, Scalar*, Scalar*, const Scalar*,          \
-                                     const Scalar*, const Scalar*, const Scalar*, const Scalar*, \
-                                     const Scalar*, const Scalar*, const LstmDims&);             \
-  template void lstm_backward<Scalar>(Scalar*, Scalar*, Scalar*, Scalar*, Scalar*, Scalar*,      \
-                                      const Scalar*, const Scalar*, const Scalar*,               \
-                                      const Scalar*, const Scalar*, const Scalar*,               \
-                                      const Scalar*, const LstmDims&);                           \
-  template void lstm_cell<Scalar>(Scalar*, Scalar*, const Scalar*, const Scalar*, const Scalar*, \
-                                  const Scalar*, const Scalar*, const Scalar*, const Scalar*,    \
-                                  Index, Index, Index);
+#define LSTM_EXT_INSTANTIATE(Scalar)                                                                     \
+  template void lstm_forward<Scalar>(Scalar*, Scalar*, Scalar*, Scalar*, const Scalar*, const Scalar*,   \
+                                     const Scalar*, const Scalar*, const Scalar*, const Scalar*,         \
+                                     const Scalar*, const Scalar*, const LstmDims&,                      \
+                                     const SequenceOptions&);                                            \
+  template void lstm_backward<Scalar>(Scalar*, Scalar*, Scalar*, Scalar*, Scalar*, Scalar*, Scalar*,     \
+                                      const Scalar*, const Scalar*, const Scalar*, const Scalar*,        \
+                                      const Scalar*, const Scalar*, const Scalar*, const Scalar*,        \
+                                      const LstmDims&, const SequenceOptions&);                          \
+  template void lstm_cell<Scalar>(Scalar*, Scalar*, const Scalar*, const Scalar*, const Scalar*,         \
+                                  const Scalar*, const Scalar*, const Scalar*, const Scalar*, Index,     \
+                                  Index, Index);
 LSTM_EXT_INSTANTIATE(float)
 LSTM_EXT_INSTANTIATE(double)
 #undef LSTM_EXT_INSTANTIATE

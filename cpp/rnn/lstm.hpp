@@ -1,6 +1,7 @@
 // lstm_ext core: one LSTM layer in one direction, forward and backpropagation through time.
 //
-// Dimensions: T time steps, B batch, I input features, H hidden units, G = 4H gate rows.
+// Dimensions: T time steps, B batch, I input features, H hidden units, G = 4H gate rows,
+// P projection size (0 = no projection), H_out = P if P > 0 else H.
 // Gate order is PyTorch's: i, f, g, o (rows [0,H), [H,2H), [2H,3H), [3H,4H) of the weights).
 //
 //   i_t = σ(W_ii x_t + b_ii + W_hi h_{t-1} + b_hi)
@@ -8,8 +9,11 @@
 //   g_t = tanh(W_ig x_t + b_ig + W_hg h_{t-1} + b_hg)
 //   o_t = σ(W_io x_t + b_io + W_ho h_{t-1} + b_ho)
 //   c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t
-//   h_t = o_t ⊙ tanh(c_t)
+//   m_t = o_t ⊙ tanh(c_t)
+//   h_t = m_t                  (no projection)
+//   h_t = W_hr m_t             (projection: W_hr (P, H), h_t of size P)
 //
+// SequenceOptions (common.hpp) give the direction and the valid length of each sequence.
 // Argument order: outputs first, then inputs, then weights, then sizes. Every pointer is to a
 // row-major buffer of the shape in its comment; optional inputs may be nullptr (zeros / absent).
 #pragma once
@@ -19,70 +23,84 @@
 namespace lstm_ext {
 
 struct LstmDims {
-  Index T;  // time steps
-  Index B;  // batch size
-  Index I;  // input features
-  Index H;  // hidden units
+  Index T;      // time steps
+  Index B;      // batch size
+  Index I;      // input features
+  Index H;      // hidden units (cell state size)
+  Index P = 0;  // projection size, 0 = no projection
   Index G() const { return 4 * H; }
+  Index H_out() const { return P > 0 ? P : H; }  // size of h and of the outputs
 };
 
-// The workspace a training forward keeps for the backward pass: one buffer, three blocks.
-//   ws_gates  (T, B, 4H)    activated gates i, f, g, o of every step
-//   ws_c      (T+1, B, H)   cell states: ws_c[0] = c0, ws_c[t+1] = c_t
-//   ws_h_prev (T, B, H)     each step's incoming hidden state: ws_h_prev[t] = h_{t-1}
+// The workspace a training forward keeps for the backward pass: one buffer, five blocks, each
+// indexed by time step t (not by the order of the walk).
+//   ws_gates  (T, B, 4H)     activated gates i, f, g, o of every step
+//   ws_c      (T, B, H)      c_t
+//   ws_c_prev (T, B, H)      c_{t-1}: the cell state entering step t
+//   ws_h_prev (T, B, H_out)  h_{t-1}: the hidden state entering step t
+//   ws_m      (T, B, H)      m_t = o_t ⊙ tanh(c_t), with projection only (size 0 without)
 // Sizes are in elements; Count = double gives the size of any request without overflow, so
 // that callers can refuse work that cannot fit before anything is allocated.
 template <typename Count = Index>
 Count lstm_workspace_size(const LstmDims& d) {
-  return Count(d.T) * d.B * d.G() + Count(d.T + 1) * d.B * d.H + Count(d.T) * d.B * d.H;
+  const Count TB = Count(d.T) * d.B;
+  return TB * d.G() + Count(2) * TB * d.H + TB * d.H_out() + (d.P > 0 ? TB * d.H : Count(0));
 }
 
 // Scratch memory lstm_forward and lstm_backward allocate for themselves (before any time loop).
 template <typename Scalar, typename Count = Index>
 Count lstm_forward_scratch_size(const LstmDims& d, bool training) {
-  const Count packed_w_hh = PackedMatmul<Scalar, Eigen::RowMajor>::template buffer_size<Count>(d.G(), d.H, d.B);
-  return packed_w_hh + (training ? Count(0) : Count(d.T) * d.B * d.G() + Count(2) * d.B * d.H);
+  const Count packed = PackedMatmul<Scalar, Eigen::RowMajor>::template buffer_size<Count>(d.G(), d.H_out(), d.B) +
+                       (d.P > 0 ? PackedMatmul<Scalar, Eigen::RowMajor>::template buffer_size<Count>(d.P, d.H, d.B)
+                                : Count(0));
+  const Count carried = Count(d.B) * (d.H_out() + 2 * d.H);  // h, c, and c_t / m_t of one step
+  return packed + carried + (training ? Count(0) : Count(d.T) * d.B * d.G());
 }
 template <typename Scalar, typename Count = Index>
 Count lstm_backward_scratch_size(const LstmDims& d) {
-  const Count packed_w_hh = PackedMatmul<Scalar, Eigen::ColMajor>::template buffer_size<Count>(d.H, d.G(), d.B);
-  return packed_w_hh + Count(d.T) * d.B * d.G() + Count(2) * d.B * d.H;
+  const Count packed = PackedMatmul<Scalar, Eigen::ColMajor>::template buffer_size<Count>(d.H_out(), d.G(), d.B) +
+                       (d.P > 0 ? PackedMatmul<Scalar, Eigen::ColMajor>::template buffer_size<Count>(d.H, d.P, d.B)
+                                : Count(0));
+  const Count TB = Count(d.T) * d.B;
+  return packed + TB * d.G() + (d.P > 0 ? TB * d.P : Count(0)) + Count(d.B) * (2 * d.H_out() + 2 * d.H);
 }
 
 // Forward over a whole sequence.
-//   y      (T, B, H)  out: h_t of every step
-//   h_n    (B, H)     out: h_{T-1}
-//   c_n    (B, H)     out: c_{T-1}
+//   y      (T, B, H_out)  out: h_t of every step (zero where a sequence is past its length)
+//   h_n    (B, H_out)     out: h after each sequence's last step
+//   c_n    (B, H)         out: c after each sequence's last step
 //   ws     (lstm_workspace_size)  out: kept for backward; nullptr = inference, nothing kept
 //   x      (T, B, I)
-//   h0, c0 (B, H)     initial state, nullptr = zeros
-//   w_ih   (4H, I)    w_hh (4H, H)    b_ih, b_hh (4H) or nullptr
+//   h0     (B, H_out)     initial state, nullptr = zeros
+//   c0     (B, H)         initial state, nullptr = zeros
+//   w_ih   (4H, I)    w_hh (4H, H_out)    b_ih, b_hh (4H) or nullptr    w_hr (P, H) or nullptr if P = 0
 template <typename Scalar>
 void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
                   const Scalar* x, const Scalar* h0, const Scalar* c0,
                   const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
-                  const LstmDims& d);
+                  const Scalar* w_hr, const LstmDims& d, const SequenceOptions& seq);
 
-// Backward (BPTT) over the whole sequence of a training forward.
-//   dx      (T, B, I)  out
-//   dh0     (B, H)     out: gradient w.r.t. the initial hidden state
-//   dc0     (B, H)     out: gradient w.r.t. the initial cell state
-//   dw_ih   (4H, I)    out (written, not accumulated)
-//   dw_hh   (4H, H)    out
-//   db      (4H)       out: gradient of b_ih and of b_hh (they are equal); nullptr = skip
-//   dy      (T, B, H)  gradient w.r.t. every output step, nullptr = zeros
-//   dh_n    (B, H)     gradient w.r.t. the final hidden state, nullptr = zeros
-//   dc_n    (B, H)     gradient w.r.t. the final cell state, nullptr = zeros
-//   x       (T, B, I)  the forward's input
+// Backward (BPTT) over the whole sequence of a training forward, with the forward's options.
+//   dx      (T, B, I)      out
+//   dh0     (B, H_out)     out: gradient w.r.t. the initial hidden state
+//   dc0     (B, H)         out: gradient w.r.t. the initial cell state
+//   dw_ih   (4H, I)        out (written, not accumulated)
+//   dw_hh   (4H, H_out)    out
+//   dw_hr   (P, H)         out, with projection only (nullptr otherwise)
+//   db      (4H)           out: gradient of b_ih and of b_hh (they are equal); nullptr = skip
+//   dy      (T, B, H_out)  gradient w.r.t. every output step, nullptr = zeros (ignored past a length)
+//   dh_n    (B, H_out)     gradient w.r.t. the final hidden state, nullptr = zeros
+//   dc_n    (B, H)         gradient w.r.t. the final cell state, nullptr = zeros
+//   x       (T, B, I)      the forward's input
 //   ws      (lstm_workspace_size)  the forward's workspace
-//   w_ih    (4H, I)    w_hh (4H, H)
+//   w_ih    (4H, I)    w_hh (4H, H_out)    w_hr (P, H) or nullptr
 template <typename Scalar>
-void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* dw_hh, Scalar* db,
+void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* dw_hh, Scalar* dw_hr, Scalar* db,
                    const Scalar* dy, const Scalar* dh_n, const Scalar* dc_n,
-                   const Scalar* x, const Scalar* ws, const Scalar* w_ih, const Scalar* w_hh,
-                   const LstmDims& d);
+                   const Scalar* x, const Scalar* ws, const Scalar* w_ih, const Scalar* w_hh, const Scalar* w_hr,
+                   const LstmDims& d, const SequenceOptions& seq);
 
-// One step for streaming inference: (x_t, h, c) -> (h', c').
+// One step for streaming inference (no projection): (x_t, h, c) -> (h', c').
 //   h_new, c_new (B, H)  out
 //   x            (B, I)
 //   h, c         (B, H)  nullptr = zeros

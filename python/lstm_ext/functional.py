@@ -1,9 +1,16 @@
-"""One LSTM layer in one direction, as functions over the compiled core.
+"""One recurrent layer in one direction, as functions over the compiled core.
 
-Shapes are PyTorch's and time-major: x (T, B, I), w_ih (4H, I), w_hh (4H, H), b_ih and b_hh
-(4H,), h0 and c0 (B, H). The ops compute in the dtype of ``w_ih`` (float32 when it is a float32
+Shapes are PyTorch's and time-major: x (T, B, I), states (B, H). LSTM weights w_ih (4H, I),
+w_hh (4H, H) (or (4H, P) with a projection w_hr (P, H)), biases (4H,); GRU (3H, ·) and (3H,);
+RNN (H, ·) and (H,). The ops compute in the dtype of ``w_ih`` (float32 when it is a float32
 array, float64 otherwise) and convert every other argument to it; C-contiguous arrays of that
 dtype are used in place. Bad arguments raise TypeError or ValueError naming the argument.
+
+Every sequence op takes ``lengths`` (B,) integers in [1, T] (None = all T) and ``reverse``:
+steps at t >= lengths[b] output zeros and carry the state unchanged, the final state is the one
+after each sequence's last valid step, and ``reverse=True`` walks from each sequence's own last
+valid step back to step 0. A backward must be given the same ``lengths`` and ``reverse`` as
+its forward.
 """
 
 from __future__ import annotations
@@ -14,14 +21,18 @@ import numpy as np
 
 from . import _core
 
-__all__ = ["LstmOutput", "LstmGrads", "lstm_forward", "lstm_backward", "lstm_cell"]
+__all__ = [
+    "LstmOutput", "LstmGrads", "lstm_forward", "lstm_backward", "lstm_cell",
+    "GruOutput", "GruGrads", "gru_forward", "gru_backward",
+    "RnnOutput", "RnnGrads", "rnn_forward", "rnn_backward",
+]
 
 
 class LstmOutput(NamedTuple):
     """What lstm_forward returns."""
 
-    y: np.ndarray  #: (T, B, H) h_t of every step
-    h_n: np.ndarray  #: (B, H) final hidden state
+    y: np.ndarray  #: (T, B, H_out) h_t of every step, H_out = P with a projection, else H
+    h_n: np.ndarray  #: (B, H_out) final hidden state
     c_n: np.ndarray  #: (B, H) final cell state
     workspace: Optional[np.ndarray]  #: what backward needs (training only), else None
 
@@ -30,35 +41,110 @@ class LstmGrads(NamedTuple):
     """What lstm_backward returns: the gradient of the loss w.r.t. each input of the forward."""
 
     dx: np.ndarray  #: (T, B, I)
-    dh0: np.ndarray  #: (B, H)
+    dh0: np.ndarray  #: (B, H_out)
     dc0: np.ndarray  #: (B, H)
     dw_ih: np.ndarray  #: (4H, I)
-    dw_hh: np.ndarray  #: (4H, H)
+    dw_hh: np.ndarray  #: (4H, H_out)
     db_ih: Optional[np.ndarray]  #: (4H,), None without bias
     db_hh: Optional[np.ndarray]  #: (4H,), None without bias
+    dw_hr: Optional[np.ndarray] = None  #: (P, H), None without projection
 
 
-def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, training=False) -> LstmOutput:
+def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, w_hr=None, lengths=None,
+                 reverse=False, training=False) -> LstmOutput:
     """LSTM forward over a whole sequence.
 
-    h0 / c0 None mean zeros; b_ih / b_hh None mean no bias. With ``training=True`` the result
-    carries the workspace that :func:`lstm_backward` needs; otherwise nothing is kept.
+    h0 / c0 None mean zeros; b_ih / b_hh None mean no bias; w_hr (P, H) adds the projection
+    h_t = W_hr (o_t ⊙ tanh c_t), with h0 (B, P). With ``training=True`` the result carries the
+    workspace that :func:`lstm_backward` needs; otherwise nothing is kept.
     """
-    return LstmOutput(*_core.lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, c0, bool(training)))
+    return LstmOutput(*_core.lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, c0, bool(training), w_hr, lengths,
+                                          bool(reverse)))
 
 
-def lstm_backward(dy, dh_n, dc_n, x, w_ih, w_hh, workspace, *, bias=True) -> LstmGrads:
+def _require_workspace(workspace, op):
+    if workspace is None:
+        raise ValueError(f"workspace: expected the workspace of {op}(..., training=True), got None")
+
+
+def lstm_backward(dy, dh_n, dc_n, x, w_ih, w_hh, workspace, *, w_hr=None, lengths=None, reverse=False,
+                  bias=True) -> LstmGrads:
     """Backpropagation through time for a training-mode :func:`lstm_forward`.
 
-    dy (T, B, H), dh_n and dc_n (B, H) are the gradients of the loss w.r.t. the outputs and the
-    final state, each None for zeros. x, w_ih, w_hh and workspace are those of the forward.
-    With ``bias=False`` the bias gradients are None.
+    dy (T, B, H_out), dh_n (B, H_out) and dc_n (B, H) are the gradients of the loss w.r.t. the
+    outputs and the final state, each None for zeros. x, the weights, workspace, lengths and
+    reverse are those of the forward. With ``bias=False`` the bias gradients are None.
     """
-    if workspace is None:
-        raise ValueError("workspace: expected the workspace of lstm_forward(..., training=True), got None")
-    return LstmGrads(*_core.lstm_backward(dy, dh_n, dc_n, x, w_ih, w_hh, workspace, bool(bias)))
+    _require_workspace(workspace, "lstm_forward")
+    return LstmGrads(*_core.lstm_backward(dy, dh_n, dc_n, x, w_ih, w_hh, workspace, bool(bias), w_hr, lengths,
+                                          bool(reverse)))
 
 
 def lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
     """One step for streaming inference: x (B, I), h and c (B, H) (None = zeros) -> (h', c')."""
     return _core.lstm_cell(x, h, c, w_ih, w_hh, b_ih, b_hh)
+
+
+class GruOutput(NamedTuple):
+    """What gru_forward returns."""
+
+    y: np.ndarray  #: (T, B, H)
+    h_n: np.ndarray  #: (B, H)
+    workspace: Optional[np.ndarray]  #: what backward needs (training only), else None
+
+
+class GruGrads(NamedTuple):
+    """What gru_backward returns."""
+
+    dx: np.ndarray  #: (T, B, I)
+    dh0: np.ndarray  #: (B, H)
+    dw_ih: np.ndarray  #: (3H, I)
+    dw_hh: np.ndarray  #: (3H, H)
+    db_ih: Optional[np.ndarray]  #: (3H,), None without bias
+    db_hh: Optional[np.ndarray]  #: (3H,), None without bias
+
+
+def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, lengths=None, reverse=False,
+                training=False) -> GruOutput:
+    """GRU forward over a whole sequence (PyTorch's formulation, gates r, z, n)."""
+    return GruOutput(*_core.gru_forward(x, w_ih, w_hh, b_ih, b_hh, h0, bool(training), lengths, bool(reverse)))
+
+
+def gru_backward(dy, dh_n, x, w_ih, w_hh, workspace, *, lengths=None, reverse=False, bias=True) -> GruGrads:
+    """Backpropagation through time for a training-mode :func:`gru_forward`."""
+    _require_workspace(workspace, "gru_forward")
+    return GruGrads(*_core.gru_backward(dy, dh_n, x, w_ih, w_hh, workspace, bool(bias), lengths, bool(reverse)))
+
+
+class RnnOutput(NamedTuple):
+    """What rnn_forward returns."""
+
+    y: np.ndarray  #: (T, B, H)
+    h_n: np.ndarray  #: (B, H)
+    workspace: Optional[np.ndarray]  #: what backward needs (training only), else None
+
+
+class RnnGrads(NamedTuple):
+    """What rnn_backward returns."""
+
+    dx: np.ndarray  #: (T, B, I)
+    dh0: np.ndarray  #: (B, H)
+    dw_ih: np.ndarray  #: (H, I)
+    dw_hh: np.ndarray  #: (H, H)
+    db_ih: Optional[np.ndarray]  #: (H,), None without bias
+    db_hh: Optional[np.ndarray]  #: (H,), None without bias
+
+
+def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, nonlinearity="tanh", lengths=None,
+                reverse=False, training=False) -> RnnOutput:
+    """Vanilla RNN forward: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), act 'tanh' or 'relu'."""
+    return RnnOutput(*_core.rnn_forward(x, w_ih, w_hh, b_ih, b_hh, h0, bool(training), nonlinearity, lengths,
+                                        bool(reverse)))
+
+
+def rnn_backward(dy, dh_n, x, w_ih, w_hh, workspace, *, nonlinearity="tanh", lengths=None, reverse=False,
+                 bias=True) -> RnnGrads:
+    """Backpropagation through time for a training-mode :func:`rnn_forward`."""
+    _require_workspace(workspace, "rnn_forward")
+    return RnnGrads(*_core.rnn_backward(dy, dh_n, x, w_ih, w_hh, workspace, bool(bias), nonlinearity, lengths,
+                                        bool(reverse)))

@@ -1,0 +1,75 @@
+// lstm_ext core: one GRU layer in one direction, forward and backpropagation through time.
+//
+// Dimensions: T time steps, B batch, I input features, H hidden units, G = 3H gate rows.
+// Gate order and formulation are PyTorch's: r, z, n (rows [0,H), [H,2H), [2H,3H)), with the
+// reset gate applied to the recurrent product after it is taken ("linear before reset"):
+//
+//   r_t = σ(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)
+//   z_t = σ(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)
+//   n_t = tanh(W_in x_t + b_in + r_t ⊙ (W_hn h_{t-1} + b_hn))
+//   h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_{t-1}
+//
+// SequenceOptions (common.hpp) give the direction and the valid length of each sequence.
+// Argument order: outputs first, then inputs, then weights, then sizes.
+#pragma once
+
+#include "rnn/common.hpp"
+
+namespace lstm_ext {
+
+struct GruDims {
+  Index T;  // time steps
+  Index B;  // batch size
+  Index I;  // input features
+  Index H;  // hidden units
+  Index G() const { return 3 * H; }
+};
+
+// The workspace a training forward keeps for the backward pass, indexed by time step t:
+//   ws_gates  (T, B, 3H)  activated gates r, z, n of every step
+//   ws_hn     (T, B, H)   W_hn h_{t-1} + b_hn: the recurrent part of n before the reset gate
+//   ws_h_prev (T, B, H)   h_{t-1}: the hidden state entering step t
+template <typename Count = Index>
+Count gru_workspace_size(const GruDims& d) {
+  return Count(d.T) * d.B * (d.G() + 2 * d.H);
+}
+
+// Scratch memory gru_forward and gru_backward allocate for themselves (before any time loop).
+template <typename Scalar, typename Count = Index>
+Count gru_forward_scratch_size(const GruDims& d, bool training) {
+  return PackedMatmul<Scalar, Eigen::RowMajor>::template buffer_size<Count>(d.G(), d.H, d.B) +
+         Count(d.B) * (d.G() + d.H) + (training ? Count(0) : Count(d.T) * d.B * d.G());
+}
+template <typename Scalar, typename Count = Index>
+Count gru_backward_scratch_size(const GruDims& d) {
+  return PackedMatmul<Scalar, Eigen::ColMajor>::template buffer_size<Count>(d.H, d.G(), d.B) +
+         Count(2) * d.T * d.B * d.G() + Count(2) * d.B * d.H;
+}
+
+// Forward over a whole sequence.
+//   y     (T, B, H)  out: h_t of every step (zero where a sequence is past its length)
+//   h_n   (B, H)     out: h after each sequence's last step
+//   ws    (gru_workspace_size)  out: kept for backward; nullptr = inference, nothing kept
+//   x     (T, B, I)
+//   h0    (B, H)     initial state, nullptr = zeros
+//   w_ih  (3H, I)    w_hh (3H, H)    b_ih, b_hh (3H) or nullptr
+template <typename Scalar>
+void gru_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scalar* h0,
+                 const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
+                 const GruDims& d, const SequenceOptions& seq);
+
+// Backward (BPTT) over the whole sequence of a training forward, with the forward's options.
+//   dx     (T, B, I)  out
+//   dh0    (B, H)     out: gradient w.r.t. the initial hidden state
+//   dw_ih  (3H, I)    out (written, not accumulated)      dw_hh (3H, H) out
+//   db_ih, db_hh (3H) out, nullptr = skip (b_ih and b_hh differ in the n block)
+//   dy     (T, B, H)  gradient w.r.t. every output step, nullptr = zeros (ignored past a length)
+//   dh_n   (B, H)     gradient w.r.t. the final hidden state, nullptr = zeros
+//   x      (T, B, I)  the forward's input       ws (gru_workspace_size) the forward's workspace
+//   w_ih   (3H, I)    w_hh (3H, H)
+template <typename Scalar>
+void gru_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar* db_ih, Scalar* db_hh,
+                  const Scalar* dy, const Scalar* dh_n, const Scalar* x, const Scalar* ws,
+                  const Scalar* w_ih, const Scalar* w_hh, const GruDims& d, const SequenceOptions& seq);
+
+}  // namespace lstm_ext

@@ -1,0 +1,71 @@
+// lstm_ext core: one vanilla (Elman) RNN layer in one direction, forward and BPTT.
+//
+// Dimensions: T time steps, B batch, I input features, H hidden units (G = H rows).
+//
+//   h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh),   act = tanh or relu
+//
+// SequenceOptions (common.hpp) give the direction and the valid length of each sequence.
+// Argument order: outputs first, then inputs, then weights, then sizes.
+#pragma once
+
+#include "rnn/common.hpp"
+
+namespace lstm_ext {
+
+enum class RnnActivation { Tanh, Relu };
+
+struct RnnDims {
+  Index T;  // time steps
+  Index B;  // batch size
+  Index I;  // input features
+  Index H;  // hidden units
+};
+
+// The workspace a training forward keeps for the backward pass, indexed by time step t:
+//   ws_h      (T, B, H)  h_t = act(a_t): the derivative of either activation is a function of it
+//   ws_h_prev (T, B, H)  h_{t-1}: the hidden state entering step t
+template <typename Count = Index>
+Count rnn_workspace_size(const RnnDims& d) {
+  return Count(2) * d.T * d.B * d.H;
+}
+
+// Scratch memory rnn_forward and rnn_backward allocate for themselves (before any time loop).
+template <typename Scalar, typename Count = Index>
+Count rnn_forward_scratch_size(const RnnDims& d, bool training) {
+  return PackedMatmul<Scalar, Eigen::RowMajor>::template buffer_size<Count>(d.H, d.H, d.B) + Count(d.B) * d.H +
+         (training ? Count(0) : Count(d.T) * d.B * d.H);
+}
+template <typename Scalar, typename Count = Index>
+Count rnn_backward_scratch_size(const RnnDims& d) {
+  return PackedMatmul<Scalar, Eigen::ColMajor>::template buffer_size<Count>(d.H, d.H, d.B) +
+         Count(d.T) * d.B * d.H + Count(2) * d.B * d.H;
+}
+
+// Forward over a whole sequence.
+//   y     (T, B, H)  out: h_t of every step (zero where a sequence is past its length)
+//   h_n   (B, H)     out: h after each sequence's last step
+//   ws    (rnn_workspace_size)  out: kept for backward; nullptr = inference, nothing kept
+//   x     (T, B, I)
+//   h0    (B, H)     initial state, nullptr = zeros
+//   w_ih  (H, I)     w_hh (H, H)     b_ih, b_hh (H) or nullptr
+template <typename Scalar>
+void rnn_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scalar* h0,
+                 const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
+                 RnnActivation act, const RnnDims& d, const SequenceOptions& seq);
+
+// Backward (BPTT) over the whole sequence of a training forward, with the forward's options.
+//   dx     (T, B, I)  out
+//   dh0    (B, H)     out: gradient w.r.t. the initial hidden state
+//   dw_ih  (H, I)     out (written, not accumulated)     dw_hh (H, H) out
+//   db     (H)        out: gradient of b_ih and of b_hh (they are equal); nullptr = skip
+//   dy     (T, B, H)  gradient w.r.t. every output step, nullptr = zeros (ignored past a length)
+//   dh_n   (B, H)     gradient w.r.t. the final hidden state, nullptr = zeros
+//   x      (T, B, I)  the forward's input       ws (rnn_workspace_size) the forward's workspace
+//   w_ih   (H, I)     w_hh (H, H)
+template <typename Scalar>
+void rnn_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar* db,
+                  const Scalar* dy, const Scalar* dh_n, const Scalar* x, const Scalar* ws,
+                  const Scalar* w_ih, const Scalar* w_hh, RnnActivation act, const RnnDims& d,
+                  const SequenceOptions& seq);
+
+}  // namespace lstm_ext
