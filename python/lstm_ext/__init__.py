@@ -1,28 +1,42 @@
-"""lstm_ext: LSTM forward and backpropagation through time in C++/Eigen, with a NumPy API.
+"""lstm_ext: LSTM, GRU and RNN forward and backpropagation through time in C++/Eigen, with a NumPy API.
 
     import lstm_ext
-    layer = lstm_ext.LSTM(input_size=8, hidden_size=32, seed=0)
-    y, (h_n, c_n) = layer(x)                # x (T, B, 8) -> y (T, B, 32)
-    dx, (dh0, dc0) = layer.backward(dy)     # parameter gradients land in layer.grads
+    layer = lstm_ext.LSTM(input_size=8, hidden_size=32, num_layers=2, bidirectional=True, seed=0)
+    y, (h_n, c_n) = layer(x, lengths=lengths)   # x (T, B, 8) -> y (T, B, 64)
+    dx, (dh0, dc0) = layer.backward(dy)         # parameter gradients land in layer.grads
 
-``lstm_ext.functional`` has the one-layer ops over the compiled core, ``lstm_ext.reference`` the
-same maths in plain NumPy (the oracle the tests compare against).
+The layers take torch.nn's arguments and state dicts; ``from_torch`` / ``layer.to_torch()`` and
+``from_keras`` move weights in and out. ``lstm_ext.functional`` has the one-layer ops over the
+compiled core, ``lstm_ext.reference`` the same maths in plain NumPy (the oracle the tests
+compare against).
 """
 
 from . import functional, reference
 from ._core import build_info
-from .functional import lstm_backward, lstm_cell, lstm_forward
-from .layers import LSTM, Module
+from .functional import (gru_backward, gru_forward, lstm_backward, lstm_cell, lstm_forward, rnn_backward,
+                         rnn_forward)
+from .interop import from_keras, from_torch, to_torch
+from .layers import GRU, LSTM, RNN, Module, RNNBase
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "GRU",
     "LSTM",
     "Module",
+    "RNN",
+    "RNNBase",
     "build_info",
+    "from_keras",
+    "from_torch",
     "functional",
+    "gru_backward",
+    "gru_forward",
     "lstm_backward",
     "lstm_cell",
     "lstm_forward",
     "reference",
+    "rnn_backward",
+    "rnn_forward",
+    "to_torch",
 ]

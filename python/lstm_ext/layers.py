@@ -1,21 +1,29 @@
 """Recurrent layers with PyTorch's names, shapes and semantics, over the compiled core.
 
-A layer owns its parameters (NumPy arrays, also reachable as attributes such as
-``layer.weight_hh_l0``) and their gradients (``layer.grads``, same keys). ``forward`` in training
-mode keeps what ``backward`` needs; ``backward`` accumulates parameter gradients into ``grads``
-and returns the gradients of the forward's inputs.
+``LSTM``, ``GRU`` and ``RNN`` take torch.nn's arguments (stacked layers, bidirectional, LSTM
+projection, dropout between layers, batch_first) and their forward takes per-sequence
+``lengths`` in place of torch's packed sequences. A layer owns its parameters (NumPy arrays,
+also reachable as attributes such as ``layer.weight_hh_l0``) and their gradients
+(``layer.grads``, same keys). ``forward`` in training mode keeps what ``backward`` needs;
+``backward`` accumulates parameter gradients into ``grads`` and returns the gradients of the
+forward's inputs.
+
+The compiled core runs one layer in one direction at a time (lengths and direction handled
+inside its time loop); this module stacks layers, concatenates directions and applies dropout.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
+import warnings
 
 import numpy as np
 
 from . import functional as F
 from ._checks import as_real_array, check_float_dtype, check_positive_int, check_shape
 
-__all__ = ["Module", "LSTM"]
+__all__ = ["Module", "RNNBase", "LSTM", "GRU", "RNN"]
 
 
 class Module:
@@ -41,12 +49,12 @@ class Module:
         return self.forward(*args, **kwargs)
 
     def train(self, mode: bool = True):
-        """Training mode (forward keeps a workspace for backward); returns self."""
+        """Training mode (forward keeps a workspace for backward; dropout is active); returns self."""
         self.training = bool(mode)
         return self
 
     def eval(self):
-        """Inference mode (forward keeps nothing); returns self."""
+        """Inference mode (forward keeps nothing; no dropout); returns self."""
         return self.train(False)
 
     def zero_grad(self) -> None:
@@ -59,7 +67,7 @@ class Module:
         return {name: value.copy() for name, value in self._parameters.items()}
 
     def load_state_dict(self, state_dict) -> None:
-        """Load parameters from a dict of arrays (e.g. a torch state dict converted to NumPy).
+        """Load parameters from a dict of arrays (e.g. a torch state dict, tensors or NumPy).
 
         Keys must match exactly (KeyError naming the missing or unexpected ones) and every array
         must have its parameter's shape (ValueError). Nothing is changed unless all of it is valid.
@@ -78,46 +86,90 @@ class Module:
             self._parameters[name][...] = value
 
 
-class LSTM(Module):
-    """A one-layer, one-direction LSTM, a drop-in for ``torch.nn.LSTM(input_size, hidden_size)``.
+def _check_dropout(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"dropout: expected a probability in [0, 1), got {type(value).__name__} {value!r}")
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"dropout: expected a probability in [0, 1), got {value}")
+    return float(value)
 
-    Input x is (T, B, input_size), or (B, T, input_size) with ``batch_first``; the output y is
-    (T, B, hidden_size) (or batch-first), and the state (h, c) is a pair of (1, B, hidden_size)
-    arrays. Parameters ``weight_ih_l0`` (4H, I), ``weight_hh_l0`` (4H, H), ``bias_ih_l0`` and
-    ``bias_hh_l0`` (4H,) hold the gates in PyTorch's order i, f, g, o, initialised from
-    U(−1/√H, 1/√H) with a NumPy generator seeded by ``seed``.
 
-    Any array-like of real numbers is accepted as input and converted to the layer's dtype;
-    complex, object and string input raise TypeError.
-    """
+class RNNBase(Module):
+    """Stacked, optionally bidirectional recurrent layers of one kind (``mode``)."""
 
-    def __init__(self, input_size, hidden_size, bias=True, batch_first=False, dtype=np.float32, seed=None):
+    mode = ""    # "LSTM", "GRU" or "RNN"
+    gates = 1    # gate blocks in the weights: 4, 3 or 1
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, proj_size=0, nonlinearity="tanh", dtype=np.float32, seed=None):
         super().__init__(dtype)
         self.input_size = check_positive_int(input_size, "input_size")
         self.hidden_size = check_positive_int(hidden_size, "hidden_size")
+        self.num_layers = check_positive_int(num_layers, "num_layers")
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
+        self.dropout = _check_dropout(dropout)
+        self.bidirectional = bool(bidirectional)
+        if isinstance(proj_size, bool) or not isinstance(proj_size, numbers.Integral):
+            raise TypeError(f"proj_size: expected an integer in [0, hidden_size), got "
+                            f"{type(proj_size).__name__} {proj_size!r}")
+        if not 0 <= proj_size < self.hidden_size:
+            raise ValueError(f"proj_size: expected an integer in [0, hidden_size) = [0, {self.hidden_size}), "
+                             f"got {proj_size}")
+        self.proj_size = int(proj_size)
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
         self.seed = seed
+        if self.dropout > 0 and self.num_layers == 1:
+            warnings.warn(f"dropout={self.dropout} applies between stacked layers: with num_layers=1 it has no "
+                          "effect", UserWarning, stacklevel=3)
         self._saved = None  # what backward needs, from the last training-mode forward
 
-        H, I = self.hidden_size, self.input_size
-        rng = np.random.default_rng(seed)
+        # PyTorch's parameters, in its order, from U(−1/√H, 1/√H); drawn in float64 so that layers
+        # of either dtype with the same seed match. Dropout masks come from a stream of their own.
+        H, G, H_out = self.hidden_size, self.gates * self.hidden_size, self.output_size
+        init = np.random.default_rng(seed)
+        self._dropout_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
         bound = 1.0 / math.sqrt(H)
-        shapes = {"weight_ih_l0": (4 * H, I), "weight_hh_l0": (4 * H, H)}
-        if self.bias:
-            shapes.update({"bias_ih_l0": (4 * H,), "bias_hh_l0": (4 * H,)})
-        for name, shape in shapes.items():
-            # Drawn in float64 so that layers of either dtype with the same seed match.
-            self._add_parameter(name, rng.uniform(-bound, bound, size=shape))
+        for k in range(self.num_layers):
+            layer_input = self.input_size if k == 0 else self.num_directions * H_out
+            for suffix in self._suffixes(k):
+                shapes = {"weight_ih": (G, layer_input), "weight_hh": (G, H_out)}
+                if self.bias:
+                    shapes.update({"bias_ih": (G,), "bias_hh": (G,)})
+                if self.proj_size:
+                    shapes["weight_hr"] = (self.proj_size, H)
+                for name, shape in shapes.items():
+                    self._add_parameter(name + suffix, init.uniform(-bound, bound, size=shape))
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def output_size(self) -> int:
+        """Size of h and of each direction's output: proj_size when projecting, else hidden_size."""
+        return self.proj_size or self.hidden_size
+
+    def to_torch(self):
+        """The equal torch.nn.LSTM / GRU / RNN module (needs torch; see lstm_ext.interop)."""
+        from .interop import to_torch
+
+        return to_torch(self)
+
+    def _suffixes(self, k):
+        return [f"_l{k}", f"_l{k}_reverse"][: self.num_directions]
 
     def __repr__(self):
         args = [str(self.input_size), str(self.hidden_size)]
-        if not self.bias:
-            args.append("bias=False")
-        if self.batch_first:
-            args.append("batch_first=True")
+        defaults = dict(num_layers=1, bias=True, batch_first=False, dropout=0.0, bidirectional=False, proj_size=0,
+                        nonlinearity="tanh")
+        for name, default in defaults.items():
+            if hasattr(self, name) and getattr(self, name) != default:
+                args.append(f"{name}={getattr(self, name)!r}")
         args.append(f"dtype={self.dtype.name}")
-        return f"LSTM({', '.join(args)})"
+        return f"{type(self).__name__}({', '.join(args)})"
 
     # -- shapes at the Python edge ----------------------------------------------------------------
 
@@ -125,32 +177,117 @@ class LSTM(Module):
         """(B, T, ·) -> (T, B, ·) with batch_first; a view, no copy."""
         return array.swapaxes(0, 1) if self.batch_first else array
 
-    def _read_pair(self, pair, name: str, B: int, allow_none: bool):
-        """(h, c) of shape (1, B, H) each -> two (B, H) arrays (None stays None where allowed)."""
-        expected = (1, B, self.hidden_size)
-        if pair is None:
-            return None, None
-        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-            got = f"{type(pair).__name__} of length {len(pair)}" if isinstance(pair, (tuple, list)) else type(pair).__name__
-            raise TypeError(f"{name}: expected a tuple (h, c) of two arrays of shape "
-                            f"(num_layers * num_directions, B, H) = {expected}, or None; got {got}")
+    def _state_shapes(self, B):
+        """[(part name, shape)] of the state: (h,) or (h, c), each (num_layers * D, B, ·)."""
+        rows = self.num_layers * self.num_directions
+        shapes = [("h", (rows, B, self.output_size))]
+        if self.mode == "LSTM":
+            shapes.append(("c", (rows, B, self.hidden_size)))
+        return shapes
+
+    def _state_legend(self, part):
+        size = "proj_size" if part == "h" and self.proj_size else "H"
+        return f"(num_layers * num_directions, B, {size})"
+
+    def _read_state(self, state, name: str, B: int, allow_none: bool):
+        """The state argument -> a list of arrays (or None) in the layer's dtype, one per part."""
+        shapes = self._state_shapes(B)
+        if state is None:
+            return [None] * len(shapes)
+        if self.mode == "LSTM":
+            if not isinstance(state, (tuple, list)) or len(state) != 2:
+                got = (f"{type(state).__name__} of length {len(state)}" if isinstance(state, (tuple, list))
+                       else type(state).__name__)
+                (_, h_shape), (_, c_shape) = shapes
+                raise TypeError(f"{name}: expected a tuple (h, c) of two arrays, h of shape {self._state_legend('h')} "
+                                f"= {h_shape} and c of shape {self._state_legend('c')} = {c_shape}, or None; got {got}")
+            parts = [(f"{name}[{k}] ({part})", part, shape, value)
+                     for k, ((part, shape), value) in enumerate(zip(shapes, state))]
+        else:
+            if isinstance(state, (tuple, list)):
+                raise TypeError(f"{name}: expected one array h of shape (num_layers * num_directions, B, H) = "
+                                f"{shapes[0][1]}, or None; got {type(state).__name__} ({self.mode} has no cell "
+                                "state)")
+            parts = [(name, "h", shapes[0][1], state)]
         out = []
-        for k, (part, value) in enumerate(zip("hc", pair)):
-            label = f"{name}[{k}] ({part})"
+        for label, part, shape, value in parts:
             if value is None and allow_none:
                 out.append(None)
                 continue
             array = as_real_array(value, label, self.dtype)
-            check_shape(array, label, expected, "(num_layers * num_directions, B, H)")
-            out.append(array[0])
-        return tuple(out)
+            check_shape(array, label, shape, self._state_legend(part))
+            out.append(np.ascontiguousarray(array))
+        return out
+
+    def _read_lengths(self, lengths, T: int, B: int):
+        """lengths (B,) integers in [1, T] -> an int64 array (a copy), or None."""
+        if lengths is None:
+            return None
+        array = np.asarray(lengths)
+        if array.dtype.kind not in "iu":
+            raise TypeError(f"lengths: expected integers (one valid length per sequence), got dtype {array.dtype}")
+        check_shape(array, "lengths", (B,), "(B,)")
+        bad = (array < 1) | (array > T)
+        if bad.any():
+            index = int(np.argmax(bad))
+            raise ValueError(f"lengths: expected every length in [1, T] = [1, {T}], got {array[index]} "
+                             f"at index {index}")
+        return array.astype(np.int64)
+
+    def _pack_state(self, parts):
+        return tuple(parts) if self.mode == "LSTM" else parts[0]
+
+    # -- one layer, one direction, over the compiled core ------------------------------------------
+
+    def _forward_one(self, x, suffix, h0, c0, lengths, reverse):
+        """-> (y, h_n, c_n or None, workspace or None)"""
+        p = self._parameters
+        w_ih, w_hh = p["weight_ih" + suffix], p["weight_hh" + suffix]
+        b_ih, b_hh = (p["bias_ih" + suffix], p["bias_hh" + suffix]) if self.bias else (None, None)
+        common = dict(lengths=lengths, reverse=reverse, training=self.training)
+        if self.mode == "LSTM":
+            return tuple(F.lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr=p.get("weight_hr" + suffix),
+                                        **common))
+        if self.mode == "GRU":
+            y, h_n, ws = F.gru_forward(x, w_ih, w_hh, b_ih, b_hh, h0, **common)
+        else:
+            y, h_n, ws = F.rnn_forward(x, w_ih, w_hh, b_ih, b_hh, h0, nonlinearity=self.nonlinearity, **common)
+        return y, h_n, None, ws
+
+    def _backward_one(self, dy, dh_n, dc_n, saved, lengths, reverse):
+        """-> (dx, dh0, dc0 or None, {parameter name: gradient})"""
+        x, ws, weights, suffix = saved
+        common = dict(lengths=lengths, reverse=reverse, bias=self.bias)
+        if self.mode == "LSTM":
+            g = F.lstm_backward(dy, dh_n, dc_n, x, weights["weight_ih"], weights["weight_hh"], ws,
+                                w_hr=weights.get("weight_hr"), **common)
+            dc0 = g.dc0
+        elif self.mode == "GRU":
+            g = F.gru_backward(dy, dh_n, x, weights["weight_ih"], weights["weight_hh"], ws, **common)
+            dc0 = None
+        else:
+            g = F.rnn_backward(dy, dh_n, x, weights["weight_ih"], weights["weight_hh"], ws,
+                               nonlinearity=self.nonlinearity, **common)
+            dc0 = None
+        grads = {"weight_ih" + suffix: g.dw_ih, "weight_hh" + suffix: g.dw_hh}
+        if self.bias:
+            grads.update({"bias_ih" + suffix: g.db_ih, "bias_hh" + suffix: g.db_hh})
+        if self.proj_size:
+            grads["weight_hr" + suffix] = g.dw_hr
+        return g.dx, g.dh0, dc0, grads
 
     # -- forward and backward ---------------------------------------------------------------------
 
-    def forward(self, x, state=None):
-        """Run the layer over a sequence: returns (y, (h_n, c_n)).
+    def forward(self, x, state=None, lengths=None):
+        """Run the layers over a batch of sequences: returns (y, state_n).
 
-        ``state`` is (h0, c0), each (1, B, H), or None for zeros.
+        x is (T, B, input_size), or (B, T, input_size) with ``batch_first``. ``state`` is None
+        (zeros) or, for the LSTM, (h0, c0) with h0 (num_layers * D, B, H_out) and c0
+        (num_layers * D, B, hidden_size); for GRU and RNN one array h0 (num_layers * D, B, H).
+        ``lengths`` (B,) gives each sequence's valid length in [1, T] (any order): outputs at
+        t >= lengths[b] are zero and state_n holds each sequence's state after its last valid
+        step; the reverse direction starts at that step. y is (T, B, D * H_out) (or batch-first),
+        with the forward and reverse directions concatenated on the last axis.
         """
         x_array = as_real_array(x, "x", self.dtype)
         legend = "(B, T, I)" if self.batch_first else "(T, B, I)"
@@ -161,46 +298,136 @@ class LSTM(Module):
         if T < 1 or B < 1 or I != self.input_size:
             raise ValueError(f"x: expected shape {legend} with T >= 1, B >= 1 and I = {self.input_size}, "
                              f"got {x_array.shape}")
-        h0, c0 = self._read_pair(state, "state", B, allow_none=False)
+        state0 = self._read_state(state, "state", B, allow_none=False)
+        lengths = self._read_lengths(lengths, T, B)
 
-        w = self._parameters
-        b_ih, b_hh = (w["bias_ih_l0"], w["bias_hh_l0"]) if self.bias else (None, None)
         self._saved = None  # a new forward replaces whatever the last one kept
-        x_tm = np.ascontiguousarray(x_tm)
-        if self.training and np.may_share_memory(x_tm, x):
-            x_tm = x_tm.copy()  # backward must see the input as it was, whatever the caller does to it
-        out = F.lstm_forward(x_tm, w["weight_ih_l0"], w["weight_hh_l0"], b_ih, b_hh, h0, c0,
-                             training=self.training)
+        layer_input = np.ascontiguousarray(x_tm)
+        if self.training and np.may_share_memory(layer_input, x):
+            layer_input = layer_input.copy()  # backward must see the input as it was, whatever the caller does
+        h0, c0 = state0[0], state0[1] if self.mode == "LSTM" else None
+        saved, masks, h_n, c_n = [], [], [], []
+        for k in range(self.num_layers):
+            outputs = []
+            for direction, suffix in enumerate(self._suffixes(k)):
+                row = k * self.num_directions + direction
+                y, h_last, c_last, ws = self._forward_one(
+                    layer_input, suffix, None if h0 is None else h0[row], None if c0 is None else c0[row],
+                    lengths, reverse=direction == 1)
+                outputs.append(y)
+                h_n.append(h_last)
+                c_n.append(c_last)
+                if self.training:
+                    # The weights as they were: an update between forward and backward must not leak in.
+                    weights = {name: self._parameters[name + suffix].copy()
+                               for name in ("weight_ih", "weight_hh", "weight_hr") if name + suffix in self._parameters}
+                    saved.append((layer_input, ws, weights, suffix))
+            layer_output = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=2)
+            if self.training and self.dropout > 0 and k < self.num_layers - 1:
+                keep = self._dropout_rng.random(layer_output.shape) >= self.dropout
+                mask = keep.astype(self.dtype) / self.dtype.type(1.0 - self.dropout)
+                layer_output = layer_output * mask
+                masks.append(mask)
+            else:
+                masks.append(None)
+            layer_input = layer_output
         if self.training:
-            # The weights as they were: an update between forward and backward must not leak in.
-            self._saved = (x_tm, out.workspace, w["weight_ih_l0"].copy(), w["weight_hh_l0"].copy())
-        return self._time_major(out.y), (out.h_n[None], out.c_n[None])
+            self._saved = (saved, masks, lengths, T, B)
+        state_n = [np.stack(h_n)] + ([np.stack(c_n)] if self.mode == "LSTM" else [])
+        return self._time_major(layer_input), self._pack_state(state_n)
 
     def backward(self, dy, dstate=None):
         """Backpropagate through the most recent training-mode forward.
 
         ``dy`` is the gradient w.r.t. y (same shape as y) or None when only the final state
-        matters; ``dstate`` is (dh_n, dc_n), each (1, B, H) or None, or None altogether.
-        Parameter gradients are added to ``grads``; returns (dx, (dh0, dc0)).
-        The forward's workspace is released: a second backward needs a new forward.
+        matters; ``dstate`` has the structure of the forward's state ((dh_n, dc_n) for the LSTM,
+        each may be None; dh_n for GRU and RNN) or is None. Parameter gradients are added to
+        ``grads``; returns (dx, dstate0) with dstate0 in the state's structure. The forward's
+        workspace is released: a second backward needs a new forward.
         """
         if self._saved is None:
             raise RuntimeError("backward: no training-mode forward to backpropagate through (call forward() "
                                "in training mode first; each forward supports one backward)")
-        x_tm, workspace, w_ih, w_hh = self._saved
-        T, B, _ = x_tm.shape
+        saved, masks, lengths, T, B = self._saved
+        d_output = None
         if dy is not None:
             dy_array = as_real_array(dy, "dy", self.dtype)
-            y_shape = (B, T, self.hidden_size) if self.batch_first else (T, B, self.hidden_size)
+            width = self.num_directions * self.output_size
+            y_shape = (B, T, width) if self.batch_first else (T, B, width)
             check_shape(dy_array, "dy", y_shape, "of y " + ("(B, T, H)" if self.batch_first else "(T, B, H)"))
-            dy = self._time_major(dy_array)
-        dh_n, dc_n = self._read_pair(dstate, "dstate", B, allow_none=True)
+            d_output = self._time_major(dy_array)
+        dstate_n = self._read_state(dstate, "dstate", B, allow_none=True)
+        dh_n, dc_n = dstate_n[0], dstate_n[1] if self.mode == "LSTM" else None
 
-        grads = F.lstm_backward(dy, dh_n, dc_n, x_tm, w_ih, w_hh, workspace, bias=self.bias)
+        D, H_out = self.num_directions, self.output_size
+        dh0, dc0, grads = [None] * len(saved), [None] * len(saved), {}
+        for k in reversed(range(self.num_layers)):
+            if masks[k] is not None:
+                d_output = d_output * masks[k]
+            d_input = None
+            for direction in range(D):
+                row = k * D + direction
+                dy_dir = None
+                if d_output is not None:
+                    dy_dir = np.ascontiguousarray(d_output[:, :, direction * H_out:(direction + 1) * H_out])
+                dx, dh0[row], dc0[row], layer_grads = self._backward_one(
+                    dy_dir, None if dh_n is None else dh_n[row], None if dc_n is None else dc_n[row], saved[row],
+                    lengths, reverse=direction == 1)
+                d_input = dx if d_input is None else d_input + dx
+                grads.update(layer_grads)
+            d_output = d_input
         self._saved = None
-        self.grads["weight_ih_l0"] += grads.dw_ih
-        self.grads["weight_hh_l0"] += grads.dw_hh
-        if self.bias:
-            self.grads["bias_ih_l0"] += grads.db_ih
-            self.grads["bias_hh_l0"] += grads.db_hh
-        return self._time_major(grads.dx), (grads.dh0[None], grads.dc0[None])
+        for name, grad in grads.items():
+            self.grads[name] += grad
+        dstate0 = [np.stack(dh0)] + ([np.stack(dc0)] if self.mode == "LSTM" else [])
+        return self._time_major(d_output), self._pack_state(dstate0)
+
+
+class LSTM(RNNBase):
+    """Long short-term memory layers: a drop-in for ``torch.nn.LSTM`` with the same arguments.
+
+    ``LSTM(input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+    bidirectional=False, proj_size=0, dtype=np.float32, seed=None)``. Parameters per layer k
+    and direction: ``weight_ih_l{k}`` (4H, I_k), ``weight_hh_l{k}`` (4H, H_out), ``bias_ih_l{k}``
+    and ``bias_hh_l{k}`` (4H,), with a projection ``weight_hr_l{k}`` (proj_size, H); suffix
+    ``_reverse`` for the backward direction; gates in PyTorch's order i, f, g, o. The state is
+    (h, c) with h (num_layers * D, B, H_out) and c (num_layers * D, B, hidden_size), H_out =
+    proj_size or hidden_size.
+    """
+
+    mode, gates = "LSTM", 4
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, proj_size=0, dtype=np.float32, seed=None):
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         proj_size, "tanh", dtype, seed)
+
+
+class GRU(RNNBase):
+    """Gated recurrent unit layers: a drop-in for ``torch.nn.GRU`` (gates r, z, n; PyTorch's
+    formulation n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)), h' = (1 − z) ⊙ n + z ⊙ h).
+
+    Arguments as LSTM's without proj_size; weights (3H, ·), biases (3H,); the state is one
+    array h (num_layers * D, B, H).
+    """
+
+    mode, gates = "GRU", 3
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, dtype=np.float32, seed=None):
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, 0,
+                         "tanh", dtype, seed)
+
+
+class RNN(RNNBase):
+    """Elman RNN layers, h' = act(W_ih x + b_ih + W_hh h + b_hh): a drop-in for ``torch.nn.RNN``.
+
+    Arguments as GRU's plus ``nonlinearity='tanh' | 'relu'``; weights (H, ·), biases (H,).
+    """
+
+    mode, gates = "RNN", 1
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, dtype=np.float32, seed=None):
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, 0,
+                         nonlinearity, dtype, seed)
