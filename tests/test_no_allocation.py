@@ -1,5 +1,6 @@
 """Nothing allocates inside the time loops: the number of heap allocations of a call does not
-grow with the number of time steps.
+grow with the number of time steps, for every cell (LSTM with and without projection, GRU, RNN),
+direction and with per-sequence lengths.
 
 A small malloc-counting library is compiled and preloaded into a Python subprocess, which counts
 the allocations of forward (training and inference), backward and a cell call at T = 10 and
@@ -63,6 +64,30 @@ PROBE_PY = textwrap.dedent("""
             result[key + " forward(inference)"] = allocations(lambda: lstm_ext.lstm_forward(c["x"], *w))
             result[key + " backward"] = allocations(
                 lambda: lstm_ext.lstm_backward(c["dy"], c["dh_n"], c["dc_n"], c["x"], c["w_ih"], c["w_hh"], ws))
+
+            # The other cells and paths, reversed and with lengths (masked rows).
+            x, B, H = c["x"], 4, 96
+            seq = dict(lengths=np.array([T, 1, T // 2, 3]), reverse=True)
+            rng = np.random.default_rng(0)
+            w = lambda *shape: (rng.standard_normal(shape) * 0.1).astype(dtype)
+            P = 32
+            proj = dict(w_hr=w(P, H), **seq)
+            w_ih4, w_hh4p = w(4 * H, 24), w(4 * H, P)
+            ws = lstm_ext.lstm_forward(x, w_ih4, w_hh4p, training=True, **proj).workspace
+            dy_p = w(T, B, P)
+            result[key + " lstm proj forward"] = allocations(
+                lambda: lstm_ext.lstm_forward(x, w_ih4, w_hh4p, training=True, **proj))
+            result[key + " lstm proj backward"] = allocations(
+                lambda: lstm_ext.lstm_backward(dy_p, None, None, x, w_ih4, w_hh4p, ws, **proj))
+            for op, rows in (("gru", 3 * H), ("rnn", H)):
+                forward, backward = getattr(lstm_ext, op + "_forward"), getattr(lstm_ext, op + "_backward")
+                w_ih, w_hh = w(rows, 24), w(rows, H)
+                ws = forward(x, w_ih, w_hh, training=True, **seq).workspace
+                dy = c["dy"]
+                result[key + f" {op} forward(training)"] = allocations(
+                    lambda: forward(x, w_ih, w_hh, training=True, **seq))
+                result[key + f" {op} forward(inference)"] = allocations(lambda: forward(x, w_ih, w_hh, **seq))
+                result[key + f" {op} backward"] = allocations(lambda: backward(dy, None, x, w_ih, w_hh, ws, **seq))
     print(json.dumps(result))
 """)
 

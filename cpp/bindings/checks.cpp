@@ -68,7 +68,13 @@ void require_shape(const py::array& a, const std::string& name, const std::vecto
 
 std::optional<CArray<std::int64_t>> read_lengths(py::handle obj, Index T, Index B) {
   if (obj.is_none()) return std::nullopt;
-  const py::array raw = as_real_array(obj, "lengths");
+  const py::module_ np = py::module_::import("numpy");
+  py::array raw;
+  try {
+    raw = np.attr("asarray")(obj);
+  } catch (py::error_already_set& e) {
+    throw py::value_error(std::string("lengths: cannot be read as an array of integers (") + e.what() + ")");
+  }
   const char kind = raw.dtype().kind();
   if (kind != 'i' && kind != 'u') {
     throw py::type_error("lengths: expected integers (one valid length per sequence), got dtype " +
@@ -76,7 +82,6 @@ std::optional<CArray<std::int64_t>> read_lengths(py::handle obj, Index T, Index 
   }
   require_shape(raw, "lengths", {B}, "(B,)");
   // Range-check in the source dtype, before a conversion to int64 could wrap a huge unsigned.
-  const py::module_ np = py::module_::import("numpy");
   const py::object out_of_range = np.attr("logical_or")(np.attr("less")(raw, 1), np.attr("greater")(raw, T));
   if (py::cast<bool>(np.attr("any")(out_of_range))) {
     const py::object index = np.attr("argmax")(out_of_range);
