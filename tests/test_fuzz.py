@@ -82,3 +82,53 @@ def test_cell_never_crashes(call):
     except (TypeError, ValueError):
         return
     assert h.shape == c.shape == (np.shape(call["x_t"])[0], np.shape(call["w_hh"])[1])
+
+
+@st.composite
+def family_call(draw):
+    """A projected LSTM, GRU or RNN call with lengths (sometimes wrong) and a direction."""
+    op = draw(st.sampled_from(["lstm", "gru", "rnn"]))
+    T, B, I, H = (draw(st.integers(1, 4)) for _ in range(4))
+    P = draw(st.integers(1, 3)) if op == "lstm" else H
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[op] * H
+    lengths = draw(st.one_of(st.none(), st.lists(st.integers(-1, T + 1), min_size=B, max_size=B),
+                             st.lists(st.integers(1, T), min_size=0, max_size=5), st.just("x"),
+                             st.lists(st.floats(0, T), min_size=B, max_size=B)))
+    call = {"op": op, "x": draw(argument((T, B, I))), "w_ih": draw(argument((G, I))), "w_hh": draw(argument((G, P))),
+            "b_ih": draw(argument((G,))), "b_hh": draw(argument((G,))), "h0": draw(argument((B, P))),
+            "dy": draw(argument((T, B, P))), "dh_n": draw(argument((B, P))),
+            "lengths": lengths, "reverse": draw(st.booleans())}
+    if op == "lstm":
+        call.update(c0=draw(argument((B, H))), dc_n=draw(argument((B, H))), w_hr=draw(argument((P, H))))
+    return call
+
+
+@settings(max_examples=400, deadline=None)
+@given(call=family_call())
+def test_family_forward_and_backward_never_crash(call):
+    op, seq = call["op"], {"lengths": call["lengths"], "reverse": call["reverse"]}
+    weights = (call["x"], call["w_ih"], call["w_hh"], call["b_ih"], call["b_hh"], call["h0"])
+    try:
+        if op == "lstm":
+            out = lstm_ext.lstm_forward(*weights, call["c0"], w_hr=call["w_hr"], training=True, **seq)
+        else:
+            out = getattr(lstm_ext, op + "_forward")(*weights, training=True, **seq)
+    except (TypeError, ValueError) as error:
+        event(f"{op} forward raised {type(error).__name__}")
+        return
+    event(f"{op} forward answered")
+    T, B, H_out = shapes_of(call["x"], call["w_hh"])
+    assert out.y.shape == (T, B, H_out) and out.h_n.shape == (B, H_out)
+    assert np.all(np.isfinite(out.y))
+    try:
+        if op == "lstm":
+            grads = lstm_ext.lstm_backward(call["dy"], call["dh_n"], call["dc_n"], call["x"], call["w_ih"],
+                                           call["w_hh"], out.workspace, w_hr=call["w_hr"], **seq)
+        else:
+            grads = getattr(lstm_ext, op + "_backward")(call["dy"], call["dh_n"], call["x"], call["w_ih"],
+                                                        call["w_hh"], out.workspace, **seq)
+    except (TypeError, ValueError) as error:
+        event(f"{op} backward raised {type(error).__name__}")
+        return
+    event(f"{op} backward answered")
+    assert grads.dx.shape == np.shape(call["x"]) and np.all(np.isfinite(grads.dw_hh))
