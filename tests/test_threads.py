@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
 import numpy as np
+import pytest
 
 import lstm_ext
 from lstm_ext.selfcheck import cast_case, random_case, run_compiled
@@ -36,13 +41,103 @@ def test_other_python_threads_run_during_a_forward():
     assert longest_pause < 0.5 * duration[0], f"main thread paused {longest_pause:.3f} s of a {duration[0]:.3f} s call"
 
 
-def test_concurrent_calls_give_the_sequential_results():
-    cases = [cast_case(random_case(40, 3, 16, 32, seed=s), np.float32) for s in range(4)]
+# -- the thread team ----------------------------------------------------------------------------
+
+CELLS = {
+    "lstm": ("lstm", 4, {}),
+    "lstm proj": ("lstm", 4, {"w_hr": (24, 64)}),
+    "gru": ("gru", 3, {}),
+    "rnn relu": ("rnn", 1, {"nonlinearity": "relu"}),
+}
+
+
+def os_threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def run_cell(cell, dtype, lengths, reverse):
+    """Forward + backward of one cell on sizes large enough for a team of several threads."""
+    op, gates, extra = CELLS[cell]
+    T, B, I, H = 9, 7, 40, 64
+    rng = np.random.default_rng(3)
+    H_out = extra["w_hr"][0] if "w_hr" in extra else H
+    a = {"x": rng.standard_normal((T, B, I)), "w_ih": rng.standard_normal((gates * H, I)) * 0.2,
+         "w_hh": rng.standard_normal((gates * H, H_out)) * 0.2, "b_ih": rng.standard_normal(gates * H),
+         "h0": rng.standard_normal((B, H_out)), "dy": rng.standard_normal((T, B, H_out))}
+    options = {"lengths": lengths, "reverse": reverse}
+    weights = {}
+    if "w_hr" in extra:
+        weights["w_hr"] = (rng.standard_normal(extra["w_hr"]) * 0.2).astype(dtype)
+    if "nonlinearity" in extra:
+        options["nonlinearity"] = extra["nonlinearity"]
+    a = {k: v.astype(dtype) for k, v in a.items()}
+    forward, backward = getattr(lstm_ext, op + "_forward"), getattr(lstm_ext, op + "_backward")
+    out = forward(a["x"], a["w_ih"], a["w_hh"], a["b_ih"], None, a["h0"], training=True, **weights, **options)
+    if op == "lstm":
+        grads = backward(a["dy"], None, None, a["x"], a["w_ih"], a["w_hh"], out.workspace, **weights, **options)
+    else:
+        grads = backward(a["dy"], None, a["x"], a["w_ih"], a["w_hh"], out.workspace, **options)
+    return {"y": out.y, "h_n": out.h_n, **{k: v for k, v in grads._asdict().items() if v is not None}}
+
+
+@pytest.fixture
+def restore_threads():
+    before = lstm_ext.get_num_threads()
+    yield
+    lstm_ext.set_num_threads(before)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_results_do_not_depend_on_the_number_of_threads(cell, reverse, dtype, restore_threads):
+    lengths = np.array([9, 1, 4, 9, 6, 2, 8])
+    lstm_ext.set_num_threads(1)
+    alone = run_cell(cell, dtype, lengths, reverse)
+    for threads in (2, 3, 4):
+        lstm_ext.set_num_threads(threads)
+        team = run_cell(cell, dtype, lengths, reverse)
+        for name, value in alone.items():
+            np.testing.assert_array_equal(team[name], value, err_msg=f"{name} with {threads} threads")
+    # The pool really ran: its workers are threads of this process.
+    assert os_threads() >= 4
+
+
+def test_set_num_threads_checks_its_argument(restore_threads):
+    lstm_ext.set_num_threads(3)
+    assert lstm_ext.get_num_threads() == 3
+    with pytest.raises(ValueError, match=r"n: expected an integer >= 1, got 0"):
+        lstm_ext.set_num_threads(0)
+    with pytest.raises(TypeError, match=r"n: expected an integer >= 1, got float 2.0"):
+        lstm_ext.set_num_threads(2.0)
+    assert lstm_ext.get_num_threads() == 3
+
+
+def test_default_comes_from_the_environment():
+    code = "import lstm_ext; print(lstm_ext.get_num_threads())"
+    for value, expected in (("3", "3"), ("junk", None), ("0", None)):
+        env = {**os.environ, "LSTM_EXT_NUM_THREADS": value}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        if expected is None:  # ignored: the CPUs this process may run on
+            assert int(out.stdout) == len(os.sched_getaffinity(0))
+        else:
+            assert out.stdout.strip() == expected
+
+
+@pytest.mark.parametrize("T, B, I, H", [(40, 3, 16, 32), (30, 6, 48, 96)], ids=["one thread each", "pool"])
+def test_concurrent_calls_give_the_sequential_results(T, B, I, H, restore_threads):
+    """Calls from several Python threads at once: small ones each run on their own thread; large
+    ones take the pool in turn, the others running alone on their own threads. All give the bits
+    of a sequential run."""
+    lstm_ext.set_num_threads(2)
+    cases = [cast_case(random_case(T, B, I, H, seed=s), np.float32) for s in range(4)]
     expected = [run_compiled(c) for c in cases]
     results = [None] * len(cases)
 
     def work(k):
-        for _ in range(5):
+        for _ in range(4):
             results[k] = run_compiled(cases[k])
 
     threads = [threading.Thread(target=work, args=(k,)) for k in range(len(cases))]
@@ -53,3 +148,31 @@ def test_concurrent_calls_give_the_sequential_results():
     for got, want in zip(results, expected):
         for name, value in want.items():
             np.testing.assert_array_equal(got[name], value, err_msg=name)
+
+
+FORK_PROBE = textwrap.dedent("""
+    import os, sys
+    import numpy as np
+    import lstm_ext
+    from lstm_ext.selfcheck import cast_case, random_case, run_compiled
+
+    lstm_ext.set_num_threads(2)
+    case = cast_case(random_case(30, 6, 48, 96, seed=1), np.float32)
+    parent = run_compiled(case)  # the pool exists now
+    pid = os.fork()
+    if pid == 0:
+        child = run_compiled(case)  # a new pool in the child
+        same = all(np.array_equal(child[k], v) for k, v in parent.items())
+        os._exit(0 if same else 3)
+    _, status = os.waitpid(pid, 0)
+    again = run_compiled(case)  # and the parent's pool still works
+    same = all(np.array_equal(again[k], v) for k, v in parent.items())
+    print(os.waitstatus_to_exitcode(status), same)
+""")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_the_pool_survives_fork():
+    out = subprocess.run([sys.executable, "-c", FORK_PROBE], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "True"]

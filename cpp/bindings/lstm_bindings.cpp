@@ -55,7 +55,7 @@ py::tuple forward(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_obj, py
 
   // Outputs y, h_n, c_n, the workspace and the core's scratch, counted in double (no overflow).
   require_memory(double(d.T) * B * H_out + double(B) * (H_out + H) +
-                     (training ? lstm_workspace_size<double>(d) : 0.0) + lstm_forward_scratch_size<Scalar, double>(d, training),
+                     (training ? lstm_workspace_size<double>(d) : 0.0) + lstm_forward_scratch_size<Scalar, double>(d, training, get_num_threads()),
                  sizeof(Scalar), "lstm_forward");
 
   CArray<Scalar> y({d.T, B, H_out}), h_n({B, H_out}), c_n({B, H});
@@ -89,7 +89,7 @@ py::tuple backward(py::handle dy_obj, py::handle dh_n_obj, py::handle dc_n_obj, 
 
   // The gradients and the core's scratch, counted in double (no overflow).
   require_memory(double(d.T) * B * d.I + double(B) * (H_out + H) + double(G) * (d.I + H_out + 2) +
-                     double(d.P) * H + lstm_backward_scratch_size<Scalar, double>(d),
+                     double(d.P) * H + lstm_backward_scratch_size<Scalar, double>(d, get_num_threads()),
                  sizeof(Scalar), "lstm_backward");
 
   CArray<Scalar> dx({d.T, B, d.I}), dh0({B, H_out}), dc0({B, H});

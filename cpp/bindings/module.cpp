@@ -3,6 +3,8 @@
 
 #include <Eigen/Core>
 
+#include "rnn/parallel.hpp"
+
 #include <string>
 
 namespace py = pybind11;
@@ -26,6 +28,16 @@ PYBIND11_MODULE(_core, m) {
   lstm_ext::bindings::bind_gru(m);
   lstm_ext::bindings::bind_rnn(m);
 
+  m.def(
+      "set_num_threads",
+      [](int n) {
+        if (n < 1) throw py::value_error("n: expected a number of threads >= 1, got " + std::to_string(n));
+        lstm_ext::set_num_threads(n);
+      },
+      py::arg("n"), "Sets how many threads the core uses (>= 1), from the next call on.");
+  m.def("get_num_threads", &lstm_ext::get_num_threads,
+        "How many threads the core uses: set_num_threads, else LSTM_EXT_NUM_THREADS, else the CPUs this process may "
+        "run on.");
   m.def(
       "build_info",
       [] {

@@ -32,7 +32,7 @@ py::tuple forward(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_obj, py
 
   // Outputs y, h_n, the workspace and the core's scratch, counted in double (no overflow).
   require_memory(double(d.T) * d.B * d.H + double(d.B) * d.H + (training ? rnn_workspace_size<double>(d) : 0.0) +
-                     rnn_forward_scratch_size<Scalar, double>(d, training),
+                     rnn_forward_scratch_size<Scalar, double>(d, training, get_num_threads()),
                  sizeof(Scalar), "rnn_forward");
 
   CArray<Scalar> y({d.T, d.B, d.H}), h_n({d.B, d.H});
@@ -63,7 +63,7 @@ py::tuple backward(py::handle dy_obj, py::handle dh_n_obj, py::handle x_obj, py:
 
   // The gradients and the core's scratch, counted in double (no overflow).
   require_memory(double(d.T) * d.B * d.I + double(d.B) * d.H + double(d.H) * (d.I + d.H + 2) +
-                     rnn_backward_scratch_size<Scalar, double>(d),
+                     rnn_backward_scratch_size<Scalar, double>(d, get_num_threads()),
                  sizeof(Scalar), "rnn_backward");
 
   CArray<Scalar> dx({d.T, d.B, d.I}), dh0({d.B, d.H}), dw_ih({d.H, d.I}), dw_hh({d.H, d.H});

@@ -22,6 +22,8 @@
 
 #include <Eigen/Core>
 
+#include "rnn/parallel.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -61,62 +63,101 @@ struct SequenceOptions {
   bool active(Index b, Index t) const { return lengths == nullptr || t < lengths[b]; }
 };
 
-// For rows that are inactive at time t, copy `count` values per row from `from` (B, count) to
-// `to` (B, count): the carried state. Rows that are active are left alone.
-template <typename Scalar>
-void carry_inactive_rows(Scalar* to, const Scalar* from, const SequenceOptions& seq, Index t, Index B,
-                         Index count) {
-  if (seq.lengths == nullptr) return;
+// Which rows of a batch a helper touches at time t.
+enum class Rows { Active, Inactive, All };
+
+// f(b) for every row b of B that is `which` at time t.
+template <typename F>
+void for_rows(Rows which, const SequenceOptions& seq, Index t, Index B, F&& f) {
   for (Index b = 0; b < B; ++b) {
-    if (!seq.active(b, t)) std::copy_n(from + b * count, count, to + b * count);
+    if (which == Rows::All || seq.active(b, t) == (which == Rows::Active)) f(b);
   }
 }
 
-// For rows that are inactive at time t, set `count` values per row of `rows` (B, count) to zero.
+// In row-major (B, ld) buffers, the columns [col0, col0 + cols) of the `which` rows at time t:
+// copied from `from` to `to`, added from `from` to `to`, or set to zero.
 template <typename Scalar>
-void zero_inactive_rows(Scalar* rows, const SequenceOptions& seq, Index t, Index B, Index count) {
-  if (seq.lengths == nullptr) return;
-  for (Index b = 0; b < B; ++b) {
-    if (!seq.active(b, t)) std::fill_n(rows + b * count, count, Scalar(0));
-  }
+void copy_rows(Rows which, Scalar* to, const Scalar* from, Index ld, Index col0, Index cols,
+               const SequenceOptions& seq, Index t, Index B) {
+  for_rows(which, seq, t, B, [&](Index b) { std::copy_n(from + b * ld + col0, cols, to + b * ld + col0); });
+}
+template <typename Scalar>
+void add_rows(Rows which, Scalar* to, const Scalar* from, Index ld, Index col0, Index cols,
+              const SequenceOptions& seq, Index t, Index B) {
+  for_rows(which, seq, t, B, [&](Index b) {
+    for (Index j = col0; j < col0 + cols; ++j) to[b * ld + j] += from[b * ld + j];
+  });
+}
+template <typename Scalar>
+void zero_rows(Rows which, Scalar* rows, Index ld, Index col0, Index cols, const SequenceOptions& seq, Index t,
+               Index B) {
+  for_rows(which, seq, t, B, [&](Index b) { std::fill_n(rows + b * ld + col0, cols, Scalar(0)); });
 }
 
-// For rows that are active at time t, copy `count` values per row from `from` to `to` (B, count).
+// sums[c] for the columns [col0, col0 + cols) of m (rows, ld): column sums, added row by row in a
+// fixed order: a column-sum expression would sum in an order that depends on the buffers'
+// alignment, and bias gradients must be bitwise reproducible.
 template <typename Scalar>
-void copy_active_rows(Scalar* to, const Scalar* from, const SequenceOptions& seq, Index t, Index B,
-                      Index count) {
-  for (Index b = 0; b < B; ++b) {
-    if (seq.active(b, t)) std::copy_n(from + b * count, count, to + b * count);
-  }
-}
-
-// For rows that are active at time t, add `count` values per row of `from` to `to` (B, count).
-template <typename Scalar>
-void add_active_rows(Scalar* to, const Scalar* from, const SequenceOptions& seq, Index t, Index B, Index count) {
-  for (Index b = 0; b < B; ++b) {
-    if (!seq.active(b, t)) continue;
-    for (Index j = 0; j < count; ++j) to[b * count + j] += from[b * count + j];
-  }
-}
-
-// sums (cols) = column sums of m (rows, cols), added row by row in a fixed order: a column-sum
-// expression would sum in an order that depends on the buffers' alignment, and bias gradients
-// must be bitwise reproducible.
-template <typename Scalar>
-void column_sums(Scalar* sums, const Scalar* m, Index rows, Index cols) {
-  RowVectorMap<Scalar> total(sums, cols);
+void column_sums(Scalar* sums, const Scalar* m, Index rows, Index ld, Index col0, Index cols) {
+  RowVectorMap<Scalar> total(sums + col0, cols);
   total.setZero();
-  for (Index r = 0; r < rows; ++r) total += ConstRowVectorMap<Scalar>(m + r * cols, cols);
+  for (Index r = 0; r < rows; ++r) total += ConstRowVectorMap<Scalar>(m + r * ld + col0, cols);
 }
 
-// (rows, cols) = a copy of `from`, or zeros when `from` is nullptr (an absent initial state).
+// In row-major (B, ld) buffers, the columns [col0, col0 + cols) of every row: a copy of `from`,
+// or zeros when `from` is nullptr (an absent initial state or gradient).
 template <typename Scalar>
-void copy_or_zero(Scalar* to, const Scalar* from, Index count) {
-  if (from != nullptr) {
-    std::copy_n(from, count, to);
-  } else {
-    std::fill_n(to, count, Scalar(0));
+void copy_or_zero(Scalar* to, const Scalar* from, Index ld, Index col0, Index cols, Index B) {
+  for (Index b = 0; b < B; ++b) {
+    if (from != nullptr) {
+      std::copy_n(from + b * ld + col0, cols, to + b * ld + col0);
+    } else {
+      std::fill_n(to + b * ld + col0, cols, Scalar(0));
+    }
   }
+}
+
+// Asks the cache for the columns [col0, col0 + cols) of `blocks` column blocks `block_stride`
+// apart (gate blocks), in every row of a row-major (B, ld) buffer: what the next time step will
+// read, fetched while this step computes.
+template <typename Scalar>
+void prefetch_rows(const Scalar* rows, Index ld, Index col0, Index cols, Index blocks, Index block_stride, Index B) {
+  constexpr Index kLine = 64 / sizeof(Scalar);
+  for (Index b = 0; b < B; ++b) {
+    for (Index q = 0; q < blocks; ++q) {
+      const Scalar* first = rows + b * ld + q * block_stride + col0;
+      for (Index j = 0; j < cols; j += kLine) Eigen::internal::prefetch(first + j);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Large products (input projections, weight gradients) run as blocks of their output, shared
+// out to a team as tasks. The blocks follow from the sizes alone (never from the team size), so
+// every element is computed by the same product whichever member takes its block.
+struct OutputBlocks {
+  static constexpr Index kBlock = 256;  // rows or columns per block
+  Index rows, cols;                     // the whole output
+  struct Block {
+    Index r0, nr, c0, nc;  // rows [r0, r0 + nr), columns [c0, c0 + nc)
+  };
+  // Blocks run along the longer side of the output.
+  bool by_rows() const { return rows >= cols; }
+  Index count() const { return ((by_rows() ? rows : cols) + kBlock - 1) / kBlock; }
+  Block operator[](Index i) const {
+    const Index begin = i * kBlock, length = std::min(kBlock, (by_rows() ? rows : cols) - begin);
+    return by_rows() ? Block{begin, length, 0, cols} : Block{0, rows, begin, length};
+  }
+};
+
+// Members worth using for a time loop: each must get at least `granule` units (a cache line of
+// values) and kMinFlopsPerMember of work per step, or the barrier at every step costs more than
+// the parallel work saves. Depends on get_num_threads().
+inline int members_for(double flops_per_step, Index units, Index granule) {
+  constexpr double kMinFlopsPerMember = 16384;
+  const Index by_units = std::max<Index>(1, (units + granule - 1) / granule);
+  const double by_work = std::max(1.0, flops_per_step / kMinFlopsPerMember);
+  return static_cast<int>(std::max<Index>(1, std::min<Index>({get_num_threads(), by_units, static_cast<Index>(by_work)})));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -140,9 +181,10 @@ inline Packet<Scalar> load_packet(const Scalar* p, Index n) {
   return Eigen::internal::pload<Packet<Scalar>>(lanes);
 }
 
-// The first n <= kPacket lanes of v to p.
+// The first n <= kPacket lanes of v to p. (v by value: a reference would make callers keep their
+// packets in memory instead of registers.)
 template <typename Scalar>
-inline void store_packet(Scalar* p, const Packet<Scalar>& v, Index n) {
+inline void store_packet(Scalar* p, Packet<Scalar> v, Index n) {
   if (n == kPacket<Scalar>) return Eigen::internal::pstoreu(p, v);
   alignas(64) Scalar lanes[kPacket<Scalar>];
   Eigen::internal::pstore(lanes, v);
@@ -169,62 +211,9 @@ inline Packet<Scalar> packet_tanh(const Packet<Scalar>& x) {
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// PackedMatmul: out (B, N) += in (B, K) · Mᵀ for a fixed M (N, K), many times.
-//
-// A recurrent product multiplies the same weight matrix by a new small batch at every step. A
-// general GEMM would repack the weights and allocate packing buffers at every call; here M is
-// packed once, in the layout of Eigen's GEBP micro-kernel, and each call only packs the small
-// `in` block into a buffer allocated up front. Calls never allocate.
-//
-// MStorage says how M is laid out in memory: Eigen::RowMajor for M = W_hh stored (G, H), or
-// Eigen::ColMajor for M = W_hhᵀ when W_hh (G, H) is stored row-major.
-//
-// In Eigen's column-major terms the product is res (N × B) += M (N × K) · inᵀ (K × B), where
-// res is `out` read column-major and inᵀ is `in` read column-major.
-template <typename Scalar, int MStorage>
-class PackedMatmul {
- public:
-  PackedMatmul(const Scalar* m, Index n, Index k, Index max_batch)
-      : n_(n), k_(k), max_batch_(max_batch),
-        packed_m_((n + Traits::mr) * k),             // whole M, plus one panel of slack
-        packed_in_((max_batch + Traits::nr) * k) {   // one batch of `in`, plus slack
-    const LhsMapper m_map(m, MStorage == Eigen::RowMajor ? k : n);
-    PackLhs pack;
-    pack(packed_m_.data(), m_map, k_, n_);
-  }
-
-  // out (batch, N) row-major, contiguous; in (batch, K) row-major, contiguous; batch <= max_batch.
-  void accumulate(Scalar* out, const Scalar* in, Index batch) {
-    eigen_assert(batch <= max_batch_);
-    const RhsMapper in_map(in, k_);
-    PackRhs pack;
-    pack(packed_in_.data(), in_map, k_, batch);
-    const ResMapper res(out, n_);
-    Gebp gebp;
-    gebp(res, packed_m_.data(), packed_in_.data(), n_, k_, batch, Scalar(1));
-  }
-
-  // Elements this object allocates for M (N, K) and batches of up to max_batch rows; Count =
-  // double gives the size of any request without overflow.
-  template <typename Count = Index>
-  static Count buffer_size(Index n, Index k, Index max_batch) {
-    return (Count(n) + Traits::mr) * k + (Count(max_batch) + Traits::nr) * k;
-  }
-
- private:
-  using Traits = Eigen::internal::gebp_traits<Scalar, Scalar>;
-  using LhsMapper = Eigen::internal::const_blas_data_mapper<Scalar, Index, MStorage>;
-  using RhsMapper = Eigen::internal::const_blas_data_mapper<Scalar, Index, Eigen::ColMajor>;
-  using ResMapper = Eigen::internal::blas_data_mapper<Scalar, Index, Eigen::ColMajor, Eigen::Unaligned, 1>;
-  using PackLhs = Eigen::internal::gemm_pack_lhs<Scalar, Index, LhsMapper, Traits::mr, Traits::LhsProgress,
-                                                 typename Traits::LhsPacket4Packing, MStorage>;
-  using PackRhs = Eigen::internal::gemm_pack_rhs<Scalar, Index, RhsMapper, Traits::nr, Eigen::ColMajor>;
-  using Gebp = Eigen::internal::gebp_kernel<Scalar, Scalar, Index, ResMapper, Traits::mr, Traits::nr>;
-
-  Index n_, k_, max_batch_;
-  Buffer<Scalar> packed_m_;   // M in GEBP lhs panels: (N, K) rounded up to whole panels
-  Buffer<Scalar> packed_in_;  // `in` of one call in GEBP rhs panels: (K, max_batch)
-};
+// The granule of a split of units between members: one cache line of values, so that members
+// never write to the same line of a shared (B, H) buffer.
+template <typename Scalar>
+constexpr Index kUnitGranule = std::max<Index>(64 / sizeof(Scalar), kPacket<Scalar>);
 
 }  // namespace lstm_ext

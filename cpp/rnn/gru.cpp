@@ -2,47 +2,60 @@
 //
 // Dimensions: T time steps, B batch, I input features, H hidden units, G = 3H gate rows.
 //
-// The kernel pattern (see gru.hpp for the equations):
-//   forward   1. gx (T*B, G) = X (T*B, I) · W_ihᵀ + b_ih                  one GEMM, all steps
-//             2. per step t (in the walk's order): gh = h_{t-1} · W_hhᵀ + b_hh (packed W_hh),
-//                then one fused pass: r, z, n and h_t. The recurrent part of n, gh_n, is kept
-//                for backward because the reset gate multiplies it.
-//   backward  1. reverse walk: dh_t = dy_t + dh from the next step; the fused pass gives the
-//                gradients of the input pre-activations dGx_t = [da_r, da_z, da_n] and of the
-//                recurrent ones dGh_t = [da_r, da_z, da_n ⊙ r], and the direct part dh_t ⊙ z;
-//                then dh_{t-1} = dh_t ⊙ z + dGh_t · W_hh (packed)
-//             2. after the walk, one GEMM each: dX = dGx · W_ih, dW_ih = dGxᵀ · X,
+// The kernel pattern (see gru.hpp for the equations), on a team of threads (parallel.hpp):
+//   forward   1. gx (T*B, G) = X (T*B, I) · W_ihᵀ + b_ih        one GEMM, all steps, in blocks
+//             2. per step t (in the walk's order), each member for its own units u:
+//                rec = h_{t-1} · W_hh[rows of u]ᵀ (packed once per call), then one fused pass:
+//                r, z, n and h_t. The recurrent part of n, gh_n = rec_n + b_hn, is kept for
+//                backward because the reset gate multiplies it. One barrier per step.
+//   backward  1. reverse walk, each member for its units: dh_t = dy_t + dh from the next step;
+//                the fused pass gives the gradients of the input pre-activations
+//                dGx_t = [da_r, da_z, da_n] and of the recurrent ones dGh_t = [da_r, da_z,
+//                da_n ⊙ r], and the direct part dh_t ⊙ z; after a barrier,
+//                dh_{t-1} = dh_t ⊙ z + dGh_t · W_hh[:, u] (its columns, packed once per call)
+//             2. after the walk, in blocks: dX = dGx · W_ih, dW_ih = dGxᵀ · X,
 //                dW_hh = dGhᵀ · H_prev; db_ih, db_hh = column sums of dGx, dGh
-// Nothing is allocated inside a time loop.
+// Nothing is allocated inside a time loop; results do not depend on the number of threads.
 #include "rnn/gru.hpp"
+
+#include "rnn/products.hpp"
+
+#include <vector>
 
 namespace lstm_ext {
 namespace {
 
 // ---------------------------------------------------------------------------------------------
-// Fused pointwise forward of one step, for the active rows:
+// Fused pointwise forward of one step, for the units [u0, u0 + nu) of the active rows:
 //   r = σ(gx_r + gh_r)   z = σ(gx_z + gh_z)   n = tanh(gx_n + r ⊙ gh_n)
-//   h' = (1 − z) ⊙ n + z ⊙ h
-//   gx     (B, 3H)  in: input pre-activations; out: activated r, z, n (when keep)
-//   gh     (B, 3H)  in: recurrent pre-activations h · W_hhᵀ + b_hh
-//   hn     (B, H)   out: gh_n (when keep), nullptr otherwise
-//   h_new  (B, H)   out          h_prev (B, H) in
+//   h' = (1 − z) ⊙ n + z ⊙ h               with gh = rec + b_hh
+//   gx     (B, 3H)       in: input pre-activations; out: activated r, z, n (when hn is kept)
+//   rec    (B, ld_rec)   h_{t-1} · W_hhᵀ: gate q of unit u0 + j at column q * rec_gate_stride + j
+//   b_hh   (3H) or nullptr
+//   hn     (B, H)        out: gh_n (when kept), nullptr otherwise
+//   h_new  (B, H)        out          h_prev (B, H) in
 template <typename Scalar>
-void gru_pointwise_forward(Scalar* gx, Scalar* hn, Scalar* h_new, const Scalar* gh, const Scalar* h_prev,
-                           const SequenceOptions& seq, Index t, Index B, Index H) {
+void gru_pointwise_forward(Scalar* gx, Scalar* hn, Scalar* h_new, const Scalar* rec, Index ld_rec,
+                           Index rec_gate_stride, const Scalar* b_hh, const Scalar* h_prev,
+                           const SequenceOptions& seq, Index t, Index B, Index H, Index u0, Index nu) {
   using P = Packet<Scalar>;
   using namespace Eigen::internal;
   const P one = pset1<P>(Scalar(1));
+  auto bias = [&](Index q, Index j, Index n) {
+    return b_hh != nullptr ? load_packet(b_hh + q * H + u0 + j, n) : pset1<P>(Scalar(0));
+  };
   for (Index b = 0; b < B; ++b) {
     if (!seq.active(b, t)) continue;
-    Scalar* a = gx + b * 3 * H;
-    const Scalar* ah = gh + b * 3 * H;
-    for (Index j = 0; j < H; j += kPacket<Scalar>) {
-      const Index n = std::min(kPacket<Scalar>, H - j);
-      const Index k = b * H + j;  // this packet's offset in the (B, H) buffers
-      const P r = packet_sigmoid<Scalar>(padd(load_packet(a + j, n), load_packet(ah + j, n)));
-      const P z = packet_sigmoid<Scalar>(padd(load_packet(a + H + j, n), load_packet(ah + H + j, n)));
-      const P gh_n = load_packet(ah + 2 * H + j, n);
+    Scalar* a = gx + b * 3 * H + u0;     // gate q of unit u0 + j at a[q * H + j]
+    const Scalar* r_b = rec + b * ld_rec;  // gate q of unit u0 + j at r_b[q * rec_gate_stride + j]
+    const Index s = rec_gate_stride;
+    for (Index j = 0; j < nu; j += kPacket<Scalar>) {
+      const Index n = std::min(kPacket<Scalar>, nu - j);
+      const Index k = b * H + u0 + j;  // this packet's offset in the (B, H) buffers
+      const P r = packet_sigmoid<Scalar>(padd(load_packet(a + j, n), padd(load_packet(r_b + j, n), bias(0, j, n))));
+      const P z = packet_sigmoid<Scalar>(
+          padd(load_packet(a + H + j, n), padd(load_packet(r_b + s + j, n), bias(1, j, n))));
+      const P gh_n = padd(load_packet(r_b + 2 * s + j, n), bias(2, j, n));
       const P n_t = packet_tanh<Scalar>(pmadd(r, gh_n, load_packet(a + 2 * H + j, n)));
       const P h = load_packet(h_prev + k, n);
       store_packet(h_new + k, padd(pmul(psub(one, z), n_t), pmul(z, h)), n);
@@ -57,7 +70,8 @@ void gru_pointwise_forward(Scalar* gx, Scalar* hn, Scalar* h_new, const Scalar* 
 }
 
 // ---------------------------------------------------------------------------------------------
-// Fused pointwise backward of one step, for the active rows, from the kept activations:
+// Fused pointwise backward of one step, for the units [u0, u0 + nu) of the active rows, from the
+// kept activations:
 //   da_n = dh ⊙ (1 − z) ⊙ (1 − n²)
 //   da_z = dh ⊙ (h_{t-1} − n) ⊙ z ⊙ (1 − z)
 //   da_r = da_n ⊙ gh_n ⊙ r ⊙ (1 − r)
@@ -67,18 +81,19 @@ void gru_pointwise_forward(Scalar* gx, Scalar* hn, Scalar* h_new, const Scalar* 
 //   gates     (B, 3H)  activated r, z, n      hn (B, H) gh_n      h_prev (B, H)
 template <typename Scalar>
 void gru_pointwise_backward(Scalar* dgx, Scalar* dgh, Scalar* dh, const Scalar* gates, const Scalar* hn,
-                            const Scalar* h_prev, const SequenceOptions& seq, Index t, Index B, Index H) {
+                            const Scalar* h_prev, const SequenceOptions& seq, Index t, Index B, Index H, Index u0,
+                            Index nu) {
   using P = Packet<Scalar>;
   using namespace Eigen::internal;
   const P one = pset1<P>(Scalar(1));
   for (Index b = 0; b < B; ++b) {
     if (!seq.active(b, t)) continue;
-    const Scalar* a = gates + b * 3 * H;
-    Scalar* dax = dgx + b * 3 * H;
-    Scalar* dah = dgh + b * 3 * H;
-    for (Index j = 0; j < H; j += kPacket<Scalar>) {
-      const Index n = std::min(kPacket<Scalar>, H - j);
-      const Index k = b * H + j;
+    const Scalar* a = gates + b * 3 * H + u0;
+    Scalar* dax = dgx + b * 3 * H + u0;
+    Scalar* dah = dgh + b * 3 * H + u0;
+    for (Index j = 0; j < nu; j += kPacket<Scalar>) {
+      const Index n = std::min(kPacket<Scalar>, nu - j);
+      const Index k = b * H + u0 + j;
       const P r = load_packet(a + j, n), z = load_packet(a + H + j, n), n_t = load_packet(a + 2 * H + j, n);
       const P dh_k = load_packet(dh + k, n);
       const P da_n = pmul(pmul(dh_k, psub(one, z)), psub(one, pmul(n_t, n_t)));
@@ -95,6 +110,7 @@ void gru_pointwise_backward(Scalar* dgx, Scalar* dgh, Scalar* dh, const Scalar* 
   }
 }
 
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -103,6 +119,7 @@ void gru_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
                  const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
                  const GruDims& d, const SequenceOptions& seq) {
   const Index T = d.T, B = d.B, I = d.I, H = d.H, G = d.G(), TB = d.T * d.B;
+  constexpr Index L = kPacket<Scalar>, granule = kUnitGranule<Scalar>;
   const bool training = ws != nullptr;
 
   // The workspace when training (see gru.hpp); inference keeps nothing.
@@ -110,37 +127,52 @@ void gru_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
   Scalar* ws_hn = training ? ws_gates + TB * G : nullptr;      // (T, B, H)
   Scalar* ws_h_prev = training ? ws_hn + TB * H : nullptr;     // (T, B, H)
 
-  Buffer<Scalar> scratch_gx(training ? 0 : TB * G);  // inference: (T, B, G)
-  Buffer<Scalar> scratch_gh(B * G);                  // (B, G) this step's recurrent pre-activations
-  Buffer<Scalar> h_state(B * H);                     // (B, H) h carried between steps
-  copy_or_zero(h_state.data(), h0, B * H);
+  TeamLease lease(members_for(2.0 * B * G * H, H, granule));
+  const int members = lease.size();
+
+  Buffer<Scalar> scratch_gx(training ? 0 : TB * G);  // (T, B, G) inference: the input projections
+  Buffer<Scalar> h_steps(2 * B * H);                 // (2, B, H) h_{t-1} and h_t, by parity of the step
   Scalar* gx = training ? ws_gates : scratch_gx.data();  // (T, B, G)
+  const ColumnTasks<Scalar> input_tasks(G, members);     // gx = X · W_ihᵀ by columns
+  // Per member: its rows of W_hh (three gate blocks of its units) and their product (B, 3 * panels * L).
+  auto scratch = member_scratch<Scalar>(members, H, granule, 3 * H * L, 3 * B * L, input_tasks.scratch_size(I));
 
-  // 1. Input projection of all steps at once (b_hh belongs to the recurrent part: reset gate).
-  MatrixMap<Scalar> gx_all(gx, TB, G);
-  gx_all.noalias() = ConstMatrixMap<Scalar>(x, TB, I) * ConstMatrixMap<Scalar>(w_ih, G, I).transpose();
-  if (b_ih != nullptr) gx_all.rowwise() += ConstRowVectorMap<Scalar>(b_ih, G);
+  lease.run([&](Team& team) {
+    MemberScratch<Scalar>& mine = scratch[team.rank()];
+    const Team::Range units = team.part(H, granule);
+    const Index u0 = units.begin, nu = units.size(), unit_panels = panel_count<Scalar>(nu);
+    const Index rec_gate_stride = unit_panels * L, ld_rec = 3 * rec_gate_stride;
 
-  // 2. The recurrence: W_hh packed once for all steps.
-  PackedMatmul<Scalar, Eigen::RowMajor> recurrent(w_hh, G, H, B);
-  MatrixMap<Scalar> gh(scratch_gh.data(), B, G);
-  for (Index s = 0; s < T; ++s) {
-    const Index t = seq.time_at(s, T);
-    Scalar* y_t = y + t * B * H;  // (B, H)
-    if (b_hh != nullptr) {
-      gh.rowwise() = ConstRowVectorMap<Scalar>(b_hh, G);
-    } else {
-      gh.setZero();
+    // 1. Input projection of all steps at once (b_hh belongs to the recurrent part: reset gate).
+    input_projection(team, input_tasks, mine.packed_task.data(), gx, x, w_ih, b_ih, static_cast<const Scalar*>(nullptr),
+                     TB, I, G);
+    for (Index q = 0; q < 3; ++q) {
+      pack_rows(mine.packed.data() + q * unit_panels * H * L, w_hh + (q * H + u0) * H, H, nu, H);
     }
-    recurrent.accumulate(scratch_gh.data(), h_state.data(), B);  // gh = h_{t-1} · W_hhᵀ + b_hh
-    if (training) std::copy_n(h_state.data(), B * H, ws_h_prev + t * B * H);
-    gru_pointwise_forward(gx + t * B * G, training ? ws_hn + t * B * H : nullptr, y_t, scratch_gh.data(),
-                          h_state.data(), seq, t, B, H);
-    zero_inactive_rows(y_t, seq, t, B, H);
-    if (training) zero_inactive_rows(ws_hn + t * B * H, seq, t, B, H);
-    copy_active_rows(h_state.data(), y_t, seq, t, B, H);
-  }
-  std::copy_n(h_state.data(), B * H, h_n);
+    copy_or_zero(h_steps.data(), h0, H, u0, nu, B);
+    team.barrier();
+
+    // 2. The recurrence.
+    for (Index s = 0; s < T; ++s) {
+      const Index t = seq.time_at(s, T);
+      const Scalar* h_prev = h_steps.data() + (s % 2) * B * H;  // (B, H) h_{t-1}
+      Scalar* h_next = h_steps.data() + ((s + 1) % 2) * B * H;  // (B, H) h_t
+      Scalar* y_t = y + t * B * H;                                // (B, H)
+      if (s + 1 < T) prefetch_rows(gx + seq.time_at(s + 1, T) * B * G, G, u0, nu, 3, H, B);  // the next gx
+      panel_product(mine.product.data(), ld_rec, ld_rec, rows_of(h_prev, H), mine.packed.data(), 3 * unit_panels, H, B);
+      if (training) copy_rows(Rows::All, ws_h_prev + t * B * H, h_prev, H, u0, nu, seq, t, B);
+      Scalar* hn_t = training ? ws_hn + t * B * H : nullptr;
+      gru_pointwise_forward(gx + t * B * G, hn_t, y_t, mine.product.data(), ld_rec, rec_gate_stride, b_hh, h_prev,
+                            seq, t, B, H, u0, nu);
+      // Sequences past their length: zero output, h carried.
+      zero_rows(Rows::Inactive, y_t, H, u0, nu, seq, t, B);
+      if (training) zero_rows(Rows::Inactive, hn_t, H, u0, nu, seq, t, B);
+      copy_rows(Rows::Active, h_next, y_t, H, u0, nu, seq, t, B);
+      copy_rows(Rows::Inactive, h_next, h_prev, H, u0, nu, seq, t, B);
+      team.barrier();  // h_t complete
+    }
+    copy_rows(Rows::All, h_n, h_steps.data() + (T % 2) * B * H, H, u0, nu, seq, 0, B);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -149,43 +181,68 @@ void gru_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar*
                   const Scalar* dy, const Scalar* dh_n, const Scalar* x, const Scalar* ws,
                   const Scalar* w_ih, const Scalar* w_hh, const GruDims& d, const SequenceOptions& seq) {
   const Index T = d.T, B = d.B, I = d.I, H = d.H, G = d.G(), TB = d.T * d.B;
+  constexpr Index L = kPacket<Scalar>, granule = kUnitGranule<Scalar>;
 
   // The forward's workspace.
   const Scalar* ws_gates = ws;                    // (T, B, G) activated r, z, n
   const Scalar* ws_hn = ws_gates + TB * G;        // (T, B, H) gh_n
   const Scalar* ws_h_prev = ws_hn + TB * H;       // (T, B, H) h_{t-1}
 
+  TeamLease lease(members_for(2.0 * B * G * H, H, granule));
+  const int members = lease.size();
+
   Buffer<Scalar> scratch_dgx(TB * G);             // (T, B, G) gradient of the input pre-activations
   Buffer<Scalar> scratch_dgh(TB * G);             // (T, B, G) gradient of the recurrent pre-activations
-  Buffer<Scalar> scratch_dh_prev(B * H);          // (B, H) dGh_t · W_hh
-  Buffer<Scalar> dh_state(B * H);                 // (B, H) dh arriving from the next step
-  copy_or_zero(dh_state.data(), dh_n, B * H);
+  Buffer<Scalar> dh_state(B * H);                 // (B, H) dh arriving from the next step, by member units
+  const ColumnTasks<Scalar> dx_tasks(I, members);  // dX = dGx · W_ih by columns
+  // Per member: its columns of W_hh (its units) and their product (B, panels * L).
+  auto scratch = member_scratch<Scalar>(members, H, granule, G * L, B * L, dx_tasks.scratch_size(G));
 
-  // 1. Reverse walk. M = W_hhᵀ (H, G) is W_hh read column-major: dGh_t · W_hh.
-  PackedMatmul<Scalar, Eigen::ColMajor> recurrent_t(w_hh, H, G, B);
-  for (Index s = T - 1; s >= 0; --s) {
-    const Index t = seq.time_at(s, T);
-    if (dy != nullptr) add_active_rows(dh_state.data(), dy + t * B * H, seq, t, B, H);  // dh_t
-    Scalar* dgx_t = scratch_dgx.data() + t * B * G;
-    Scalar* dgh_t = scratch_dgh.data() + t * B * G;
-    // dh_state becomes dh_t ⊙ z_t for the active rows; inactive rows pass through unchanged.
-    gru_pointwise_backward(dgx_t, dgh_t, dh_state.data(), ws_gates + t * B * G, ws_hn + t * B * H,
-                           ws_h_prev + t * B * H, seq, t, B, H);
-    zero_inactive_rows(dgx_t, seq, t, B, G);
-    zero_inactive_rows(dgh_t, seq, t, B, G);
-    scratch_dh_prev.setZero();
-    recurrent_t.accumulate(scratch_dh_prev.data(), dgh_t, B);
-    add_active_rows(dh_state.data(), scratch_dh_prev.data(), seq, t, B, H);
-  }
-  std::copy_n(dh_state.data(), B * H, dh0);
+  lease.run([&](Team& team) {
+    MemberScratch<Scalar>& mine = scratch[team.rank()];
+    const Team::Range units = team.part(H, granule);
+    const Index u0 = units.begin, nu = units.size(), unit_panels = panel_count<Scalar>(nu);
+    pack_columns(mine.packed.data(), w_hh, H, u0, nu, G);
+    copy_or_zero(dh_state.data(), dh_n, H, u0, nu, B);
+    team.barrier();
 
-  // 2. Gradients of the inputs and weights, one GEMM each over all steps.
-  const ConstMatrixMap<Scalar> dgx(scratch_dgx.data(), TB, G), dgh(scratch_dgh.data(), TB, G);
-  MatrixMap<Scalar>(dx, TB, I).noalias() = dgx * ConstMatrixMap<Scalar>(w_ih, G, I);
-  MatrixMap<Scalar>(dw_ih, G, I).noalias() = dgx.transpose() * ConstMatrixMap<Scalar>(x, TB, I);
-  MatrixMap<Scalar>(dw_hh, G, H).noalias() = dgh.transpose() * ConstMatrixMap<Scalar>(ws_h_prev, TB, H);
-  if (db_ih != nullptr) column_sums(db_ih, scratch_dgx.data(), TB, G);
-  if (db_hh != nullptr) column_sums(db_hh, scratch_dgh.data(), TB, G);
+    // 1. Reverse walk.
+    for (Index s = T - 1; s >= 0; --s) {
+      const Index t = seq.time_at(s, T);
+      if (dy != nullptr) add_rows(Rows::Active, dh_state.data(), dy + t * B * H, H, u0, nu, seq, t, B);  // dh_t
+      Scalar* dgx_t = scratch_dgx.data() + t * B * G;
+      Scalar* dgh_t = scratch_dgh.data() + t * B * G;
+      if (s > 0) {  // what the next step reads, fetched while this one computes
+        const Index t_next = seq.time_at(s - 1, T);
+        prefetch_rows(ws_gates + t_next * B * G, G, u0, nu, 3, H, B);
+        prefetch_rows(ws_hn + t_next * B * H, H, u0, nu, 1, 0, B);
+        prefetch_rows(ws_h_prev + t_next * B * H, H, u0, nu, 1, 0, B);
+        if (dy != nullptr) prefetch_rows(dy + t_next * B * H, H, u0, nu, 1, 0, B);
+      }
+      // dh_state becomes dh_t ⊙ z_t for the active rows; inactive rows pass through unchanged.
+      gru_pointwise_backward(dgx_t, dgh_t, dh_state.data(), ws_gates + t * B * G, ws_hn + t * B * H,
+                             ws_h_prev + t * B * H, seq, t, B, H, u0, nu);
+      for (Index q = 0; q < 3; ++q) {
+        zero_rows(Rows::Inactive, dgx_t, G, q * H + u0, nu, seq, t, B);
+        zero_rows(Rows::Inactive, dgh_t, G, q * H + u0, nu, seq, t, B);
+      }
+      team.barrier();  // dGh_t complete
+      // Its units of dh_{t-1} = dh_t ⊙ z + dGh_t · W_hh.
+      panel_product(mine.product.data(), unit_panels * L, unit_panels * L, rows_of<Scalar>(dgh_t, G),
+                    mine.packed.data(), unit_panels, G, B);
+      for_rows(Rows::Active, seq, t, B, [&](Index b) {
+        const Scalar* from = mine.product.data() + b * unit_panels * L;
+        Scalar* to = dh_state.data() + b * H + u0;
+        for (Index j = 0; j < nu; ++j) to[j] += from[j];
+      });
+    }
+    copy_rows(Rows::All, dh0, dh_state.data(), H, u0, nu, seq, 0, B);
+    // Every dGx_t and dGh_t is complete: the last step wrote them before its barrier.
+
+    // 2. Gradients of the inputs and weights over all steps (products.hpp).
+    input_and_weight_gradients(team, dx_tasks, mine.packed_task.data(), dx, dw_ih, dw_hh, db_ih, db_hh,
+                               scratch_dgx.data(), scratch_dgh.data(), x, ws_h_prev, w_ih, TB, I, G, H);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

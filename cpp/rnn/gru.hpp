@@ -14,6 +14,7 @@
 #pragma once
 
 #include "rnn/common.hpp"
+#include "rnn/panel.hpp"
 
 namespace lstm_ext {
 
@@ -34,16 +35,19 @@ Count gru_workspace_size(const GruDims& d) {
   return Count(d.T) * d.B * (d.G() + 2 * d.H);
 }
 
-// Scratch memory gru_forward and gru_backward allocate for themselves (before any time loop).
+// Scratch memory gru_forward and gru_backward allocate for themselves (before any time loop),
+// at most, for a team of up to `members` threads.
 template <typename Scalar, typename Count = Index>
-Count gru_forward_scratch_size(const GruDims& d, bool training) {
-  return PackedMatmul<Scalar, Eigen::RowMajor>::template buffer_size<Count>(d.G(), d.H, d.B) +
-         Count(d.B) * (d.G() + d.H) + (training ? Count(0) : Count(d.T) * d.B * d.G());
+Count gru_forward_scratch_size(const GruDims& d, bool training, int members) {
+  const Count padding = Count(members) * kPacket<Scalar>;
+  return Count(3) * (d.H + padding) * (Count(d.H) + d.B) + Count(2) * d.B * d.H + (d.G() + 6 * padding) * d.I +
+         (training ? Count(0) : Count(d.T) * d.B * d.G());
 }
 template <typename Scalar, typename Count = Index>
-Count gru_backward_scratch_size(const GruDims& d) {
-  return PackedMatmul<Scalar, Eigen::ColMajor>::template buffer_size<Count>(d.H, d.G(), d.B) +
-         Count(2) * d.T * d.B * d.G() + Count(2) * d.B * d.H;
+Count gru_backward_scratch_size(const GruDims& d, int members) {
+  const Count padding = Count(members) * kPacket<Scalar>;
+  return (d.H + padding) * (Count(d.G()) + d.B) + Count(2) * d.T * d.B * d.G() + Count(d.B) * d.H +
+         (d.I + 6 * padding) * d.G();
 }
 
 // Forward over a whole sequence.

@@ -3,53 +3,62 @@
 // Dimensions: T time steps, B batch, I input features, H hidden units, G = 4H gate rows,
 // P projection size (0 = none), H_out = P or H: the size of h and of the outputs.
 //
-// The kernel pattern (see lstm.hpp for the equations):
-//   forward   1. gates (T*B, G) = X (T*B, I) · W_ihᵀ + b_ih + b_hh         one GEMM, all steps
-//             2. per step t (in the walk's order): gates_t += h_{t-1} · W_hhᵀ (packed W_hh),
-//                one fused pass over the gate block (activations, cell update, m_t), and with a
-//                projection h_t = m_t · W_hrᵀ (packed W_hr). Sequences past their length carry
-//                their state and output zeros.
-//   backward  1. reverse walk: dh_t = dy_t + dh from the next step; with a projection
-//                dm_t = dh_t · W_hr, else dm_t = dh_t; the fused pass from the kept activations
-//                gives dG_t (gradient of the pre-activations) and dc_{t-1}; then
-//                dh_{t-1} = dG_t · W_hh (packed). Inactive rows pass dh and dc through.
-//             2. after the walk, one GEMM each: dX = dG · W_ih, dW_ih = dGᵀ · X,
-//                dW_hh = dGᵀ · H_prev, dW_hr = dHᵀ · M, and db = column sums of dG
-// Nothing is allocated inside a time loop.
+// The kernel pattern (see lstm.hpp for the equations), on a team of threads (parallel.hpp):
+//   forward   1. gates (T*B, G) = X (T*B, I) · W_ihᵀ + b_ih + b_hh       one GEMM, all steps,
+//                in blocks shared out to the team
+//             2. per step t (in the walk's order), each member for its own units u:
+//                rec = h_{t-1} · W_hh[rows of u]ᵀ (its rows of W_hh, packed once per call), then
+//                the fused pass over the four gates of u: activations, c_t, m_t. With a
+//                projection, after a barrier, each member computes its columns of
+//                h_t = m_t · W_hrᵀ. One barrier per step (two with a projection).
+//   backward  1. reverse walk, each member for its units: dh_t = dy_t + dh from the next step
+//                (with a projection dm_t = dh_t · W_hr, else dm_t = dh_t), the fused pass
+//                gives dG_t and dc_{t-1} from the kept activations; after a barrier, its
+//                columns of dh_{t-1} = dG_t · W_hh (its columns of W_hh, packed once per call).
+//             2. after the walk, in blocks shared out to the team: dX = dG · W_ih,
+//                dW_ih = dGᵀ · X, dW_hh = dGᵀ · H_prev, dW_hr = dHᵀ · M, db = column sums of dG.
+// Sequences past their length carry their state, output zeros and pass gradients through.
+// Nothing is allocated inside a time loop; every element is computed the same way whatever the
+// team size (see parallel.hpp), so results do not depend on the number of threads.
 #include "rnn/lstm.hpp"
 
-#include <optional>
+#include "rnn/products.hpp"
 
 namespace lstm_ext {
 namespace {
 
 // ---------------------------------------------------------------------------------------------
-// Fused pointwise forward of one step, for the active rows of B rows of pre-activations
-// a = [a_i a_f a_g a_o]:
+// Fused pointwise forward of one step, for the units [u0, u0 + nu) of the active rows:
+//   a = gx + rec:  gx the input part (with both biases), rec the recurrent part h_{t-1} · W_hhᵀ
 //   i = σ(a_i)   f = σ(a_f)   g = tanh(a_g)   o = σ(a_o)
 //   c' = f ⊙ c + i ⊙ g
 //   m  = o ⊙ tanh(c')
-//   gates  (B, 4H)  in: pre-activations; out: activated gates i, f, g, o (when keep_gates)
-//   c_new  (B, H)   out        m (B, H) out
-//   c_prev (B, H)   in (may alias c_new: each packet is read before it is written)
+//   gx     (B, 4H)               in; out: activated gates i, f, g, o when keep_gates
+//   rec    (B, ld_rec)           gate q of unit u0 + j at column q * rec_gate_stride + j
+//   c_new  (B, H)                out        m (B, H) out
+//   c_prev (B, H)                in (may alias c_new: each packet is read before it is written)
 // Inactive rows (past their sequence's length at time t) are not touched.
 template <typename Scalar>
-void lstm_pointwise_forward(Scalar* gates, Scalar* c_new, Scalar* m, const Scalar* c_prev, bool keep_gates,
-                            const SequenceOptions& seq, Index t, Index B, Index H) {
+void lstm_pointwise_forward(Scalar* gx, Scalar* c_new, Scalar* m, const Scalar* rec, Index ld_rec,
+                            Index rec_gate_stride, const Scalar* c_prev, bool keep_gates, const SequenceOptions& seq,
+                            Index t, Index B, Index H, Index u0, Index nu) {
   using P = Packet<Scalar>;
   using namespace Eigen::internal;
   for (Index b = 0; b < B; ++b) {
     if (!seq.active(b, t)) continue;
-    Scalar* a = gates + b * 4 * H;
-    for (Index j = 0; j < H; j += kPacket<Scalar>) {
-      const Index n = std::min(kPacket<Scalar>, H - j);
-      const P i = packet_sigmoid<Scalar>(load_packet(a + j, n));
-      const P f = packet_sigmoid<Scalar>(load_packet(a + H + j, n));
-      const P g = packet_tanh<Scalar>(load_packet(a + 2 * H + j, n));
-      const P o = packet_sigmoid<Scalar>(load_packet(a + 3 * H + j, n));
-      const P c = pmadd(f, load_packet(c_prev + b * H + j, n), pmul(i, g));
-      store_packet(c_new + b * H + j, c, n);
-      store_packet(m + b * H + j, pmul(o, packet_tanh<Scalar>(c)), n);
+    Scalar* a = gx + b * 4 * H + u0;                 // gate q of unit u0 + j at a[q * H + j]
+    const Scalar* r = rec + b * ld_rec;              // gate q of unit u0 + j at r[q * rec_gate_stride + j]
+    const Index s = rec_gate_stride;
+    for (Index j = 0; j < nu; j += kPacket<Scalar>) {
+      const Index n = std::min(kPacket<Scalar>, nu - j);
+      const Index k = b * H + u0 + j;  // this packet's offset in the (B, H) buffers
+      const P i = packet_sigmoid<Scalar>(padd(load_packet(a + j, n), load_packet(r + j, n)));
+      const P f = packet_sigmoid<Scalar>(padd(load_packet(a + H + j, n), load_packet(r + s + j, n)));
+      const P g = packet_tanh<Scalar>(padd(load_packet(a + 2 * H + j, n), load_packet(r + 2 * s + j, n)));
+      const P o = packet_sigmoid<Scalar>(padd(load_packet(a + 3 * H + j, n), load_packet(r + 3 * s + j, n)));
+      const P c = pmadd(f, load_packet(c_prev + k, n), pmul(i, g));
+      store_packet(c_new + k, c, n);
+      store_packet(m + k, pmul(o, packet_tanh<Scalar>(c)), n);
       if (keep_gates) {
         store_packet(a + j, i, n);
         store_packet(a + H + j, f, n);
@@ -61,32 +70,34 @@ void lstm_pointwise_forward(Scalar* gates, Scalar* c_new, Scalar* m, const Scala
 }
 
 // ---------------------------------------------------------------------------------------------
-// Fused pointwise backward of one step, for the active rows, from the kept activations:
+// Fused pointwise backward of one step, for the units [u0, u0 + nu) of the active rows, from the
+// kept activations:
 //   dc   = dc_next + dm ⊙ o ⊙ (1 − tanh²(c_t))
 //   da_o = dm ⊙ tanh(c_t) ⊙ o ⊙ (1 − o)         da_i = dc ⊙ g ⊙ i ⊙ (1 − i)
 //   da_f = dc ⊙ c_{t-1} ⊙ f ⊙ (1 − f)           da_g = dc ⊙ i ⊙ (1 − g²)
 //   dc_{t-1} = dc ⊙ f
-//   dgates  (B, 4H)  out: da = [da_i da_f da_g da_o] (inactive rows not written)
-//   dc_next (B, H)   in: dc_t from step t+1; out: dc_{t-1} (inactive rows pass through)
-//   dm      (B, H)   gradient of m_t = o ⊙ tanh(c_t)
-//   gates   (B, 4H)  activated i, f, g, o       c_t, c_prev (B, H)
+//   dgates  (B, 4H)      out: da = [da_i da_f da_g da_o] (inactive rows not written)
+//   dc_next (B, H)       in: dc_t from step t+1; out: dc_{t-1} (inactive rows pass through)
+//   dm      (B, ld_dm)   gradient of m_t for unit u0 + j at column j
+//   gates   (B, 4H)      activated i, f, g, o       c_t, c_prev (B, H)
 template <typename Scalar>
-void lstm_pointwise_backward(Scalar* dgates, Scalar* dc_next, const Scalar* dm, const Scalar* gates,
-                             const Scalar* c_t, const Scalar* c_prev, const SequenceOptions& seq, Index t,
-                             Index B, Index H) {
+void lstm_pointwise_backward(Scalar* dgates, Scalar* dc_next, const Scalar* dm, Index ld_dm, const Scalar* gates,
+                             const Scalar* c_t, const Scalar* c_prev, const SequenceOptions& seq, Index t, Index B,
+                             Index H, Index u0, Index nu) {
   using P = Packet<Scalar>;
   using namespace Eigen::internal;
   const P one = pset1<P>(Scalar(1));
   for (Index b = 0; b < B; ++b) {
     if (!seq.active(b, t)) continue;
-    const Scalar* a = gates + b * 4 * H;
-    Scalar* da = dgates + b * 4 * H;
-    for (Index j = 0; j < H; j += kPacket<Scalar>) {
-      const Index n = std::min(kPacket<Scalar>, H - j);
-      const Index k = b * H + j;  // this packet's offset in the (B, H) buffers
+    const Scalar* a = gates + b * 4 * H + u0;
+    Scalar* da = dgates + b * 4 * H + u0;
+    const Scalar* dm_b = dm + b * ld_dm;
+    for (Index j = 0; j < nu; j += kPacket<Scalar>) {
+      const Index n = std::min(kPacket<Scalar>, nu - j);
+      const Index k = b * H + u0 + j;  // this packet's offset in the (B, H) buffers
       const P i = load_packet(a + j, n), f = load_packet(a + H + j, n);
       const P g = load_packet(a + 2 * H + j, n), o = load_packet(a + 3 * H + j, n);
-      const P dm_k = load_packet(dm + k, n);
+      const P dm_k = load_packet(dm_b + j, n);
       const P tanh_c = packet_tanh<Scalar>(load_packet(c_t + k, n));
       const P dc = padd(load_packet(dc_next + k, n), pmul(pmul(dm_k, o), psub(one, pmul(tanh_c, tanh_c))));
       store_packet(da + j, pmul(pmul(dc, g), pmul(i, psub(one, i))), n);
@@ -98,6 +109,7 @@ void lstm_pointwise_backward(Scalar* dgates, Scalar* dc_next, const Scalar* dm, 
   }
 }
 
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -106,9 +118,10 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
                   const Scalar* x, const Scalar* h0, const Scalar* c0,
                   const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
                   const Scalar* w_hr, const LstmDims& d, const SequenceOptions& seq) {
-  const Index T = d.T, B = d.B, I = d.I, H = d.H, G = d.G(), H_out = d.H_out(), TB = d.T * d.B;
+  const Index T = d.T, B = d.B, I = d.I, H = d.H, G = d.G(), P = d.P, H_out = d.H_out(), TB = d.T * d.B;
+  constexpr Index L = kPacket<Scalar>, granule = kUnitGranule<Scalar>;
   const bool training = ws != nullptr;
-  const bool projected = d.P > 0;
+  const bool projected = P > 0;
 
   // The workspace when training (see lstm.hpp); inference keeps nothing.
   Scalar* ws_gates = ws;                                          // (T, B, G)
@@ -117,54 +130,90 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
   Scalar* ws_h_prev = training ? ws_c_prev + TB * H : nullptr;    // (T, B, H_out)
   Scalar* ws_m = training ? ws_h_prev + TB * H_out : nullptr;     // (T, B, H), projection only
 
-  Buffer<Scalar> scratch_gates(training ? 0 : TB * G);            // inference: (T, B, G)
-  Buffer<Scalar> h_state(B * H_out);                              // (B, H_out) h carried between steps
-  Buffer<Scalar> c_state(B * H);                                  // (B, H) c carried between steps
-  Buffer<Scalar> scratch_m = Buffer<Scalar>::Zero(projected && !training ? B * H : 0);  // (B, H) m_t
-  copy_or_zero(h_state.data(), h0, B * H_out);
-  copy_or_zero(c_state.data(), c0, B * H);
-  Scalar* gates = training ? ws_gates : scratch_gates.data();     // (T, B, G)
+  // Members split the units (gate rows, c, m); with a projection also the columns of h.
+  TeamLease lease(members_for(2.0 * B * G * H_out + 2.0 * B * P * H, H, granule));
+  const int members = lease.size();
 
-  // 1. Input projection of all steps at once, and both biases.
-  MatrixMap<Scalar> gates_all(gates, TB, G);
-  gates_all.noalias() = ConstMatrixMap<Scalar>(x, TB, I) * ConstMatrixMap<Scalar>(w_ih, G, I).transpose();
-  if (b_ih != nullptr) gates_all.rowwise() += ConstRowVectorMap<Scalar>(b_ih, G);
-  if (b_hh != nullptr) gates_all.rowwise() += ConstRowVectorMap<Scalar>(b_hh, G);
-
-  // 2. The recurrence: W_hh (and W_hr) packed once for all steps.
-  PackedMatmul<Scalar, Eigen::RowMajor> recurrent(w_hh, G, H_out, B);
-  std::optional<PackedMatmul<Scalar, Eigen::RowMajor>> projection;
-  if (projected) projection.emplace(w_hr, d.P, H, B);
-  for (Index s = 0; s < T; ++s) {
-    const Index t = seq.time_at(s, T);
-    Scalar* gates_t = gates + t * B * G;  // (B, G)
-    Scalar* y_t = y + t * B * H_out;      // (B, H_out)
-    recurrent.accumulate(gates_t, h_state.data(), B);  // gates_t += h_{t-1} · W_hhᵀ
-    if (training) {
-      std::copy_n(h_state.data(), B * H_out, ws_h_prev + t * B * H_out);
-      std::copy_n(c_state.data(), B * H, ws_c_prev + t * B * H);
-    }
-    // c_t goes to the workspace (training) or over c_{t-1} in place; m_t is h_t unless projected.
-    Scalar* c_t = training ? ws_c + t * B * H : c_state.data();
-    Scalar* m_t = !projected ? y_t : (training ? ws_m + t * B * H : scratch_m.data());
-    lstm_pointwise_forward(gates_t, c_t, m_t, c_state.data(), training, seq, t, B, H);
+  Buffer<Scalar> scratch_gates(training ? 0 : TB * G);   // (T, B, G) inference: the input projections
+  Buffer<Scalar> h_steps(2 * B * H_out);                  // (2, B, H_out) h_{t-1} and h_t, by parity of the step
+  Buffer<Scalar> c_state(B * H);                          // (B, H) c carried between steps
+  Buffer<Scalar> scratch_m(projected && !training ? B * H : 0);  // (B, H) m_t when it is not kept
+  Scalar* gates = training ? ws_gates : scratch_gates.data();    // (T, B, G)
+  const ColumnTasks<Scalar> input_tasks(G, members);             // gates = X · W_ihᵀ by columns
+  // Per member: its rows of W_hh (four gate blocks of its units) and their product
+  // (B, 4 * panels * L); with a projection its rows of W_hr and their product (B, panels * L).
+  auto scratch = member_scratch<Scalar>(members, H, granule, 4 * H_out * L, 4 * B * L, input_tasks.scratch_size(I));
+  for (int k = 0; k < members; ++k) {
     if (projected) {
-      std::fill_n(y_t, B * H_out, Scalar(0));
-      projection->accumulate(y_t, m_t, B);  // h_t = m_t · W_hrᵀ
+      const Index proj_panels = panel_count<Scalar>(split_part(P, granule, members, k).size());
+      scratch[k].packed_proj.resize(proj_panels * H * L);   // its rows of W_hr
+      scratch[k].product_proj.resize(B * proj_panels * L);  // (B, proj_panels * L)
     }
-
-    // Sequences past their length: zero output, state carried (also in the workspace).
-    zero_inactive_rows(y_t, seq, t, B, H_out);
-    if (training) {
-      carry_inactive_rows(c_t, c_state.data(), seq, t, B, H);
-      if (projected) zero_inactive_rows(m_t, seq, t, B, H);
-      copy_active_rows(c_state.data(), c_t, seq, t, B, H);
-    }
-    copy_active_rows(h_state.data(), y_t, seq, t, B, H_out);
   }
 
-  std::copy_n(h_state.data(), B * H_out, h_n);
-  std::copy_n(c_state.data(), B * H, c_n);
+  lease.run([&](Team& team) {
+    MemberScratch<Scalar>& mine = scratch[team.rank()];
+    const Team::Range units = team.part(H, granule);                      // its units
+    const Team::Range outs = projected ? team.part(P, granule) : units;   // its columns of h
+    const Index u0 = units.begin, nu = units.size(), o0 = outs.begin, no = outs.size();
+    const Index unit_panels = panel_count<Scalar>(nu), out_panels = panel_count<Scalar>(no);
+    const Index rec_gate_stride = unit_panels * L, ld_rec = 4 * rec_gate_stride;
+
+    // 1. Input projection of all steps and both biases (products.hpp).
+    input_projection(team, input_tasks, mine.packed_task.data(), gates, x, w_ih, b_ih, b_hh, TB, I, G);
+    // Its weights, packed once for all steps: the rows of W_hh of its units, gate by gate, and
+    // with a projection its rows of W_hr. Its part of the initial state.
+    for (Index q = 0; q < 4; ++q) {
+      pack_rows(mine.packed.data() + q * unit_panels * H_out * L, w_hh + (q * H + u0) * H_out, H_out, nu, H_out);
+    }
+    if (projected) pack_rows(mine.packed_proj.data(), w_hr + o0 * H, H, no, H);
+    copy_or_zero(h_steps.data(), h0, H_out, o0, no, B);
+    copy_or_zero(c_state.data(), c0, H, u0, nu, B);
+    team.barrier();
+
+    // 2. The recurrence.
+    for (Index s = 0; s < T; ++s) {
+      const Index t = seq.time_at(s, T);
+      const Scalar* h_prev = h_steps.data() + (s % 2) * B * H_out;  // (B, H_out) h_{t-1}
+      Scalar* h_next = h_steps.data() + ((s + 1) % 2) * B * H_out;  // (B, H_out) h_t
+      Scalar* y_t = y + t * B * H_out;                                // (B, H_out)
+      if (s + 1 < T) prefetch_rows(gates + seq.time_at(s + 1, T) * B * G, G, u0, nu, 4, H, B);  // the next gx
+      // rec (B, 4 gate blocks of its units) = h_{t-1} · W_hh[its rows]ᵀ
+      panel_product(mine.product.data(), ld_rec, ld_rec, rows_of(h_prev, H_out), mine.packed.data(), 4 * unit_panels,
+                    H_out, B);
+      if (training) {
+        copy_rows(Rows::All, ws_h_prev + t * B * H_out, h_prev, H_out, o0, no, seq, t, B);
+        copy_rows(Rows::All, ws_c_prev + t * B * H, c_state.data(), H, u0, nu, seq, t, B);
+      }
+      // c_t goes to the workspace (training) or over c_{t-1} in place; m_t is h_t unless projected.
+      Scalar* c_t = training ? ws_c + t * B * H : c_state.data();
+      Scalar* m_t = !projected ? y_t : (training ? ws_m + t * B * H : scratch_m.data());
+      lstm_pointwise_forward(gates + t * B * G, c_t, m_t, mine.product.data(), ld_rec, rec_gate_stride,
+                             c_state.data(), training, seq, t, B, H, u0, nu);
+      if (training) {  // sequences past their length carry c (also in the workspace)
+        copy_rows(Rows::Inactive, c_t, c_state.data(), H, u0, nu, seq, t, B);
+        copy_rows(Rows::Active, c_state.data(), c_t, H, u0, nu, seq, t, B);
+      }
+      if (projected) {
+        zero_rows(Rows::Inactive, m_t, H, u0, nu, seq, t, B);
+        team.barrier();  // m_t complete
+        // its columns of h_t = m_t · W_hr[its rows]ᵀ
+        panel_product(mine.product_proj.data(), out_panels * L, out_panels * L, rows_of<Scalar>(m_t, H),
+                      mine.packed_proj.data(), out_panels, H, B);
+        for_rows(Rows::All, seq, t, B, [&](Index b) {
+          std::copy_n(mine.product_proj.data() + b * out_panels * L, no, y_t + b * H_out + o0);
+        });
+      }
+      // Sequences past their length: zero output, h carried.
+      zero_rows(Rows::Inactive, y_t, H_out, o0, no, seq, t, B);
+      copy_rows(Rows::Active, h_next, y_t, H_out, o0, no, seq, t, B);
+      copy_rows(Rows::Inactive, h_next, h_prev, H_out, o0, no, seq, t, B);
+      team.barrier();  // h_t complete
+    }
+
+    copy_rows(Rows::All, h_n, h_steps.data() + (T % 2) * B * H_out, H_out, o0, no, seq, 0, B);
+    copy_rows(Rows::All, c_n, c_state.data(), H, u0, nu, seq, 0, B);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -174,6 +223,7 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
                    const Scalar* x, const Scalar* ws, const Scalar* w_ih, const Scalar* w_hh, const Scalar* w_hr,
                    const LstmDims& d, const SequenceOptions& seq) {
   const Index T = d.T, B = d.B, I = d.I, H = d.H, G = d.G(), P = d.P, H_out = d.H_out(), TB = d.T * d.B;
+  constexpr Index L = kPacket<Scalar>, granule = kUnitGranule<Scalar>;
   const bool projected = P > 0;
 
   // The forward's workspace.
@@ -183,53 +233,118 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
   const Scalar* ws_h_prev = ws_c_prev + TB * H;       // (T, B, H_out) h_{t-1}
   const Scalar* ws_m = ws_h_prev + TB * H_out;        // (T, B, H) m_t, projection only
 
-  Buffer<Scalar> scratch_dgates(TB * G);              // (T, B, G) gradient of every step's pre-activations
+  TeamLease lease(members_for(2.0 * B * G * H_out + 2.0 * B * P * H, H, granule));
+  const int members = lease.size();
+
+  Buffer<Scalar> scratch_dgates(TB * G);               // (T, B, G) gradient of every step's pre-activations
   Buffer<Scalar> scratch_dh_all(projected ? TB * P : 0);  // (T, B, P) dh_t of every step, for dW_hr
-  Buffer<Scalar> scratch_dm(projected ? B * H : 0);   // (B, H) dm_t
-  Buffer<Scalar> scratch_dh_prev(B * H_out);          // (B, H_out) dG_t · W_hh
-  Buffer<Scalar> dh_state(B * H_out);                 // (B, H_out) dh arriving from the next step
-  Buffer<Scalar> dc_state(B * H);                     // (B, H) dc arriving from the next step
-  copy_or_zero(dh_state.data(), dh_n, B * H_out);
-  copy_or_zero(dc_state.data(), dc_n, B * H);
-
-  // 1. Reverse walk. M = W_hhᵀ (H_out, G) is W_hh read column-major: dh_{t-1} = dG_t · W_hh;
-  //    likewise dm_t = dh_t · W_hr.
-  PackedMatmul<Scalar, Eigen::ColMajor> recurrent_t(w_hh, H_out, G, B);
-  std::optional<PackedMatmul<Scalar, Eigen::ColMajor>> projection_t;
-  if (projected) projection_t.emplace(w_hr, H, P, B);
-  for (Index s = T - 1; s >= 0; --s) {
-    const Index t = seq.time_at(s, T);
-    if (dy != nullptr) add_active_rows(dh_state.data(), dy + t * B * H_out, seq, t, B, H_out);  // dh_t
-    const Scalar* dm_t = dh_state.data();
+  // dh arriving from the next step: (B, H) without a projection, each member reading and writing
+  // its own units; (2, B, P) with one, by parity of the step, as every member reads all of it.
+  Buffer<Scalar> dh_steps(projected ? 2 * B * P : B * H);
+  Buffer<Scalar> dc_state(B * H);                      // (B, H) dc arriving from the next step
+  const ColumnTasks<Scalar> dx_tasks(I, members);      // dX = dG · W_ih by columns
+  // Per member: its columns of W_hh (its columns of h) and their product (B, panels * L); with a
+  // projection its columns of W_hr (its units) and their product.
+  auto scratch = member_scratch<Scalar>(members, H_out, granule, G * L, B * L, dx_tasks.scratch_size(G));
+  for (int k = 0; k < members; ++k) {
     if (projected) {
-      Scalar* dh_t = scratch_dh_all.data() + t * B * P;
-      std::copy_n(dh_state.data(), B * P, dh_t);
-      zero_inactive_rows(dh_t, seq, t, B, P);
-      scratch_dm.setZero();
-      projection_t->accumulate(scratch_dm.data(), dh_state.data(), B);
-      dm_t = scratch_dm.data();
+      const Index unit_panels = panel_count<Scalar>(split_part(H, granule, members, k).size());
+      scratch[k].packed_proj.resize(unit_panels * P * L);   // its columns of W_hr
+      scratch[k].product_proj.resize(B * unit_panels * L);  // (B, unit_panels * L)
     }
-    Scalar* dgates_t = scratch_dgates.data() + t * B * G;
-    lstm_pointwise_backward(dgates_t, dc_state.data(), dm_t, ws_gates + t * B * G, ws_c + t * B * H,
-                            ws_c_prev + t * B * H, seq, t, B, H);
-    zero_inactive_rows(dgates_t, seq, t, B, G);
-    scratch_dh_prev.setZero();
-    recurrent_t.accumulate(scratch_dh_prev.data(), dgates_t, B);
-    copy_active_rows(dh_state.data(), scratch_dh_prev.data(), seq, t, B, H_out);
   }
-  std::copy_n(dh_state.data(), B * H_out, dh0);
-  std::copy_n(dc_state.data(), B * H, dc0);
+  const OutputBlocks dw_hr_blocks{P, H};
 
-  // 2. Gradients of the inputs and weights, one GEMM each over all steps.
-  const ConstMatrixMap<Scalar> dgates(scratch_dgates.data(), TB, G);
-  MatrixMap<Scalar>(dx, TB, I).noalias() = dgates * ConstMatrixMap<Scalar>(w_ih, G, I);
-  MatrixMap<Scalar>(dw_ih, G, I).noalias() = dgates.transpose() * ConstMatrixMap<Scalar>(x, TB, I);
-  MatrixMap<Scalar>(dw_hh, G, H_out).noalias() = dgates.transpose() * ConstMatrixMap<Scalar>(ws_h_prev, TB, H_out);
-  if (projected) {
-    MatrixMap<Scalar>(dw_hr, P, H).noalias() =
-        ConstMatrixMap<Scalar>(scratch_dh_all.data(), TB, P).transpose() * ConstMatrixMap<Scalar>(ws_m, TB, H);
-  }
-  if (db != nullptr) column_sums(db, scratch_dgates.data(), TB, G);
+  lease.run([&](Team& team) {
+    MemberScratch<Scalar>& mine = scratch[team.rank()];
+    const Team::Range units = team.part(H, granule);                   // its units
+    const Team::Range outs = team.part(H_out, granule);                // its columns of h
+    const Index u0 = units.begin, nu = units.size(), o0 = outs.begin, no = outs.size();
+    const Index unit_panels = panel_count<Scalar>(nu), out_panels = panel_count<Scalar>(no);
+
+    // Its weights, packed once for all steps: columns of W_hh for dh_{t-1} = dG_t · W_hh, and
+    // with a projection columns of W_hr for dm_t = dh_t · W_hr. Its part of the final state's
+    // gradient (with a projection, with the first step's dy added).
+    pack_columns(mine.packed.data(), w_hh, H_out, o0, no, G);
+    if (projected) pack_columns(mine.packed_proj.data(), w_hr, H, u0, nu, P);
+    copy_or_zero(dc_state.data(), dc_n, H, u0, nu, B);
+    copy_or_zero(dh_steps.data(), dh_n, H_out, o0, no, B);
+    if (projected) {
+      const Index t = seq.time_at(T - 1, T);
+      if (dy != nullptr) add_rows(Rows::Active, dh_steps.data(), dy + t * B * P, P, o0, no, seq, t, B);
+      copy_rows(Rows::All, scratch_dh_all.data() + t * B * P, dh_steps.data(), P, o0, no, seq, t, B);
+      zero_rows(Rows::Inactive, scratch_dh_all.data() + t * B * P, P, o0, no, seq, t, B);
+    }
+    team.barrier();
+
+    // 1. Reverse walk.
+    for (Index s = T - 1; s >= 0; --s) {
+      const Index t = seq.time_at(s, T), walked = T - 1 - s;
+      Scalar* dgates_t = scratch_dgates.data() + t * B * G;  // (B, G)
+      if (s > 0) {  // what the next step reads, fetched while this one computes
+        const Index t_next = seq.time_at(s - 1, T);
+        prefetch_rows(ws_gates + t_next * B * G, G, u0, nu, 4, H, B);
+        prefetch_rows(ws_c + t_next * B * H, H, u0, nu, 1, 0, B);
+        prefetch_rows(ws_c_prev + t_next * B * H, H, u0, nu, 1, 0, B);
+        if (dy != nullptr) prefetch_rows(dy + t_next * B * H_out, H_out, o0, no, 1, 0, B);
+      }
+      const Scalar* dm = nullptr;                              // its units of dm_t
+      Index ld_dm = 0;
+      Scalar* dh_t = dh_steps.data() + (projected ? (walked % 2) * B * P : 0);  // (B, H_out) dh_t
+      if (!projected) {
+        if (dy != nullptr) add_rows(Rows::Active, dh_t, dy + t * B * H, H, u0, nu, seq, t, B);
+        dm = dh_t + u0;
+        ld_dm = H;
+      } else {
+        // dm_t for its units = dh_t · W_hr[:, its units]
+        panel_product(mine.product_proj.data(), unit_panels * L, unit_panels * L, rows_of<Scalar>(dh_t, P),
+                      mine.packed_proj.data(), unit_panels, P, B);
+        dm = mine.product_proj.data();
+        ld_dm = unit_panels * L;
+      }
+      lstm_pointwise_backward(dgates_t, dc_state.data(), dm, ld_dm, ws_gates + t * B * G, ws_c + t * B * H,
+                              ws_c_prev + t * B * H, seq, t, B, H, u0, nu);
+      for (Index q = 0; q < 4; ++q) zero_rows(Rows::Inactive, dgates_t, G, q * H + u0, nu, seq, t, B);
+      team.barrier();  // dG_t complete
+
+      // Its columns of dh_{t-1} = dG_t · W_hh; sequences past their length pass dh_t through.
+      panel_product(mine.product.data(), out_panels * L, out_panels * L, rows_of<Scalar>(dgates_t, G),
+                    mine.packed.data(), out_panels, G, B);
+      Scalar* dh_prev = dh_steps.data() + (projected ? ((walked + 1) % 2) * B * P : 0);  // (B, H_out)
+      for_rows(Rows::Active, seq, t, B, [&](Index b) {
+        std::copy_n(mine.product.data() + b * out_panels * L, no, dh_prev + b * H_out + o0);
+      });
+      if (projected) {
+        copy_rows(Rows::Inactive, dh_prev, dh_t, P, o0, no, seq, t, B);
+        if (s > 0) {  // the next step's dh: add its dy, keep it for dW_hr
+          const Index t_next = seq.time_at(s - 1, T);
+          if (dy != nullptr) add_rows(Rows::Active, dh_prev, dy + t_next * B * P, P, o0, no, seq, t_next, B);
+          Scalar* dh_kept = scratch_dh_all.data() + t_next * B * P;
+          copy_rows(Rows::All, dh_kept, dh_prev, P, o0, no, seq, t_next, B);
+          zero_rows(Rows::Inactive, dh_kept, P, o0, no, seq, t_next, B);
+        }
+        team.barrier();  // dh_{t-1} complete
+      }
+    }
+    const Scalar* dh_first = dh_steps.data() + (projected ? (T % 2) * B * P : 0);
+    copy_rows(Rows::All, dh0, dh_first, H_out, o0, no, seq, 0, B);
+    copy_rows(Rows::All, dc0, dc_state.data(), H, u0, nu, seq, 0, B);
+    // Every dG_t (and dh_t) is complete: the last step ended with a barrier after writing them.
+
+    // 2. Gradients of the inputs and weights over all steps (products.hpp); b_ih and b_hh share db.
+    input_and_weight_gradients(team, dx_tasks, mine.packed_task.data(), dx, dw_ih, dw_hh, db,
+                               static_cast<Scalar*>(nullptr), scratch_dgates.data(), scratch_dgates.data(), x,
+                               ws_h_prev, w_ih, TB, I, G, H_out);
+    if (projected) {  // dW_hr = dHᵀ · M
+      const ConstMatrixMap<Scalar> dH(scratch_dh_all.data(), TB, P), M(ws_m, TB, H);
+      MatrixMap<Scalar> dW_hr(dw_hr, P, H);
+      team.tasks(dw_hr_blocks.count(), [&](Index i) {
+        const OutputBlocks::Block blk = dw_hr_blocks[i];
+        dW_hr.block(blk.r0, blk.c0, blk.nr, blk.nc).noalias() =
+            dH.middleCols(blk.r0, blk.nr).transpose() * M.middleCols(blk.c0, blk.nc);
+      });
+    }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -239,21 +354,24 @@ void lstm_cell(Scalar* h_new, Scalar* c_new,
                const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
                Index B, Index I, Index H) {
   const Index G = 4 * H;
-  RowMatrix<Scalar> scratch_gates(B, G);  // (B, G) this step's pre-activations
-  scratch_gates.noalias() = ConstMatrixMap<Scalar>(x, B, I) * ConstMatrixMap<Scalar>(w_ih, G, I).transpose();
+  RowMatrix<Scalar> scratch_gx(B, G);   // (B, G) input part of the pre-activations, with the biases
+  RowMatrix<Scalar> scratch_rec(B, G);  // (B, G) recurrent part h · W_hhᵀ
+  scratch_gx.noalias() = ConstMatrixMap<Scalar>(x, B, I) * ConstMatrixMap<Scalar>(w_ih, G, I).transpose();
+  if (b_ih != nullptr) scratch_gx.rowwise() += ConstRowVectorMap<Scalar>(b_ih, G);
+  if (b_hh != nullptr) scratch_gx.rowwise() += ConstRowVectorMap<Scalar>(b_hh, G);
   if (h != nullptr) {
-    scratch_gates.noalias() += ConstMatrixMap<Scalar>(h, B, H) * ConstMatrixMap<Scalar>(w_hh, G, H).transpose();
+    scratch_rec.noalias() = ConstMatrixMap<Scalar>(h, B, H) * ConstMatrixMap<Scalar>(w_hh, G, H).transpose();
+  } else {
+    scratch_rec.setZero();
   }
-  if (b_ih != nullptr) scratch_gates.rowwise() += ConstRowVectorMap<Scalar>(b_ih, G);
-  if (b_hh != nullptr) scratch_gates.rowwise() += ConstRowVectorMap<Scalar>(b_hh, G);
-
   // A missing c is zeros: start c_new at zero and update it in place.
   const Scalar* c_prev = c;
   if (c_prev == nullptr) {
     MatrixMap<Scalar>(c_new, B, H).setZero();
     c_prev = c_new;
   }
-  lstm_pointwise_forward(scratch_gates.data(), c_new, h_new, c_prev, false, SequenceOptions{}, 0, B, H);
+  lstm_pointwise_forward(scratch_gx.data(), c_new, h_new, scratch_rec.data(), G, H, c_prev, false, SequenceOptions{},
+                         0, B, H, 0, H);
 }
 
 // ---------------------------------------------------------------------------------------------

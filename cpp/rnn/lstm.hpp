@@ -19,6 +19,7 @@
 #pragma once
 
 #include "rnn/common.hpp"
+#include "rnn/panel.hpp"
 
 namespace lstm_ext {
 
@@ -47,22 +48,26 @@ Count lstm_workspace_size(const LstmDims& d) {
   return TB * d.G() + Count(2) * TB * d.H + TB * d.H_out() + (d.P > 0 ? TB * d.H : Count(0));
 }
 
-// Scratch memory lstm_forward and lstm_backward allocate for themselves (before any time loop).
+// Scratch memory lstm_forward and lstm_backward allocate for themselves (before any time loop),
+// at most, for a team of up to `members` threads.
 template <typename Scalar, typename Count = Index>
-Count lstm_forward_scratch_size(const LstmDims& d, bool training) {
-  const Count packed = PackedMatmul<Scalar, Eigen::RowMajor>::template buffer_size<Count>(d.G(), d.H_out(), d.B) +
-                       (d.P > 0 ? PackedMatmul<Scalar, Eigen::RowMajor>::template buffer_size<Count>(d.P, d.H, d.B)
-                                : Count(0));
-  const Count carried = Count(d.B) * (d.H_out() + 2 * d.H);  // h, c, and c_t / m_t of one step
-  return packed + carried + (training ? Count(0) : Count(d.T) * d.B * d.G());
+Count lstm_forward_scratch_size(const LstmDims& d, bool training, int members) {
+  const Count padding = Count(members) * kPacket<Scalar>;  // each member rounds its rows up to panels
+  const Count recurrent = Count(4) * (d.H + padding) * (d.H_out() + d.B);  // packed W_hh rows and their product
+  const Count projection = d.P > 0 ? (d.P + padding) * (Count(d.H) + d.B) : Count(0);  // W_hr likewise
+  const Count state = Count(d.B) * (2 * d.H_out() + 2 * d.H);  // h (two steps), c, m
+  const Count input = (Count(d.G()) + 6 * padding) * d.I;       // packed W_ih blocks (ColumnTasks)
+  return recurrent + projection + state + input + (training ? Count(0) : Count(d.T) * d.B * d.G());
 }
 template <typename Scalar, typename Count = Index>
-Count lstm_backward_scratch_size(const LstmDims& d) {
-  const Count packed = PackedMatmul<Scalar, Eigen::ColMajor>::template buffer_size<Count>(d.H_out(), d.G(), d.B) +
-                       (d.P > 0 ? PackedMatmul<Scalar, Eigen::ColMajor>::template buffer_size<Count>(d.H, d.P, d.B)
-                                : Count(0));
+Count lstm_backward_scratch_size(const LstmDims& d, int members) {
+  const Count padding = Count(members) * kPacket<Scalar>;
+  const Count recurrent = (d.H_out() + padding) * (Count(d.G()) + d.B);  // packed W_hh columns and their product
+  const Count projection = d.P > 0 ? (d.H + padding) * (Count(d.P) + d.B) : Count(0);  // W_hr likewise
   const Count TB = Count(d.T) * d.B;
-  return packed + TB * d.G() + (d.P > 0 ? TB * d.P : Count(0)) + Count(d.B) * (2 * d.H_out() + 2 * d.H);
+  const Count input = (Count(d.I) + 6 * padding) * d.G();  // packed W_ihᵀ blocks (ColumnTasks)
+  return recurrent + projection + input + TB * d.G() + (d.P > 0 ? TB * d.P : Count(0)) +
+         Count(d.B) * (2 * d.H_out() + d.H);
 }
 
 // Forward over a whole sequence.

@@ -2,57 +2,67 @@
 //
 // Dimensions: T time steps, B batch, I input features, H hidden units.
 //
-// The kernel pattern (see rnn.hpp for the equations):
-//   forward   1. a (T*B, H) = X (T*B, I) · W_ihᵀ + b_ih + b_hh                one GEMM, all steps
-//             2. per step t (in the walk's order): a_t += h_{t-1} · W_hhᵀ (packed W_hh), then
-//                h_t = act(a_t) in one pass
-//   backward  1. reverse walk: dh_t = dy_t + dh from the next step; da_t = dh_t ⊙ act'(a_t)
-//                (tanh' = 1 − h², relu' = [h > 0]); dh_{t-1} = da_t · W_hh (packed)
-//             2. after the walk, one GEMM each: dX = dA · W_ih, dW_ih = dAᵀ · X,
+// The kernel pattern (see rnn.hpp for the equations), on a team of threads (parallel.hpp):
+//   forward   1. a (T*B, H) = X (T*B, I) · W_ihᵀ + b_ih + b_hh          one GEMM, all steps, in blocks
+//             2. per step t (in the walk's order), each member for its own units u:
+//                rec = h_{t-1} · W_hh[rows of u]ᵀ (packed once per call), h_t = act(a_t + rec).
+//                One barrier per step.
+//   backward  1. reverse walk, each member for its units: dh_t = dy_t + dh from the next step;
+//                da_t = dh_t ⊙ act'(a_t) (tanh' = 1 − h², relu' = [h > 0]); after a barrier,
+//                dh_{t-1} = da_t · W_hh[:, u] (its columns, packed once per call)
+//             2. after the walk, in blocks: dX = dA · W_ih, dW_ih = dAᵀ · X,
 //                dW_hh = dAᵀ · H_prev, and db = column sums of dA
-// Nothing is allocated inside a time loop.
+// Nothing is allocated inside a time loop; results do not depend on the number of threads.
 #include "rnn/rnn.hpp"
+
+#include "rnn/products.hpp"
+
+#include <vector>
 
 namespace lstm_ext {
 namespace {
 
-// h = act(a) for the active rows: a (B, H) pre-activations, h (B, H) out (may alias a).
+// h = act(a + rec) for the units [u0, u0 + nu) of the active rows:
+//   h, a  (B, H)       a in; h out (may alias a)
+//   rec   (B, ld_rec)  h_{t-1} · W_hhᵀ for unit u0 + j at column j
 template <typename Scalar>
-void rnn_pointwise_forward(Scalar* h, const Scalar* a, RnnActivation act, const SequenceOptions& seq, Index t,
-                           Index B, Index H) {
+void rnn_pointwise_forward(Scalar* h, const Scalar* a, const Scalar* rec, Index ld_rec, RnnActivation act,
+                           const SequenceOptions& seq, Index t, Index B, Index H, Index u0, Index nu) {
   using P = Packet<Scalar>;
   using namespace Eigen::internal;
   const P zero = pset1<P>(Scalar(0));
   for (Index b = 0; b < B; ++b) {
     if (!seq.active(b, t)) continue;
-    for (Index j = 0; j < H; j += kPacket<Scalar>) {
-      const Index n = std::min(kPacket<Scalar>, H - j);
-      const P a_k = load_packet(a + b * H + j, n);
-      store_packet(h + b * H + j, act == RnnActivation::Tanh ? packet_tanh<Scalar>(a_k) : pmax(a_k, zero), n);
+    for (Index j = 0; j < nu; j += kPacket<Scalar>) {
+      const Index n = std::min(kPacket<Scalar>, nu - j);
+      const Index k = b * H + u0 + j;
+      const P a_k = padd(load_packet(a + k, n), load_packet(rec + b * ld_rec + j, n));
+      store_packet(h + k, act == RnnActivation::Tanh ? packet_tanh<Scalar>(a_k) : pmax(a_k, zero), n);
     }
   }
 }
 
-// da = dh ⊙ act'(a) for the active rows, from h = act(a):
+// da = dh ⊙ act'(a) for the units [u0, u0 + nu) of the active rows, from h = act(a):
 //   tanh' = 1 − h²      relu' = 1 where h > 0, else 0 (PyTorch's choice at 0)
 //   da (B, H) out       dh (B, H) in       h (B, H) in
 template <typename Scalar>
 void rnn_pointwise_backward(Scalar* da, const Scalar* dh, const Scalar* h, RnnActivation act,
-                            const SequenceOptions& seq, Index t, Index B, Index H) {
+                            const SequenceOptions& seq, Index t, Index B, Index H, Index u0, Index nu) {
   using P = Packet<Scalar>;
   using namespace Eigen::internal;
   const P one = pset1<P>(Scalar(1)), zero = pset1<P>(Scalar(0));
   for (Index b = 0; b < B; ++b) {
     if (!seq.active(b, t)) continue;
-    for (Index j = 0; j < H; j += kPacket<Scalar>) {
-      const Index n = std::min(kPacket<Scalar>, H - j);
-      const Index k = b * H + j;
+    for (Index j = 0; j < nu; j += kPacket<Scalar>) {
+      const Index n = std::min(kPacket<Scalar>, nu - j);
+      const Index k = b * H + u0 + j;
       const P h_k = load_packet(h + k, n);
       const P slope = act == RnnActivation::Tanh ? psub(one, pmul(h_k, h_k)) : pand(pcmp_lt(zero, h_k), one);
       store_packet(da + k, pmul(load_packet(dh + k, n), slope), n);
     }
   }
 }
+
 
 }  // namespace
 
@@ -62,37 +72,55 @@ void rnn_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
                  const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
                  RnnActivation act, const RnnDims& d, const SequenceOptions& seq) {
   const Index T = d.T, B = d.B, I = d.I, H = d.H, TB = d.T * d.B;
+  constexpr Index L = kPacket<Scalar>, granule = kUnitGranule<Scalar>;
   const bool training = ws != nullptr;
 
   // The workspace when training (see rnn.hpp); inference keeps nothing.
   Scalar* ws_h = ws;                                        // (T, B, H)
   Scalar* ws_h_prev = training ? ws_h + TB * H : nullptr;   // (T, B, H)
 
-  Buffer<Scalar> scratch_a(training ? 0 : TB * H);  // inference: (T, B, H) pre-activations
-  Buffer<Scalar> h_state(B * H);                    // (B, H) h carried between steps
-  copy_or_zero(h_state.data(), h0, B * H);
-  Scalar* a = training ? ws_h : scratch_a.data();   // (T, B, H): a_t, then h_t in place when training
+  TeamLease lease(members_for(2.0 * B * H * H, H, granule));
+  const int members = lease.size();
 
-  // 1. Input projection of all steps at once, and both biases.
-  MatrixMap<Scalar> a_all(a, TB, H);
-  a_all.noalias() = ConstMatrixMap<Scalar>(x, TB, I) * ConstMatrixMap<Scalar>(w_ih, H, I).transpose();
-  if (b_ih != nullptr) a_all.rowwise() += ConstRowVectorMap<Scalar>(b_ih, H);
-  if (b_hh != nullptr) a_all.rowwise() += ConstRowVectorMap<Scalar>(b_hh, H);
+  Buffer<Scalar> scratch_a(training ? 0 : TB * H);  // (T, B, H) inference: pre-activations
+  Buffer<Scalar> h_steps(2 * B * H);                // (2, B, H) h_{t-1} and h_t, by parity of the step
+  Scalar* a = training ? ws_h : scratch_a.data();   // (T, B, H): a_t, then h_t in place (kept when training)
+  const ColumnTasks<Scalar> input_tasks(H, members);  // a = X · W_ihᵀ by columns
+  // Per member: its rows of W_hh (its units) and their product (B, panels * L).
+  auto scratch = member_scratch<Scalar>(members, H, granule, H * L, B * L, input_tasks.scratch_size(I));
 
-  // 2. The recurrence: W_hh packed once for all steps.
-  PackedMatmul<Scalar, Eigen::RowMajor> recurrent(w_hh, H, H, B);
-  for (Index s = 0; s < T; ++s) {
-    const Index t = seq.time_at(s, T);
-    Scalar* a_t = a + t * B * H;  // (B, H)
-    Scalar* y_t = y + t * B * H;  // (B, H)
-    recurrent.accumulate(a_t, h_state.data(), B);  // a_t += h_{t-1} · W_hhᵀ
-    if (training) std::copy_n(h_state.data(), B * H, ws_h_prev + t * B * H);
-    rnn_pointwise_forward(a_t, a_t, act, seq, t, B, H);  // a_t becomes h_t (kept when training)
-    std::copy_n(a_t, B * H, y_t);
-    zero_inactive_rows(y_t, seq, t, B, H);
-    copy_active_rows(h_state.data(), y_t, seq, t, B, H);
-  }
-  std::copy_n(h_state.data(), B * H, h_n);
+  lease.run([&](Team& team) {
+    MemberScratch<Scalar>& mine = scratch[team.rank()];
+    const Team::Range units = team.part(H, granule);
+    const Index u0 = units.begin, nu = units.size(), unit_panels = panel_count<Scalar>(nu);
+
+    // 1. Input projection of all steps at once, and both biases.
+    input_projection(team, input_tasks, mine.packed_task.data(), a, x, w_ih, b_ih, b_hh, TB, I, H);
+    pack_rows(mine.packed.data(), w_hh + u0 * H, H, nu, H);
+    copy_or_zero(h_steps.data(), h0, H, u0, nu, B);
+    team.barrier();
+
+    // 2. The recurrence.
+    for (Index s = 0; s < T; ++s) {
+      const Index t = seq.time_at(s, T);
+      const Scalar* h_prev = h_steps.data() + (s % 2) * B * H;  // (B, H) h_{t-1}
+      Scalar* h_next = h_steps.data() + ((s + 1) % 2) * B * H;  // (B, H) h_t
+      Scalar* a_t = a + t * B * H;                                // (B, H)
+      Scalar* y_t = y + t * B * H;                                // (B, H)
+      if (s + 1 < T) prefetch_rows(a + seq.time_at(s + 1, T) * B * H, H, u0, nu, 1, H, B);  // the next a_t
+      panel_product(mine.product.data(), unit_panels * L, unit_panels * L, rows_of(h_prev, H), mine.packed.data(),
+                    unit_panels, H, B);
+      if (training) copy_rows(Rows::All, ws_h_prev + t * B * H, h_prev, H, u0, nu, seq, t, B);
+      rnn_pointwise_forward(a_t, a_t, mine.product.data(), unit_panels * L, act, seq, t, B, H, u0, nu);
+      // Outputs: h_t, zero past a sequence's length; h carried there.
+      copy_rows(Rows::Active, y_t, a_t, H, u0, nu, seq, t, B);
+      zero_rows(Rows::Inactive, y_t, H, u0, nu, seq, t, B);
+      copy_rows(Rows::Active, h_next, y_t, H, u0, nu, seq, t, B);
+      copy_rows(Rows::Inactive, h_next, h_prev, H, u0, nu, seq, t, B);
+      team.barrier();  // h_t complete
+    }
+    copy_rows(Rows::All, h_n, h_steps.data() + (T % 2) * B * H, H, u0, nu, seq, 0, B);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -102,36 +130,56 @@ void rnn_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar*
                   const Scalar* w_ih, const Scalar* w_hh, RnnActivation act, const RnnDims& d,
                   const SequenceOptions& seq) {
   const Index T = d.T, B = d.B, I = d.I, H = d.H, TB = d.T * d.B;
+  constexpr Index L = kPacket<Scalar>, granule = kUnitGranule<Scalar>;
 
   // The forward's workspace.
   const Scalar* ws_h = ws;                  // (T, B, H) h_t
   const Scalar* ws_h_prev = ws_h + TB * H;  // (T, B, H) h_{t-1}
 
+  TeamLease lease(members_for(2.0 * B * H * H, H, granule));
+  const int members = lease.size();
+
   Buffer<Scalar> scratch_da(TB * H);        // (T, B, H) gradient of every step's pre-activations
-  Buffer<Scalar> scratch_dh_prev(B * H);    // (B, H) da_t · W_hh
-  Buffer<Scalar> dh_state(B * H);           // (B, H) dh arriving from the next step
-  copy_or_zero(dh_state.data(), dh_n, B * H);
+  Buffer<Scalar> dh_state(B * H);           // (B, H) dh arriving from the next step, by member units
+  const ColumnTasks<Scalar> dx_tasks(I, members);  // dX = dA · W_ih by columns
+  // Per member: its columns of W_hh (its units) and their product (B, panels * L).
+  auto scratch = member_scratch<Scalar>(members, H, granule, H * L, B * L, dx_tasks.scratch_size(H));
 
-  // 1. Reverse walk. M = W_hhᵀ is W_hh read column-major: dh_{t-1} = da_t · W_hh.
-  PackedMatmul<Scalar, Eigen::ColMajor> recurrent_t(w_hh, H, H, B);
-  for (Index s = T - 1; s >= 0; --s) {
-    const Index t = seq.time_at(s, T);
-    if (dy != nullptr) add_active_rows(dh_state.data(), dy + t * B * H, seq, t, B, H);  // dh_t
-    Scalar* da_t = scratch_da.data() + t * B * H;
-    rnn_pointwise_backward(da_t, dh_state.data(), ws_h + t * B * H, act, seq, t, B, H);
-    zero_inactive_rows(da_t, seq, t, B, H);
-    scratch_dh_prev.setZero();
-    recurrent_t.accumulate(scratch_dh_prev.data(), da_t, B);
-    copy_active_rows(dh_state.data(), scratch_dh_prev.data(), seq, t, B, H);
-  }
-  std::copy_n(dh_state.data(), B * H, dh0);
+  lease.run([&](Team& team) {
+    MemberScratch<Scalar>& mine = scratch[team.rank()];
+    const Team::Range units = team.part(H, granule);
+    const Index u0 = units.begin, nu = units.size(), unit_panels = panel_count<Scalar>(nu);
+    pack_columns(mine.packed.data(), w_hh, H, u0, nu, H);
+    copy_or_zero(dh_state.data(), dh_n, H, u0, nu, B);
+    team.barrier();
 
-  // 2. Gradients of the inputs and weights, one GEMM each over all steps.
-  const ConstMatrixMap<Scalar> da(scratch_da.data(), TB, H);
-  MatrixMap<Scalar>(dx, TB, I).noalias() = da * ConstMatrixMap<Scalar>(w_ih, H, I);
-  MatrixMap<Scalar>(dw_ih, H, I).noalias() = da.transpose() * ConstMatrixMap<Scalar>(x, TB, I);
-  MatrixMap<Scalar>(dw_hh, H, H).noalias() = da.transpose() * ConstMatrixMap<Scalar>(ws_h_prev, TB, H);
-  if (db != nullptr) column_sums(db, scratch_da.data(), TB, H);
+    // 1. Reverse walk.
+    for (Index s = T - 1; s >= 0; --s) {
+      const Index t = seq.time_at(s, T);
+      if (dy != nullptr) add_rows(Rows::Active, dh_state.data(), dy + t * B * H, H, u0, nu, seq, t, B);  // dh_t
+      Scalar* da_t = scratch_da.data() + t * B * H;
+      if (s > 0) {  // what the next step reads, fetched while this one computes
+        const Index t_next = seq.time_at(s - 1, T);
+        prefetch_rows(ws_h + t_next * B * H, H, u0, nu, 1, 0, B);
+        if (dy != nullptr) prefetch_rows(dy + t_next * B * H, H, u0, nu, 1, 0, B);
+      }
+      rnn_pointwise_backward(da_t, dh_state.data(), ws_h + t * B * H, act, seq, t, B, H, u0, nu);
+      zero_rows(Rows::Inactive, da_t, H, u0, nu, seq, t, B);
+      team.barrier();  // da_t complete
+      // Its units of dh_{t-1} = da_t · W_hh; sequences past their length pass dh through.
+      panel_product(mine.product.data(), unit_panels * L, unit_panels * L, rows_of<Scalar>(da_t, H),
+                    mine.packed.data(), unit_panels, H, B);
+      for_rows(Rows::Active, seq, t, B, [&](Index b) {
+        std::copy_n(mine.product.data() + b * unit_panels * L, nu, dh_state.data() + b * H + u0);
+      });
+    }
+    copy_rows(Rows::All, dh0, dh_state.data(), H, u0, nu, seq, 0, B);
+
+    // 2. Gradients of the inputs and weights over all steps (products.hpp); b_ih and b_hh share db.
+    input_and_weight_gradients(team, dx_tasks, mine.packed_task.data(), dx, dw_ih, dw_hh, db,
+                               static_cast<Scalar*>(nullptr), scratch_da.data(), scratch_da.data(), x, ws_h_prev,
+                               w_ih, TB, I, H, H);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "rnn/common.hpp"
+#include "rnn/panel.hpp"
 
 namespace lstm_ext {
 
@@ -29,16 +30,19 @@ Count rnn_workspace_size(const RnnDims& d) {
   return Count(2) * d.T * d.B * d.H;
 }
 
-// Scratch memory rnn_forward and rnn_backward allocate for themselves (before any time loop).
+// Scratch memory rnn_forward and rnn_backward allocate for themselves (before any time loop),
+// at most, for a team of up to `members` threads.
 template <typename Scalar, typename Count = Index>
-Count rnn_forward_scratch_size(const RnnDims& d, bool training) {
-  return PackedMatmul<Scalar, Eigen::RowMajor>::template buffer_size<Count>(d.H, d.H, d.B) + Count(d.B) * d.H +
+Count rnn_forward_scratch_size(const RnnDims& d, bool training, int members) {
+  const Count padding = Count(members) * kPacket<Scalar>;
+  return (d.H + padding) * (Count(d.H) + d.B) + Count(2) * d.B * d.H + (d.H + 6 * padding) * d.I +
          (training ? Count(0) : Count(d.T) * d.B * d.H);
 }
 template <typename Scalar, typename Count = Index>
-Count rnn_backward_scratch_size(const RnnDims& d) {
-  return PackedMatmul<Scalar, Eigen::ColMajor>::template buffer_size<Count>(d.H, d.H, d.B) +
-         Count(d.T) * d.B * d.H + Count(2) * d.B * d.H;
+Count rnn_backward_scratch_size(const RnnDims& d, int members) {
+  const Count padding = Count(members) * kPacket<Scalar>;
+  return (d.H + padding) * (Count(d.H) + d.B) + Count(d.T) * d.B * d.H + Count(d.B) * d.H +
+         (d.I + 6 * padding) * d.H;
 }
 
 // Forward over a whole sequence.

@@ -13,6 +13,7 @@ compare against).
 
 from . import functional, reference
 from ._core import build_info
+from ._parallel import get_num_threads, set_num_threads
 from .functional import (gru_backward, gru_forward, lstm_backward, lstm_cell, lstm_forward, rnn_backward,
                          rnn_forward)
 from .interop import from_keras, from_torch, to_torch
@@ -30,6 +31,7 @@ __all__ = [
     "from_keras",
     "from_torch",
     "functional",
+    "get_num_threads",
     "gru_backward",
     "gru_forward",
     "lstm_backward",
@@ -38,5 +40,6 @@ __all__ = [
     "reference",
     "rnn_backward",
     "rnn_forward",
+    "set_num_threads",
     "to_torch",
 ]

@@ -1,9 +1,12 @@
-"""lstm_ext's compiled core (C++/Eigen via pybind11). Shapes: T steps, B batch, I inputs, H hidden.
+"""lstm_ext's compiled core (C++/Eigen via pybind11). Shapes: T steps, B batch, I inputs, H hidden,
+P projection (LSTM), G gate rows (4H LSTM, 3H GRU, H RNN), H_out = P with a projection, else H.
 
 Each op computes in the dtype of w_ih (float32 for a float32 array, else float64) and converts
 every other argument to it; C-contiguous arrays of that dtype are used without a copy. Bad
 arguments raise TypeError / ValueError naming the argument; MemoryError before an allocation
-that cannot fit. The GIL is released while computing.
+that cannot fit. The GIL is released while computing, on a team of up to get_num_threads()
+threads. `lengths` (B,) are valid lengths in [1, T] (None = all T); `reverse` walks from each
+sequence's last valid step back to step 0. A backward takes its forward's lengths and reverse.
 """
 
 from typing import Any, Optional
@@ -12,28 +15,35 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 def lstm_forward(
-    x: ArrayLike,                      # (T, B, I)
-    w_ih: ArrayLike,                   # (4H, I)
-    w_hh: ArrayLike,                   # (4H, H)
-    b_ih: Optional[ArrayLike] = None,  # (4H,)
-    b_hh: Optional[ArrayLike] = None,  # (4H,)
-    h0: Optional[ArrayLike] = None,    # (B, H), None = zeros
-    c0: Optional[ArrayLike] = None,    # (B, H), None = zeros
+    x: ArrayLike,                          # (T, B, I)
+    w_ih: ArrayLike,                       # (4H, I)
+    w_hh: ArrayLike,                       # (4H, H_out)
+    b_ih: Optional[ArrayLike] = None,      # (4H,)
+    b_hh: Optional[ArrayLike] = None,      # (4H,)
+    h0: Optional[ArrayLike] = None,        # (B, H_out), None = zeros
+    c0: Optional[ArrayLike] = None,        # (B, H), None = zeros
     training: bool = False,
+    w_hr: Optional[ArrayLike] = None,      # (P, H): projection h_t = W_hr (o_t ⊙ tanh c_t)
+    lengths: Optional[ArrayLike] = None,   # (B,)
+    reverse: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]:
-    """-> (y (T, B, H), h_n (B, H), c_n (B, H), workspace (1-D) if training else None)"""
+    """-> (y (T, B, H_out), h_n (B, H_out), c_n (B, H), workspace (1-D) if training else None)"""
 
 def lstm_backward(
-    dy: Optional[ArrayLike],    # (T, B, H), None = zeros
-    dh_n: Optional[ArrayLike],  # (B, H), None = zeros
-    dc_n: Optional[ArrayLike],  # (B, H), None = zeros
-    x: ArrayLike,               # (T, B, I), the forward's input
-    w_ih: ArrayLike,            # (4H, I)
-    w_hh: ArrayLike,            # (4H, H)
-    workspace: ArrayLike,       # from lstm_forward(..., training=True)
+    dy: Optional[ArrayLike],               # (T, B, H_out), None = zeros
+    dh_n: Optional[ArrayLike],             # (B, H_out), None = zeros
+    dc_n: Optional[ArrayLike],             # (B, H), None = zeros
+    x: ArrayLike,                          # (T, B, I), the forward's input
+    w_ih: ArrayLike,                       # (4H, I)
+    w_hh: ArrayLike,                       # (4H, H_out)
+    workspace: ArrayLike,                  # from lstm_forward(..., training=True)
     bias: bool = True,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
-    """-> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh); the bias gradients are None when bias is False"""
+    w_hr: Optional[ArrayLike] = None,      # (P, H)
+    lengths: Optional[ArrayLike] = None,   # (B,)
+    reverse: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray], Optional[np.ndarray],
+           Optional[np.ndarray]]:
+    """-> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr); db_* None without bias, dw_hr None without w_hr"""
 
 def lstm_cell(
     x: ArrayLike,                      # (B, I)
@@ -45,6 +55,66 @@ def lstm_cell(
     b_hh: Optional[ArrayLike] = None,  # (4H,)
 ) -> tuple[np.ndarray, np.ndarray]:
     """-> (h' (B, H), c' (B, H))"""
+
+def gru_forward(
+    x: ArrayLike,                          # (T, B, I)
+    w_ih: ArrayLike,                       # (3H, I), gates r, z, n
+    w_hh: ArrayLike,                       # (3H, H)
+    b_ih: Optional[ArrayLike] = None,      # (3H,)
+    b_hh: Optional[ArrayLike] = None,      # (3H,)
+    h0: Optional[ArrayLike] = None,        # (B, H), None = zeros
+    training: bool = False,
+    lengths: Optional[ArrayLike] = None,   # (B,)
+    reverse: bool = False,
+) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """-> (y (T, B, H), h_n (B, H), workspace (1-D) if training else None)"""
+
+def gru_backward(
+    dy: Optional[ArrayLike],               # (T, B, H), None = zeros
+    dh_n: Optional[ArrayLike],             # (B, H), None = zeros
+    x: ArrayLike,                          # (T, B, I), the forward's input
+    w_ih: ArrayLike,                       # (3H, I)
+    w_hh: ArrayLike,                       # (3H, H)
+    workspace: ArrayLike,                  # from gru_forward(..., training=True)
+    bias: bool = True,
+    lengths: Optional[ArrayLike] = None,   # (B,)
+    reverse: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
+    """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh); db_* None without bias"""
+
+def rnn_forward(
+    x: ArrayLike,                          # (T, B, I)
+    w_ih: ArrayLike,                       # (H, I)
+    w_hh: ArrayLike,                       # (H, H)
+    b_ih: Optional[ArrayLike] = None,      # (H,)
+    b_hh: Optional[ArrayLike] = None,      # (H,)
+    h0: Optional[ArrayLike] = None,        # (B, H), None = zeros
+    training: bool = False,
+    nonlinearity: str = "tanh",            # or "relu"
+    lengths: Optional[ArrayLike] = None,   # (B,)
+    reverse: bool = False,
+) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """-> (y (T, B, H), h_n (B, H), workspace (1-D) if training else None)"""
+
+def rnn_backward(
+    dy: Optional[ArrayLike],               # (T, B, H), None = zeros
+    dh_n: Optional[ArrayLike],             # (B, H), None = zeros
+    x: ArrayLike,                          # (T, B, I), the forward's input
+    w_ih: ArrayLike,                       # (H, I)
+    w_hh: ArrayLike,                       # (H, H)
+    workspace: ArrayLike,                  # from rnn_forward(..., training=True)
+    bias: bool = True,
+    nonlinearity: str = "tanh",
+    lengths: Optional[ArrayLike] = None,   # (B,)
+    reverse: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
+    """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh); db_* None without bias"""
+
+def set_num_threads(n: int) -> None:
+    """Use up to n >= 1 threads from the next call on."""
+
+def get_num_threads() -> int:
+    """Threads the core may use: set_num_threads, else LSTM_EXT_NUM_THREADS, else the CPUs this process may run on."""
 
 def build_info() -> dict[str, Any]:
     """eigen_version, simd (instruction sets in use), arch_flags, native (bool), compiler"""

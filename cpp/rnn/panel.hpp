@@ -1,0 +1,217 @@
+// lstm_ext core: the recurrent product, out (B, N) = in (B, K) · Mᵀ, for a weight matrix M that
+// multiplies a new small batch at every time step.
+//
+// Pure C++17 + Eigen; no Python headers.
+//
+// Dimensions: B rows of `in` (the batch), K the shared dimension, N the rows of M (outputs).
+//
+// M is packed once per call, in panels of kPacket rows (one SIMD packet), each panel k-major:
+//
+//   packed[(p * K + k) * kPacket + l] = M[p * kPacket + l][k]        (rows past N are zero)
+//
+// so that a product reads the weights as contiguous streams. The kernel multiplies a tile of
+// NP panels by NB batch rows: per k it loads NP packets of weights, broadcasts NB inputs and
+// does NP * NB fused multiply-adds into registers. Every output element is one chain of
+// multiply-adds over k = 0, 1, ..., K-1 starting from zero, whatever tile it falls in, so the
+// result depends neither on which thread computes which panels nor on a sequence's place in the
+// batch: results are bitwise the same for any number of threads.
+#pragma once
+
+#include "rnn/common.hpp"
+
+namespace lstm_ext {
+
+// Panels needed for `rows` rows.
+template <typename Scalar>
+constexpr Index panel_count(Index rows) {
+  return (rows + kPacket<Scalar> - 1) / kPacket<Scalar>;
+}
+
+// Elements of a packed matrix of `rows` rows and K columns.
+template <typename Scalar>
+constexpr Index packed_size(Index rows, Index K) {
+  return panel_count<Scalar>(rows) * K * kPacket<Scalar>;
+}
+
+// Packs M = `rows` consecutive rows of a row-major matrix m (row stride ld), K columns each:
+// M[r][k] = m[r * ld + k].
+template <typename Scalar>
+void pack_rows(Scalar* packed, const Scalar* m, Index ld, Index rows, Index K) {
+  constexpr Index L = kPacket<Scalar>;
+  for (Index p = 0; p < panel_count<Scalar>(rows); ++p) {
+    Scalar* panel = packed + p * K * L;
+    for (Index l = 0; l < L; ++l) {
+      const Index r = p * L + l;
+      if (r < rows) {
+        const Scalar* row = m + r * ld;
+        for (Index k = 0; k < K; ++k) panel[k * L + l] = row[k];
+      } else {
+        for (Index k = 0; k < K; ++k) panel[k * L + l] = Scalar(0);
+      }
+    }
+  }
+}
+
+// Packs M = the transpose of `cols` consecutive columns of a row-major matrix m (K rows, row
+// stride ld), starting at column col0: M[r][k] = m[k * ld + col0 + r].
+template <typename Scalar>
+void pack_columns(Scalar* packed, const Scalar* m, Index ld, Index col0, Index cols, Index K) {
+  constexpr Index L = kPacket<Scalar>;
+  for (Index p = 0; p < panel_count<Scalar>(cols); ++p) {
+    const Index lanes = std::min(L, cols - p * L);
+    Scalar* panel = packed + p * K * L;
+    for (Index k = 0; k < K; ++k) {
+      const Scalar* from = m + k * ld + col0 + p * L;
+      std::copy_n(from, lanes, panel + k * L);
+      std::fill(panel + k * L + lanes, panel + (k + 1) * L, Scalar(0));
+    }
+  }
+}
+
+// The input of a product: element (b, k) at data[b * row_stride + k * col_stride]. A row-major
+// (B, ld) matrix is {data, ld, 1}; the transpose of a row-major (K, ld) matrix is {data, 1, ld}.
+template <typename Scalar>
+struct ProductInput {
+  const Scalar* data;
+  Index row_stride, col_stride;
+};
+
+namespace panel_detail {
+
+// out (NB, NP * kPacket) = in (NB, K) · (NP panels)ᵀ over k in [k0, k1): from zero when k0 = 0,
+// else continuing the sums already in `out` (the same chains of multiply-adds as one pass).
+//   out: row stride ld_out, only its first `cols` columns are read and written
+//   panels: NP panels, `panel_stride` apart
+// Kept out of line: inlined into its caller, the compiler runs out of registers for the
+// accumulators and spills inside the loop (measured: 40 instead of 70 GFLOP/s).
+template <typename Scalar, int NP, int NB>
+EIGEN_DONT_INLINE void tile(Scalar* out, Index ld_out, Index cols, ProductInput<Scalar> in, const Scalar* panels,
+                            Index panel_stride, Index k0, Index k1) {
+  using P = Packet<Scalar>;
+  using namespace Eigen::internal;
+  constexpr Index L = kPacket<Scalar>;
+  P acc[NP][NB];
+  const bool whole = cols >= NP * L;  // every panel's columns are real (all but a ragged last tile)
+  for (int p = 0; p < NP; ++p) {
+    for (int b = 0; b < NB; ++b) {
+      Scalar* o = out + b * ld_out + p * L;
+      acc[p][b] = k0 == 0 ? pset1<P>(Scalar(0)) : whole ? ploadu<P>(o) : load_packet(o, std::min(L, cols - p * L));
+    }
+  }
+  const Scalar* x = in.data + k0 * in.col_stride;
+  for (Index k = k0; k < k1; ++k, x += in.col_stride) {
+    P w[NP];
+    for (int p = 0; p < NP; ++p) w[p] = ploadu<P>(panels + p * panel_stride + k * L);
+    for (int b = 0; b < NB; ++b) {
+      const P x_b = pset1<P>(x[b * in.row_stride]);
+      for (int p = 0; p < NP; ++p) acc[p][b] = pmadd(w[p], x_b, acc[p][b]);
+    }
+  }
+  for (int b = 0; b < NB; ++b) {
+    for (int p = 0; p < NP; ++p) {
+      Scalar* o = out + b * ld_out + p * L;
+      if (whole) {
+        pstoreu(o, acc[p][b]);
+      } else {
+        store_packet(o, acc[p][b], std::min(L, cols - p * L));
+      }
+    }
+  }
+}
+
+// The tile shape for nb batch rows (1..6): how many panels it takes at a time. Measured on AVX2
+// (16 registers): 2 x 6 and 2 x 5 reach about 95 GFLOP/s per core with the weights in L1, 3 x 4
+// and 4 x 3 about 70, 6 x 2 about 80, 4 x 1 about 50 (one load per multiply-add).
+constexpr int panels_for_rows(int nb) {
+  return nb >= 5 ? 2 : nb == 4 ? 3 : nb == 3 ? 4 : nb == 2 ? 6 : 4;
+}
+// Panels in a group that every batch tile passes while those weights are in cache: a multiple
+// of every panels_for_rows().
+constexpr Index kPanelGroup = 12;
+
+// One tile of NB rows (1..6) and np <= NP panels.
+template <typename Scalar, int NB, int NP = panels_for_rows(NB)>
+inline void tile_rows(int np, Scalar* out, Index ld_out, Index cols, ProductInput<Scalar> in, const Scalar* panels,
+                      Index panel_stride, Index k0, Index k1) {
+  if constexpr (NP > 1) {
+    if (np < NP) return tile_rows<Scalar, NB, NP - 1>(np, out, ld_out, cols, in, panels, panel_stride, k0, k1);
+  }
+  tile<Scalar, NP, NB>(out, ld_out, cols, in, panels, panel_stride, k0, k1);
+}
+template <typename Scalar>
+inline void tile_of(int np, int nb, Scalar* out, Index ld_out, Index cols, ProductInput<Scalar> in,
+                    const Scalar* panels, Index panel_stride, Index k0, Index k1) {
+  switch (nb) {
+    case 1: return tile_rows<Scalar, 1>(np, out, ld_out, cols, in, panels, panel_stride, k0, k1);
+    case 2: return tile_rows<Scalar, 2>(np, out, ld_out, cols, in, panels, panel_stride, k0, k1);
+    case 3: return tile_rows<Scalar, 3>(np, out, ld_out, cols, in, panels, panel_stride, k0, k1);
+    case 4: return tile_rows<Scalar, 4>(np, out, ld_out, cols, in, panels, panel_stride, k0, k1);
+    case 5: return tile_rows<Scalar, 5>(np, out, ld_out, cols, in, panels, panel_stride, k0, k1);
+    default: return tile_rows<Scalar, 6>(np, out, ld_out, cols, in, panels, panel_stride, k0, k1);
+  }
+}
+
+}  // namespace panel_detail
+
+// out (B, cols) = in (B, K) · Mᵀ, M packed in `panels` panels of K columns (pack_rows /
+// pack_columns; cols <= panels * kPacket rows of M are real), written, not accumulated; out has
+// row stride ld_out.
+//
+// The batch rows go in ceil(B / 6) tiles of as even a height as possible (5 or 6 rows where B
+// allows), each with the tile shape that suits its height. K goes in blocks of kDepthBlock and
+// the panels in groups of kPanelGroup: every batch tile passes over a group's block of weights
+// while it is in cache. Neither the blocking nor the tiling changes a single bit of the result.
+template <typename Scalar>
+void panel_product(Scalar* out, Index ld_out, Index cols, ProductInput<Scalar> in, const Scalar* packed,
+                   Index panels, Index K, Index B) {
+  using panel_detail::kPanelGroup;
+  constexpr Index L = kPacket<Scalar>, kDepthBlock = 256;
+  const Index panel_stride = K * L;
+  const Index row_tiles = (B + 5) / 6;
+  for (Index k0 = 0; k0 < K; k0 += kDepthBlock) {
+    const Index k1 = std::min(K, k0 + kDepthBlock);
+    for (Index group = 0; group < panels; group += kPanelGroup) {
+      const Index group_end = std::min(panels, group + kPanelGroup);
+      for (Index tile_index = 0; tile_index < row_tiles; ++tile_index) {
+        const Index b0 = B * tile_index / row_tiles, b1 = B * (tile_index + 1) / row_tiles;
+        const int nb = static_cast<int>(b1 - b0);
+        const int step = panel_detail::panels_for_rows(nb);
+        const ProductInput<Scalar> rows{in.data + b0 * in.row_stride, in.row_stride, in.col_stride};
+        for (Index p = group; p < group_end; p += step) {
+          const int np = static_cast<int>(std::min<Index>(step, group_end - p));
+          panel_detail::tile_of<Scalar>(np, nb, out + b0 * ld_out + p * L, ld_out, cols - p * L, rows,
+                                        packed + p * panel_stride, panel_stride, k0, k1);
+        }
+      }
+    }
+  }
+}
+
+// A row-major (B, ld) matrix as the input of a product.
+template <typename Scalar>
+ProductInput<Scalar> rows_of(const Scalar* m, Index ld) {
+  return {m, ld, 1};
+}
+
+// A large product out (B, N) = in (B, K) · Mᵀ shared out to a team by output columns: each task
+// packs the rows of M for its columns (whole panels) into its member's scratch and multiplies.
+// About four tasks per member, each of whole tiles of 3 panels where there are enough.
+template <typename Scalar>
+struct ColumnTasks {
+  Index N;                 // columns of the output (rows of M)
+  Index panels_per_task;   // panels of one task (the last may have fewer)
+
+  ColumnTasks(Index n, int members) : N(n) {
+    const Index panels = panel_count<Scalar>(n), wanted = 4 * Index(members);
+    const Index per = (panels + wanted - 1) / wanted;
+    panels_per_task = std::max<Index>(1, std::min(panels, std::max<Index>(3, (per + 2) / 3 * 3)));
+  }
+  Index count() const { return (panel_count<Scalar>(N) + panels_per_task - 1) / panels_per_task; }
+  Index first_column(Index task) const { return task * panels_per_task * kPacket<Scalar>; }
+  Index columns(Index task) const { return std::min(panels_per_task * kPacket<Scalar>, N - first_column(task)); }
+  Index panels(Index task) const { return panel_count<Scalar>(columns(task)); }
+  // Scratch one member needs for the packed rows of M of one task.
+  Index scratch_size(Index K) const { return panels_per_task * K * kPacket<Scalar>; }
+};
+
+}  // namespace lstm_ext

@@ -1,0 +1,107 @@
+// lstm_ext core: the thread team every kernel runs on.
+//
+// Pure C++17; no Python headers.
+//
+// One pool of persistent worker threads serves the whole process. A kernel leases a team from
+// it (the calling thread is rank 0, pool workers are ranks 1..size-1), allocates what it needs
+// for that team size, and runs one body on every member. Members meet at `barrier()` (a spin
+// barrier: a recurrent time step is a few microseconds, far too short for a kernel sleep) and
+// share independent tasks with `tasks()` (dynamic, first come first served).
+//
+// Results never depend on the team size: every kernel splits its work so that each output
+// element is computed by the same instructions whichever member computes it. So a team of one
+// (what a lease gives when another call holds the pool, e.g. from a second Python thread) gives
+// the same bits as a team of many.
+//
+// Idle workers spin for a short while (so that the calls of a training step find them awake),
+// then sleep on a condition variable. After fork() the child starts with no pool and builds a
+// new one on first use.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+
+namespace lstm_ext {
+
+// Threads a kernel may use (>= 1). The default is the number of CPUs this process may run on,
+// or the environment variable LSTM_EXT_NUM_THREADS when it holds a positive integer.
+int get_num_threads();
+// Sets it (n >= 1; smaller values are taken as 1). Takes effect at the next kernel call.
+void set_num_threads(int n);
+
+namespace detail {
+struct TeamState;  // what the members of one team share
+class Pool;
+}  // namespace detail
+
+// A contiguous range [begin, end) of items.
+struct ItemRange {
+  std::ptrdiff_t begin, end;
+  std::ptrdiff_t size() const { return end - begin; }
+};
+
+// Part `part` of `parts` of `count` items: contiguous, as even as split points on multiples of
+// `granule` allow (the last part ends at `count`). Parts may be empty.
+ItemRange split_part(std::ptrdiff_t count, std::ptrdiff_t granule, int parts, int part);
+
+// One member's view of a running team.
+class Team {
+ public:
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+
+  // Waits until every member has arrived. Memory written before it is visible after it.
+  void barrier();
+
+  // The part of `count` items this member owns: split_part(count, granule, size(), rank()).
+  using Range = ItemRange;
+  Range part(std::ptrdiff_t count, std::ptrdiff_t granule = 1) const {
+    return split_part(count, granule, size_, rank_);
+  }
+
+  // Runs task(i) for i in [0, count), each once, spread over the members as they come free.
+  // Every member must call it (with the same count); it does not wait for the others.
+  template <typename Task>
+  void tasks(std::ptrdiff_t count, Task&& task) {
+    std::atomic<std::ptrdiff_t>& next = next_task_counter();
+    for (std::ptrdiff_t i = next.fetch_add(1, std::memory_order_relaxed); i < count;
+         i = next.fetch_add(1, std::memory_order_relaxed)) {
+      task(i);
+    }
+  }
+
+ private:
+  friend class detail::Pool;
+  friend class TeamLease;
+  Team(detail::TeamState* state, int rank, int size) : state_(state), rank_(rank), size_(size) {}
+  std::atomic<std::ptrdiff_t>& next_task_counter();
+
+  detail::TeamState* state_;
+  int rank_, size_;
+  int phase_ = 0;  // how many tasks() calls this member has made
+};
+
+// The right to run one team. Holding a lease of size > 1 keeps the pool for this call; when the
+// pool is busy (another thread's call), or one thread is wanted, the lease has size 1 and runs
+// the body on the calling thread alone.
+class TeamLease {
+ public:
+  explicit TeamLease(int wanted);
+  ~TeamLease();
+  TeamLease(const TeamLease&) = delete;
+  TeamLease& operator=(const TeamLease&) = delete;
+
+  int size() const { return size_; }
+  // Runs body(team) on every member and returns when all have finished. The body must not throw.
+  void run(const std::function<void(Team&)>& body);
+
+ private:
+  detail::Pool* pool_ = nullptr;
+  std::unique_lock<std::mutex> hold_;
+  int size_ = 1;
+};
+
+}  // namespace lstm_ext
