@@ -4,6 +4,7 @@
 #include <Eigen/Core>
 
 #include "rnn/parallel.hpp"
+#include "rnn/probe.hpp"
 
 #include <string>
 
@@ -38,6 +39,21 @@ PYBIND11_MODULE(_core, m) {
   m.def("get_num_threads", &lstm_ext::get_num_threads,
         "How many threads the core uses: set_num_threads, else LSTM_EXT_NUM_THREADS, else the CPUs this process may "
         "run on.");
+  m.def(
+      "read_bandwidth",
+      [](long long bytes, int threads, int passes, int trials) {
+        if (bytes < 1 || bytes > (1LL << 34)) {
+          throw py::value_error("bytes: expected a size in [1, 2**34], got " + std::to_string(bytes));
+        }
+        if (threads < 1 || passes < 1 || trials < 1) {
+          throw py::value_error("threads, passes, trials: expected integers >= 1, got " + std::to_string(threads) +
+                                ", " + std::to_string(passes) + ", " + std::to_string(trials));
+        }
+        py::gil_scoped_release release;
+        return lstm_ext::read_bandwidth(bytes, threads, passes, trials);
+      },
+      py::arg("bytes"), py::arg("threads"), py::arg("passes") = 20, py::arg("trials") = 5,
+      "Bytes per second at which `threads` threads read a working set of `bytes` bytes (the benchmark's roofline).");
   m.def(
       "build_info",
       [] {

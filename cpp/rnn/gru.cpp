@@ -196,7 +196,9 @@ void gru_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar*
   Buffer<Scalar> dh_state(B * H);                 // (B, H) dh arriving from the next step, by member units
   const ColumnTasks<Scalar> dx_tasks(I, members);  // dX = dGx · W_ih by columns
   // Per member: its columns of W_hh (its units) and their product (B, panels * L).
-  auto scratch = member_scratch<Scalar>(members, H, granule, G * L, B * L, dx_tasks.scratch_size(G));
+  auto scratch = member_scratch<Scalar>(members, H, granule, G * L, B * L, dx_tasks.scratch_size(G),
+                                        WeightGradient<Scalar>::strip_size(TB));
+  GradientScratch<Scalar> gradient_scratch(TB, I, H);  // X and H_prev packed for dW
 
   lease.run([&](Team& team) {
     MemberScratch<Scalar>& mine = scratch[team.rank()];
@@ -240,7 +242,8 @@ void gru_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar*
     // Every dGx_t and dGh_t is complete: the last step wrote them before its barrier.
 
     // 2. Gradients of the inputs and weights over all steps (products.hpp).
-    input_and_weight_gradients(team, dx_tasks, mine.packed_task.data(), dx, dw_ih, dw_hh, db_ih, db_hh,
+    input_and_weight_gradients(team, dx_tasks, mine.packed_task.data(), mine.strip.data(), gradient_scratch, dx, dw_ih,
+                               dw_hh, db_ih, db_hh,
                                scratch_dgx.data(), scratch_dgh.data(), x, ws_h_prev, w_ih, TB, I, G, H);
   });
 }

@@ -46,8 +46,9 @@ Count gru_forward_scratch_size(const GruDims& d, bool training, int members) {
 template <typename Scalar, typename Count = Index>
 Count gru_backward_scratch_size(const GruDims& d, int members) {
   const Count padding = Count(members) * kPacket<Scalar>;
+  const Count gradients = (Count(d.I) + d.H + 2 * kPacket<Scalar> + 96 * members) * d.T * d.B;  // packed X, H_prev
   return (d.H + padding) * (Count(d.G()) + d.B) + Count(2) * d.T * d.B * d.G() + Count(d.B) * d.H +
-         (d.I + 6 * padding) * d.G();
+         (d.I + 6 * padding) * d.G() + gradients;
 }
 
 // Forward over a whole sequence.

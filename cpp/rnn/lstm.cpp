@@ -245,7 +245,10 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
   const ColumnTasks<Scalar> dx_tasks(I, members);      // dX = dG · W_ih by columns
   // Per member: its columns of W_hh (its columns of h) and their product (B, panels * L); with a
   // projection its columns of W_hr (its units) and their product.
-  auto scratch = member_scratch<Scalar>(members, H_out, granule, G * L, B * L, dx_tasks.scratch_size(G));
+  auto scratch = member_scratch<Scalar>(members, H_out, granule, G * L, B * L, dx_tasks.scratch_size(G),
+                                        WeightGradient<Scalar>::strip_size(TB));
+  GradientScratch<Scalar> gradient_scratch(TB, I, H_out);               // X and H_prev packed for dW
+  Buffer<Scalar> packed_m(projected ? packed_size<Scalar>(H, TB) : 0);  // M packed for dW_hr
   for (int k = 0; k < members; ++k) {
     if (projected) {
       const Index unit_panels = panel_count<Scalar>(split_part(H, granule, members, k).size());
@@ -253,7 +256,6 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
       scratch[k].product_proj.resize(B * unit_panels * L);  // (B, unit_panels * L)
     }
   }
-  const OutputBlocks dw_hr_blocks{P, H};
 
   lease.run([&](Team& team) {
     MemberScratch<Scalar>& mine = scratch[team.rank()];
@@ -331,19 +333,14 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
     copy_rows(Rows::All, dc0, dc_state.data(), H, u0, nu, seq, 0, B);
     // Every dG_t (and dh_t) is complete: the last step ended with a barrier after writing them.
 
-    // 2. Gradients of the inputs and weights over all steps (products.hpp); b_ih and b_hh share db.
-    input_and_weight_gradients(team, dx_tasks, mine.packed_task.data(), dx, dw_ih, dw_hh, db,
-                               static_cast<Scalar*>(nullptr), scratch_dgates.data(), scratch_dgates.data(), x,
-                               ws_h_prev, w_ih, TB, I, G, H_out);
-    if (projected) {  // dW_hr = dHᵀ · M
-      const ConstMatrixMap<Scalar> dH(scratch_dh_all.data(), TB, P), M(ws_m, TB, H);
-      MatrixMap<Scalar> dW_hr(dw_hr, P, H);
-      team.tasks(dw_hr_blocks.count(), [&](Index i) {
-        const OutputBlocks::Block blk = dw_hr_blocks[i];
-        dW_hr.block(blk.r0, blk.c0, blk.nr, blk.nc).noalias() =
-            dH.middleCols(blk.r0, blk.nr).transpose() * M.middleCols(blk.c0, blk.nc);
-      });
-    }
+    // 2. Gradients of the inputs and weights over all steps (products.hpp); b_ih and b_hh share db;
+    //    with a projection dW_hr = dHᵀ · M.
+    const WeightGradient<Scalar> grad_hr{dw_hr, ws_m, H, packed_m.data()};
+    if (projected) pack_gradient_inputs(team, {grad_hr}, TB);
+    input_and_weight_gradients(team, dx_tasks, mine.packed_task.data(), mine.strip.data(), gradient_scratch, dx, dw_ih,
+                               dw_hh, db, static_cast<Scalar*>(nullptr), scratch_dgates.data(), scratch_dgates.data(),
+                               x, ws_h_prev, w_ih, TB, I, G, H_out);
+    if (projected) weight_gradients(team, scratch_dh_all.data(), P, {grad_hr}, TB, mine.strip.data());
   });
 }
 

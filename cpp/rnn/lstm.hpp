@@ -66,7 +66,9 @@ Count lstm_backward_scratch_size(const LstmDims& d, int members) {
   const Count projection = d.P > 0 ? (d.H + padding) * (Count(d.P) + d.B) : Count(0);  // W_hr likewise
   const Count TB = Count(d.T) * d.B;
   const Count input = (Count(d.I) + 6 * padding) * d.G();  // packed W_ihᵀ blocks (ColumnTasks)
-  return recurrent + projection + input + TB * d.G() + (d.P > 0 ? TB * d.P : Count(0)) +
+  // For the weight gradients: X, H_prev (and M) packed, and a strip of 96 rows per member.
+  const Count gradients = (Count(d.I) + d.H_out() + (d.P > 0 ? d.H : 0) + 3 * kPacket<Scalar> + 96 * members) * TB;
+  return recurrent + projection + input + gradients + TB * d.G() + (d.P > 0 ? TB * d.P : Count(0)) +
          Count(d.B) * (2 * d.H_out() + d.H);
 }
 

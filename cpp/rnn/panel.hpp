@@ -187,6 +187,30 @@ void panel_product(Scalar* out, Index ld_out, Index cols, ProductInput<Scalar> i
   }
 }
 
+// dst (cols, rows) = src (rows, cols)ᵀ: src row-major with row stride ld_src, dst with ld_dst. Whole
+// kPacket x kPacket blocks go through registers (Eigen's ptranspose), the edges one by one.
+template <typename Scalar>
+void transpose(Scalar* dst, Index ld_dst, const Scalar* src, Index ld_src, Index rows, Index cols) {
+  using P = Packet<Scalar>;
+  constexpr Index L = kPacket<Scalar>;
+  Index r = 0;
+  for (; r + L <= rows; r += L) {
+    Index c = 0;
+    for (; c + L <= cols; c += L) {
+      Eigen::internal::PacketBlock<P, L> block;
+      for (Index i = 0; i < L; ++i) block.packet[i] = Eigen::internal::ploadu<P>(src + (r + i) * ld_src + c);
+      Eigen::internal::ptranspose(block);
+      for (Index i = 0; i < L; ++i) Eigen::internal::pstoreu(dst + (c + i) * ld_dst + r, block.packet[i]);
+    }
+    for (; c < cols; ++c) {
+      for (Index i = 0; i < L; ++i) dst[c * ld_dst + r + i] = src[(r + i) * ld_src + c];
+    }
+  }
+  for (; r < rows; ++r) {
+    for (Index c = 0; c < cols; ++c) dst[c * ld_dst + r] = src[r * ld_src + c];
+  }
+}
+
 // A row-major (B, ld) matrix as the input of a product.
 template <typename Scalar>
 ProductInput<Scalar> rows_of(const Scalar* m, Index ld) {

@@ -12,15 +12,16 @@
 // dG_x is the gradient of the input part of the pre-activations and dG_h of the recurrent part:
 // the same array for the LSTM and the RNN, two for the GRU (its reset gate acts in between).
 //
-// The input projection and dX run on the panel kernel (panel.hpp) by blocks of output columns,
-// each task packing the weights it needs into its member's scratch. The weight gradients run on
-// Eigen's GEMM in blocks fixed by the sizes (OutputBlocks). Either way every element is computed
-// the same way whichever member computes it.
+// Everything runs on the panel kernel (panel.hpp), shared out as tasks: the input projection and
+// dX by blocks of output columns, each task packing the weights it needs into its member's
+// scratch; the weight gradients by strips of rows (WeightGradient). Every element is one chain of
+// multiply-adds whichever member computes it, so the results do not depend on the team size.
 #pragma once
 
 #include "rnn/common.hpp"
 #include "rnn/panel.hpp"
 
+#include <initializer_list>
 #include <vector>
 
 namespace lstm_ext {
@@ -35,20 +36,22 @@ struct MemberScratch {
   Buffer<Scalar> packed_proj;   // projection: its rows or columns of W_hr, packed
   Buffer<Scalar> product_proj;  // projection: (B, panels * kPacket)
   Buffer<Scalar> packed_task;   // the weights of one task of a large product (ColumnTasks)
+  Buffer<Scalar> strip;         // backward: a strip of a gradient, transposed (WeightGradient)
 };
 
 // Scratch for each of `members` members, each owning a part of `count` rows split by `granule`:
 // per panel of its part, `packed_per_panel` elements of packed weights and `product_per_panel`
-// of product; and `task` elements for large products.
+// of product; `task` elements for large products and `strip` for weight gradients.
 template <typename Scalar>
 std::vector<MemberScratch<Scalar>> member_scratch(int members, Index count, Index granule, Index packed_per_panel,
-                                                  Index product_per_panel, Index task) {
+                                                  Index product_per_panel, Index task, Index strip = 0) {
   std::vector<MemberScratch<Scalar>> scratch(members);
   for (int k = 0; k < members; ++k) {
     const Index panels = panel_count<Scalar>(split_part(count, granule, members, k).size());
     scratch[k].packed.resize(panels * packed_per_panel);
     scratch[k].product.resize(panels * product_per_panel);
     scratch[k].packed_task.resize(task);
+    scratch[k].strip.resize(strip);
   }
   return scratch;
 }
@@ -68,41 +71,98 @@ void input_projection(Team& team, const ColumnTasks<Scalar>& tasks, Scalar* scra
   });
 }
 
+// The gradient of a weight that multiplied the rows of A: dW (R, N) = Dᵀ (R, TB) · A (TB, N),
+// D (TB, R) the gradients of its outputs. On the panel kernel: A's columns are packed once, then
+// dW goes in strips of kStripRows rows, each strip of Dᵀ transposed into its member's scratch and
+// multiplied by the packed A. One strip of D serves every weight that D multiplies.
+template <typename Scalar>
+struct WeightGradient {
+  static constexpr Index kStripRows = 96;
+  Scalar* dw;            // (R, N) out, written
+  const Scalar* a;       // (TB, N) what the weight multiplied
+  Index N;
+  Scalar* packed_a;      // packed_size(N, TB): A's columns packed, shared by the team
+
+  // Scratch of one member for the strips of D: (kStripRows, TB).
+  static Index strip_size(Index TB) { return kStripRows * TB; }
+};
+
+// Packs A's columns for each gradient, in tasks of panel blocks. A barrier must follow before
+// weight_gradients uses them.
+template <typename Scalar>
+void pack_gradient_inputs(Team& team, std::initializer_list<WeightGradient<Scalar>> gradients, Index TB) {
+  constexpr Index L = kPacket<Scalar>, kPanelsPerTask = 12;
+  for (const WeightGradient<Scalar>& g : gradients) {
+    const Index panels = panel_count<Scalar>(g.N);
+    team.tasks((panels + kPanelsPerTask - 1) / kPanelsPerTask, [&](Index i) {
+      const Index c0 = i * kPanelsPerTask * L, cols = std::min(kPanelsPerTask * L, g.N - c0);
+      pack_columns(g.packed_a + c0 * TB, g.a, g.N, c0, cols, TB);  // panel c0 / L starts at c0 * TB
+    });
+  }
+}
+
+// dW = Dᵀ · A for each gradient (all of the same D (TB, R)), by strips of rows of dW.
+//   strip: this member's scratch of WeightGradient::strip_size(TB)
+template <typename Scalar>
+void weight_gradients(Team& team, const Scalar* d, Index R, std::initializer_list<WeightGradient<Scalar>> gradients,
+                      Index TB, Scalar* strip) {
+  constexpr Index rows = WeightGradient<Scalar>::kStripRows;
+  team.tasks((R + rows - 1) / rows, [&](Index i) {
+    const Index r0 = i * rows, nr = std::min(rows, R - r0);
+    transpose(strip, TB, d + r0, R, TB, nr);  // strip (nr, TB) = D[:, r0:r0 + nr]ᵀ
+    for (const WeightGradient<Scalar>& g : gradients) {
+      panel_product(g.dw + r0 * g.N, g.N, g.N, rows_of<Scalar>(strip, TB), g.packed_a, panel_count<Scalar>(g.N), TB,
+                    nr);
+    }
+  });
+}
+
+// Scratch the cells' backward passes share for input_and_weight_gradients, allocated before the
+// team starts: A's packed columns for dW_ih (X) and dW_hh (H_prev).
+template <typename Scalar>
+struct GradientScratch {
+  Buffer<Scalar> packed_x;       // packed_size(I, TB)
+  Buffer<Scalar> packed_h_prev;  // packed_size(H_out, TB)
+  GradientScratch(Index TB, Index I, Index H_out)
+      : packed_x(packed_size<Scalar>(I, TB)), packed_h_prev(packed_size<Scalar>(H_out, TB)) {}
+};
+
 // The gradients of the inputs and weights from those of the pre-activations, over all steps.
 //   dx (TB, I), dw_ih (G, I), dw_hh (G, H_out) out; db_ih, db_hh (G) out or nullptr (skipped)
 //   dg_x, dg_h (TB, G)   gradients of the input and the recurrent parts of the pre-activations
 //   x (TB, I)            h_prev (TB, H_out) the hidden state entering each step
-//   scratch: one member's buffer of dx_tasks.scratch_size(G) elements
+//   scratch              one member's: packed_task of dx_tasks.scratch_size(G) elements, and
+//                        strip of WeightGradient::strip_size(TB)
 template <typename Scalar>
-void input_and_weight_gradients(Team& team, const ColumnTasks<Scalar>& dx_tasks, Scalar* scratch, Scalar* dx,
-                                Scalar* dw_ih, Scalar* dw_hh, Scalar* db_ih, Scalar* db_hh, const Scalar* dg_x,
-                                const Scalar* dg_h, const Scalar* x, const Scalar* h_prev, const Scalar* w_ih,
-                                Index TB, Index I, Index G, Index H_out) {
+void input_and_weight_gradients(Team& team, const ColumnTasks<Scalar>& dx_tasks, Scalar* task_scratch,
+                                Scalar* strip_scratch, GradientScratch<Scalar>& shared, Scalar* dx, Scalar* dw_ih,
+                                Scalar* dw_hh, Scalar* db_ih, Scalar* db_hh, const Scalar* dg_x, const Scalar* dg_h,
+                                const Scalar* x, const Scalar* h_prev, const Scalar* w_ih, Index TB, Index I, Index G,
+                                Index H_out) {
+  const WeightGradient<Scalar> grad_ih{dw_ih, x, I, shared.packed_x.data()};
+  const WeightGradient<Scalar> grad_hh{dw_hh, h_prev, H_out, shared.packed_h_prev.data()};
+  pack_gradient_inputs(team, {grad_ih, grad_hh}, TB);
   // dX = dG_x · W_ih: M = W_ihᵀ, whose rows are the columns of W_ih.
   team.tasks(dx_tasks.count(), [&](Index i) {
     const Index c0 = dx_tasks.first_column(i), cols = dx_tasks.columns(i);
-    pack_columns(scratch, w_ih, I, c0, cols, G);
-    panel_product(dx + c0, I, cols, rows_of(dg_x, G), scratch, dx_tasks.panels(i), G, TB);
+    pack_columns(task_scratch, w_ih, I, c0, cols, G);
+    panel_product(dx + c0, I, cols, rows_of(dg_x, G), task_scratch, dx_tasks.panels(i), G, TB);
   });
-  // dW_ih = dG_xᵀ · X and dW_hh = dG_hᵀ · H_prev, in blocks of rows (gates).
-  const ConstMatrixMap<Scalar> dGx(dg_x, TB, G), dGh(dg_h, TB, G), X(x, TB, I), H_prev(h_prev, TB, H_out);
-  MatrixMap<Scalar> dW_ih(dw_ih, G, I), dW_hh(dw_hh, G, H_out);
-  const OutputBlocks dw_ih_blocks{G, I}, dw_hh_blocks{G, H_out}, db_blocks{1, G};
-  team.tasks(dw_ih_blocks.count(), [&](Index i) {
-    const OutputBlocks::Block blk = dw_ih_blocks[i];
-    dW_ih.block(blk.r0, blk.c0, blk.nr, blk.nc).noalias() =
-        dGx.middleCols(blk.r0, blk.nr).transpose() * X.middleCols(blk.c0, blk.nc);
-  });
-  team.tasks(dw_hh_blocks.count(), [&](Index i) {
-    const OutputBlocks::Block blk = dw_hh_blocks[i];
-    dW_hh.block(blk.r0, blk.c0, blk.nr, blk.nc).noalias() =
-        dGh.middleCols(blk.r0, blk.nr).transpose() * H_prev.middleCols(blk.c0, blk.nc);
-  });
+  // db_ih, db_hh = column sums of dG_x, dG_h.
+  const OutputBlocks db_blocks{1, G};
   team.tasks(db_blocks.count(), [&](Index i) {
     const OutputBlocks::Block blk = db_blocks[i];
     if (db_ih != nullptr) column_sums(db_ih, dg_x, TB, G, blk.c0, blk.nc);
     if (db_hh != nullptr) column_sums(db_hh, dg_h, TB, G, blk.c0, blk.nc);
   });
+  team.barrier();  // X and H_prev packed
+  // dW_ih = dG_xᵀ · X and dW_hh = dG_hᵀ · H_prev (one strip of dG for both when it is the same).
+  if (dg_x == dg_h) {
+    weight_gradients(team, dg_x, G, {grad_ih, grad_hh}, TB, strip_scratch);
+  } else {
+    weight_gradients(team, dg_x, G, {grad_ih}, TB, strip_scratch);
+    weight_gradients(team, dg_h, G, {grad_hh}, TB, strip_scratch);
+  }
 }
 
 }  // namespace lstm_ext

@@ -143,7 +143,9 @@ void rnn_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar*
   Buffer<Scalar> dh_state(B * H);           // (B, H) dh arriving from the next step, by member units
   const ColumnTasks<Scalar> dx_tasks(I, members);  // dX = dA · W_ih by columns
   // Per member: its columns of W_hh (its units) and their product (B, panels * L).
-  auto scratch = member_scratch<Scalar>(members, H, granule, H * L, B * L, dx_tasks.scratch_size(H));
+  auto scratch = member_scratch<Scalar>(members, H, granule, H * L, B * L, dx_tasks.scratch_size(H),
+                                        WeightGradient<Scalar>::strip_size(TB));
+  GradientScratch<Scalar> gradient_scratch(TB, I, H);  // X and H_prev packed for dW
 
   lease.run([&](Team& team) {
     MemberScratch<Scalar>& mine = scratch[team.rank()];
@@ -176,7 +178,8 @@ void rnn_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar*
     copy_rows(Rows::All, dh0, dh_state.data(), H, u0, nu, seq, 0, B);
 
     // 2. Gradients of the inputs and weights over all steps (products.hpp); b_ih and b_hh share db.
-    input_and_weight_gradients(team, dx_tasks, mine.packed_task.data(), dx, dw_ih, dw_hh, db,
+    input_and_weight_gradients(team, dx_tasks, mine.packed_task.data(), mine.strip.data(), gradient_scratch, dx, dw_ih,
+                               dw_hh, db,
                                static_cast<Scalar*>(nullptr), scratch_da.data(), scratch_da.data(), x, ws_h_prev,
                                w_ih, TB, I, H, H);
   });

@@ -41,8 +41,9 @@ Count rnn_forward_scratch_size(const RnnDims& d, bool training, int members) {
 template <typename Scalar, typename Count = Index>
 Count rnn_backward_scratch_size(const RnnDims& d, int members) {
   const Count padding = Count(members) * kPacket<Scalar>;
+  const Count gradients = (Count(d.I) + d.H + 2 * kPacket<Scalar> + 96 * members) * d.T * d.B;  // packed X, H_prev
   return (d.H + padding) * (Count(d.H) + d.B) + Count(d.T) * d.B * d.H + Count(d.B) * d.H +
-         (d.I + 6 * padding) * d.H;
+         (d.I + 6 * padding) * d.H + gradients;
 }
 
 // Forward over a whole sequence.

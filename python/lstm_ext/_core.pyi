@@ -116,5 +116,8 @@ def set_num_threads(n: int) -> None:
 def get_num_threads() -> int:
     """Threads the core may use: set_num_threads, else LSTM_EXT_NUM_THREADS, else the CPUs this process may run on."""
 
+def read_bandwidth(bytes: int, threads: int, passes: int = 20, trials: int = 5) -> float:
+    """Bytes per second at which `threads` threads read a working set of `bytes` bytes (for the roofline)."""
+
 def build_info() -> dict[str, Any]:
     """eigen_version, simd (instruction sets in use), arch_flags, native (bool), compiler"""

@@ -1,0 +1,567 @@
+"""The side-by-side benchmark: lstm_ext, torch.nn (when installed) and the NumPy reference.
+
+``python -m lstm_ext bench`` (or ``python benchmarks/run.py``) times each configuration in one
+process, the libraries alternating call by call after a warm-up, with the same number of threads
+(``lstm_ext.set_num_threads`` and ``torch.set_num_threads``), and reports medians. Each time is
+set against a roofline measured in the same run: the larger of the time the FLOPs take at the
+GEMM peak of this machine (the best of torch's and NumPy's matrix product at the same thread
+count) and the time the recurrent weights take to stream once per step at the bandwidth of the
+cache level a working set of their size lives in (``_core.read_bandwidth``). FLOPs of one LSTM
+layer's forward: 2·T·B·4H·(I + H_out) (3H for the GRU; plus 2·T·B·P·H with a projection); a
+training step (forward and backward, every gradient) counts three times that.
+
+Figures from different runs or machines are not comparable; ratios within one run are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+from typing import Callable, Optional
+
+import numpy as np
+
+from . import _core, reference
+from ._io import write_text_atomic
+from .functional import lstm_cell
+from .layers import GRU, LSTM
+
+__all__ = ["Config", "CONFIGS", "main", "run"]
+
+# A pause between timed calls, so that the idle threads of whichever library ran last have
+# stopped spinning and do not take a core from the next one: lstm_ext's workers spin 0.2 ms
+# after a call, the OpenMP workers of torch's libgomp several milliseconds (measured here: with a
+# 3 ms pause lstm_ext's calls after torch's ran up to twice as slow as alone, with 10 ms not).
+# Much longer pauses let the CPUs go idle, which slows the first milliseconds of the next call.
+_GAP_SECONDS = 0.010
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One row of the benchmark."""
+
+    kind: str                 # "inference", "training" or "streaming"
+    T: int
+    B: int
+    H: int                    # hidden size = input size
+    dtype: str = "float32"
+    cell: str = "LSTM"        # "LSTM" or "GRU"
+    num_layers: int = 1
+    bidirectional: bool = False
+    proj_size: int = 0
+
+    @property
+    def label(self) -> str:
+        extra = [] if self.dtype == "float32" else [self.dtype]
+        if self.cell != "LSTM":
+            extra.append(self.cell)
+        if self.proj_size:
+            extra.append(f"proj {self.proj_size}")
+        if self.num_layers > 1 or self.bidirectional:
+            extra.append(f"{self.num_layers} layers" + (" bidirectional" if self.bidirectional else ""))
+        if self.kind == "streaming":
+            extra.append("lstm_cell per step")
+        suffix = f" ({', '.join(extra)})" if extra else ""
+        return f"{self.kind} ({self.T}, {self.B}, {self.H}){suffix}"
+
+    @property
+    def gates(self) -> int:
+        return 4 if self.cell == "LSTM" else 3
+
+
+# DeepBench's RNN set scaled to 2 cores, input size = hidden size, float32, one layer; then the
+# other paths the library has.
+CONFIGS = [
+    Config("inference", 150, 1, 256),
+    Config("inference", 150, 4, 256),
+    Config("inference", 25, 1, 512),
+    Config("inference", 25, 4, 512),
+    Config("inference", 25, 1, 1024),
+    Config("training", 150, 16, 256),
+    Config("training", 25, 16, 512),
+    Config("training", 25, 64, 512),
+    Config("training", 25, 32, 1024),
+    Config("training", 150, 16, 256, dtype="float64"),
+    Config("training", 150, 16, 256, cell="GRU"),
+    Config("training", 150, 16, 256, proj_size=128),
+    Config("training", 100, 16, 256, num_layers=2, bidirectional=True),
+    Config("streaming", 200, 1, 256),
+]
+
+
+# -- arithmetic ----------------------------------------------------------------------------------
+
+def _layer_shapes(cfg: Config):
+    """(input size, directions) of every layer."""
+    D = 2 if cfg.bidirectional else 1
+    H_out = cfg.proj_size or cfg.H
+    return [(cfg.H if k == 0 else D * H_out, D) for k in range(cfg.num_layers)]
+
+
+def flops(cfg: Config) -> float:
+    """FLOPs of one call: the forward's multiply-adds, three times that for a training step."""
+    H_out = cfg.proj_size or cfg.H
+    forward = 0.0
+    for I, D in _layer_shapes(cfg):
+        per_direction = 2.0 * cfg.T * cfg.B * cfg.gates * cfg.H * (I + H_out)
+        if cfg.proj_size:
+            per_direction += 2.0 * cfg.T * cfg.B * cfg.proj_size * cfg.H
+        forward += D * per_direction
+    return 3.0 * forward if cfg.kind == "training" else forward
+
+
+def streamed_bytes(cfg: Config) -> tuple[float, float]:
+    """(bytes of weights read per call, the working set they are read from).
+
+    Every step reads the recurrent weights of each layer and direction once (twice in a
+    training step: forward and backward); a streaming cell reads W_ih and W_hh at every step.
+    """
+    item = np.dtype(cfg.dtype).itemsize
+    H_out = cfg.proj_size or cfg.H
+    recurrent = (cfg.gates * cfg.H * H_out + cfg.proj_size * cfg.H) * item  # one layer, one direction
+    if cfg.kind == "streaming":
+        per_step = cfg.gates * cfg.H * (cfg.H + H_out) * item
+        return cfg.T * per_step, per_step
+    passes = 2 if cfg.kind == "training" else 1
+    directions = sum(D for _, D in _layer_shapes(cfg))
+    return passes * cfg.T * directions * recurrent, recurrent
+
+
+# -- the machine ---------------------------------------------------------------------------------
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _isa() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    wanted = ["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile"]
+    present = [name for name in wanted if name in flags]
+    return ", ".join(present) if present else platform.machine()
+
+
+def _caches() -> str:
+    sizes = {}
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for entry in sorted(e for e in os.listdir(base) if e.startswith("index")):
+            with open(f"{base}/{entry}/level") as f:
+                level = f.read().strip()
+            with open(f"{base}/{entry}/type") as f:
+                kind = f.read().strip()
+            with open(f"{base}/{entry}/size") as f:
+                size = f.read().strip()
+            if kind != "Instruction":
+                sizes[f"L{level}"] = size
+    except OSError:
+        return "unknown"
+    return ", ".join(f"{level} {size}" for level, size in sorted(sizes.items()))
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def gemm_peak(dtype: str, threads: int, torch=None) -> float:
+    """FLOP/s of the best square matrix product on this machine at `threads` threads: torch's
+    (MKL) when installed, NumPy's otherwise (its BLAS uses its own thread count)."""
+    n = 1024 if dtype == "float32" else 768
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n)).astype(dtype), rng.standard_normal((n, n)).astype(dtype)
+    candidates = [lambda: a @ b]
+    if torch is not None:
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        candidates.append(lambda: torch.mm(ta, tb))
+    best = 0.0
+    for product in candidates:
+        product()
+        times = []
+        for _ in range(7):
+            start = time.perf_counter()
+            product()
+            times.append(time.perf_counter() - start)
+        best = max(best, 2.0 * n**3 / min(times))
+    return best
+
+
+def machine_info(threads: int, torch=None) -> dict:
+    info = {
+        "date": datetime.date.today().isoformat(),
+        "cpu": _cpu_model(),
+        "cpus": os.cpu_count(),
+        "isa": _isa(),
+        "caches": _caches(),
+        "threads": threads,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": getattr(torch, "__version__", None),
+        "lstm_ext": _core_version(),
+        "build": _core.build_info(),
+    }
+    return info
+
+
+def _core_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+# -- the runners ---------------------------------------------------------------------------------
+
+def _inputs(cfg: Config, width: int, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((cfg.T, cfg.B, cfg.H)).astype(cfg.dtype)
+    dy = rng.standard_normal((cfg.T, cfg.B, width)).astype(cfg.dtype)
+    return x, dy
+
+
+def _layer(cfg: Config):
+    kwargs = dict(num_layers=cfg.num_layers, bidirectional=cfg.bidirectional, dtype=np.dtype(cfg.dtype), seed=0)
+    if cfg.cell == "LSTM":
+        return LSTM(cfg.H, cfg.H, proj_size=cfg.proj_size, **kwargs)
+    return GRU(cfg.H, cfg.H, **kwargs)
+
+
+def runners(cfg: Config, torch=None) -> dict[str, Callable[[], object]]:
+    """One zero-argument call per library: 'lstm_ext', 'torch' (when installed), 'reference'."""
+    layer = _layer(cfg)
+    width = layer.num_directions * layer.output_size
+    x, dy = _inputs(cfg, width)
+    calls = {}
+
+    if cfg.kind == "streaming":
+        w = layer.state_dict()
+        w_ih, w_hh, b_ih, b_hh = (w[f"{n}_l0"] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+
+        def ours():
+            h = c = None
+            for t in range(cfg.T):
+                h, c = lstm_cell(x[t], h, c, w_ih, w_hh, b_ih, b_hh)
+
+        calls["lstm_ext"] = ours
+        if torch is not None:
+            cell = torch.nn.LSTMCell(cfg.H, cfg.H, dtype=getattr(torch, cfg.dtype))
+            cell.load_state_dict({k.replace("_l0", ""): torch.from_numpy(v) for k, v in w.items()})
+            xt = torch.from_numpy(x)
+
+            def theirs():
+                with torch.inference_mode():
+                    state = None
+                    for t in range(cfg.T):
+                        state = cell(xt[t], state)
+
+            calls["torch"] = theirs
+
+        def textbook():
+            h = np.zeros((cfg.B, cfg.H), cfg.dtype)
+            c = np.zeros((cfg.B, cfg.H), cfg.dtype)
+            for t in range(cfg.T):
+                h, c, _ = reference.lstm_cell(x[t], h, c, w_ih, w_hh, b_ih, b_hh)
+
+        calls["reference"] = textbook
+        return calls
+
+    training = cfg.kind == "training"
+    layer.train(training)
+
+    def ours():
+        layer(x)
+        if training:
+            layer.backward(dy)
+
+    calls["lstm_ext"] = ours
+    if torch is not None:
+        module = layer.to_torch()
+        xt = torch.from_numpy(x.copy()).requires_grad_(training)
+        dyt = torch.from_numpy(dy)
+
+        def theirs():
+            if training:
+                y, _ = module(xt)
+                y.backward(dyt)
+            else:
+                with torch.inference_mode():
+                    module(xt)
+
+        calls["torch"] = theirs
+
+    params = {k: v for k, v in layer.state_dict().items()}
+    simple = cfg.num_layers == 1 and not cfg.bidirectional and not cfg.proj_size
+
+    def textbook():
+        if simple and cfg.cell == "LSTM":
+            p = [params[f"{n}_l0"] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            *_, cache = reference.lstm_forward(x, *p)
+            if training:
+                reference.lstm_backward(dy, None, None, cache)
+        elif simple:
+            p = [params[f"{n}_l0"] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            *_, cache = reference.gru_forward(x, *p)
+            if training:
+                reference.gru_backward(dy, None, cache)
+        else:
+            *_, cache = reference.stack_forward(cfg.cell, x, params, cfg.num_layers, cfg.bidirectional)
+            if training:
+                reference.stack_backward(dy, None, None, cache)
+
+    calls["reference"] = textbook
+    return calls
+
+
+def _time(call: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    call()
+    seconds = time.perf_counter() - start
+    time.sleep(_GAP_SECONDS)
+    return seconds
+
+
+# -- peak memory of a training step ----------------------------------------------------------------
+
+_RSS_PROBE = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    from lstm_ext.bench import Config, runners, _torch
+    cfg = Config(**json.loads(sys.argv[1]))
+    library = sys.argv[2]
+    torch = _torch() if library == "torch" else None
+    if torch is not None:
+        torch.set_num_threads(int(sys.argv[3]))
+    call = runners(cfg, torch)[library]
+    call()  # once, so that one-time costs are not counted
+
+    def status(field):
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith(field))
+
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets the peak resident set size
+    before = status("VmRSS:")
+    call()
+    print(json.dumps({"peak_kib": status("VmHWM:") - before}))
+""")
+
+
+def step_peak_memory(cfg: Config, library: str, threads: int) -> Optional[float]:
+    """MiB by which one more call raises the resident set, measured in a fresh process (Linux)."""
+    if not os.path.exists("/proc/self/clear_refs"):
+        return None
+    env = {**os.environ, "LSTM_EXT_NUM_THREADS": str(threads)}
+    out = subprocess.run([sys.executable, "-c", _RSS_PROBE, json.dumps(dataclasses.asdict(cfg)), library,
+                          str(threads)], capture_output=True, text=True, env=env, timeout=600)
+    if out.returncode != 0:
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_kib"] / 1024.0
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Result:
+    config: Config
+    seconds: dict            # library -> median seconds per call
+    roofline: float          # seconds
+    bound: str               # "compute" or "memory (<working set>)"
+    peak_memory: dict        # library -> MiB, training only
+
+
+def run(configs=CONFIGS, repeats=15, warmup=3, threads=None, with_reference=True, with_memory=True,
+        log=print) -> tuple[dict, list[Result]]:
+    """Time every configuration; returns (machine info, results)."""
+    torch = _torch()
+    threads = threads or _core.get_num_threads()
+    _core.set_num_threads(threads)
+    if torch is not None:
+        torch.set_num_threads(threads)
+    machine = machine_info(threads, torch)
+    peaks = {}
+    results = []
+    for cfg in configs:
+        if cfg.dtype not in peaks:
+            peaks[cfg.dtype] = gemm_peak(cfg.dtype, threads, torch)
+            machine[f"gemm_peak_{cfg.dtype}"] = peaks[cfg.dtype]
+        calls = runners(cfg, torch)
+        timed = {name: call for name, call in calls.items() if name != "reference"}
+        for call in timed.values():
+            for _ in range(warmup):
+                call()
+        samples = {name: [] for name in timed}
+        for _ in range(repeats):
+            for name, call in timed.items():  # alternating, call by call
+                samples[name].append(_time(call))
+        seconds = {name: statistics.median(values) for name, values in samples.items()}
+        if with_reference:
+            seconds["reference"] = _time(calls["reference"])
+
+        total_bytes, working_set = streamed_bytes(cfg)
+        bandwidth = _core.read_bandwidth(int(working_set), threads, max(2, int(2e8 // working_set)), 5)
+        compute, memory = flops(cfg) / peaks[cfg.dtype], total_bytes / bandwidth
+        bound = "compute" if compute >= memory else f"memory ({working_set / 2**20:.2g} MiB at {bandwidth / 1e9:.0f} GB/s)"
+        memory_use = {}
+        if with_memory and cfg.kind == "training":
+            for name in timed:
+                memory_use[name] = step_peak_memory(cfg, name, threads)
+        result = Result(cfg, seconds, max(compute, memory), bound, memory_use)
+        results.append(result)
+        log(_row_text(result))
+    return machine, results
+
+
+def _row_text(r: Result) -> str:
+    parts = [f"{r.config.label:58}"]
+    for name in ("lstm_ext", "torch", "reference"):
+        if name in r.seconds:
+            parts.append(f"{name} {_ms(r.seconds[name], r.config)}")
+    if "torch" in r.seconds:
+        parts.append(f"speedup {r.seconds['torch'] / r.seconds['lstm_ext']:.2f}x")
+    parts.append(f"roofline {r.roofline / r.seconds['lstm_ext']:.0%}")
+    return "  ".join(parts)
+
+
+def _ms(seconds: float, cfg: Config) -> str:
+    if cfg.kind == "streaming":
+        return f"{seconds / cfg.T * 1e6:.2f} µs/step"
+    return f"{seconds * 1e3:.2f} ms"
+
+
+# -- the report ----------------------------------------------------------------------------------
+
+def render(machine: dict, results: list[Result], repeats: int) -> str:
+    has_torch = any("torch" in r.seconds for r in results)
+    lines = ["# lstm_ext benchmarks", ""]
+    lines += [
+        f"Run on {machine['date']}: {machine['cpu']}, {machine['cpus']} CPUs ({machine['isa']}; caches "
+        f"{machine['caches']}), {machine['threads']} threads for every library. Python {machine['python']}, "
+        f"NumPy {machine['numpy']}, torch {machine['torch'] or 'not installed'}, lstm_ext {machine['lstm_ext']} "
+        f"built with {machine['build']['arch_flags'] or 'default flags'} ({machine['build']['simd']}).",
+        "",
+        f"GEMM peak measured in this run at {machine['threads']} threads: "
+        + ", ".join(f"{k.split('_')[-1]} {v / 1e9:.0f} GFLOP/s" for k, v in machine.items() if k.startswith("gemm_peak"))
+        + ".",
+        "",
+        f"Protocol: one process; per configuration a warm-up, then {repeats} rounds in which the libraries "
+        f"alternate call by call (with a {_GAP_SECONDS * 1e3:.0f} ms pause after each call); the table gives "
+        "medians. Inference is a forward in eval mode (torch: inference_mode); a training step is forward and "
+        "backward with every gradient (dx and all parameters). Input size = hidden size. The NumPy reference "
+        "is timed once. Roofline: the larger of FLOPs at the GEMM peak and the recurrent weights streamed "
+        "once per step at the bandwidth measured for a working set of their size; '% of roofline' is the "
+        "roofline time over lstm_ext's time. Peak memory: how much one training step raises the resident "
+        "set, in a fresh process. Figures from different runs or machines are not comparable; ratios "
+        "within one run are.",
+        "",
+    ]
+    header = ["configuration (T, B, H)", "lstm_ext", "torch" if has_torch else None, "NumPy reference",
+              "speedup vs torch" if has_torch else None, "lstm_ext GFLOP/s", "torch GFLOP/s" if has_torch else None,
+              "% of roofline", "bound", "step memory MiB (lstm_ext / torch)"]
+    header = [h for h in header if h is not None]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join("---" for _ in header) + "|")
+    for r in results:
+        cfg, s = r.config, r.seconds
+        row = [cfg.label, _ms(s["lstm_ext"], cfg)]
+        if has_torch:
+            row.append(_ms(s["torch"], cfg) if "torch" in s else "—")
+        row.append(_ms(s["reference"], cfg) if "reference" in s else "—")
+        if has_torch:
+            row.append(f"**{s['torch'] / s['lstm_ext']:.2f}×**" if "torch" in s else "—")
+        row.append(f"{flops(cfg) / s['lstm_ext'] / 1e9:.0f}")
+        if has_torch:
+            row.append(f"{flops(cfg) / s['torch'] / 1e9:.0f}" if "torch" in s else "—")
+        row.append(f"{r.roofline / s['lstm_ext']:.0%}")
+        row.append(r.bound)
+        mem = r.peak_memory
+        row.append(" / ".join("—" if mem.get(k) is None else f"{mem[k]:.0f}" for k in ("lstm_ext", "torch"))
+                   if mem else "—")
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "## Reading", ""] + _reading(results)
+    return "\n".join(lines) + "\n"
+
+
+def _reading(results: list[Result]) -> list[str]:
+    """Sentences about this run's numbers, computed from them."""
+    out = []
+    compared = [r for r in results if "torch" in r.seconds]
+    if compared:
+        ratios = [(r.seconds["torch"] / r.seconds["lstm_ext"], r) for r in compared]
+        faster = sum(1 for ratio, _ in ratios if ratio >= 1.0)
+        worst_ratio, worst = min(ratios, key=lambda item: item[0])
+        best_ratio, best = max(ratios, key=lambda item: item[0])
+        out.append(f"- lstm_ext is at least as fast as torch on {faster} of {len(ratios)} configurations; the "
+                   f"smallest speedup is {worst_ratio:.2f}× ({worst.config.label}), the largest {best_ratio:.2f}× "
+                   f"({best.config.label}).")
+        for group in ("inference", "training"):
+            rs = [ratio for ratio, r in ratios if r.config.kind == group]
+            if rs:
+                out.append(f"- {group.capitalize()}: speedups {min(rs):.2f}× to {max(rs):.2f}× "
+                           f"(geometric mean {float(np.exp(np.mean(np.log(rs)))):.2f}×).")
+    for r in results:
+        fraction = r.roofline / r.seconds["lstm_ext"]
+        if r.bound.startswith("memory"):
+            out.append(f"- {r.config.label}: bound by streaming the weights, {r.bound}; lstm_ext reaches "
+                       f"{fraction:.0%} of that bound.")
+    compute = [r.roofline / r.seconds["lstm_ext"] for r in results if r.bound == "compute"]
+    if compute:
+        out.append(f"- Compute-bound configurations reach {min(compute):.0%} to {max(compute):.0%} of the GEMM "
+                   "peak: the recurrent product at small batch and the pointwise gate work, which is not "
+                   "a GEMM, keep them below it.")
+    mems = [(r.peak_memory.get("lstm_ext"), r.peak_memory.get("torch"), r) for r in results if r.peak_memory]
+    mems = [(a, b, r) for a, b, r in mems if a is not None and b is not None]
+    if mems:
+        lower = sum(1 for a, b, _ in mems if a <= b)
+        out.append(f"- A training step raises the resident set by less than or as much as torch's on {lower} of "
+                   f"{len(mems)} configurations.")
+    return out
+
+
+# -- command line ----------------------------------------------------------------------------------
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lstm_ext bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke check: 2 rounds, no reference, no memory probe (CI)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds per configuration (default 15)")
+    parser.add_argument("--threads", type=int, default=None, help="threads for every library (default: "
+                        "lstm_ext.get_num_threads())")
+    parser.add_argument("--only", default=None, help="run the configurations whose label contains this text")
+    parser.add_argument("--out", default=None, help="write the Markdown report to this file (e.g. BENCHMARKS.md)")
+    args = parser.parse_args(argv)
+    repeats = args.repeats if args.repeats is not None else (2 if args.quick else 15)
+    if repeats < 1:
+        parser.error("--repeats must be >= 1")
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be >= 1")
+    configs = [c for c in CONFIGS if args.only is None or args.only in c.label]
+    if not configs:
+        parser.error(f"--only {args.only!r} matches no configuration")
+    machine, results = run(configs, repeats=repeats, warmup=1 if args.quick else 3, threads=args.threads,
+                           with_reference=not args.quick, with_memory=not args.quick)
+    report = render(machine, results, repeats)
+    if args.out:
+        write_text_atomic(args.out, report)
+        print(f"wrote {args.out}")
+    return 0
