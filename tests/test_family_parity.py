@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_parity
+import lstm_ext
 from family import KINDS, make_layer, ours_run, random_inputs, reference_run
 
 T, B, I, H = 6, 4, 3, 5
@@ -67,3 +68,24 @@ def test_lengths_all_equal_to_T_is_no_lengths(kind_name):
     with_full = ours_run(layer, x, state, dy, dstate, lengths=np.full(B, T))
     for name, value in without.items():
         np.testing.assert_array_equal(with_full[name], value, err_msg=name)
+
+
+@pytest.mark.parametrize("op, gates", [("lstm", 4), ("gru", 3), ("rnn", 1)])
+def test_backward_reads_the_input_from_the_workspace(op, gates):
+    """The workspace keeps the input: a backward given other values of x (same shape) gives the
+    same gradients, and so does one after the caller has overwritten x."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((T, B, I))
+    w_ih, w_hh = rng.standard_normal((gates * H, I)), rng.standard_normal((gates * H, H))
+    dy = rng.standard_normal((T, B, H))
+    forward, backward = getattr(lstm_ext, op + "_forward"), getattr(lstm_ext, op + "_backward")
+    ws = forward(x, w_ih, w_hh, training=True, lengths=LENGTHS).workspace
+    args = (dy, None, None) if op == "lstm" else (dy, None)
+    first = backward(*args, x, w_ih, w_hh, ws, lengths=LENGTHS)
+    x[...] = 7.0
+    again = backward(*args, x, w_ih, w_hh, ws, lengths=LENGTHS)
+    for name, value in first._asdict().items():
+        if value is not None:
+            np.testing.assert_array_equal(getattr(again, name), value, err_msg=name)
+    with pytest.raises(ValueError, match=r"x: expected shape \(T, B, I\)"):
+        backward(*args, x[:, :, :2], w_ih, w_hh, ws, lengths=LENGTHS)

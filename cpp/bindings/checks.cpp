@@ -66,6 +66,16 @@ void require_shape(const py::array& a, const std::string& name, const std::vecto
   }
 }
 
+std::pair<Index, Index> read_sequence_sizes(py::handle x_obj, Index I) {
+  const py::array x = as_real_array(x_obj, "x");
+  require_ndim(x, "x", 3, "(T, B, I)");
+  if (x.shape(0) < 1 || x.shape(1) < 1 || x.shape(2) != I) {
+    throw py::value_error("x: expected shape (T, B, I) with T >= 1, B >= 1 and I = " + std::to_string(I) +
+                          " (from w_ih), got " + shape_str(x));
+  }
+  return {x.shape(0), x.shape(1)};
+}
+
 std::optional<CArray<std::int64_t>> read_lengths(py::handle obj, Index T, Index B) {
   if (obj.is_none()) return std::nullopt;
   const py::module_ np = py::module_::import("numpy");

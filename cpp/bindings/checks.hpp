@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -109,6 +110,10 @@ CArray<Scalar> read_sequence(py::handle x_obj, Index I) {
   }
   return x;
 }
+
+// The sizes (T, B) of x (T, B, I) for the given input size I, read without converting x: a
+// backward checks that it is given its forward's input, whose values the workspace keeps.
+std::pair<Index, Index> read_sequence_sizes(py::handle x_obj, Index I);
 
 // An optional array of exactly `shape`, e.g. a bias (G,) or a state (B, H); None = absent.
 template <typename Scalar>

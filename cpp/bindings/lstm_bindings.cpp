@@ -30,8 +30,8 @@ LstmWeights<Scalar> read_lstm_weights(py::handle w_ih, py::handle w_hh, py::hand
 }
 
 template <typename Scalar>
-LstmDims lstm_dims(const CArray<Scalar>& x, const LstmWeights<Scalar>& lw) {
-  return LstmDims{x.shape(0), x.shape(1), lw.w.I, lw.w.H, lw.w_hr ? lw.w.H_out : 0};
+LstmDims lstm_dims(Index T, Index B, const LstmWeights<Scalar>& lw) {
+  return LstmDims{T, B, lw.w.I, lw.w.H, lw.w_hr ? lw.w.H_out : 0};
 }
 
 std::string sizes_str(const LstmDims& d) {
@@ -45,7 +45,7 @@ py::tuple forward(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_obj, py
                   py::handle lengths_obj, bool reverse) {
   const auto lw = read_lstm_weights<Scalar>(w_ih_obj, w_hh_obj, w_hr_obj);
   const auto x = read_sequence<Scalar>(x_obj, lw.w.I);
-  const LstmDims d = lstm_dims(x, lw);
+  const LstmDims d = lstm_dims(x.shape(0), x.shape(1), lw);
   const Index B = d.B, H = d.H, H_out = d.H_out();
   const auto b_ih = read_optional<Scalar>(b_ih_obj, "b_ih", {d.G()}, "(4H,)");
   const auto b_hh = read_optional<Scalar>(b_hh_obj, "b_hh", {d.G()}, "(4H,)");
@@ -55,12 +55,12 @@ py::tuple forward(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_obj, py
 
   // Outputs y, h_n, c_n, the workspace and the core's scratch, counted in double (no overflow).
   require_memory(double(d.T) * B * H_out + double(B) * (H_out + H) +
-                     (training ? lstm_workspace_size<double>(d) : 0.0) + lstm_forward_scratch_size<Scalar, double>(d, training, get_num_threads()),
+                     (training ? lstm_workspace_size<Scalar, double>(d) : 0.0) + lstm_forward_scratch_size<Scalar, double>(d, training, get_num_threads()),
                  sizeof(Scalar), "lstm_forward");
 
   CArray<Scalar> y({d.T, B, H_out}), h_n({B, H_out}), c_n({B, H});
   std::optional<CArray<Scalar>> ws;
-  if (training) ws.emplace(std::vector<Index>{lstm_workspace_size(d)});
+  if (training) ws.emplace(std::vector<Index>{lstm_workspace_size<Scalar>(d)});
 
   Scalar* ws_data = ws ? ws->mutable_data() : nullptr;
   {
@@ -78,10 +78,10 @@ py::tuple backward(py::handle dy_obj, py::handle dh_n_obj, py::handle dc_n_obj, 
                    py::handle w_ih_obj, py::handle w_hh_obj, py::handle ws_obj, bool bias, py::handle w_hr_obj,
                    py::handle lengths_obj, bool reverse) {
   const auto lw = read_lstm_weights<Scalar>(w_ih_obj, w_hh_obj, w_hr_obj);
-  const auto x = read_sequence<Scalar>(x_obj, lw.w.I);
-  const LstmDims d = lstm_dims(x, lw);
+  const auto [T, B_x] = read_sequence_sizes(x_obj, lw.w.I);
+  const LstmDims d = lstm_dims(T, B_x, lw);
   const Index B = d.B, H = d.H, H_out = d.H_out(), G = d.G();
-  const auto ws = read_workspace<Scalar>(ws_obj, lstm_workspace_size(d), sizes_str(d));
+  const auto ws = read_workspace<Scalar>(ws_obj, lstm_workspace_size<Scalar>(d), sizes_str(d));
   const auto dy = read_optional<Scalar>(dy_obj, "dy", {d.T, B, H_out}, d.P > 0 ? "(T, B, P)" : "(T, B, H)");
   const auto dh_n = read_optional<Scalar>(dh_n_obj, "dh_n", {B, H_out}, d.P > 0 ? "(B, P)" : "(B, H)");
   const auto dc_n = read_optional<Scalar>(dc_n_obj, "dc_n", {B, H}, "(B, H)");
@@ -108,7 +108,7 @@ py::tuple backward(py::handle dy_obj, py::handle dh_n_obj, py::handle dc_n_obj, 
     py::gil_scoped_release release;
     lstm_backward<Scalar>(dx.mutable_data(), dh0.mutable_data(), dc0.mutable_data(), dw_ih.mutable_data(),
                           dw_hh.mutable_data(), dw_hr_data, db_ih_data, data_or_null(dy), data_or_null(dh_n),
-                          data_or_null(dc_n), x.data(), ws.data(), lw.w.w_ih.data(), lw.w.w_hh.data(),
+                          data_or_null(dc_n), ws.data(), lw.w.w_ih.data(), lw.w.w_hh.data(),
                           data_or_null(lw.w_hr), d, sequence_options(reverse, lengths));
     // b_ih and b_hh enter the gates the same way: their gradients are equal, returned as two arrays.
     if (bias) std::copy_n(db_ih_data, G, db_hh_data);

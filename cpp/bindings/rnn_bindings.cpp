@@ -31,13 +31,13 @@ py::tuple forward(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_obj, py
   const auto lengths = read_lengths(lengths_obj, d.T, d.B);
 
   // Outputs y, h_n, the workspace and the core's scratch, counted in double (no overflow).
-  require_memory(double(d.T) * d.B * d.H + double(d.B) * d.H + (training ? rnn_workspace_size<double>(d) : 0.0) +
+  require_memory(double(d.T) * d.B * d.H + double(d.B) * d.H + (training ? rnn_workspace_size<Scalar, double>(d) : 0.0) +
                      rnn_forward_scratch_size<Scalar, double>(d, training, get_num_threads()),
                  sizeof(Scalar), "rnn_forward");
 
   CArray<Scalar> y({d.T, d.B, d.H}), h_n({d.B, d.H});
   std::optional<CArray<Scalar>> ws;
-  if (training) ws.emplace(std::vector<Index>{rnn_workspace_size(d)});
+  if (training) ws.emplace(std::vector<Index>{rnn_workspace_size<Scalar>(d)});
   Scalar* ws_data = ws ? ws->mutable_data() : nullptr;
   {
     py::gil_scoped_release release;
@@ -54,9 +54,9 @@ py::tuple backward(py::handle dy_obj, py::handle dh_n_obj, py::handle x_obj, py:
                    py::handle lengths_obj, bool reverse) {
   const RnnActivation act = read_nonlinearity(nonlinearity);
   const auto w = read_weights<Scalar>(w_ih_obj, w_hh_obj, 1, "H", false);
-  const auto x = read_sequence<Scalar>(x_obj, w.I);
-  const RnnDims d{x.shape(0), x.shape(1), w.I, w.H};
-  const auto ws = read_workspace<Scalar>(ws_obj, rnn_workspace_size(d), "(T, B, H) = " + shape_str({d.T, d.B, d.H}));
+  const auto [T, B] = read_sequence_sizes(x_obj, w.I);
+  const RnnDims d{T, B, w.I, w.H};
+  const auto ws = read_workspace<Scalar>(ws_obj, rnn_workspace_size<Scalar>(d), "(T, B, H) = " + shape_str({T, B, d.H}));
   const auto dy = read_optional<Scalar>(dy_obj, "dy", {d.T, d.B, d.H}, "(T, B, H)");
   const auto dh_n = read_optional<Scalar>(dh_n_obj, "dh_n", {d.B, d.H}, "(B, H)");
   const auto lengths = read_lengths(lengths_obj, d.T, d.B);
@@ -77,7 +77,7 @@ py::tuple backward(py::handle dy_obj, py::handle dh_n_obj, py::handle x_obj, py:
   {
     py::gil_scoped_release release;
     rnn_backward<Scalar>(dx.mutable_data(), dh0.mutable_data(), dw_ih.mutable_data(), dw_hh.mutable_data(),
-                         db_ih_data, data_or_null(dy), data_or_null(dh_n), x.data(), ws.data(), w.w_ih.data(),
+                         db_ih_data, data_or_null(dy), data_or_null(dh_n), ws.data(), w.w_ih.data(),
                          w.w_hh.data(), act, d, sequence_options(reverse, lengths));
     // b_ih and b_hh enter the same sum: their gradients are equal, returned as two arrays.
     if (bias) std::copy_n(db_ih_data, d.H, db_hh_data);

@@ -14,7 +14,8 @@
 //                da_n ⊙ r], and the direct part dh_t ⊙ z; after a barrier,
 //                dh_{t-1} = dh_t ⊙ z + dGh_t · W_hh[:, u] (its columns, packed once per call)
 //             2. after the walk, in blocks: dX = dGx · W_ih, dW_ih = dGxᵀ · X,
-//                dW_hh = dGhᵀ · H_prev; db_ih, db_hh = column sums of dGx, dGh
+//                dW_hh = dGhᵀ · H_prev; db_ih, db_hh = column sums of dGx, dGh (X and H_prev
+//                kept packed in the workspace by the forward)
 // Nothing is allocated inside a time loop; results do not depend on the number of threads.
 #include "rnn/gru.hpp"
 
@@ -78,11 +79,12 @@ void gru_pointwise_forward(Scalar* gx, Scalar* hn, Scalar* h_new, const Scalar* 
 //   dgx = [da_r, da_z, da_n]     dgh = [da_r, da_z, da_n ⊙ r]     dh_direct = dh ⊙ z
 //   dgx, dgh  (B, 3H)  out (inactive rows not written)
 //   dh        (B, H)   in: dh_t; out: dh ⊙ z, the part of dh_{t-1} that skips W_hh
-//   gates     (B, 3H)  activated r, z, n      hn (B, H) gh_n      h_prev (B, H)
+//   gates     (B, 3H)  activated r, z, n      hn (B, H) gh_n
+//   h_prev    packed (H columns over TB rows): h_{t-1} of this step's rows t * B + b
 template <typename Scalar>
 void gru_pointwise_backward(Scalar* dgx, Scalar* dgh, Scalar* dh, const Scalar* gates, const Scalar* hn,
-                            const Scalar* h_prev, const SequenceOptions& seq, Index t, Index B, Index H, Index u0,
-                            Index nu) {
+                            const Scalar* h_prev, Index TB, const SequenceOptions& seq, Index t, Index B, Index H,
+                            Index u0, Index nu) {
   using P = Packet<Scalar>;
   using namespace Eigen::internal;
   const P one = pset1<P>(Scalar(1));
@@ -97,7 +99,8 @@ void gru_pointwise_backward(Scalar* dgx, Scalar* dgh, Scalar* dh, const Scalar* 
       const P r = load_packet(a + j, n), z = load_packet(a + H + j, n), n_t = load_packet(a + 2 * H + j, n);
       const P dh_k = load_packet(dh + k, n);
       const P da_n = pmul(pmul(dh_k, psub(one, z)), psub(one, pmul(n_t, n_t)));
-      const P da_z = pmul(pmul(dh_k, psub(load_packet(h_prev + k, n), n_t)), pmul(z, psub(one, z)));
+      const P h_k = load_packet(packed_row_packet(h_prev, TB, t * B + b, u0 + j), n);
+      const P da_z = pmul(pmul(dh_k, psub(h_k, n_t)), pmul(z, psub(one, z)));
       const P da_r = pmul(pmul(da_n, load_packet(hn + k, n)), pmul(r, psub(one, r)));
       store_packet(dax + j, da_r, n);
       store_packet(dax + H + j, da_z, n);
@@ -122,17 +125,14 @@ void gru_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
   constexpr Index L = kPacket<Scalar>, granule = kUnitGranule<Scalar>;
   const bool training = ws != nullptr;
 
-  // The workspace when training (see gru.hpp); inference keeps nothing.
-  Scalar* ws_gates = ws;                                       // (T, B, G)
-  Scalar* ws_hn = training ? ws_gates + TB * G : nullptr;      // (T, B, H)
-  Scalar* ws_h_prev = training ? ws_hn + TB * H : nullptr;     // (T, B, H)
+  const GruWorkspace<Scalar, Scalar*> kept(ws, d);  // training only (see gru.hpp)
 
   TeamLease lease(members_for(2.0 * B * G * H, H, granule));
   const int members = lease.size();
 
   Buffer<Scalar> scratch_gx(training ? 0 : TB * G);  // (T, B, G) inference: the input projections
   Buffer<Scalar> h_steps(2 * B * H);                 // (2, B, H) h_{t-1} and h_t, by parity of the step
-  Scalar* gx = training ? ws_gates : scratch_gx.data();  // (T, B, G)
+  Scalar* gx = training ? kept.gates : scratch_gx.data();  // (T, B, G)
   const ColumnTasks<Scalar> input_tasks(G, members);     // gx = X · W_ihᵀ by columns
   // Per member: its rows of W_hh (three gate blocks of its units) and their product (B, 3 * panels * L).
   auto scratch = member_scratch<Scalar>(members, H, granule, 3 * H * L, 3 * B * L, input_tasks.scratch_size(I));
@@ -146,6 +146,7 @@ void gru_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
     // 1. Input projection of all steps at once (b_hh belongs to the recurrent part: reset gate).
     input_projection(team, input_tasks, mine.packed_task.data(), gx, x, w_ih, b_ih, static_cast<const Scalar*>(nullptr),
                      TB, I, G);
+    if (training) pack_columns_in_tasks(team, kept.x, x, TB, I);  // X packed for dW_ih
     for (Index q = 0; q < 3; ++q) {
       pack_rows(mine.packed.data() + q * unit_panels * H * L, w_hh + (q * H + u0) * H, H, nu, H);
     }
@@ -160,8 +161,8 @@ void gru_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
       Scalar* y_t = y + t * B * H;                                // (B, H)
       if (s + 1 < T) prefetch_rows(gx + seq.time_at(s + 1, T) * B * G, G, u0, nu, 3, H, B);  // the next gx
       panel_product(mine.product.data(), ld_rec, ld_rec, rows_of(h_prev, H), mine.packed.data(), 3 * unit_panels, H, B);
-      if (training) copy_rows(Rows::All, ws_h_prev + t * B * H, h_prev, H, u0, nu, seq, t, B);
-      Scalar* hn_t = training ? ws_hn + t * B * H : nullptr;
+      if (training) store_packed_rows(kept.h_prev, TB, t * B, h_prev, H, u0, nu, B);
+      Scalar* hn_t = training ? kept.hn + t * B * H : nullptr;
       gru_pointwise_forward(gx + t * B * G, hn_t, y_t, mine.product.data(), ld_rec, rec_gate_stride, b_hh, h_prev,
                             seq, t, B, H, u0, nu);
       // Sequences past their length: zero output, h carried.
@@ -178,15 +179,12 @@ void gru_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
 // ---------------------------------------------------------------------------------------------
 template <typename Scalar>
 void gru_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar* db_ih, Scalar* db_hh,
-                  const Scalar* dy, const Scalar* dh_n, const Scalar* x, const Scalar* ws,
-                  const Scalar* w_ih, const Scalar* w_hh, const GruDims& d, const SequenceOptions& seq) {
+                  const Scalar* dy, const Scalar* dh_n, const Scalar* ws, const Scalar* w_ih, const Scalar* w_hh,
+                  const GruDims& d, const SequenceOptions& seq) {
   const Index T = d.T, B = d.B, I = d.I, H = d.H, G = d.G(), TB = d.T * d.B;
   constexpr Index L = kPacket<Scalar>, granule = kUnitGranule<Scalar>;
 
-  // The forward's workspace.
-  const Scalar* ws_gates = ws;                    // (T, B, G) activated r, z, n
-  const Scalar* ws_hn = ws_gates + TB * G;        // (T, B, H) gh_n
-  const Scalar* ws_h_prev = ws_hn + TB * H;       // (T, B, H) h_{t-1}
+  const GruWorkspace<Scalar, const Scalar*> kept(ws, d);  // the forward's workspace (see gru.hpp)
 
   TeamLease lease(members_for(2.0 * B * G * H, H, granule));
   const int members = lease.size();
@@ -198,7 +196,6 @@ void gru_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar*
   // Per member: its columns of W_hh (its units) and their product (B, panels * L).
   auto scratch = member_scratch<Scalar>(members, H, granule, G * L, B * L, dx_tasks.scratch_size(G),
                                         WeightGradient<Scalar>::strip_size(TB));
-  GradientScratch<Scalar> gradient_scratch(TB, I, H);  // X and H_prev packed for dW
 
   lease.run([&](Team& team) {
     MemberScratch<Scalar>& mine = scratch[team.rank()];
@@ -216,14 +213,13 @@ void gru_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar*
       Scalar* dgh_t = scratch_dgh.data() + t * B * G;
       if (s > 0) {  // what the next step reads, fetched while this one computes
         const Index t_next = seq.time_at(s - 1, T);
-        prefetch_rows(ws_gates + t_next * B * G, G, u0, nu, 3, H, B);
-        prefetch_rows(ws_hn + t_next * B * H, H, u0, nu, 1, 0, B);
-        prefetch_rows(ws_h_prev + t_next * B * H, H, u0, nu, 1, 0, B);
+        prefetch_rows(kept.gates + t_next * B * G, G, u0, nu, 3, H, B);
+        prefetch_rows(kept.hn + t_next * B * H, H, u0, nu, 1, 0, B);
         if (dy != nullptr) prefetch_rows(dy + t_next * B * H, H, u0, nu, 1, 0, B);
       }
       // dh_state becomes dh_t ⊙ z_t for the active rows; inactive rows pass through unchanged.
-      gru_pointwise_backward(dgx_t, dgh_t, dh_state.data(), ws_gates + t * B * G, ws_hn + t * B * H,
-                             ws_h_prev + t * B * H, seq, t, B, H, u0, nu);
+      gru_pointwise_backward(dgx_t, dgh_t, dh_state.data(), kept.gates + t * B * G, kept.hn + t * B * H, kept.h_prev,
+                             TB, seq, t, B, H, u0, nu);
       for (Index q = 0; q < 3; ++q) {
         zero_rows(Rows::Inactive, dgx_t, G, q * H + u0, nu, seq, t, B);
         zero_rows(Rows::Inactive, dgh_t, G, q * H + u0, nu, seq, t, B);
@@ -242,9 +238,8 @@ void gru_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar*
     // Every dGx_t and dGh_t is complete: the last step wrote them before its barrier.
 
     // 2. Gradients of the inputs and weights over all steps (products.hpp).
-    input_and_weight_gradients(team, dx_tasks, mine.packed_task.data(), mine.strip.data(), gradient_scratch, dx, dw_ih,
-                               dw_hh, db_ih, db_hh,
-                               scratch_dgx.data(), scratch_dgh.data(), x, ws_h_prev, w_ih, TB, I, G, H);
+    input_and_weight_gradients(team, dx_tasks, mine.packed_task.data(), mine.strip.data(), dx, dw_ih, dw_hh, db_ih,
+                               db_hh, scratch_dgx.data(), scratch_dgh.data(), kept.x, kept.h_prev, w_ih, TB, I, G, H);
   });
 }
 
@@ -255,7 +250,7 @@ void gru_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar*
                                     const GruDims&, const SequenceOptions&);                          \
   template void gru_backward<Scalar>(Scalar*, Scalar*, Scalar*, Scalar*, Scalar*, Scalar*,            \
                                      const Scalar*, const Scalar*, const Scalar*, const Scalar*,      \
-                                     const Scalar*, const Scalar*, const GruDims&, const SequenceOptions&);
+                                     const Scalar*, const GruDims&, const SequenceOptions&);
 LSTM_EXT_INSTANTIATE(float)
 LSTM_EXT_INSTANTIATE(double)
 #undef LSTM_EXT_INSTANTIATE

@@ -26,14 +26,33 @@ struct GruDims {
   Index G() const { return 3 * H; }
 };
 
-// The workspace a training forward keeps for the backward pass, indexed by time step t:
-//   ws_gates  (T, B, 3H)  activated gates r, z, n of every step
-//   ws_hn     (T, B, H)   W_hn h_{t-1} + b_hn: the recurrent part of n before the reset gate
-//   ws_h_prev (T, B, H)   h_{t-1}: the hidden state entering step t
-template <typename Count = Index>
+// The workspace a training forward keeps for the backward pass. Rows t * B + b are indexed by
+// time step t (not by the order of the walk).
+//   gates  (T, B, 3H)  activated gates r, z, n of every step
+//   hn     (T, B, H)   W_hn h_{t-1} + b_hn: the recurrent part of n before the reset gate
+//   h_prev packed (H columns over T*B rows, panel.hpp): h_{t-1}, the hidden state entering each
+//                      step, for the gates' gradients and dW_hh
+//   x      packed (I columns over T*B rows): the input, for dW_ih
+template <typename Scalar, typename Count = Index>
 Count gru_workspace_size(const GruDims& d) {
-  return Count(d.T) * d.B * (d.G() + 2 * d.H);
+  const Count TB = Count(d.T) * d.B;
+  const auto packed = [&](Index columns) { return Count(panel_count<Scalar>(columns)) * kPacket<Scalar> * TB; };
+  return TB * (d.G() + d.H) + packed(d.H) + packed(d.I);
 }
+
+// The workspace's blocks (above); Pointer is Scalar* for the forward, const Scalar* for the backward.
+template <typename Scalar, typename Pointer>
+struct GruWorkspace {
+  Pointer gates = nullptr, hn = nullptr, h_prev = nullptr, x = nullptr;
+  GruWorkspace(Pointer ws, const GruDims& d) {
+    if (ws == nullptr) return;  // inference: nothing kept
+    const Index TB = d.T * d.B;
+    gates = ws;
+    hn = gates + TB * d.G();
+    h_prev = hn + TB * d.H;
+    x = h_prev + packed_size<Scalar>(d.H, TB);
+  }
+};
 
 // Scratch memory gru_forward and gru_backward allocate for themselves (before any time loop),
 // at most, for a team of up to `members` threads.
@@ -46,7 +65,7 @@ Count gru_forward_scratch_size(const GruDims& d, bool training, int members) {
 template <typename Scalar, typename Count = Index>
 Count gru_backward_scratch_size(const GruDims& d, int members) {
   const Count padding = Count(members) * kPacket<Scalar>;
-  const Count gradients = (Count(d.I) + d.H + 2 * kPacket<Scalar> + 96 * members) * d.T * d.B;  // packed X, H_prev
+  const Count gradients = Count(96) * members * d.T * d.B;  // a strip of 96 rows of dG per member
   return (d.H + padding) * (Count(d.G()) + d.B) + Count(2) * d.T * d.B * d.G() + Count(d.B) * d.H +
          (d.I + 6 * padding) * d.G() + gradients;
 }
@@ -70,11 +89,11 @@ void gru_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
 //   db_ih, db_hh (3H) out, nullptr = skip (b_ih and b_hh differ in the n block)
 //   dy     (T, B, H)  gradient w.r.t. every output step, nullptr = zeros (ignored past a length)
 //   dh_n   (B, H)     gradient w.r.t. the final hidden state, nullptr = zeros
-//   x      (T, B, I)  the forward's input       ws (gru_workspace_size) the forward's workspace
+//   ws     (gru_workspace_size)  the forward's workspace (which keeps the input)
 //   w_ih   (3H, I)    w_hh (3H, H)
 template <typename Scalar>
 void gru_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar* db_ih, Scalar* db_hh,
-                  const Scalar* dy, const Scalar* dh_n, const Scalar* x, const Scalar* ws,
-                  const Scalar* w_ih, const Scalar* w_hh, const GruDims& d, const SequenceOptions& seq);
+                  const Scalar* dy, const Scalar* dh_n, const Scalar* ws, const Scalar* w_ih, const Scalar* w_hh,
+                  const GruDims& d, const SequenceOptions& seq);
 
 }  // namespace lstm_ext

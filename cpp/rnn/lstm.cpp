@@ -16,7 +16,8 @@
 //                gives dG_t and dc_{t-1} from the kept activations; after a barrier, its
 //                columns of dh_{t-1} = dG_t · W_hh (its columns of W_hh, packed once per call).
 //             2. after the walk, in blocks shared out to the team: dX = dG · W_ih,
-//                dW_ih = dGᵀ · X, dW_hh = dGᵀ · H_prev, dW_hr = dHᵀ · M, db = column sums of dG.
+//                dW_ih = dGᵀ · X, dW_hh = dGᵀ · H_prev, dW_hr = dHᵀ · M, db = column sums of dG
+//                (X, H_prev and M kept packed in the workspace by the forward).
 // Sequences past their length carry their state, output zeros and pass gradients through.
 // Nothing is allocated inside a time loop; every element is computed the same way whatever the
 // team size (see parallel.hpp), so results do not depend on the number of threads.
@@ -122,13 +123,7 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
   constexpr Index L = kPacket<Scalar>, granule = kUnitGranule<Scalar>;
   const bool training = ws != nullptr;
   const bool projected = P > 0;
-
-  // The workspace when training (see lstm.hpp); inference keeps nothing.
-  Scalar* ws_gates = ws;                                          // (T, B, G)
-  Scalar* ws_c = training ? ws_gates + TB * G : nullptr;          // (T, B, H)
-  Scalar* ws_c_prev = training ? ws_c + TB * H : nullptr;         // (T, B, H)
-  Scalar* ws_h_prev = training ? ws_c_prev + TB * H : nullptr;    // (T, B, H_out)
-  Scalar* ws_m = training ? ws_h_prev + TB * H_out : nullptr;     // (T, B, H), projection only
+  const LstmWorkspace<Scalar, Scalar*> kept(ws, d);  // training only (see lstm.hpp)
 
   // Members split the units (gate rows, c, m); with a projection also the columns of h.
   TeamLease lease(members_for(2.0 * B * G * H_out + 2.0 * B * P * H, H, granule));
@@ -137,8 +132,8 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
   Buffer<Scalar> scratch_gates(training ? 0 : TB * G);   // (T, B, G) inference: the input projections
   Buffer<Scalar> h_steps(2 * B * H_out);                  // (2, B, H_out) h_{t-1} and h_t, by parity of the step
   Buffer<Scalar> c_state(B * H);                          // (B, H) c carried between steps
-  Buffer<Scalar> scratch_m(projected && !training ? B * H : 0);  // (B, H) m_t when it is not kept
-  Scalar* gates = training ? ws_gates : scratch_gates.data();    // (T, B, G)
+  Buffer<Scalar> m_step(projected ? B * H : 0);           // (B, H) m_t of this step, for the projection
+  Scalar* gates = training ? kept.gates : scratch_gates.data();  // (T, B, G)
   const ColumnTasks<Scalar> input_tasks(G, members);             // gates = X · W_ihᵀ by columns
   // Per member: its rows of W_hh (four gate blocks of its units) and their product
   // (B, 4 * panels * L); with a projection its rows of W_hr and their product (B, panels * L).
@@ -159,8 +154,10 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
     const Index unit_panels = panel_count<Scalar>(nu), out_panels = panel_count<Scalar>(no);
     const Index rec_gate_stride = unit_panels * L, ld_rec = 4 * rec_gate_stride;
 
-    // 1. Input projection of all steps and both biases (products.hpp).
+    // 1. Input projection of all steps and both biases; when training, X packed for dW_ih
+    //    (products.hpp).
     input_projection(team, input_tasks, mine.packed_task.data(), gates, x, w_ih, b_ih, b_hh, TB, I, G);
+    if (training) pack_columns_in_tasks(team, kept.x, x, TB, I);
     // Its weights, packed once for all steps: the rows of W_hh of its units, gate by gate, and
     // with a projection its rows of W_hr. Its part of the initial state.
     for (Index q = 0; q < 4; ++q) {
@@ -169,6 +166,7 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
     if (projected) pack_rows(mine.packed_proj.data(), w_hr + o0 * H, H, no, H);
     copy_or_zero(h_steps.data(), h0, H_out, o0, no, B);
     copy_or_zero(c_state.data(), c0, H, u0, nu, B);
+    if (training) copy_rows(Rows::All, kept.c0, c_state.data(), H, u0, nu, seq, 0, B);
     team.barrier();
 
     // 2. The recurrence.
@@ -181,13 +179,10 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
       // rec (B, 4 gate blocks of its units) = h_{t-1} · W_hh[its rows]ᵀ
       panel_product(mine.product.data(), ld_rec, ld_rec, rows_of(h_prev, H_out), mine.packed.data(), 4 * unit_panels,
                     H_out, B);
-      if (training) {
-        copy_rows(Rows::All, ws_h_prev + t * B * H_out, h_prev, H_out, o0, no, seq, t, B);
-        copy_rows(Rows::All, ws_c_prev + t * B * H, c_state.data(), H, u0, nu, seq, t, B);
-      }
+      if (training) store_packed_rows(kept.h_prev, TB, t * B, h_prev, H_out, o0, no, B);
       // c_t goes to the workspace (training) or over c_{t-1} in place; m_t is h_t unless projected.
-      Scalar* c_t = training ? ws_c + t * B * H : c_state.data();
-      Scalar* m_t = !projected ? y_t : (training ? ws_m + t * B * H : scratch_m.data());
+      Scalar* c_t = training ? kept.c + t * B * H : c_state.data();
+      Scalar* m_t = projected ? m_step.data() : y_t;
       lstm_pointwise_forward(gates + t * B * G, c_t, m_t, mine.product.data(), ld_rec, rec_gate_stride,
                              c_state.data(), training, seq, t, B, H, u0, nu);
       if (training) {  // sequences past their length carry c (also in the workspace)
@@ -196,6 +191,7 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
       }
       if (projected) {
         zero_rows(Rows::Inactive, m_t, H, u0, nu, seq, t, B);
+        if (training) store_packed_rows(kept.m, TB, t * B, m_t, H, u0, nu, B);
         team.barrier();  // m_t complete
         // its columns of h_t = m_t · W_hr[its rows]ᵀ
         panel_product(mine.product_proj.data(), out_panels * L, out_panels * L, rows_of<Scalar>(m_t, H),
@@ -220,18 +216,14 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
 template <typename Scalar>
 void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* dw_hh, Scalar* dw_hr, Scalar* db,
                    const Scalar* dy, const Scalar* dh_n, const Scalar* dc_n,
-                   const Scalar* x, const Scalar* ws, const Scalar* w_ih, const Scalar* w_hh, const Scalar* w_hr,
+                   const Scalar* ws, const Scalar* w_ih, const Scalar* w_hh, const Scalar* w_hr,
                    const LstmDims& d, const SequenceOptions& seq) {
   const Index T = d.T, B = d.B, I = d.I, H = d.H, G = d.G(), P = d.P, H_out = d.H_out(), TB = d.T * d.B;
   constexpr Index L = kPacket<Scalar>, granule = kUnitGranule<Scalar>;
   const bool projected = P > 0;
-
-  // The forward's workspace.
-  const Scalar* ws_gates = ws;                        // (T, B, G) activated gates
-  const Scalar* ws_c = ws_gates + TB * G;             // (T, B, H) c_t
-  const Scalar* ws_c_prev = ws_c + TB * H;            // (T, B, H) c_{t-1}
-  const Scalar* ws_h_prev = ws_c_prev + TB * H;       // (T, B, H_out) h_{t-1}
-  const Scalar* ws_m = ws_h_prev + TB * H_out;        // (T, B, H) m_t, projection only
+  const LstmWorkspace<Scalar, const Scalar*> kept(ws, d);  // the forward's workspace (see lstm.hpp)
+  // c_{t-1} of walk position s: the c of the previous position, or the initial state.
+  auto c_entering = [&](Index s) { return s == 0 ? kept.c0 : kept.c + seq.time_at(s - 1, T) * B * H; };
 
   TeamLease lease(members_for(2.0 * B * G * H_out + 2.0 * B * P * H, H, granule));
   const int members = lease.size();
@@ -247,8 +239,6 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
   // projection its columns of W_hr (its units) and their product.
   auto scratch = member_scratch<Scalar>(members, H_out, granule, G * L, B * L, dx_tasks.scratch_size(G),
                                         WeightGradient<Scalar>::strip_size(TB));
-  GradientScratch<Scalar> gradient_scratch(TB, I, H_out);               // X and H_prev packed for dW
-  Buffer<Scalar> packed_m(projected ? packed_size<Scalar>(H, TB) : 0);  // M packed for dW_hr
   for (int k = 0; k < members; ++k) {
     if (projected) {
       const Index unit_panels = panel_count<Scalar>(split_part(H, granule, members, k).size());
@@ -285,9 +275,9 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
       Scalar* dgates_t = scratch_dgates.data() + t * B * G;  // (B, G)
       if (s > 0) {  // what the next step reads, fetched while this one computes
         const Index t_next = seq.time_at(s - 1, T);
-        prefetch_rows(ws_gates + t_next * B * G, G, u0, nu, 4, H, B);
-        prefetch_rows(ws_c + t_next * B * H, H, u0, nu, 1, 0, B);
-        prefetch_rows(ws_c_prev + t_next * B * H, H, u0, nu, 1, 0, B);
+        prefetch_rows(kept.gates + t_next * B * G, G, u0, nu, 4, H, B);
+        prefetch_rows(kept.c + t_next * B * H, H, u0, nu, 1, 0, B);
+        prefetch_rows(c_entering(s - 1), H, u0, nu, 1, 0, B);
         if (dy != nullptr) prefetch_rows(dy + t_next * B * H_out, H_out, o0, no, 1, 0, B);
       }
       const Scalar* dm = nullptr;                              // its units of dm_t
@@ -304,8 +294,8 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
         dm = mine.product_proj.data();
         ld_dm = unit_panels * L;
       }
-      lstm_pointwise_backward(dgates_t, dc_state.data(), dm, ld_dm, ws_gates + t * B * G, ws_c + t * B * H,
-                              ws_c_prev + t * B * H, seq, t, B, H, u0, nu);
+      lstm_pointwise_backward(dgates_t, dc_state.data(), dm, ld_dm, kept.gates + t * B * G, kept.c + t * B * H,
+                              c_entering(s), seq, t, B, H, u0, nu);
       for (Index q = 0; q < 4; ++q) zero_rows(Rows::Inactive, dgates_t, G, q * H + u0, nu, seq, t, B);
       team.barrier();  // dG_t complete
 
@@ -335,12 +325,11 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
 
     // 2. Gradients of the inputs and weights over all steps (products.hpp); b_ih and b_hh share db;
     //    with a projection dW_hr = dHᵀ · M.
-    const WeightGradient<Scalar> grad_hr{dw_hr, ws_m, H, packed_m.data()};
-    if (projected) pack_gradient_inputs(team, {grad_hr}, TB);
-    input_and_weight_gradients(team, dx_tasks, mine.packed_task.data(), mine.strip.data(), gradient_scratch, dx, dw_ih,
-                               dw_hh, db, static_cast<Scalar*>(nullptr), scratch_dgates.data(), scratch_dgates.data(),
-                               x, ws_h_prev, w_ih, TB, I, G, H_out);
-    if (projected) weight_gradients(team, scratch_dh_all.data(), P, {grad_hr}, TB, mine.strip.data());
+    input_and_weight_gradients(team, dx_tasks, mine.packed_task.data(), mine.strip.data(), dx, dw_ih, dw_hh, db,
+                               static_cast<Scalar*>(nullptr), scratch_dgates.data(), scratch_dgates.data(), kept.x,
+                               kept.h_prev, w_ih, TB, I, G, H_out);
+    if (projected) weight_gradients(team, scratch_dh_all.data(), P, {WeightGradient<Scalar>{dw_hr, kept.m, H}}, TB,
+                                    mine.strip.data());
   });
 }
 
@@ -379,8 +368,8 @@ void lstm_cell(Scalar* h_new, Scalar* c_new,
                                      const SequenceOptions&);                                            \
   template void lstm_backward<Scalar>(Scalar*, Scalar*, Scalar*, Scalar*, Scalar*, Scalar*, Scalar*,     \
                                       const Scalar*, const Scalar*, const Scalar*, const Scalar*,        \
-                                      const Scalar*, const Scalar*, const Scalar*, const Scalar*,        \
-                                      const LstmDims&, const SequenceOptions&);                          \
+                                      const Scalar*, const Scalar*, const Scalar*, const LstmDims&,      \
+                                      const SequenceOptions&);                                           \
   template void lstm_cell<Scalar>(Scalar*, Scalar*, const Scalar*, const Scalar*, const Scalar*,         \
                                   const Scalar*, const Scalar*, const Scalar*, const Scalar*, Index,     \
                                   Index, Index);

@@ -33,20 +33,42 @@ struct LstmDims {
   Index H_out() const { return P > 0 ? P : H; }  // size of h and of the outputs
 };
 
-// The workspace a training forward keeps for the backward pass: one buffer, five blocks, each
-// indexed by time step t (not by the order of the walk).
-//   ws_gates  (T, B, 4H)     activated gates i, f, g, o of every step
-//   ws_c      (T, B, H)      c_t
-//   ws_c_prev (T, B, H)      c_{t-1}: the cell state entering step t
-//   ws_h_prev (T, B, H_out)  h_{t-1}: the hidden state entering step t
-//   ws_m      (T, B, H)      m_t = o_t ⊙ tanh(c_t), with projection only (size 0 without)
+// The workspace a training forward keeps for the backward pass: one buffer of six blocks. Rows
+// t * B + b are indexed by time step t (not by the order of the walk).
+//   gates  (T, B, 4H)     activated gates i, f, g, o of every step
+//   c      (T, B, H)      c_t (carried past a sequence's length), so c_{t-1} is the previous
+//                         step's c
+//   c0     (B, H)         the initial cell state: c_{t-1} of the first step of the walk
+//   h_prev packed (H_out columns over T*B rows, panel.hpp): h_{t-1}, the hidden state entering
+//                         each step, for dW_hh
+//   x      packed (I columns over T*B rows): the input, for dW_ih
+//   m      packed (H columns over T*B rows): m_t = o_t ⊙ tanh(c_t), with a projection only, for
+//                         dW_hr
 // Sizes are in elements; Count = double gives the size of any request without overflow, so
 // that callers can refuse work that cannot fit before anything is allocated.
-template <typename Count = Index>
+template <typename Scalar, typename Count = Index>
 Count lstm_workspace_size(const LstmDims& d) {
   const Count TB = Count(d.T) * d.B;
-  return TB * d.G() + Count(2) * TB * d.H + TB * d.H_out() + (d.P > 0 ? TB * d.H : Count(0));
+  const auto packed = [&](Index columns) { return Count(panel_count<Scalar>(columns)) * kPacket<Scalar> * TB; };
+  return TB * d.G() + TB * d.H + Count(d.B) * d.H + packed(d.H_out()) + packed(d.I) + (d.P > 0 ? packed(d.H) : 0);
 }
+
+// The workspace's blocks (above) in a buffer of lstm_workspace_size elements; Pointer is Scalar*
+// for the forward that fills it, const Scalar* for the backward that reads it.
+template <typename Scalar, typename Pointer>
+struct LstmWorkspace {
+  Pointer gates = nullptr, c = nullptr, c0 = nullptr, h_prev = nullptr, x = nullptr, m = nullptr;
+  LstmWorkspace(Pointer ws, const LstmDims& d) {
+    if (ws == nullptr) return;  // inference: nothing kept
+    const Index TB = d.T * d.B;
+    gates = ws;
+    c = gates + TB * d.G();
+    c0 = c + TB * d.H;
+    h_prev = c0 + d.B * d.H;
+    x = h_prev + packed_size<Scalar>(d.H_out(), TB);
+    m = x + packed_size<Scalar>(d.I, TB);
+  }
+};
 
 // Scratch memory lstm_forward and lstm_backward allocate for themselves (before any time loop),
 // at most, for a team of up to `members` threads.
@@ -67,7 +89,7 @@ Count lstm_backward_scratch_size(const LstmDims& d, int members) {
   const Count TB = Count(d.T) * d.B;
   const Count input = (Count(d.I) + 6 * padding) * d.G();  // packed W_ihᵀ blocks (ColumnTasks)
   // For the weight gradients: X, H_prev (and M) packed, and a strip of 96 rows per member.
-  const Count gradients = (Count(d.I) + d.H_out() + (d.P > 0 ? d.H : 0) + 3 * kPacket<Scalar> + 96 * members) * TB;
+  const Count gradients = Count(96) * members * TB;  // a strip of 96 rows of dG per member
   return recurrent + projection + input + gradients + TB * d.G() + (d.P > 0 ? TB * d.P : Count(0)) +
          Count(d.B) * (2 * d.H_out() + d.H);
 }
@@ -98,13 +120,12 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
 //   dy      (T, B, H_out)  gradient w.r.t. every output step, nullptr = zeros (ignored past a length)
 //   dh_n    (B, H_out)     gradient w.r.t. the final hidden state, nullptr = zeros
 //   dc_n    (B, H)         gradient w.r.t. the final cell state, nullptr = zeros
-//   x       (T, B, I)      the forward's input
-//   ws      (lstm_workspace_size)  the forward's workspace
+//   ws      (lstm_workspace_size)  the forward's workspace (which keeps the input)
 //   w_ih    (4H, I)    w_hh (4H, H_out)    w_hr (P, H) or nullptr
 template <typename Scalar>
 void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* dw_hh, Scalar* dw_hr, Scalar* db,
                    const Scalar* dy, const Scalar* dh_n, const Scalar* dc_n,
-                   const Scalar* x, const Scalar* ws, const Scalar* w_ih, const Scalar* w_hh, const Scalar* w_hr,
+                   const Scalar* ws, const Scalar* w_ih, const Scalar* w_hh, const Scalar* w_hr,
                    const LstmDims& d, const SequenceOptions& seq);
 
 // One step for streaming inference (no projection): (x_t, h, c) -> (h', c').

@@ -33,22 +33,40 @@ constexpr Index packed_size(Index rows, Index K) {
   return panel_count<Scalar>(rows) * K * kPacket<Scalar>;
 }
 
+// dst (cols, rows) = src (rows, cols)ᵀ: src row-major with row stride ld_src, dst with ld_dst. Whole
+// kPacket x kPacket blocks go through registers (Eigen's ptranspose), the edges one by one.
+template <typename Scalar>
+void transpose(Scalar* dst, Index ld_dst, const Scalar* src, Index ld_src, Index rows, Index cols) {
+  using P = Packet<Scalar>;
+  constexpr Index L = kPacket<Scalar>;
+  Index r = 0;
+  for (; r + L <= rows; r += L) {
+    Index c = 0;
+    for (; c + L <= cols; c += L) {
+      Eigen::internal::PacketBlock<P, L> block;
+      for (Index i = 0; i < L; ++i) block.packet[i] = Eigen::internal::ploadu<P>(src + (r + i) * ld_src + c);
+      Eigen::internal::ptranspose(block);
+      for (Index i = 0; i < L; ++i) Eigen::internal::pstoreu(dst + (c + i) * ld_dst + r, block.packet[i]);
+    }
+    for (; c < cols; ++c) {
+      for (Index i = 0; i < L; ++i) dst[c * ld_dst + r + i] = src[(r + i) * ld_src + c];
+    }
+  }
+  for (; r < rows; ++r) {
+    for (Index c = 0; c < cols; ++c) dst[c * ld_dst + r] = src[r * ld_src + c];
+  }
+}
+
 // Packs M = `rows` consecutive rows of a row-major matrix m (row stride ld), K columns each:
-// M[r][k] = m[r * ld + k].
+// M[r][k] = m[r * ld + k]. Each panel is the transpose of kPacket rows.
 template <typename Scalar>
 void pack_rows(Scalar* packed, const Scalar* m, Index ld, Index rows, Index K) {
   constexpr Index L = kPacket<Scalar>;
   for (Index p = 0; p < panel_count<Scalar>(rows); ++p) {
-    Scalar* panel = packed + p * K * L;
-    for (Index l = 0; l < L; ++l) {
-      const Index r = p * L + l;
-      if (r < rows) {
-        const Scalar* row = m + r * ld;
-        for (Index k = 0; k < K; ++k) panel[k * L + l] = row[k];
-      } else {
-        for (Index k = 0; k < K; ++k) panel[k * L + l] = Scalar(0);
-      }
-    }
+    const Index lanes = std::min(L, rows - p * L);
+    Scalar* panel = packed + p * K * L;  // (K, L)
+    transpose(panel, L, m + p * L * ld, ld, lanes, K);
+    for (Index k = 0; lanes < L && k < K; ++k) std::fill(panel + k * L + lanes, panel + (k + 1) * L, Scalar(0));
   }
 }
 
@@ -75,6 +93,32 @@ struct ProductInput {
   const Scalar* data;
   Index row_stride, col_stride;
 };
+
+// Stores B rows of a row-major buffer (row stride ld), columns [col0, col0 + cols), as the rows
+// [row0, row0 + B) of a packed matrix of `rows` rows (its panels cover the columns): the
+// transpose of pack_columns, filled a step at a time. col0 is a multiple of kPacket; the lanes of
+// a partial last panel are set to zero.
+template <typename Scalar>
+void store_packed_rows(Scalar* packed, Index rows, Index row0, const Scalar* from, Index ld, Index col0, Index cols,
+                       Index B) {
+  constexpr Index L = kPacket<Scalar>;
+  for (Index c = col0; c < col0 + cols; c += L) {
+    const Index lanes = std::min(L, col0 + cols - c);
+    Scalar* panel = packed + (c / L) * rows * L;
+    for (Index b = 0; b < B; ++b) {
+      Scalar* to = panel + (row0 + b) * L;
+      std::copy_n(from + b * ld + c, lanes, to);
+      std::fill(to + lanes, to + L, Scalar(0));
+    }
+  }
+}
+
+// The packet of columns [c, c + kPacket) of row r of a packed matrix of `rows` rows (c a multiple
+// of kPacket): contiguous in memory.
+template <typename Scalar>
+inline const Scalar* packed_row_packet(const Scalar* packed, Index rows, Index r, Index c) {
+  return packed + ((c / kPacket<Scalar>) * rows + r) * kPacket<Scalar>;
+}
 
 namespace panel_detail {
 
@@ -184,30 +228,6 @@ void panel_product(Scalar* out, Index ld_out, Index cols, ProductInput<Scalar> i
         }
       }
     }
-  }
-}
-
-// dst (cols, rows) = src (rows, cols)ᵀ: src row-major with row stride ld_src, dst with ld_dst. Whole
-// kPacket x kPacket blocks go through registers (Eigen's ptranspose), the edges one by one.
-template <typename Scalar>
-void transpose(Scalar* dst, Index ld_dst, const Scalar* src, Index ld_src, Index rows, Index cols) {
-  using P = Packet<Scalar>;
-  constexpr Index L = kPacket<Scalar>;
-  Index r = 0;
-  for (; r + L <= rows; r += L) {
-    Index c = 0;
-    for (; c + L <= cols; c += L) {
-      Eigen::internal::PacketBlock<P, L> block;
-      for (Index i = 0; i < L; ++i) block.packet[i] = Eigen::internal::ploadu<P>(src + (r + i) * ld_src + c);
-      Eigen::internal::ptranspose(block);
-      for (Index i = 0; i < L; ++i) Eigen::internal::pstoreu(dst + (c + i) * ld_dst + r, block.packet[i]);
-    }
-    for (; c < cols; ++c) {
-      for (Index i = 0; i < L; ++i) dst[c * ld_dst + r + i] = src[(r + i) * ld_src + c];
-    }
-  }
-  for (; r < rows; ++r) {
-    for (Index c = 0; c < cols; ++c) dst[c * ld_dst + r] = src[r * ld_src + c];
   }
 }
 

@@ -71,35 +71,33 @@ void input_projection(Team& team, const ColumnTasks<Scalar>& tasks, Scalar* scra
   });
 }
 
+// Packs the columns of A (TB, N) for a weight gradient (WeightGradient), in tasks of panel blocks:
+// a training forward packs its input X this way into the workspace.
+template <typename Scalar>
+void pack_columns_in_tasks(Team& team, Scalar* packed, const Scalar* a, Index TB, Index N) {
+  constexpr Index L = kPacket<Scalar>, kPanelsPerTask = 12;
+  const Index panels = panel_count<Scalar>(N);
+  team.tasks((panels + kPanelsPerTask - 1) / kPanelsPerTask, [&](Index i) {
+    const Index c0 = i * kPanelsPerTask * L, cols = std::min(kPanelsPerTask * L, N - c0);
+    pack_columns(packed + c0 * TB, a, N, c0, cols, TB);  // panel c0 / L starts at c0 * TB
+  });
+}
+
 // The gradient of a weight that multiplied the rows of A: dW (R, N) = Dᵀ (R, TB) · A (TB, N),
-// D (TB, R) the gradients of its outputs. On the panel kernel: A's columns are packed once, then
-// dW goes in strips of kStripRows rows, each strip of Dᵀ transposed into its member's scratch and
-// multiplied by the packed A. One strip of D serves every weight that D multiplies.
+// D (TB, R) the gradients of its outputs, A given packed by columns (the forward stores it so).
+// On the panel kernel, by strips of kStripRows rows of dW: each strip of Dᵀ is transposed into
+// its member's scratch and multiplied by the packed A. One strip of D serves every weight that D
+// multiplies.
 template <typename Scalar>
 struct WeightGradient {
   static constexpr Index kStripRows = 96;
-  Scalar* dw;            // (R, N) out, written
-  const Scalar* a;       // (TB, N) what the weight multiplied
+  Scalar* dw;               // (R, N) out, written
+  const Scalar* packed_a;   // packed_size(N, TB): A's columns packed
   Index N;
-  Scalar* packed_a;      // packed_size(N, TB): A's columns packed, shared by the team
 
   // Scratch of one member for the strips of D: (kStripRows, TB).
   static Index strip_size(Index TB) { return kStripRows * TB; }
 };
-
-// Packs A's columns for each gradient, in tasks of panel blocks. A barrier must follow before
-// weight_gradients uses them.
-template <typename Scalar>
-void pack_gradient_inputs(Team& team, std::initializer_list<WeightGradient<Scalar>> gradients, Index TB) {
-  constexpr Index L = kPacket<Scalar>, kPanelsPerTask = 12;
-  for (const WeightGradient<Scalar>& g : gradients) {
-    const Index panels = panel_count<Scalar>(g.N);
-    team.tasks((panels + kPanelsPerTask - 1) / kPanelsPerTask, [&](Index i) {
-      const Index c0 = i * kPanelsPerTask * L, cols = std::min(kPanelsPerTask * L, g.N - c0);
-      pack_columns(g.packed_a + c0 * TB, g.a, g.N, c0, cols, TB);  // panel c0 / L starts at c0 * TB
-    });
-  }
-}
 
 // dW = Dᵀ · A for each gradient (all of the same D (TB, R)), by strips of rows of dW.
 //   strip: this member's scratch of WeightGradient::strip_size(TB)
@@ -117,31 +115,19 @@ void weight_gradients(Team& team, const Scalar* d, Index R, std::initializer_lis
   });
 }
 
-// Scratch the cells' backward passes share for input_and_weight_gradients, allocated before the
-// team starts: A's packed columns for dW_ih (X) and dW_hh (H_prev).
-template <typename Scalar>
-struct GradientScratch {
-  Buffer<Scalar> packed_x;       // packed_size(I, TB)
-  Buffer<Scalar> packed_h_prev;  // packed_size(H_out, TB)
-  GradientScratch(Index TB, Index I, Index H_out)
-      : packed_x(packed_size<Scalar>(I, TB)), packed_h_prev(packed_size<Scalar>(H_out, TB)) {}
-};
-
 // The gradients of the inputs and weights from those of the pre-activations, over all steps.
 //   dx (TB, I), dw_ih (G, I), dw_hh (G, H_out) out; db_ih, db_hh (G) out or nullptr (skipped)
 //   dg_x, dg_h (TB, G)   gradients of the input and the recurrent parts of the pre-activations
-//   x (TB, I)            h_prev (TB, H_out) the hidden state entering each step
-//   scratch              one member's: packed_task of dx_tasks.scratch_size(G) elements, and
-//                        strip of WeightGradient::strip_size(TB)
+//   packed_x             packed_size(I, TB): the forward's input X, packed by columns
+//   packed_h_prev        packed_size(H_out, TB): the hidden state entering each step, likewise
+//   task_scratch         one member's buffer of dx_tasks.scratch_size(G) elements
+//   strip_scratch        one member's buffer of WeightGradient::strip_size(TB)
 template <typename Scalar>
 void input_and_weight_gradients(Team& team, const ColumnTasks<Scalar>& dx_tasks, Scalar* task_scratch,
-                                Scalar* strip_scratch, GradientScratch<Scalar>& shared, Scalar* dx, Scalar* dw_ih,
-                                Scalar* dw_hh, Scalar* db_ih, Scalar* db_hh, const Scalar* dg_x, const Scalar* dg_h,
-                                const Scalar* x, const Scalar* h_prev, const Scalar* w_ih, Index TB, Index I, Index G,
+                                Scalar* strip_scratch, Scalar* dx, Scalar* dw_ih, Scalar* dw_hh, Scalar* db_ih,
+                                Scalar* db_hh, const Scalar* dg_x, const Scalar* dg_h, const Scalar* packed_x,
+                                const Scalar* packed_h_prev, const Scalar* w_ih, Index TB, Index I, Index G,
                                 Index H_out) {
-  const WeightGradient<Scalar> grad_ih{dw_ih, x, I, shared.packed_x.data()};
-  const WeightGradient<Scalar> grad_hh{dw_hh, h_prev, H_out, shared.packed_h_prev.data()};
-  pack_gradient_inputs(team, {grad_ih, grad_hh}, TB);
   // dX = dG_x · W_ih: M = W_ihᵀ, whose rows are the columns of W_ih.
   team.tasks(dx_tasks.count(), [&](Index i) {
     const Index c0 = dx_tasks.first_column(i), cols = dx_tasks.columns(i);
@@ -155,8 +141,8 @@ void input_and_weight_gradients(Team& team, const ColumnTasks<Scalar>& dx_tasks,
     if (db_ih != nullptr) column_sums(db_ih, dg_x, TB, G, blk.c0, blk.nc);
     if (db_hh != nullptr) column_sums(db_hh, dg_h, TB, G, blk.c0, blk.nc);
   });
-  team.barrier();  // X and H_prev packed
   // dW_ih = dG_xᵀ · X and dW_hh = dG_hᵀ · H_prev (one strip of dG for both when it is the same).
+  const WeightGradient<Scalar> grad_ih{dw_ih, packed_x, I}, grad_hh{dw_hh, packed_h_prev, H_out};
   if (dg_x == dg_h) {
     weight_gradients(team, dg_x, G, {grad_ih, grad_hh}, TB, strip_scratch);
   } else {

@@ -11,7 +11,8 @@
 //                da_t = dh_t ⊙ act'(a_t) (tanh' = 1 − h², relu' = [h > 0]); after a barrier,
 //                dh_{t-1} = da_t · W_hh[:, u] (its columns, packed once per call)
 //             2. after the walk, in blocks: dX = dA · W_ih, dW_ih = dAᵀ · X,
-//                dW_hh = dAᵀ · H_prev, and db = column sums of dA
+//                dW_hh = dAᵀ · H_prev, and db = column sums of dA (X and H_prev kept packed in the
+//                workspace by the forward)
 // Nothing is allocated inside a time loop; results do not depend on the number of threads.
 #include "rnn/rnn.hpp"
 
@@ -75,16 +76,14 @@ void rnn_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
   constexpr Index L = kPacket<Scalar>, granule = kUnitGranule<Scalar>;
   const bool training = ws != nullptr;
 
-  // The workspace when training (see rnn.hpp); inference keeps nothing.
-  Scalar* ws_h = ws;                                        // (T, B, H)
-  Scalar* ws_h_prev = training ? ws_h + TB * H : nullptr;   // (T, B, H)
+  const RnnWorkspace<Scalar, Scalar*> kept(ws, d);  // training only (see rnn.hpp)
 
   TeamLease lease(members_for(2.0 * B * H * H, H, granule));
   const int members = lease.size();
 
   Buffer<Scalar> scratch_a(training ? 0 : TB * H);  // (T, B, H) inference: pre-activations
   Buffer<Scalar> h_steps(2 * B * H);                // (2, B, H) h_{t-1} and h_t, by parity of the step
-  Scalar* a = training ? ws_h : scratch_a.data();   // (T, B, H): a_t, then h_t in place (kept when training)
+  Scalar* a = training ? kept.h : scratch_a.data();  // (T, B, H): a_t, then h_t in place (kept when training)
   const ColumnTasks<Scalar> input_tasks(H, members);  // a = X · W_ihᵀ by columns
   // Per member: its rows of W_hh (its units) and their product (B, panels * L).
   auto scratch = member_scratch<Scalar>(members, H, granule, H * L, B * L, input_tasks.scratch_size(I));
@@ -96,6 +95,7 @@ void rnn_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
 
     // 1. Input projection of all steps at once, and both biases.
     input_projection(team, input_tasks, mine.packed_task.data(), a, x, w_ih, b_ih, b_hh, TB, I, H);
+    if (training) pack_columns_in_tasks(team, kept.x, x, TB, I);  // X packed for dW_ih
     pack_rows(mine.packed.data(), w_hh + u0 * H, H, nu, H);
     copy_or_zero(h_steps.data(), h0, H, u0, nu, B);
     team.barrier();
@@ -110,7 +110,7 @@ void rnn_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
       if (s + 1 < T) prefetch_rows(a + seq.time_at(s + 1, T) * B * H, H, u0, nu, 1, H, B);  // the next a_t
       panel_product(mine.product.data(), unit_panels * L, unit_panels * L, rows_of(h_prev, H), mine.packed.data(),
                     unit_panels, H, B);
-      if (training) copy_rows(Rows::All, ws_h_prev + t * B * H, h_prev, H, u0, nu, seq, t, B);
+      if (training) store_packed_rows(kept.h_prev, TB, t * B, h_prev, H, u0, nu, B);
       rnn_pointwise_forward(a_t, a_t, mine.product.data(), unit_panels * L, act, seq, t, B, H, u0, nu);
       // Outputs: h_t, zero past a sequence's length; h carried there.
       copy_rows(Rows::Active, y_t, a_t, H, u0, nu, seq, t, B);
@@ -126,15 +126,12 @@ void rnn_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
 // ---------------------------------------------------------------------------------------------
 template <typename Scalar>
 void rnn_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar* db,
-                  const Scalar* dy, const Scalar* dh_n, const Scalar* x, const Scalar* ws,
-                  const Scalar* w_ih, const Scalar* w_hh, RnnActivation act, const RnnDims& d,
-                  const SequenceOptions& seq) {
+                  const Scalar* dy, const Scalar* dh_n, const Scalar* ws, const Scalar* w_ih, const Scalar* w_hh,
+                  RnnActivation act, const RnnDims& d, const SequenceOptions& seq) {
   const Index T = d.T, B = d.B, I = d.I, H = d.H, TB = d.T * d.B;
   constexpr Index L = kPacket<Scalar>, granule = kUnitGranule<Scalar>;
 
-  // The forward's workspace.
-  const Scalar* ws_h = ws;                  // (T, B, H) h_t
-  const Scalar* ws_h_prev = ws_h + TB * H;  // (T, B, H) h_{t-1}
+  const RnnWorkspace<Scalar, const Scalar*> kept(ws, d);  // the forward's workspace (see rnn.hpp)
 
   TeamLease lease(members_for(2.0 * B * H * H, H, granule));
   const int members = lease.size();
@@ -145,7 +142,6 @@ void rnn_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar*
   // Per member: its columns of W_hh (its units) and their product (B, panels * L).
   auto scratch = member_scratch<Scalar>(members, H, granule, H * L, B * L, dx_tasks.scratch_size(H),
                                         WeightGradient<Scalar>::strip_size(TB));
-  GradientScratch<Scalar> gradient_scratch(TB, I, H);  // X and H_prev packed for dW
 
   lease.run([&](Team& team) {
     MemberScratch<Scalar>& mine = scratch[team.rank()];
@@ -162,10 +158,10 @@ void rnn_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar*
       Scalar* da_t = scratch_da.data() + t * B * H;
       if (s > 0) {  // what the next step reads, fetched while this one computes
         const Index t_next = seq.time_at(s - 1, T);
-        prefetch_rows(ws_h + t_next * B * H, H, u0, nu, 1, 0, B);
+        prefetch_rows(kept.h + t_next * B * H, H, u0, nu, 1, 0, B);
         if (dy != nullptr) prefetch_rows(dy + t_next * B * H, H, u0, nu, 1, 0, B);
       }
-      rnn_pointwise_backward(da_t, dh_state.data(), ws_h + t * B * H, act, seq, t, B, H, u0, nu);
+      rnn_pointwise_backward(da_t, dh_state.data(), kept.h + t * B * H, act, seq, t, B, H, u0, nu);
       zero_rows(Rows::Inactive, da_t, H, u0, nu, seq, t, B);
       team.barrier();  // da_t complete
       // Its units of dh_{t-1} = da_t · W_hh; sequences past their length pass dh through.
@@ -178,10 +174,9 @@ void rnn_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar*
     copy_rows(Rows::All, dh0, dh_state.data(), H, u0, nu, seq, 0, B);
 
     // 2. Gradients of the inputs and weights over all steps (products.hpp); b_ih and b_hh share db.
-    input_and_weight_gradients(team, dx_tasks, mine.packed_task.data(), mine.strip.data(), gradient_scratch, dx, dw_ih,
-                               dw_hh, db,
-                               static_cast<Scalar*>(nullptr), scratch_da.data(), scratch_da.data(), x, ws_h_prev,
-                               w_ih, TB, I, H, H);
+    input_and_weight_gradients(team, dx_tasks, mine.packed_task.data(), mine.strip.data(), dx, dw_ih, dw_hh, db,
+                               static_cast<Scalar*>(nullptr), scratch_da.data(), scratch_da.data(), kept.x,
+                               kept.h_prev, w_ih, TB, I, H, H);
   });
 }
 
@@ -192,7 +187,7 @@ void rnn_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar*
                                     RnnActivation, const RnnDims&, const SequenceOptions&);          \
   template void rnn_backward<Scalar>(Scalar*, Scalar*, Scalar*, Scalar*, Scalar*, const Scalar*,     \
                                      const Scalar*, const Scalar*, const Scalar*, const Scalar*,     \
-                                     const Scalar*, RnnActivation, const RnnDims&, const SequenceOptions&);
+                                     RnnActivation, const RnnDims&, const SequenceOptions&);
 LSTM_EXT_INSTANTIATE(float)
 LSTM_EXT_INSTANTIATE(double)
 #undef LSTM_EXT_INSTANTIATE

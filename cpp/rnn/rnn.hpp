@@ -22,13 +22,31 @@ struct RnnDims {
   Index H;  // hidden units
 };
 
-// The workspace a training forward keeps for the backward pass, indexed by time step t:
-//   ws_h      (T, B, H)  h_t = act(a_t): the derivative of either activation is a function of it
-//   ws_h_prev (T, B, H)  h_{t-1}: the hidden state entering step t
-template <typename Count = Index>
+// The workspace a training forward keeps for the backward pass. Rows t * B + b are indexed by
+// time step t (not by the order of the walk).
+//   h      (T, B, H)  h_t = act(a_t): the derivative of either activation is a function of it
+//   h_prev packed (H columns over T*B rows, panel.hpp): h_{t-1}, the hidden state entering each
+//                     step, for dW_hh
+//   x      packed (I columns over T*B rows): the input, for dW_ih
+template <typename Scalar, typename Count = Index>
 Count rnn_workspace_size(const RnnDims& d) {
-  return Count(2) * d.T * d.B * d.H;
+  const Count TB = Count(d.T) * d.B;
+  const auto packed = [&](Index columns) { return Count(panel_count<Scalar>(columns)) * kPacket<Scalar> * TB; };
+  return TB * d.H + packed(d.H) + packed(d.I);
 }
+
+// The workspace's blocks (above); Pointer is Scalar* for the forward, const Scalar* for the backward.
+template <typename Scalar, typename Pointer>
+struct RnnWorkspace {
+  Pointer h = nullptr, h_prev = nullptr, x = nullptr;
+  RnnWorkspace(Pointer ws, const RnnDims& d) {
+    if (ws == nullptr) return;  // inference: nothing kept
+    const Index TB = d.T * d.B;
+    h = ws;
+    h_prev = h + TB * d.H;
+    x = h_prev + packed_size<Scalar>(d.H, TB);
+  }
+};
 
 // Scratch memory rnn_forward and rnn_backward allocate for themselves (before any time loop),
 // at most, for a team of up to `members` threads.
@@ -41,7 +59,7 @@ Count rnn_forward_scratch_size(const RnnDims& d, bool training, int members) {
 template <typename Scalar, typename Count = Index>
 Count rnn_backward_scratch_size(const RnnDims& d, int members) {
   const Count padding = Count(members) * kPacket<Scalar>;
-  const Count gradients = (Count(d.I) + d.H + 2 * kPacket<Scalar> + 96 * members) * d.T * d.B;  // packed X, H_prev
+  const Count gradients = Count(96) * members * d.T * d.B;  // a strip of 96 rows of dG per member
   return (d.H + padding) * (Count(d.H) + d.B) + Count(d.T) * d.B * d.H + Count(d.B) * d.H +
          (d.I + 6 * padding) * d.H + gradients;
 }
@@ -65,12 +83,11 @@ void rnn_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
 //   db     (H)        out: gradient of b_ih and of b_hh (they are equal); nullptr = skip
 //   dy     (T, B, H)  gradient w.r.t. every output step, nullptr = zeros (ignored past a length)
 //   dh_n   (B, H)     gradient w.r.t. the final hidden state, nullptr = zeros
-//   x      (T, B, I)  the forward's input       ws (rnn_workspace_size) the forward's workspace
+//   ws     (rnn_workspace_size)  the forward's workspace (which keeps the input)
 //   w_ih   (H, I)     w_hh (H, H)
 template <typename Scalar>
 void rnn_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar* db,
-                  const Scalar* dy, const Scalar* dh_n, const Scalar* x, const Scalar* ws,
-                  const Scalar* w_ih, const Scalar* w_hh, RnnActivation act, const RnnDims& d,
-                  const SequenceOptions& seq);
+                  const Scalar* dy, const Scalar* dh_n, const Scalar* ws, const Scalar* w_ih, const Scalar* w_hh,
+                  RnnActivation act, const RnnDims& d, const SequenceOptions& seq);
 
 }  // namespace lstm_ext

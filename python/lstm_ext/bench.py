@@ -353,7 +353,13 @@ _RSS_PROBE = textwrap.dedent("""
     if torch is not None:
         torch.set_num_threads(int(sys.argv[3]))
     call = runners(cfg, torch)[library]
-    call()  # once, so that one-time costs are not counted
+    call()  # once, so that one-time costs (lazy initialisation, thread stacks) are not counted
+    import ctypes, gc
+    gc.collect()
+    try:  # hand the freed buffers back to the system, so that the step has to take them again
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
     def status(field):
         with open("/proc/self/status") as f:
@@ -368,7 +374,9 @@ _RSS_PROBE = textwrap.dedent("""
 
 
 def step_peak_memory(cfg: Config, library: str, threads: int) -> Optional[float]:
-    """MiB by which one more call raises the resident set, measured in a fresh process (Linux)."""
+    """MiB by which a call raises the resident set at its peak, measured in a fresh process
+    (Linux): after one call and after freed memory is handed back to the system (malloc_trim),
+    the peak resident set of a second call over the resident set before it."""
     if not os.path.exists("/proc/self/clear_refs"):
         return None
     env = {**os.environ, "LSTM_EXT_NUM_THREADS": str(threads)}

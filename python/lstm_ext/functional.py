@@ -6,7 +6,9 @@ RNN (H, ·) and (H,). The ops compute in the dtype of ``w_ih`` (float32 when it 
 array, float64 otherwise) and convert every other argument to it; C-contiguous arrays of that
 dtype are used in place. Bad arguments raise TypeError or ValueError naming the argument.
 
-Every sequence op takes ``lengths`` (B,) integers in [1, T] (None = all T) and ``reverse``:
+A training forward returns a workspace (a 1-D array) that holds everything its backward needs,
+the input included. Every sequence op takes ``lengths`` (B,) integers in [1, T] (None = all T)
+and ``reverse``:
 steps at t >= lengths[b] output zeros and carry the state unchanged, the final state is the one
 after each sequence's last valid step, and ``reverse=True`` walks from each sequence's own last
 valid step back to step 0. A backward must be given the same ``lengths`` and ``reverse`` as
@@ -73,7 +75,9 @@ def lstm_backward(dy, dh_n, dc_n, x, w_ih, w_hh, workspace, *, w_hr=None, length
 
     dy (T, B, H_out), dh_n (B, H_out) and dc_n (B, H) are the gradients of the loss w.r.t. the
     outputs and the final state, each None for zeros. x, the weights, workspace, lengths and
-    reverse are those of the forward. With ``bias=False`` the bias gradients are None.
+    reverse are those of the forward. The workspace keeps what backward needs of the input, so x
+    is only checked for its shape: changing it after the forward does not change the gradients.
+    With ``bias=False`` the bias gradients are None.
     """
     _require_workspace(workspace, "lstm_forward")
     return LstmGrads(*_core.lstm_backward(dy, dh_n, dc_n, x, w_ih, w_hh, workspace, bool(bias), w_hr, lengths,

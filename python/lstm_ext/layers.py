@@ -302,9 +302,9 @@ class RNNBase(Module):
         lengths = self._read_lengths(lengths, T, B)
 
         self._saved = None  # a new forward replaces whatever the last one kept
+        # No copy of the input is kept for backward: the core's workspace holds what backward needs
+        # of it, so changing x after the forward does not change the gradients.
         layer_input = np.ascontiguousarray(x_tm)
-        if self.training and np.may_share_memory(layer_input, x):
-            layer_input = layer_input.copy()  # backward must see the input as it was, whatever the caller does
         h0, c0 = state0[0], state0[1] if self.mode == "LSTM" else None
         saved, masks, h_n, c_n = [], [], [], []
         for k in range(self.num_layers):

@@ -1,0 +1,100 @@
+"""The benchmark's arithmetic, report and command line; atomic writes of its report."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lstm_ext import _io, bench
+from lstm_ext.bench import Config, Result, flops, render, streamed_bytes
+
+
+def test_flops_follow_the_formula():
+    # One LSTM layer's forward: 2·T·B·4H·(I + H_out); a training step three times that.
+    assert flops(Config("inference", 150, 1, 256)) == 2 * 150 * 1 * 1024 * (256 + 256)
+    assert flops(Config("training", 25, 16, 512)) == 3 * 2 * 25 * 16 * 2048 * (512 + 512)
+    assert flops(Config("training", 150, 16, 256, cell="GRU")) == 3 * 2 * 150 * 16 * 768 * 512
+    # A projection: the gates see h of size P, plus the projection itself.
+    assert flops(Config("inference", 10, 2, 64, proj_size=16)) == 2 * 10 * 2 * 256 * (64 + 16) + 2 * 10 * 2 * 16 * 64
+    # Two bidirectional layers: the second reads both directions of the first.
+    assert flops(Config("inference", 10, 2, 64, num_layers=2, bidirectional=True)) == (
+        2 * (2 * 10 * 2 * 256 * (64 + 64)) + 2 * (2 * 10 * 2 * 256 * (128 + 64)))
+
+
+def test_streamed_bytes_count_the_recurrent_weights_per_step():
+    total, working_set = streamed_bytes(Config("inference", 150, 1, 256))
+    assert working_set == 1024 * 256 * 4 and total == 150 * working_set
+    total, working_set = streamed_bytes(Config("training", 100, 16, 256, dtype="float64", num_layers=2,
+                                               bidirectional=True))
+    assert working_set == 1024 * 256 * 8 and total == 2 * 100 * 4 * working_set  # forward + backward, 4 layer-directions
+    total, working_set = streamed_bytes(Config("streaming", 200, 1, 256))
+    assert working_set == 1024 * (256 + 256) * 4 and total == 200 * working_set  # W_ih and W_hh every step
+
+
+def fake_results():
+    fast = Config("inference", 150, 1, 256)
+    slow = Config("training", 25, 16, 512)
+    return [Result(fast, {"lstm_ext": 0.002, "torch": 0.004, "reference": 0.05}, 0.001, "memory (1 MiB at 100 GB/s)", {}),
+            Result(slow, {"lstm_ext": 0.050, "torch": 0.045}, 0.040, "compute",
+                   {"lstm_ext": 30.0, "torch": 40.0})]
+
+
+def test_report_has_the_machine_the_table_and_a_reading():
+    machine = {"date": "2026-01-01", "cpu": "Test CPU", "cpus": 2, "isa": "avx2, fma", "caches": "L2 512K",
+               "threads": 2, "python": "3.11", "numpy": "2.0", "torch": "2.13.0", "lstm_ext": "0.1.0",
+               "build": {"arch_flags": "-march=native", "simd": "AVX2"}, "gemm_peak_float32": 150e9}
+    report = render(machine, fake_results(), repeats=15)
+    assert "Test CPU, 2 CPUs (avx2, fma" in report and "2 threads for every library" in report
+    assert "float32 150 GFLOP/s" in report and "15 rounds" in report
+    assert "| inference (150, 1, 256) | 2.00 ms | 4.00 ms | 50.00 ms | **2.00×** |" in report
+    assert "| training (25, 16, 512) | 50.00 ms | 45.00 ms | — | **0.90×** |" in report
+    assert "| 50% | memory (1 MiB at 100 GB/s) | — |" in report and "| 80% | compute | 30 / 40 |" in report
+    assert "at least as fast as torch on 1 of 2 configurations; the smallest speedup is 0.90×" in report
+    assert "less than or as much as torch's on 1 of 1" in report
+
+
+def test_report_without_torch_has_no_torch_columns():
+    machine = {"date": "d", "cpu": "c", "cpus": 1, "isa": "x", "caches": "?", "threads": 1, "python": "3",
+               "numpy": "2", "torch": None, "lstm_ext": "0.1.0", "build": {"arch_flags": "", "simd": "SSE2"},
+               "gemm_peak_float32": 1e9}
+    results = [Result(Config("inference", 5, 1, 8), {"lstm_ext": 0.001, "reference": 0.01}, 0.0005, "compute", {})]
+    report = render(machine, results, repeats=2)
+    assert "torch not installed" in report and "speedup" not in report
+    assert "| inference (5, 1, 8) | 1.00 ms | 10.00 ms | 0 | 50% | compute | — |" in report  # 5 MFLOP/s
+
+
+def test_command_line_runs_a_configuration_and_writes_the_report(tmp_path):
+    out = tmp_path / "BENCH.md"
+    result = subprocess.run([sys.executable, "-m", "lstm_ext", "bench", "--quick", "--only", "streaming",
+                             "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "streaming (200, 1, 256)" in result.stdout and "µs/step" in result.stdout
+    text = out.read_text()
+    assert text.startswith("# lstm_ext benchmarks") and "| streaming (200, 1, 256) (lstm_cell per step) |" in text
+
+
+@pytest.mark.parametrize("args, message", [(["--only", "no such configuration"], "matches no configuration"),
+                                           (["--repeats", "0"], "--repeats must be >= 1"),
+                                           (["--threads", "0"], "--threads must be >= 1")])
+def test_command_line_refuses_bad_options(args, message):
+    result = subprocess.run([sys.executable, "-m", "lstm_ext", "bench", *args], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2 and message in result.stderr
+
+
+def test_an_interrupted_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    target = tmp_path / "report.md"
+    _io.write_text_atomic(target, "first")
+    assert target.read_text() == "first"
+
+    def fail(_):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", fail)
+    with pytest.raises(OSError, match="disk full"):
+        _io.write_text_atomic(target, "second")
+    assert target.read_text() == "first"
+    assert os.listdir(tmp_path) == ["report.md"]  # no temporary file left behind
