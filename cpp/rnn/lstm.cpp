@@ -340,24 +340,39 @@ void lstm_cell(Scalar* h_new, Scalar* c_new,
                const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
                Index B, Index I, Index H) {
   const Index G = 4 * H;
+  constexpr Index granule = kUnitGranule<Scalar>;
+  // A step streams all of W_ih and W_hh once: members split the units (no barrier needed, each
+  // member's units depend only on its own rows of the weights).
+  TeamLease lease(members_for(2.0 * B * G * (I + H), H, granule));
   RowMatrix<Scalar> scratch_gx(B, G);   // (B, G) input part of the pre-activations, with the biases
   RowMatrix<Scalar> scratch_rec(B, G);  // (B, G) recurrent part h · W_hhᵀ
-  scratch_gx.noalias() = ConstMatrixMap<Scalar>(x, B, I) * ConstMatrixMap<Scalar>(w_ih, G, I).transpose();
-  if (b_ih != nullptr) scratch_gx.rowwise() += ConstRowVectorMap<Scalar>(b_ih, G);
-  if (b_hh != nullptr) scratch_gx.rowwise() += ConstRowVectorMap<Scalar>(b_hh, G);
-  if (h != nullptr) {
-    scratch_rec.noalias() = ConstMatrixMap<Scalar>(h, B, H) * ConstMatrixMap<Scalar>(w_hh, G, H).transpose();
-  } else {
-    scratch_rec.setZero();
-  }
-  // A missing c is zeros: start c_new at zero and update it in place.
-  const Scalar* c_prev = c;
-  if (c_prev == nullptr) {
-    MatrixMap<Scalar>(c_new, B, H).setZero();
-    c_prev = c_new;
-  }
-  lstm_pointwise_forward(scratch_gx.data(), c_new, h_new, scratch_rec.data(), G, H, c_prev, false, SequenceOptions{},
-                         0, B, H, 0, H);
+  const ConstMatrixMap<Scalar> X(x, B, I), W_ih(w_ih, G, I), W_hh(w_hh, G, H);
+
+  lease.run([&](Team& team) {
+    const Team::Range units = team.part(H, granule);
+    const Index u0 = units.begin, nu = units.size();
+    for (Index q = 0; q < 4; ++q) {  // gate q of its units: rows q * H + u0 ... of the weights
+      const Index r0 = q * H + u0;
+      auto gx = scratch_gx.middleCols(r0, nu);
+      auto rec = scratch_rec.middleCols(r0, nu);
+      gx.noalias() = X * W_ih.middleRows(r0, nu).transpose();
+      if (b_ih != nullptr) gx.rowwise() += ConstRowVectorMap<Scalar>(b_ih + r0, nu);
+      if (b_hh != nullptr) gx.rowwise() += ConstRowVectorMap<Scalar>(b_hh + r0, nu);
+      if (h != nullptr) {
+        rec.noalias() = ConstMatrixMap<Scalar>(h, B, H) * W_hh.middleRows(r0, nu).transpose();
+      } else {
+        rec.setZero();
+      }
+    }
+    // A missing c is zeros: start c_new at zero and update it in place.
+    const Scalar* c_prev = c;
+    if (c_prev == nullptr) {
+      copy_or_zero(c_new, static_cast<const Scalar*>(nullptr), H, u0, nu, B);
+      c_prev = c_new;
+    }
+    lstm_pointwise_forward(scratch_gx.data(), c_new, h_new, scratch_rec.data() + u0, G, H, c_prev, false,
+                           SequenceOptions{}, 0, B, H, u0, nu);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
