@@ -122,25 +122,25 @@ inline const Scalar* packed_row_packet(const Scalar* packed, Index rows, Index r
 
 namespace panel_detail {
 
-// out (NB, NP * kPacket) = in (NB, K) · (NP panels)ᵀ over k in [k0, k1): from zero when k0 = 0,
-// else continuing the sums already in `out` (the same chains of multiply-adds as one pass).
-//   out: row stride ld_out, only its first `cols` columns are read and written
-//   panels: NP panels, `panel_stride` apart
-// Kept out of line: inlined into its caller, the compiler runs out of registers for the
-// accumulators and spills inside the loop (measured: 40 instead of 70 GFLOP/s).
+// The tile shape for nb batch rows (1..6): how many panels it takes at a time. Measured on AVX2
+// (16 registers) with the weights in L1: 2 x 6 and 2 x 5 reach about 92 GFLOP/s per core, 3 x 4
+// and 4 x 3 about 70 (the compiler folds the weight loads into the multiply-adds and loads each
+// packet once per row: bound by loads), 6 x 2 about 79, 4 x 1 about 48 (one load per multiply-add).
+// In the recurrent products at small batch the weights stream from L2 or L3, which bounds them
+// before the tile shape does.
+constexpr int panels_for_rows(int nb) { return nb >= 5 ? 2 : nb == 4 ? 3 : nb == 3 ? 4 : nb == 2 ? 6 : 4; }
+
+// The multiply-adds of a tile: acc[p][b] += Σ_k in(b, k) · panel_p[k] for k in [k0, k1). A
+// function of its own, with nothing else in it, so that the accumulators stay in registers.
 template <typename Scalar, int NP, int NB>
-EIGEN_DONT_INLINE void tile(Scalar* out, Index ld_out, Index cols, ProductInput<Scalar> in, const Scalar* panels,
-                            Index panel_stride, Index k0, Index k1) {
+EIGEN_DONT_INLINE void tile_loop(Packet<Scalar> (&acc)[NP][NB], ProductInput<Scalar> in, const Scalar* panels,
+                                 Index panel_stride, Index k0, Index k1) {
   using P = Packet<Scalar>;
   using namespace Eigen::internal;
   constexpr Index L = kPacket<Scalar>;
-  P acc[NP][NB];
-  const bool whole = cols >= NP * L;  // every panel's columns are real (all but a ragged last tile)
+  P sums[NP][NB];  // local copies: the compiler keeps them in registers for the whole loop
   for (int p = 0; p < NP; ++p) {
-    for (int b = 0; b < NB; ++b) {
-      Scalar* o = out + b * ld_out + p * L;
-      acc[p][b] = k0 == 0 ? pset1<P>(Scalar(0)) : whole ? ploadu<P>(o) : load_packet(o, std::min(L, cols - p * L));
-    }
+    for (int b = 0; b < NB; ++b) sums[p][b] = acc[p][b];
   }
   const Scalar* x = in.data + k0 * in.col_stride;
   for (Index k = k0; k < k1; ++k, x += in.col_stride) {
@@ -148,9 +148,33 @@ EIGEN_DONT_INLINE void tile(Scalar* out, Index ld_out, Index cols, ProductInput<
     for (int p = 0; p < NP; ++p) w[p] = ploadu<P>(panels + p * panel_stride + k * L);
     for (int b = 0; b < NB; ++b) {
       const P x_b = pset1<P>(x[b * in.row_stride]);
-      for (int p = 0; p < NP; ++p) acc[p][b] = pmadd(w[p], x_b, acc[p][b]);
+      for (int p = 0; p < NP; ++p) sums[p][b] = pmadd(w[p], x_b, sums[p][b]);
     }
   }
+  for (int p = 0; p < NP; ++p) {
+    for (int b = 0; b < NB; ++b) acc[p][b] = sums[p][b];
+  }
+}
+
+// out (NB, NP * kPacket) = in (NB, K) · (NP panels)ᵀ over k in [k0, k1): from zero when k0 = 0,
+// else continuing the sums already in `out` (the same chains of multiply-adds as one pass).
+//   out: row stride ld_out, only its first `cols` columns are read and written
+//   panels: NP panels, `panel_stride` apart
+template <typename Scalar, int NP, int NB>
+void tile(Scalar* out, Index ld_out, Index cols, ProductInput<Scalar> in, const Scalar* panels, Index panel_stride,
+          Index k0, Index k1) {
+  using P = Packet<Scalar>;
+  using namespace Eigen::internal;
+  constexpr Index L = kPacket<Scalar>;
+  const bool whole = cols >= NP * L;  // every panel's columns are real (all but a ragged last tile)
+  P acc[NP][NB];
+  for (int p = 0; p < NP; ++p) {
+    for (int b = 0; b < NB; ++b) {
+      Scalar* o = out + b * ld_out + p * L;
+      acc[p][b] = k0 == 0 ? pset1<P>(Scalar(0)) : whole ? ploadu<P>(o) : load_packet(o, std::min(L, cols - p * L));
+    }
+  }
+  tile_loop<Scalar, NP, NB>(acc, in, panels, panel_stride, k0, k1);
   for (int b = 0; b < NB; ++b) {
     for (int p = 0; p < NP; ++p) {
       Scalar* o = out + b * ld_out + p * L;
@@ -163,12 +187,6 @@ EIGEN_DONT_INLINE void tile(Scalar* out, Index ld_out, Index cols, ProductInput<
   }
 }
 
-// The tile shape for nb batch rows (1..6): how many panels it takes at a time. Measured on AVX2
-// (16 registers): 2 x 6 and 2 x 5 reach about 95 GFLOP/s per core with the weights in L1, 3 x 4
-// and 4 x 3 about 70, 6 x 2 about 80, 4 x 1 about 50 (one load per multiply-add).
-constexpr int panels_for_rows(int nb) {
-  return nb >= 5 ? 2 : nb == 4 ? 3 : nb == 3 ? 4 : nb == 2 ? 6 : 4;
-}
 // Panels in a group that every batch tile passes while those weights are in cache: a multiple
 // of every panels_for_rows().
 constexpr Index kPanelGroup = 12;
