@@ -45,6 +45,17 @@ def assert_parity(group, dtype, actual: dict, expected: dict, tolerance=None):
     return errors
 
 
+def numeric_gradient(f, x, eps=1e-6):
+    """Central finite differences of the scalar function f at x, element by element."""
+    g = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        up, down = x.copy(), x.copy()
+        up[index] += eps
+        down[index] -= eps
+        g[index] = (f(up) - f(down)) / (2 * eps)
+    return g
+
+
 def pytest_terminal_summary(terminalreporter):
     if not _WORST:
         return

@@ -16,30 +16,21 @@ from ._core import build_info
 from ._parallel import get_num_threads, set_num_threads
 from .functional import (gru_backward, gru_forward, lstm_backward, lstm_cell, lstm_forward, rnn_backward,
                          rnn_forward)
+from .checkpoint import CheckpointError
+from .flow import gradient_flow
 from .interop import from_keras, from_torch, to_torch
 from .layers import GRU, LSTM, RNN, Module, RNNBase
+from .losses import cross_entropy, mse_loss
+from .model import Sequential, load
+from .nn import Embedding, LastStep, Linear, ReLU, Sigmoid, Tanh
+from .optim import SGD, Adam, AdamW, Optimizer, clip_grad_norm
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "GRU",
-    "LSTM",
-    "Module",
-    "RNN",
-    "RNNBase",
-    "build_info",
-    "from_keras",
-    "from_torch",
-    "functional",
-    "get_num_threads",
-    "gru_backward",
-    "gru_forward",
-    "lstm_backward",
-    "lstm_cell",
-    "lstm_forward",
-    "reference",
-    "rnn_backward",
-    "rnn_forward",
-    "set_num_threads",
-    "to_torch",
+    "SGD", "Adam", "AdamW", "CheckpointError", "Embedding", "GRU", "LSTM", "LastStep", "Linear", "Module",
+    "Optimizer", "RNN", "RNNBase", "ReLU", "Sequential", "Sigmoid", "Tanh",
+    "build_info", "clip_grad_norm", "cross_entropy", "from_keras", "from_torch", "functional", "get_num_threads",
+    "gradient_flow", "gru_backward", "gru_forward", "load", "lstm_backward", "lstm_cell", "lstm_forward", "mse_loss",
+    "reference", "rnn_backward", "rnn_forward", "set_num_threads", "to_torch",
 ]

@@ -143,6 +143,26 @@ class RNNBase(Module):
                 for name, shape in shapes.items():
                     self._add_parameter(name + suffix, init.uniform(-bound, bound, size=shape))
 
+    def config(self) -> dict:
+        """The constructor's arguments (JSON-able): enough to build the same layer again."""
+        config = dict(input_size=self.input_size, hidden_size=self.hidden_size, num_layers=self.num_layers,
+                      bias=self.bias, batch_first=self.batch_first, dropout=self.dropout,
+                      bidirectional=self.bidirectional, dtype=self.dtype.name,
+                      seed=self.seed if isinstance(self.seed, int) else None)
+        if self.mode == "LSTM":
+            config["proj_size"] = self.proj_size
+        if self.mode == "RNN":
+            config["nonlinearity"] = self.nonlinearity
+        return config
+
+    def rng_state(self) -> dict:
+        """The state of the generator the dropout masks come from (JSON-able)."""
+        return self._dropout_rng.bit_generator.state
+
+    def set_rng_state(self, state: dict) -> None:
+        """Continue the dropout masks from a state given by rng_state()."""
+        self._dropout_rng.bit_generator.state = state
+
     @property
     def num_directions(self) -> int:
         return 2 if self.bidirectional else 1

@@ -1,0 +1,107 @@
+"""Gradient flow: how much of a loss's gradient reaches each earlier time step.
+
+    flow = lstm_ext.gradient_flow(layer, x)      # flow["h"][t] = mean over the batch of ‖∂L/∂h_t‖
+    flow["c"]                                    # LSTM: ‖∂L/∂c_t‖, the cell path
+
+The loss is on the last step only: L = Σ_b g · y_{T−1}[b] with g a fixed unit vector (drawn
+from `seed`), so ∂L/∂h_{T−1} = g and every earlier norm measures what survives the trip back
+through the recurrence. A vanilla RNN's norms fall off exponentially with the distance T−1−t;
+an LSTM's cell path carries them much further.
+
+The gradients come from the layer's own compiled forward and backward passes, run one step at
+a time: the backward of step t, given ∂L/∂(h_t, c_t), returns ∂L/∂(h_{t−1}, c_{t−1}), the
+gradient with respect to the state step t−1 hands on. (So ∂L/∂c_{T−1} = 0: the loss reads
+h_{T−1} only.) By default the work is done in float64, so that vanishing gradients do not
+underflow.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import functional as F
+from ._checks import as_real_array, check_float_dtype
+from .layers import RNNBase
+
+__all__ = ["gradient_flow"]
+
+
+def _recurrent_layer(layer_or_model, x):
+    """The first recurrent layer and its input (x run through the layers before it)."""
+    if isinstance(layer_or_model, RNNBase):
+        return layer_or_model, x
+    layers = getattr(layer_or_model, "layers", None)
+    if layers is None:
+        raise TypeError(f"layer_or_model: expected an LSTM, GRU or RNN layer or a Sequential model, got "
+                        f"{type(layer_or_model).__name__}")
+    was_training = layer_or_model.training
+    layer_or_model.eval()
+    try:
+        for layer in layers:
+            if isinstance(layer, RNNBase):
+                return layer, x
+            x = layer(x)
+    finally:
+        layer_or_model.train(was_training)
+    raise ValueError("layer_or_model: the model has no recurrent layer")
+
+
+def gradient_flow(layer_or_model, x, seed=0, dtype=np.float64) -> dict:
+    """{'h': (T,) mean ‖∂L/∂h_t‖ and, for an LSTM, 'c': (T,) mean ‖∂L/∂c_t‖} for a loss on the
+    last step (module docstring). x is the layer's input ((T, B, I), or (B, T, I) with
+    batch_first); for a Sequential, the model's input, run through the layers before its first
+    recurrent layer, which must have one layer, one direction and no projection."""
+    layer, x = _recurrent_layer(layer_or_model, x)
+    if layer.num_layers != 1 or layer.bidirectional or getattr(layer, "proj_size", 0):
+        raise ValueError("layer_or_model: gradient_flow follows one layer in one direction without projection "
+                         f"(got num_layers={layer.num_layers}, bidirectional={layer.bidirectional})")
+    dtype = check_float_dtype(dtype)
+    x = as_real_array(x, "x", dtype)
+    if x.ndim != 3 or x.shape[2] != layer.input_size:
+        raise ValueError(f"x: expected a 3-D array with I = {layer.input_size} on the last axis, got shape {x.shape}")
+    if layer.batch_first:
+        x = x.swapaxes(0, 1)
+    x = np.ascontiguousarray(x)  # (T, B, I)
+    T, B, _ = x.shape
+    p = {name: value.astype(dtype) for name, value in layer.named_parameters().items()}
+    w_ih, w_hh = p["weight_ih_l0"], p["weight_hh_l0"]
+    b_ih, b_hh = p.get("bias_ih_l0"), p.get("bias_hh_l0")
+    lstm, mode = layer.mode == "LSTM", layer.mode
+
+    # Forward, one step at a time, keeping each step's workspace.
+    h = c = None
+    steps = []
+    for t in range(T):
+        x_t = x[t:t + 1]
+        if lstm:
+            out = F.lstm_forward(x_t, w_ih, w_hh, b_ih, b_hh, h, c, training=True)
+            h, c = out.h_n, out.c_n
+        elif mode == "GRU":
+            out = F.gru_forward(x_t, w_ih, w_hh, b_ih, b_hh, h, training=True)
+            h = out.h_n
+        else:
+            out = F.rnn_forward(x_t, w_ih, w_hh, b_ih, b_hh, h, nonlinearity=layer.nonlinearity, training=True)
+            h = out.h_n
+        steps.append((x_t, out.workspace))
+
+    # Backward from the loss on the last step, one step at a time.
+    g = np.random.default_rng(seed).standard_normal(h.shape[1])
+    dh = np.broadcast_to(g / np.linalg.norm(g), h.shape).astype(dtype)
+    dc = np.zeros_like(c) if lstm else None
+    norms_h, norms_c = np.zeros(T), np.zeros(T)
+    for t in range(T - 1, -1, -1):
+        norms_h[t] = np.linalg.norm(dh, axis=1).mean()
+        if lstm:
+            norms_c[t] = np.linalg.norm(dc, axis=1).mean()
+        if t == 0:
+            break
+        x_t, ws = steps[t]
+        if lstm:
+            grads = F.lstm_backward(None, dh, dc, x_t, w_ih, w_hh, ws, bias=b_ih is not None)
+            dh, dc = grads.dh0, grads.dc0
+        elif mode == "GRU":
+            dh = F.gru_backward(None, dh, x_t, w_ih, w_hh, ws, bias=b_ih is not None).dh0
+        else:
+            dh = F.rnn_backward(None, dh, x_t, w_ih, w_hh, ws, nonlinearity=layer.nonlinearity,
+                                bias=b_ih is not None).dh0
+    return {"h": norms_h, "c": norms_c} if lstm else {"h": norms_h}
