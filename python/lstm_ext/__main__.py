@@ -1,8 +1,11 @@
-"""Command line: ``python -m lstm_ext [check | bench] [options]``.
+"""Command line: ``python -m lstm_ext [check | demo | bench] [options]``.
 
 ``check`` (the default) runs the self-check: the compiled core against the NumPy reference on
 random data, float64 and float32, forward and backward; it prints the worst relative error per
 tensor and the time per step of both, and exits 1 if parity fails.
+
+``demo`` runs the main job: demos of what an LSTM does that a plain RNN cannot, on built-in
+data (``lstm_ext.demos``).
 
 ``bench`` runs the side-by-side benchmark against torch.nn and the NumPy reference
 (``lstm_ext.bench``); ``--out BENCHMARKS.md`` writes its report.
@@ -15,7 +18,7 @@ import sys
 
 from . import selfcheck
 
-COMMANDS = ("check", "bench")
+COMMANDS = ("check", "demo", "bench")
 
 
 def check(argv) -> int:
@@ -42,6 +45,10 @@ def main(argv=None) -> int:
     command = argv.pop(0) if argv and not argv[0].startswith("-") else "check"
     if command == "check":
         return check(argv)
+    if command == "demo":
+        from . import demos
+
+        return demos.main(argv)
     if command == "bench":
         from . import bench
 

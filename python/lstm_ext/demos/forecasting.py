@@ -1,0 +1,111 @@
+"""Forecasting: monthly international airline passengers, 1949-1960.
+
+The classic series (144 months, shipped with the package) grows and repeats a yearly pattern.
+Models see the first 120 months (1949-1958) and forecast the last 24 (1959-1960) in one go, each
+month's forecast feeding the next.
+
+The LSTM works on the year-over-year growth of the log series, g_t = log y_t − log y_{t−12}
+(standardised): from the growth of the last 12 months it predicts the next month's, and the
+forecast is y_t = y_{t−12} · e^{g_t}. The training windows of 1958 are held out for early
+stopping (so every choice uses 1949-1958 only), and the forecast is the mean of five models
+from different seeds (three in quick mode).
+
+The baseline is seasonal naive: each forecast month repeats the same month of 1958, the last
+year seen. The threshold: the LSTM's RMSE and MAPE on 1959-1960 are both below the baseline's.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+
+import numpy as np
+
+from .. import LSTM, Adam, LastStep, Linear, Sequential
+from . import Result
+
+TRAIN_MONTHS = 120   # 1949-1958
+WINDOW = 12          # months of growth the model reads
+
+
+def passengers() -> np.ndarray:
+    """(144,) monthly totals in thousands, January 1949 to December 1960."""
+    text = (importlib.resources.files(__package__) / "data" / "airline_passengers.csv").read_text()
+    rows = [line for line in text.splitlines() if line and not line.startswith(("#", "year"))]
+    return np.array([float(v) for row in rows for v in row.split(",")[1:]])
+
+
+def _growth_model(growth_norm, seed, quick):
+    """Train one model on the standardised growth; returns it."""
+    # Window ending at month m (exclusive) -> growth at month m; growth index = month − 12.
+    months = np.arange(12 + WINDOW, TRAIN_MONTHS)
+    X = np.stack([growth_norm[m - 12 - WINDOW:m - 12] for m in months])[:, :, None].astype(np.float32)
+    y = growth_norm[months - 12][:, None].astype(np.float32)
+    validation = months >= TRAIN_MONTHS - 12  # the windows ending in 1958
+    model = Sequential(LSTM(1, 8, batch_first=True, seed=seed), LastStep(), Linear(8, 1, seed=seed))
+    model.compile(loss="mse", optimizer=Adam(lr=1e-2))
+    model.fit(X[~validation], y[~validation], epochs=150 if quick else 300, batch_size=16, seed=seed, verbose=0,
+              validation_data=(X[validation], y[validation]), early_stopping=20)
+    return model
+
+
+def _forecast(model, growth_norm, log_y, mean, std):
+    """The 24 months after TRAIN_MONTHS, each forecast fed back into the next."""
+    growth = list(growth_norm[:TRAIN_MONTHS - 12])
+    log_forecast = list(log_y[:TRAIN_MONTHS])
+    for m in range(TRAIN_MONTHS, len(log_y)):
+        window = np.array(growth[m - 12 - WINDOW:m - 12], dtype=np.float32)[None, :, None]
+        g = float(model.predict(window)[0, 0])
+        growth.append(g)
+        log_forecast.append(log_forecast[m - 12] + g * std + mean)
+    return np.exp(np.array(log_forecast[TRAIN_MONTHS:]))
+
+
+def run(context) -> Result:
+    y = passengers()
+    log_y = np.log(y)
+    growth = log_y[12:] - log_y[:-12]                      # growth[i]: month i + 12 over month i
+    seen = growth[:TRAIN_MONTHS - 12]
+    mean, std = seen.mean(), seen.std()
+    growth_norm = (growth - mean) / std
+    truth = y[TRAIN_MONTHS:]
+
+    members = 3 if context.quick else 5
+    forecasts = []
+    for k in range(members):
+        model = _growth_model(growth_norm, seed=context.seed * 100 + k, quick=context.quick)
+        forecasts.append(_forecast(model, growth_norm, log_y, mean, std))
+        context.log(f"  model {k + 1}/{members}: {len(model.history)} epochs (early stopping on 1958)")
+    forecast = np.mean(forecasts, axis=0)
+    naive = np.tile(y[TRAIN_MONTHS - 12:TRAIN_MONTHS], 2)  # 1958 repeated
+
+    def rmse(p):
+        return float(np.sqrt(np.mean((p - truth) ** 2)))
+
+    def mape(p):
+        return float(np.mean(np.abs(p - truth) / truth) * 100)
+
+    metrics = {"lstm_rmse": rmse(forecast), "lstm_mape_percent": mape(forecast),
+               "seasonal_naive_rmse": rmse(naive), "seasonal_naive_mape_percent": mape(naive), "models": members}
+    context.log(f"  1959-1960 forecast: LSTM RMSE {metrics['lstm_rmse']:.1f}, MAPE {metrics['lstm_mape_percent']:.1f}%;"
+                f" seasonal naive RMSE {metrics['seasonal_naive_rmse']:.1f}, MAPE "
+                f"{metrics['seasonal_naive_mape_percent']:.1f}%")
+
+    plot = None
+    plt = context.pyplot()
+    if plt is not None:
+        months = 1949 + np.arange(len(y)) / 12
+        figure, axis = plt.subplots(figsize=(10, 4))
+        axis.plot(months[:TRAIN_MONTHS], y[:TRAIN_MONTHS], color="black", label="history (seen)")
+        axis.plot(months[TRAIN_MONTHS:], truth, color="black", ls="--", label="truth 1959-1960")
+        axis.plot(months[TRAIN_MONTHS:], forecast, color="tab:blue", lw=2,
+                  label=f"LSTM forecast (MAPE {metrics['lstm_mape_percent']:.1f}%)")
+        axis.plot(months[TRAIN_MONTHS:], naive, color="tab:gray", ls=":",
+                  label=f"seasonal naive (MAPE {metrics['seasonal_naive_mape_percent']:.1f}%)")
+        axis.axvline(months[TRAIN_MONTHS], color="tab:gray", lw=0.8)
+        axis.set(xlabel="year", ylabel="passengers (thousands)", title="Airline passengers: forecasting 24 months")
+        axis.legend(fontsize=8)
+        plot = context.save_figure(figure, "forecasting.png")
+    passed = metrics["lstm_rmse"] < metrics["seasonal_naive_rmse"] and \
+        metrics["lstm_mape_percent"] < metrics["seasonal_naive_mape_percent"]
+    return Result(metrics=metrics, threshold="LSTM RMSE and MAPE on 1959-1960 below seasonal naive's",
+                  passed=passed, plot=plot, details={"forecast": [round(float(v), 1) for v in forecast]})
