@@ -54,6 +54,24 @@ def test_report_has_the_machine_the_table_and_a_reading():
     assert "| 50% | memory (1 MiB at 100 GB/s) | — |" in report and "| 80% | compute | 30 / 40 |" in report
     assert "at least as fast as torch on 1 of 2 configurations; the smallest speedup is 0.90×" in report
     assert "less than or as much as torch's on 1 of 1" in report
+    assert "- Must, at least as fast as torch everywhere: missed on training (25, 16, 512) (0.90×)." in report
+    assert "- Aim 2× torch at batch <= 4, inference (150, 1, 256): met, 2.00×." in report
+    assert "- Aim training step memory <= torch's: met on every training configuration." in report
+
+
+def test_a_missed_aim_says_by_how_much_and_what_bounds_it():
+    machine = {"gemm_peak_float32": 100e9}
+    big = Config("training", 25, 32, 1024)
+    slow = Config("inference", 25, 4, 512)
+    results = [Result(big, {"lstm_ext": 0.5, "torch": 0.55}, 0.45, "compute", {"lstm_ext": 200.0, "torch": 150.0}),
+               Result(slow, {"lstm_ext": 0.004, "torch": 0.005}, 0.003, "compute", {})]
+    lines = bench._aims(results, machine)
+    assert ("- Aim 1.3× torch at the large training sizes, training (25, 32, 1024): missed: 1.10× (85% of the aim); "
+            "bound: compute, where even lstm_ext at its roofline would be 1.22× torch.") in lines
+    assert f"- Aim 75% of the GEMM peak on training (25, 32, 1024): {flops(big) / 0.5 / 100e9:.0%} of 100 GFLOP/s" \
+        in "\n".join(lines)
+    assert "- Aim 2× torch at batch <= 4, inference (25, 4, 512): missed: 1.25× (62% of the aim)" in "\n".join(lines)
+    assert "above on training (25, 32, 1024) (200 vs 150 MiB)" in lines[-1]
 
 
 def test_report_without_torch_has_no_torch_columns():

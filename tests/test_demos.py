@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 
@@ -83,3 +84,18 @@ def test_command_line_errors(tmp_path):
                             plots=False)
     with pytest.raises(ValueError, match="the text demo needs at least"):
         demos.run_demos(["text"], context)
+
+
+def test_without_matplotlib_the_demos_run_and_say_so(tmp_path):
+    blocker = tmp_path / "blocked" / "matplotlib"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('matplotlib blocked for this test')\n")
+    env = {**os.environ, "PYTHONPATH": str(blocker.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "lstm_ext", "demo", "--quick", "--only", "two-company", "--out",
+                             str(out)], capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "matplotlib is not installed: no plots" in result.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["plots"] is False and summary["demos"]["two-company"]["plot"] is None
+    assert not list(out.glob("*.png"))

@@ -507,6 +507,9 @@ def render(machine: dict, results: list[Result], repeats: int) -> str:
                    if mem else "—")
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "## Reading", ""] + _reading(results)
+    aims = _aims(results, machine)
+    if aims:
+        lines += ["", "## The aims of issue 4, in this run", ""] + aims
     return "\n".join(lines) + "\n"
 
 
@@ -544,6 +547,67 @@ def _reading(results: list[Result]) -> list[str]:
         out.append(f"- A training step raises the resident set by less than or as much as torch's on {lower} of "
                    f"{len(mems)} configurations.")
     return out
+
+
+def _aims(results: list[Result], machine: dict) -> list[str]:
+    """Each aim of the performance issue, met or not in this run; a missed one says by how much and
+    what bounds it: the ceiling is the speedup over torch that lstm_ext would have at its roofline."""
+    compared = [r for r in results if "torch" in r.seconds]
+    if not compared:
+        return []
+
+    def speedup(r):
+        return r.seconds["torch"] / r.seconds["lstm_ext"]
+
+    def verdict(r, aim):
+        ceiling = r.seconds["torch"] / r.roofline
+        if speedup(r) >= aim:
+            return f"met, {speedup(r):.2f}×"
+        return (f"missed: {speedup(r):.2f}× ({speedup(r) / aim:.0%} of the aim); bound: {r.bound}, where even "
+                f"lstm_ext at its roofline would be {ceiling:.2f}× torch")
+
+    lines = []
+    must = [r for r in compared if speedup(r) < 1.0]
+    lines.append("- Must, at least as fast as torch everywhere: " + (
+        "met on every configuration." if not must else
+        "missed on " + "; ".join(f"{r.config.label} ({speedup(r):.2f}×)" for r in must) + "."))
+    for r in compared:
+        cfg = r.config
+        if cfg.kind == "inference" and cfg.B <= 4:
+            lines.append(f"- Aim 2× torch at batch <= 4, {cfg.label}: {verdict(r, 2.0)}.")
+    for r in compared:
+        cfg = r.config
+        if cfg.kind == "training" and cfg.B >= 32 and cfg.cell == "LSTM" and cfg.dtype == "float32":
+            lines.append(f"- Aim 1.3× torch at the large training sizes, {cfg.label}: {verdict(r, 1.3)}.")
+            if (cfg.T, cfg.B, cfg.H) == (25, 32, 1024):
+                peak = machine.get("gemm_peak_float32")
+                if peak:
+                    share = flops(cfg) / r.seconds["lstm_ext"] / peak
+                    lines.append(f"- Aim 75% of the GEMM peak on {cfg.label}: {share:.0%} of "
+                                 f"{peak / 1e9:.0f} GFLOP/s ({'met' if share >= 0.75 else 'missed'}; torch: "
+                                 f"{flops(cfg) / r.seconds['torch'] / peak:.0%}).")
+    for r in compared:
+        cfg = r.config
+        if cfg.kind == "training" and (cfg.dtype == "float64" or cfg.cell == "GRU" or cfg.proj_size):
+            lines.append(f"- Aim 2× torch, {cfg.label}: {verdict(r, 2.0)}.")
+    for r in results:
+        if r.config.kind == "streaming":
+            per_step = r.seconds["lstm_ext"] / r.config.T * 1e6
+            bound = r.roofline / r.config.T * 1e6
+            met = per_step <= 3.0
+            lines.append(f"- Aim 3 µs per streaming step at B = 1, H = 256: {per_step:.1f} µs "
+                         f"({'met' if met else 'missed'}); a step reads W_ih and W_hh once, "
+                         f"{streamed_bytes(r.config)[1] / 2**20:.0f} MiB, which at the bandwidth measured for that "
+                         f"working set takes {bound:.1f} µs on this machine, plus the Python call.")
+    mems = [(r.peak_memory.get("lstm_ext"), r.peak_memory.get("torch"), r) for r in results if r.peak_memory]
+    mems = [(a, b, r) for a, b, r in mems if a is not None and b is not None]
+    if mems:
+        over = [(a, b, r) for a, b, r in mems if a > b]
+        lines.append("- Aim training step memory <= torch's: " + (
+            "met on every training configuration." if not over else
+            f"met on {len(mems) - len(over)} of {len(mems)}; above on " +
+            "; ".join(f"{r.config.label} ({a:.0f} vs {b:.0f} MiB)" for a, b, r in over) + "."))
+    return lines
 
 
 # -- command line ----------------------------------------------------------------------------------
