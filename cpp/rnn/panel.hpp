@@ -257,7 +257,8 @@ ProductInput<Scalar> rows_of(const Scalar* m, Index ld) {
 
 // A large product out (B, N) = in (B, K) · Mᵀ shared out to a team by output columns: each task
 // packs the rows of M for its columns (whole panels) into its member's scratch and multiplies.
-// About four tasks per member, each of whole tiles of 3 panels where there are enough.
+// About four tasks per member, each a multiple of 6 panels where there are enough (whole tiles
+// of 2 and of 3 panels: a lone panel makes a tile of a third of the accumulators).
 template <typename Scalar>
 struct ColumnTasks {
   Index N;                 // columns of the output (rows of M)
@@ -266,7 +267,7 @@ struct ColumnTasks {
   ColumnTasks(Index n, int members) : N(n) {
     const Index panels = panel_count<Scalar>(n), wanted = 4 * Index(members);
     const Index per = (panels + wanted - 1) / wanted;
-    panels_per_task = std::max<Index>(1, std::min(panels, std::max<Index>(3, (per + 2) / 3 * 3)));
+    panels_per_task = std::max<Index>(1, std::min(panels, std::max<Index>(6, (per + 5) / 6 * 6)));
   }
   Index count() const { return (panel_count<Scalar>(N) + panels_per_task - 1) / panels_per_task; }
   Index first_column(Index task) const { return task * panels_per_task * kPacket<Scalar>; }

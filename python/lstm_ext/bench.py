@@ -189,22 +189,22 @@ def _torch():
 def gemm_peak(dtype: str, threads: int, torch=None) -> float:
     """FLOP/s of the best square matrix product on this machine at `threads` threads: torch's
     (MKL) when installed, NumPy's otherwise (its BLAS uses its own thread count)."""
-    n = 1024 if dtype == "float32" else 768
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((n, n)).astype(dtype), rng.standard_normal((n, n)).astype(dtype)
-    candidates = [lambda: a @ b]
-    if torch is not None:
-        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-        candidates.append(lambda: torch.mm(ta, tb))
     best = 0.0
-    for product in candidates:
-        product()
-        times = []
-        for _ in range(7):
-            start = time.perf_counter()
+    rng = np.random.default_rng(0)
+    for n in (1024, 2048):  # the best of two sizes and of many trials: a peak, not a typical rate
+        a, b = rng.standard_normal((n, n)).astype(dtype), rng.standard_normal((n, n)).astype(dtype)
+        candidates = [lambda: a @ b]
+        if torch is not None:
+            ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+            candidates.append(lambda: torch.mm(ta, tb))
+        for product in candidates:
             product()
-            times.append(time.perf_counter() - start)
-        best = max(best, 2.0 * n**3 / min(times))
+            times = []
+            for _ in range(12 if n == 1024 else 4):
+                start = time.perf_counter()
+                product()
+                times.append(time.perf_counter() - start)
+            best = max(best, 2.0 * n**3 / min(times))
     return best
 
 
@@ -396,6 +396,14 @@ class Result:
     roofline: float          # seconds
     bound: str               # "compute" or "memory (<working set>)"
     peak_memory: dict        # library -> MiB, training only
+    rounds: int = 0          # timed rounds
+    paired_speedup: Optional[float] = None  # median over rounds of torch's time / lstm_ext's
+
+    def speedup(self) -> float:
+        """torch over lstm_ext: the median of the rounds' ratios when measured, else of the medians."""
+        if self.paired_speedup is not None:
+            return self.paired_speedup
+        return self.seconds["torch"] / self.seconds["lstm_ext"]
 
 
 def run(configs=CONFIGS, repeats=15, warmup=3, threads=None, with_reference=True, with_memory=True,
@@ -415,14 +423,24 @@ def run(configs=CONFIGS, repeats=15, warmup=3, threads=None, with_reference=True
             machine[f"gemm_peak_{cfg.dtype}"] = peaks[cfg.dtype]
         calls = runners(cfg, torch)
         timed = {name: call for name, call in calls.items() if name != "reference"}
+        slowest = 0.0
         for call in timed.values():
             for _ in range(warmup):
+                start = time.perf_counter()
                 call()
+                slowest = max(slowest, time.perf_counter() - start)
+        # At least `repeats` rounds; fast configurations get more (about 3 s of timing), so that
+        # their medians see the machine's slow and fast moments alike.
+        rounds = repeats if repeats < 3 else max(repeats, min(101, int(3.0 / (len(timed) * (slowest + _GAP_SECONDS)))))
         samples = {name: [] for name in timed}
-        for _ in range(repeats):
-            for name, call in timed.items():  # alternating, call by call
-                samples[name].append(_time(call))
+        names = list(timed)
+        for r in range(rounds):
+            for name in (names if r % 2 == 0 else names[::-1]):  # alternating, call by call, the order too
+                samples[name].append(_time(timed[name]))
         seconds = {name: statistics.median(values) for name, values in samples.items()}
+        ratios = {}
+        if "torch" in samples:  # the calls of one round share the machine's moment: compare them pairwise
+            ratios["torch"] = statistics.median(t / o for t, o in zip(samples["torch"], samples["lstm_ext"]))
         if with_reference:
             seconds["reference"] = _time(calls["reference"])
 
@@ -434,7 +452,7 @@ def run(configs=CONFIGS, repeats=15, warmup=3, threads=None, with_reference=True
         if with_memory and cfg.kind == "training":
             for name in timed:
                 memory_use[name] = step_peak_memory(cfg, name, threads)
-        result = Result(cfg, seconds, max(compute, memory), bound, memory_use)
+        result = Result(cfg, seconds, max(compute, memory), bound, memory_use, rounds, ratios.get("torch"))
         results.append(result)
         log(_row_text(result))
     return machine, results
@@ -446,7 +464,7 @@ def _row_text(r: Result) -> str:
         if name in r.seconds:
             parts.append(f"{name} {_ms(r.seconds[name], r.config)}")
     if "torch" in r.seconds:
-        parts.append(f"speedup {r.seconds['torch'] / r.seconds['lstm_ext']:.2f}x")
+        parts.append(f"speedup {r.speedup():.2f}x")
     parts.append(f"roofline {r.roofline / r.seconds['lstm_ext']:.0%}")
     return "  ".join(parts)
 
@@ -472,9 +490,11 @@ def render(machine: dict, results: list[Result], repeats: int) -> str:
         + ", ".join(f"{k.split('_')[-1]} {v / 1e9:.0f} GFLOP/s" for k, v in machine.items() if k.startswith("gemm_peak"))
         + ".",
         "",
-        f"Protocol: one process; per configuration a warm-up, then {repeats} rounds in which the libraries "
+        f"Protocol: one process; per configuration a warm-up, then at least {repeats} rounds (more for fast "
+        "configurations, about 3 s of timing, up to 101) in which the libraries "
         f"alternate call by call (with a {_GAP_SECONDS * 1e3:.0f} ms pause after each call); the table gives "
-        "medians. Inference is a forward in eval mode (torch: inference_mode); a training step is forward and "
+        "medians, and the speedup is the median over the rounds of torch's time over lstm_ext's (the two calls "
+        "of a round share the machine's moment). Inference is a forward in eval mode (torch: inference_mode); a training step is forward and "
         "backward with every gradient (dx and all parameters). Input size = hidden size. The NumPy reference "
         "is timed once. Roofline: the larger of FLOPs at the GEMM peak and the recurrent weights streamed "
         "once per step at the bandwidth measured for a working set of their size; '% of roofline' is the "
@@ -496,7 +516,7 @@ def render(machine: dict, results: list[Result], repeats: int) -> str:
             row.append(_ms(s["torch"], cfg) if "torch" in s else "—")
         row.append(_ms(s["reference"], cfg) if "reference" in s else "—")
         if has_torch:
-            row.append(f"**{s['torch'] / s['lstm_ext']:.2f}×**" if "torch" in s else "—")
+            row.append(f"**{r.speedup():.2f}×**" if "torch" in s else "—")
         row.append(f"{flops(cfg) / s['lstm_ext'] / 1e9:.0f}")
         if has_torch:
             row.append(f"{flops(cfg) / s['torch'] / 1e9:.0f}" if "torch" in s else "—")
@@ -518,7 +538,7 @@ def _reading(results: list[Result]) -> list[str]:
     out = []
     compared = [r for r in results if "torch" in r.seconds]
     if compared:
-        ratios = [(r.seconds["torch"] / r.seconds["lstm_ext"], r) for r in compared]
+        ratios = [(r.speedup(), r) for r in compared]
         faster = sum(1 for ratio, _ in ratios if ratio >= 1.0)
         worst_ratio, worst = min(ratios, key=lambda item: item[0])
         best_ratio, best = max(ratios, key=lambda item: item[0])
@@ -557,7 +577,7 @@ def _aims(results: list[Result], machine: dict) -> list[str]:
         return []
 
     def speedup(r):
-        return r.seconds["torch"] / r.seconds["lstm_ext"]
+        return r.speedup()
 
     def verdict(r, aim):
         ceiling = r.seconds["torch"] / r.roofline
