@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -176,3 +177,44 @@ def test_the_pool_survives_fork():
     out = subprocess.run([sys.executable, "-c", FORK_PROBE], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0", "True"]
+
+
+PIN_PROBE = textwrap.dedent("""
+    import os, json
+    import numpy as np
+    import lstm_ext
+    from lstm_ext.selfcheck import cast_case, random_case, run_compiled
+
+    lstm_ext.set_num_threads(int(os.environ["THREADS"]))
+    run_compiled(cast_case(random_case(30, 6, 48, 96, seed=1), np.float32))  # the pool exists now
+    workers = {}
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/comm") as f:
+            if f.read().strip() != "lstm_ext worker":
+                continue
+        with open(f"/proc/self/task/{tid}/status") as f:
+            workers[tid] = next(line.split()[1] for line in f if line.startswith("Cpus_allowed_list"))
+    print(json.dumps(sorted(workers.values())))
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2,
+                    reason="pinning is for Linux with 2 CPUs or more")
+@pytest.mark.parametrize("threads, pin, pinned", [("all", None, True), ("all", "0", False), ("fewer", None, False)])
+def test_workers_are_pinned_only_when_the_team_covers_every_cpu(threads, pin, pinned):
+    cpus = sorted(os.sched_getaffinity(0))
+    count = len(cpus) if threads == "all" else len(cpus) - 1
+    if count < 2:
+        pytest.skip("needs a team of 2 with CPUs to spare")
+    env = {**os.environ, "THREADS": str(count)}
+    env.pop("LSTM_EXT_PIN_THREADS", None)
+    if pin is not None:
+        env["LSTM_EXT_PIN_THREADS"] = pin
+    out = subprocess.run([sys.executable, "-c", PIN_PROBE], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    allowed = json.loads(out.stdout)
+    assert len(allowed) == count - 1  # the caller is rank 0
+    if pinned:
+        assert allowed == [str(cpus[k % len(cpus)]) for k in range(1, count)]
+    else:
+        assert all("-" in a or "," in a for a in allowed)  # several CPUs each
