@@ -42,6 +42,16 @@ def fake_results():
                    {"lstm_ext": 30.0, "torch": 40.0})]
 
 
+def test_roofline_follows_the_peak_and_names_its_bound():
+    # 5.03 GFLOP against 4 ms of streaming the weights: compute-bound at 100 GFLOP/s, memory-bound at 2 TFLOP/s.
+    cfg = Config("training", 25, 16, 512)
+    result = Result(cfg, {"lstm_ext": 0.06}, 0.0, "", {}, memory_seconds=0.004, memory_bound="memory (4 MiB at 1 GB/s)")
+    result.set_peak(100e9)
+    assert result.roofline == pytest.approx(flops(cfg) / 100e9) and result.bound == "compute"
+    result.set_peak(2000e9)  # a higher peak (the measurement at the end of a run): the weights bound it
+    assert result.roofline == 0.004 and result.bound == "memory (4 MiB at 1 GB/s)"
+
+
 def test_report_has_the_machine_the_table_and_a_reading():
     machine = {"date": "2026-01-01", "cpu": "Test CPU", "cpus": 2, "isa": "avx2, fma", "caches": "L2 512K",
                "threads": 2, "python": "3.11", "numpy": "2.0", "torch": "2.13.0", "lstm_ext": "0.1.0",
@@ -72,6 +82,15 @@ def test_a_missed_aim_says_by_how_much_and_what_bounds_it():
         in "\n".join(lines)
     assert "- Aim 2× torch at batch <= 4, inference (25, 4, 512): missed: 1.25× (62% of the aim)" in "\n".join(lines)
     assert "above on training (25, 32, 1024) (200 vs 150 MiB)" in lines[-1]
+
+
+def test_reading_explains_a_roofline_above_the_peak():
+    cfg = Config("training", 25, 16, 512)
+    under = [Result(cfg, {"lstm_ext": 0.050, "torch": 0.055}, 0.040, "compute", {})]
+    over = [Result(cfg, {"lstm_ext": 0.050, "torch": 0.055}, 0.060, "compute", {})]  # 120 % of the roofline
+    note = "faster than the library matrix product that defines the peak"
+    assert not any(note in line for line in bench._reading(under))
+    assert any(note in line for line in bench._reading(over))
 
 
 def test_report_without_torch_has_no_torch_columns():
