@@ -7,8 +7,9 @@ set against a roofline measured in the same run: the larger of the time the FLOP
 GEMM peak of this machine (the best of torch's and NumPy's matrix product at the same thread
 count, measured at the start and at the end of the run) and the time the recurrent weights take
 to stream once per step at the bandwidth of the cache level a working set of their size lives
-in (``_core.read_bandwidth``). FLOPs of one LSTM layer's forward: 2·T·B·4H·(I + H_out) (3H for the GRU; plus 2·T·B·P·H with a projection); a
-training step (forward and backward, every gradient) counts three times that.
+in (``_core.read_bandwidth``). FLOPs of one LSTM layer's forward: 2·T·B·4H·(I + H_out) (3H for
+the GRU; plus 2·T·B·P·H with a projection); a training step (forward and backward, every
+gradient) counts three times that.
 
 Figures from different runs or machines are not comparable; ratios within one run are.
 """
