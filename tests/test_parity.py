@@ -15,14 +15,36 @@ from hypothesis import strategies as st
 
 from conftest import assert_parity
 from lstm_ext import reference
-from lstm_ext.selfcheck import TOLERANCE, cast_case, compare, random_case, relative_error, run_compiled, run_reference
+from lstm_ext.selfcheck import TOLERANCE, cast_case, random_case, relative_error, run_compiled, run_reference
 
 DTYPES = [np.float64, np.float32]
 
 
-def check_case(case64, dtype, group):
+def check_case(case64, dtype, group, conditioned=False):
+    """Compiled vs the float64 reference on the case rounded to dtype.
+
+    conditioned: for float32, a tensor whose own conditioning defeats 1e-5 may miss it by as much
+    as the textbook algorithm run in float32 does (see textbook_float32_bounds)."""
     case = cast_case(case64, dtype)
-    return assert_parity(group, dtype, run_compiled(case), run_reference(case))
+    expected = run_reference(case)
+    bounds = textbook_float32_bounds(case, expected) if conditioned and np.dtype(dtype) == np.float32 else None
+    return assert_parity(group, dtype, run_compiled(case), expected, bounds)
+
+
+def textbook_float32_bounds(case32, expected):
+    """Per tensor: max(1e-5, 10 × the error of the textbook reference evaluated in float32).
+
+    Some tensors are ill-conditioned in float32 whatever computes them: 1 − σ(a) cancels for
+    saturated gates, and with H = 1 and B = 1 a gradient that has vanished through 30 steps
+    (to ~1e-22 of dc_n) or a final state that is a cancelling sum carries float32's rounding
+    amplified. Measured on 3000 random cases: the textbook float32 error itself reaches 3e-5 in 2
+    of them, and the compiled error is within 2× of it in every case."""
+    y, h_n, c_n, cache = reference.lstm_forward(*(case32[k] for k in ("x", "w_ih", "w_hh", "b_ih", "b_hh", "h0", "c0")))
+    textbook = {"y": y, "h_n": h_n, "c_n": c_n,
+                **reference.lstm_backward(case32["dy"], case32["dh_n"], case32["dc_n"], cache)}
+    tolerance = TOLERANCE[np.dtype(np.float32)]
+    return {name: max(tolerance, 10 * relative_error(textbook[name], want))
+            for name, want in expected.items() if want is not None}
 
 
 EDGE_SIZES = {
@@ -84,17 +106,11 @@ def test_saturated_gates_stay_finite_and_match():
     # ~6e-8·e^|a|), in any implementation, so a fixed bound means nothing here (the textbook
     # algorithm run in float32 is itself off by up to ~1e-3 on such cases). The bar instead: the
     # same order of magnitude as that textbook float32 error, both measured against float64.
-    case32 = cast_case(case, np.float32)
-    expected = run_reference(case32)
-    y, h_n, c_n, cache = reference.lstm_forward(*(case32[k] for k in ("x", "w_ih", "w_hh", "b_ih", "b_hh", "h0", "c0")))
-    textbook32 = {"y": y, "h_n": h_n, "c_n": c_n,
-                  **reference.lstm_backward(case32["dy"], case32["dh_n"], case32["dc_n"], cache)}
-    for name, error in compare(run_compiled(case32), expected).items():
-        bar = max(TOLERANCE[np.dtype(np.float32)], 10 * relative_error(textbook32[name], expected[name]))
-        assert error <= bar, f"{name}: compiled float32 error {error:.2e}, 10 x textbook float32 error = {bar:.2e}"
+    check_case(case, np.float32, "parity: saturated gates", conditioned=True)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: CI runs the same 60 cases every time (a failure there is reproducible, not luck).
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(
     T=st.integers(1, 40), B=st.integers(1, 6), I=st.integers(1, 24), H=st.integers(1, 40),
     dtype=st.sampled_from(DTYPES), bias=st.booleans(), initial_state=st.booleans(),
@@ -107,4 +123,4 @@ def test_random_sweep(T, B, I, H, dtype, bias, initial_state, dy, dh_n, dc_n, se
     for name, present in (("dy", dy), ("dh_n", dh_n), ("dc_n", dc_n)):
         if not present:
             case[name] = None
-    check_case(case, dtype, "parity: hypothesis sweep")
+    check_case(case, dtype, "parity: hypothesis sweep", conditioned=True)
