@@ -10,7 +10,10 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <utility>
 #include <string>
@@ -60,6 +63,35 @@ void require_ndim(const py::array& a, const std::string& name, int ndim, const s
 // ValueError unless `a` has exactly `expected` shape; `legend` names the axes.
 void require_shape(const py::array& a, const std::string& name, const std::vector<Index>& expected,
                    const std::string& legend);
+
+// A new C-contiguous array of `shape` (uninitialised) for an output: its memory is a block of the
+// core's scratch cache (rnn/scratch.hpp), given back to the cache when NumPy frees the array, so
+// that a training loop's outputs, workspaces and gradients reuse pages instead of faulting in
+// fresh ones at every call.
+template <typename Scalar>
+CArray<Scalar> new_array(const std::vector<Index>& shape) {
+  struct Owned {
+    void* block;
+    std::size_t capacity;
+  };
+  std::size_t count = 1;
+  for (Index n : shape) count *= static_cast<std::size_t>(n);
+  auto owned = std::make_unique<Owned>();
+  owned->block = acquire_scratch(std::max<std::size_t>(count, 1) * sizeof(Scalar), &owned->capacity);
+  Scalar* data = static_cast<Scalar*>(owned->block);
+  py::capsule base;
+  try {
+    base = py::capsule(owned.get(), [](void* p) {
+      std::unique_ptr<Owned> owned(static_cast<Owned*>(p));
+      release_scratch(owned->block, owned->capacity);
+    });
+  } catch (...) {
+    release_scratch(owned->block, owned->capacity);
+    throw;
+  }
+  owned.release();  // the capsule owns it now
+  return CArray<Scalar>(shape, data, base);
+}
 
 // None, or the Python object of an optional output.
 template <typename Scalar>

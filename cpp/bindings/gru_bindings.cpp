@@ -25,9 +25,10 @@ py::tuple forward(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_obj, py
                      gru_forward_scratch_size<Scalar, double>(d, training, get_num_threads()),
                  sizeof(Scalar), "gru_forward");
 
-  CArray<Scalar> y({d.T, d.B, d.H}), h_n({d.B, d.H});
+  auto y = new_array<Scalar>({d.T, d.B, d.H});
+  auto h_n = new_array<Scalar>({d.B, d.H});
   std::optional<CArray<Scalar>> ws;
-  if (training) ws.emplace(std::vector<Index>{gru_workspace_size<Scalar>(d)});
+  if (training) ws.emplace(new_array<Scalar>({gru_workspace_size<Scalar>(d)}));
   Scalar* ws_data = ws ? ws->mutable_data() : nullptr;
   {
     py::gil_scoped_release release;
@@ -53,11 +54,14 @@ py::tuple backward(py::handle dy_obj, py::handle dh_n_obj, py::handle x_obj, py:
                      gru_backward_scratch_size<Scalar, double>(d, get_num_threads()),
                  sizeof(Scalar), "gru_backward");
 
-  CArray<Scalar> dx({d.T, d.B, d.I}), dh0({d.B, d.H}), dw_ih({d.G(), d.I}), dw_hh({d.G(), d.H});
+  auto dx = new_array<Scalar>({d.T, d.B, d.I});
+  auto dh0 = new_array<Scalar>({d.B, d.H});
+  auto dw_ih = new_array<Scalar>({d.G(), d.I});
+  auto dw_hh = new_array<Scalar>({d.G(), d.H});
   std::optional<CArray<Scalar>> db_ih, db_hh;  // (3H) each
   if (bias) {
-    db_ih.emplace(std::vector<Index>{d.G()});
-    db_hh.emplace(std::vector<Index>{d.G()});
+    db_ih.emplace(new_array<Scalar>({d.G()}));
+    db_hh.emplace(new_array<Scalar>({d.G()}));
   }
   Scalar* db_ih_data = bias ? db_ih->mutable_data() : nullptr;
   Scalar* db_hh_data = bias ? db_hh->mutable_data() : nullptr;

@@ -58,9 +58,11 @@ py::tuple forward(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_obj, py
                      (training ? lstm_workspace_size<Scalar, double>(d) : 0.0) + lstm_forward_scratch_size<Scalar, double>(d, training, get_num_threads()),
                  sizeof(Scalar), "lstm_forward");
 
-  CArray<Scalar> y({d.T, B, H_out}), h_n({B, H_out}), c_n({B, H});
+  auto y = new_array<Scalar>({d.T, B, H_out});
+  auto h_n = new_array<Scalar>({B, H_out});
+  auto c_n = new_array<Scalar>({B, H});
   std::optional<CArray<Scalar>> ws;
-  if (training) ws.emplace(std::vector<Index>{lstm_workspace_size<Scalar>(d)});
+  if (training) ws.emplace(new_array<Scalar>({lstm_workspace_size<Scalar>(d)}));
 
   Scalar* ws_data = ws ? ws->mutable_data() : nullptr;
   {
@@ -92,13 +94,16 @@ py::tuple backward(py::handle dy_obj, py::handle dh_n_obj, py::handle dc_n_obj, 
                      double(d.P) * H + lstm_backward_scratch_size<Scalar, double>(d, get_num_threads()),
                  sizeof(Scalar), "lstm_backward");
 
-  CArray<Scalar> dx({d.T, B, d.I}), dh0({B, H_out}), dc0({B, H});
-  CArray<Scalar> dw_ih({G, d.I}), dw_hh({G, H_out});
+  auto dx = new_array<Scalar>({d.T, B, d.I});
+  auto dh0 = new_array<Scalar>({B, H_out});
+  auto dc0 = new_array<Scalar>({B, H});
+  auto dw_ih = new_array<Scalar>({G, d.I});
+  auto dw_hh = new_array<Scalar>({G, H_out});
   std::optional<CArray<Scalar>> dw_hr, db_ih, db_hh;  // (P, H); (4H) each
-  if (d.P > 0) dw_hr.emplace(std::vector<Index>{d.P, H});
+  if (d.P > 0) dw_hr.emplace(new_array<Scalar>({d.P, H}));
   if (bias) {
-    db_ih.emplace(std::vector<Index>{G});
-    db_hh.emplace(std::vector<Index>{G});
+    db_ih.emplace(new_array<Scalar>({G}));
+    db_hh.emplace(new_array<Scalar>({G}));
   }
 
   Scalar* dw_hr_data = dw_hr ? dw_hr->mutable_data() : nullptr;
@@ -135,7 +140,8 @@ py::tuple cell(py::handle x_obj, py::handle h_obj, py::handle c_obj, py::handle 
   const auto b_hh = read_optional<Scalar>(b_hh_obj, "b_hh", {G}, "(4H,)");
   require_memory(static_cast<double>(B) * (2.0 * H + 4.0 * H), sizeof(Scalar), "lstm_cell");
 
-  CArray<Scalar> h_new({B, H}), c_new({B, H});
+  auto h_new = new_array<Scalar>({B, H});
+  auto c_new = new_array<Scalar>({B, H});
   {
     py::gil_scoped_release release;
     lstm_cell<Scalar>(h_new.mutable_data(), c_new.mutable_data(), x.data(), data_or_null(h), data_or_null(c),

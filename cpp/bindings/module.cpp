@@ -5,6 +5,7 @@
 
 #include "rnn/parallel.hpp"
 #include "rnn/probe.hpp"
+#include "rnn/scratch.hpp"
 
 #include <string>
 
@@ -39,6 +40,15 @@ PYBIND11_MODULE(_core, m) {
   m.def("get_num_threads", &lstm_ext::get_num_threads,
         "How many threads the core uses: set_num_threads, else LSTM_EXT_NUM_THREADS, else the CPUs this process may "
         "run on.");
+  m.def("scratch_cache_bytes", &lstm_ext::cached_scratch_bytes,
+        "Bytes of scratch memory the core keeps from earlier calls for the next ones (at most 256 MiB).");
+  m.def(
+      "release_scratch_cache",
+      [] {
+        py::gil_scoped_release release;
+        lstm_ext::release_scratch_cache();
+      },
+      "Frees the scratch memory the core keeps from earlier calls.");
   m.def(
       "read_bandwidth",
       [](long long bytes, int threads, int passes, int trials) {

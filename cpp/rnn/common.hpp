@@ -23,6 +23,7 @@
 #include <Eigen/Core>
 
 #include "rnn/parallel.hpp"
+#include "rnn/scratch.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -48,9 +49,10 @@ template <typename Scalar>
 using ArrayMap = Eigen::Map<Eigen::Array<Scalar, Eigen::Dynamic, 1>>;
 template <typename Scalar>
 using ConstArrayMap = Eigen::Map<const Eigen::Array<Scalar, Eigen::Dynamic, 1>>;
-// An owned, aligned scratch buffer (allocated before a time loop, never inside it).
+// An owned, aligned scratch buffer (allocated before a time loop, never inside it), from the
+// cache of blocks earlier calls released (scratch.hpp).
 template <typename Scalar>
-using Buffer = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+using Buffer = ScratchBuffer<Scalar>;
 
 // ---------------------------------------------------------------------------------------------
 // Direction and valid lengths of a sequence batch.

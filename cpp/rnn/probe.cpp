@@ -11,7 +11,7 @@ double read_bandwidth(Index bytes, int threads, int passes, int trials) {
   using namespace Eigen::internal;
   constexpr Index L = kPacket<float>;
   const Index count = std::max<Index>(L, bytes / Index(sizeof(float)) / L * L);
-  Buffer<float> data = Buffer<float>::Constant(count, 1.0f);  // (count) the working set
+  Eigen::VectorXf data = Eigen::VectorXf::Constant(count, 1.0f);  // (count) the working set
   TeamLease lease(threads);
   std::vector<float> sink(lease.size(), 0.0f);  // keeps the sums alive
   double best = 0;

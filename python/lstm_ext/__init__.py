@@ -12,7 +12,7 @@ compare against).
 """
 
 from . import functional, reference
-from ._core import build_info
+from ._core import build_info, release_scratch_cache, scratch_cache_bytes
 from ._parallel import get_num_threads, set_num_threads
 from .functional import (gru_backward, gru_forward, lstm_backward, lstm_cell, lstm_forward, rnn_backward,
                          rnn_forward)
@@ -32,5 +32,6 @@ __all__ = [
     "Optimizer", "RNN", "RNNBase", "ReLU", "Sequential", "Sigmoid", "Tanh",
     "build_info", "clip_grad_norm", "cross_entropy", "from_keras", "from_torch", "functional", "get_num_threads",
     "gradient_flow", "gru_backward", "gru_forward", "load", "lstm_backward", "lstm_cell", "lstm_forward", "mse_loss",
-    "reference", "rnn_backward", "rnn_forward", "set_num_threads", "to_torch",
+    "reference", "release_scratch_cache", "rnn_backward", "rnn_forward", "scratch_cache_bytes", "set_num_threads",
+    "to_torch",
 ]

@@ -116,6 +116,12 @@ def set_num_threads(n: int) -> None:
 def get_num_threads() -> int:
     """Threads the core may use: set_num_threads, else LSTM_EXT_NUM_THREADS, else the CPUs this process may run on."""
 
+def scratch_cache_bytes() -> int:
+    """Bytes of scratch memory kept from earlier calls for the next ones (at most 256 MiB)."""
+
+def release_scratch_cache() -> None:
+    """Frees the scratch memory kept from earlier calls."""
+
 def read_bandwidth(bytes: int, threads: int, passes: int = 20, trials: int = 5) -> float:
     """Bytes per second at which `threads` threads read a working set of `bytes` bytes (for the roofline)."""
 

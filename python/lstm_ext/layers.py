@@ -125,6 +125,7 @@ class RNNBase(Module):
             warnings.warn(f"dropout={self.dropout} applies between stacked layers: with num_layers=1 it has no "
                           "effect", UserWarning, stacklevel=3)
         self._saved = None  # what backward needs, from the last training-mode forward
+        self._forward_copies: dict[str, np.ndarray] = {}  # the weights as at that forward (_weights_at_forward)
 
         # PyTorch's parameters, in its order, from U(−1/√H, 1/√H); drawn in float64 so that layers
         # of either dtype with the same seed match. Dropout masks come from a stream of their own.
@@ -339,7 +340,7 @@ class RNNBase(Module):
                 c_n.append(c_last)
                 if self.training:
                     # The weights as they were: an update between forward and backward must not leak in.
-                    weights = {name: self._parameters[name + suffix].copy()
+                    weights = {name: self._weights_at_forward(name + suffix)
                                for name in ("weight_ih", "weight_hh", "weight_hr") if name + suffix in self._parameters}
                     saved.append((layer_input, ws, weights, suffix))
             layer_output = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=2)
@@ -355,6 +356,17 @@ class RNNBase(Module):
             self._saved = (saved, masks, lengths, T, B)
         state_n = [np.stack(h_n)] + ([np.stack(c_n)] if self.mode == "LSTM" else [])
         return self._time_major(layer_input), self._pack_state(state_n)
+
+    def _weights_at_forward(self, name: str) -> np.ndarray:
+        """A copy of parameter `name` for backward, in a buffer the layer keeps from one forward to the
+        next (only the last forward's copies are ever needed): copying into memory already in use
+        saves the fresh pages a new copy would cost at every step."""
+        parameter = self._parameters[name]
+        copy = self._forward_copies.get(name)
+        if copy is None or copy.shape != parameter.shape or copy.dtype != parameter.dtype:
+            copy = self._forward_copies[name] = np.empty_like(parameter)
+        np.copyto(copy, parameter)
+        return copy
 
     def backward(self, dy, dstate=None):
         """Backpropagate through the most recent training-mode forward.
