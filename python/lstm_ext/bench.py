@@ -296,6 +296,7 @@ def runners(cfg: Config, torch=None) -> dict[str, Callable[[], object]]:
             layer.backward(dy)
 
     calls["lstm_ext"] = ours
+    ours.layer = layer  # for the memory probe
     if torch is not None:
         module = layer.to_torch()
         xt = torch.from_numpy(x.copy()).requires_grad_(training)
@@ -357,7 +358,14 @@ _RSS_PROBE = textwrap.dedent("""
     call()  # once, so that one-time costs (lazy initialisation, thread stacks) are not counted
     import ctypes, gc
     gc.collect()
-    try:  # hand the freed buffers back to the system, so that the step has to take them again
+    # Hand the freed buffers back to the system, so that the step has to take them again: lstm_ext's
+    # cache of blocks for the next call, then the C library's free lists.
+    # (The weight copies a layer keeps for backward go too: torch's autograd needs none.)
+    import lstm_ext
+    if hasattr(call, "layer"):
+        call.layer._forward_copies.clear()
+    lstm_ext.release_scratch_cache()
+    try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
@@ -376,8 +384,9 @@ _RSS_PROBE = textwrap.dedent("""
 
 def step_peak_memory(cfg: Config, library: str, threads: int) -> Optional[float]:
     """MiB by which a call raises the resident set at its peak, measured in a fresh process
-    (Linux): after one call and after freed memory is handed back to the system (malloc_trim),
-    the peak resident set of a second call over the resident set before it."""
+    (Linux): after one call and after freed memory is handed back to the system (lstm_ext's scratch
+    cache released, then malloc_trim), the peak resident set of a second call over the resident
+    set before it."""
     if not os.path.exists("/proc/self/clear_refs"):
         return None
     env = {**os.environ, "LSTM_EXT_NUM_THREADS": str(threads)}

@@ -342,7 +342,10 @@ class RNNBase(Module):
                     # The weights as they were: an update between forward and backward must not leak in.
                     weights = {name: self._weights_at_forward(name + suffix)
                                for name in ("weight_ih", "weight_hh", "weight_hr") if name + suffix in self._parameters}
-                    saved.append((layer_input, ws, weights, suffix))
+                    # backward reads only x's shape (the workspace holds the input, packed): a
+                    # zero-stride stand-in keeps that without keeping the layer's input alive.
+                    x_shape = np.broadcast_to(np.zeros((), self.dtype), layer_input.shape)
+                    saved.append((x_shape, ws, weights, suffix))
             layer_output = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=2)
             if self.training and self.dropout > 0 and k < self.num_layers - 1:
                 keep = self._dropout_rng.random(layer_output.shape) >= self.dropout
@@ -391,8 +394,11 @@ class RNNBase(Module):
         dstate_n = self._read_state(dstate, "dstate", B, allow_none=True)
         dh_n, dc_n = dstate_n[0], dstate_n[1] if self.mode == "LSTM" else None
 
+        # From here on the forward's workspaces are this call's: each is dropped as soon as its layer
+        # and direction are done, so that its memory serves the layers below.
+        self._saved = None
         D, H_out = self.num_directions, self.output_size
-        dh0, dc0, grads = [None] * len(saved), [None] * len(saved), {}
+        dh0, dc0 = [None] * len(saved), [None] * len(saved)
         for k in reversed(range(self.num_layers)):
             if masks[k] is not None:
                 d_output = d_output * masks[k]
@@ -405,12 +411,14 @@ class RNNBase(Module):
                 dx, dh0[row], dc0[row], layer_grads = self._backward_one(
                     dy_dir, None if dh_n is None else dh_n[row], None if dc_n is None else dc_n[row], saved[row],
                     lengths, reverse=direction == 1)
-                d_input = dx if d_input is None else d_input + dx
-                grads.update(layer_grads)
+                saved[row] = None
+                if d_input is None:
+                    d_input = dx
+                else:
+                    d_input += dx  # (dx is a new array of the core's: adding in place allocates nothing)
+                for name, grad in layer_grads.items():
+                    self.grads[name] += grad
             d_output = d_input
-        self._saved = None
-        for name, grad in grads.items():
-            self.grads[name] += grad
         dstate0 = [np.stack(dh0)] + ([np.stack(dc0)] if self.mode == "LSTM" else [])
         return self._time_major(d_output), self._pack_state(dstate0)
 
