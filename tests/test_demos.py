@@ -48,7 +48,8 @@ def test_the_demos_report_what_they_promise(quick_run):
     assert memory["lengths"] == [10, 50, 100] and min(memory["lstm_accuracy"][1:]) >= 0.9
     assert memory["gradient_decay_rnn"] < 1e-6 < memory["gradient_decay_lstm_c"]
     text = summary["demos"]["text"]
-    assert text["metrics"]["held_out_loss"] < text["metrics"]["unigram_baseline"]
+    assert text["metrics"]["test_loss"] < text["metrics"]["unigram_baseline"]
+    assert 1 <= text["metrics"]["best_epoch"] <= text["metrics"]["epochs"]
     assert len(text["samples"]) == 3 and all(len(s) > 80 for s in text["samples"])
     assert any("company A: day 5 predicted" in line for line in lines)
 

@@ -1,16 +1,19 @@
 """A character-level LSTM language model, trained briefly on a text and then sampled.
 
 The text (``--text FILE``; by default an essay written for this package, shipped with it) is
-split 90/10 into training and held-out parts. The training part is cut into 16 parallel streams
-that the model reads with truncated backpropagation through time (chunks of 64 characters, the
-state carried across chunks). The model: an embedding of the characters, one LSTM layer and a
-linear head over the vocabulary, trained with cross-entropy.
+split 80/10/10 into training, validation and test parts. The training part is cut into 16
+parallel streams that the model reads with truncated backpropagation through time (chunks of 64
+characters, the state carried across chunks). The model: an embedding of the characters, one
+LSTM layer and a linear head over the vocabulary, trained with cross-entropy; training stops
+when the validation loss has not improved for 4 epochs and keeps the best weights (on so small
+a text a model that trains on keeps memorising it: 40 epochs gave a training loss of 0.6 and a
+held-out loss of 1.96 nats; stopped early, 1.75 on the test part).
 
-The loss per character (in nats) on the held-out part is set against the unigram baseline: the
-entropy of the training part's character frequencies, what a model that knows only how common
-each character is would score. Threshold: the LSTM's held-out loss is below the baseline. Then the
-model writes a few lines on its own, each character drawn from its predictions sharpened by a
-temperature (0.7).
+The loss per character (in nats) on the test part, which neither training nor early stopping
+saw, is set against the unigram baseline: the entropy of the training part's character
+frequencies, what a model that knows only how common each character is would score. Threshold:
+the LSTM's test loss is below the baseline. Then the model writes a few lines on its own, each
+character drawn from its predictions sharpened by a temperature (0.7).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import numpy as np
 from .. import LSTM, Adam, Embedding, Linear, Sequential, cross_entropy
 from . import Result
 
-STREAMS, CHUNK, TEMPERATURE = 16, 64, 0.7
+STREAMS, CHUNK, TEMPERATURE, PATIENCE = 16, 64, 0.7, 4
 
 
 def default_text() -> str:
@@ -64,8 +67,8 @@ def run(context) -> Result:
                          f"{2 * STREAMS * CHUNK}")
     index = {c: i for i, c in enumerate(chars)}
     data = np.array([index[c] for c in text], dtype=np.int32)
-    split = int(len(data) * 0.9)
-    train, held = data[:split], data[split:]
+    train_end, validation_end = int(len(data) * 0.8), int(len(data) * 0.9)
+    train, validation, test = data[:train_end], data[train_end:validation_end], data[validation_end:]
     per_stream = (len(train) - 1) // STREAMS
     X = np.stack([train[s * per_stream:(s + 1) * per_stream] for s in range(STREAMS)])
     y = np.stack([train[s * per_stream + 1:(s + 1) * per_stream + 1] for s in range(STREAMS)])
@@ -76,15 +79,18 @@ def run(context) -> Result:
     model = Sequential(Embedding(len(chars), 32, seed=context.seed), LSTM(32, hidden, batch_first=True, seed=context.seed),
                        Linear(hidden, len(chars), seed=context.seed))
     model.compile(loss="cross_entropy", optimizer=Adam(lr=1e-2), clip_grad_norm=1.0)
-    epochs = 12 if context.quick else 40
+    max_epochs = 12 if context.quick else 60
     context.log(f"  {source}: {len(text)} characters, {len(chars)} distinct; {STREAMS} streams of {per_stream}, "
-                f"chunks of {CHUNK}; {epochs} epochs")
-    history = model.fit(X, y, epochs=epochs, batch_size=STREAMS, shuffle=False, tbptt=CHUNK, verbose=0)
+                f"chunks of {CHUNK}; up to {max_epochs} epochs, early stopping on the validation part")
+    history = model.fit(X, y, epochs=max_epochs, batch_size=STREAMS, shuffle=False, tbptt=CHUNK, verbose=0,
+                        validation_data=(validation[None, :-1], validation[None, 1:]), early_stopping=PATIENCE)
+    best = int(np.argmin([h["val_loss"] for h in history]))  # the epoch whose weights the model kept
 
     model.eval()
-    held_loss, _ = cross_entropy(model.forward(held[None, :-1]), held[None, 1:])
+    test_loss, _ = cross_entropy(model.forward(test[None, :-1]), test[None, 1:])
     model.train()
-    context.log(f"  loss per character: training {history[-1]['loss']:.3f}, held-out {held_loss:.3f}, "
+    context.log(f"  loss per character after epoch {best + 1} of {len(history)}: training "
+                f"{history[best]['loss']:.3f}, validation {history[best]['val_loss']:.3f}, test {test_loss:.3f}; "
                 f"unigram baseline {unigram:.3f} nats")
 
     rng = np.random.default_rng(context.seed)
@@ -100,14 +106,18 @@ def run(context) -> Result:
     plt = context.pyplot()
     if plt is not None:
         figure, axis = plt.subplots(figsize=(8, 3.6))
-        axis.plot(range(1, epochs + 1), [h["loss"] for h in history], label="training loss")
-        axis.axhline(held_loss, color="tab:orange", label=f"held-out loss ({held_loss:.2f})")
+        epochs = range(1, len(history) + 1)
+        axis.plot(epochs, [h["loss"] for h in history], label="training loss")
+        axis.plot(epochs, [h["val_loss"] for h in history], label="validation loss")
+        axis.axvline(best + 1, color="tab:orange", ls="--", lw=0.8, label=f"weights kept (epoch {best + 1})")
+        axis.axhline(test_loss, color="tab:green", label=f"test loss ({test_loss:.2f})")
         axis.axhline(unigram, color="gray", ls=":", label=f"unigram baseline ({unigram:.2f})")
         axis.set(xlabel="epoch", ylabel="nats per character", title="Character-level LSTM language model")
         axis.legend()
         plot = context.save_figure(figure, "text.png")
-    metrics = {"held_out_loss": float(held_loss), "training_loss": float(history[-1]["loss"]),
-               "unigram_baseline": float(unigram), "characters": len(text), "vocabulary": len(chars), "epochs": epochs}
-    return Result(metrics=metrics, threshold="held-out loss per character below the unigram baseline",
-                  passed=bool(held_loss < unigram), plot=plot,
+    metrics = {"test_loss": float(test_loss), "validation_loss": float(history[best]["val_loss"]),
+               "training_loss": float(history[best]["loss"]), "unigram_baseline": float(unigram),
+               "characters": len(text), "vocabulary": len(chars), "epochs": len(history), "best_epoch": best + 1}
+    return Result(metrics=metrics, threshold="test loss per character below the unigram baseline",
+                  passed=bool(test_loss < unigram), plot=plot,
                   details={"samples": lines, "temperature": TEMPERATURE, "text": source})
