@@ -37,8 +37,9 @@ def textbook_float32_bounds(case32, expected):
     Some tensors are ill-conditioned in float32 whatever computes them: 1 − σ(a) cancels for
     saturated gates, and with H = 1 and B = 1 a gradient that has vanished through 30 steps
     (to ~1e-22 of dc_n) or a final state that is a cancelling sum carries float32's rounding
-    amplified. Measured on 3000 random cases: the textbook float32 error itself reaches 3e-5 in 2
-    of them, and the compiled error is within 2× of it in every case."""
+    amplified. Measured on 3000 random cases of this sweep's kind: the compiled error exceeds 1e-5
+    in 2 (1.7e-5 and 1.1e-5, where the textbook float32 errors are 0.9e-5 and 2.9e-5), and it is
+    within 2× of the textbook float32 error in every case."""
     y, h_n, c_n, cache = reference.lstm_forward(*(case32[k] for k in ("x", "w_ih", "w_hh", "b_ih", "b_hh", "h0", "c0")))
     textbook = {"y": y, "h_n": h_n, "c_n": c_n,
                 **reference.lstm_backward(case32["dy"], case32["dh_n"], case32["dc_n"], cache)}
