@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 import lstm_ext
-from lstm_ext import _core
 
 STEADY_STATE = textwrap.dedent("""
     import resource, sys
@@ -55,15 +54,15 @@ def test_training_steps_reuse_their_memory(cell):
 def test_the_cache_keeps_and_releases_scratch():
     layer = lstm_ext.LSTM(256, 256, seed=0)
     x = np.zeros((20, 8, 256), np.float32)
-    _core.release_scratch_cache()
-    assert _core.scratch_cache_bytes() == 0
+    lstm_ext.release_scratch_cache()
+    assert lstm_ext.scratch_cache_bytes() == 0
     y, _ = layer(x)
     layer.backward(np.ones_like(y))
-    kept = _core.scratch_cache_bytes()
+    kept = lstm_ext.scratch_cache_bytes()
     assert kept >= 4 * 256 * 256 * 4  # at least the packed W_hh of the forward
     y, _ = layer(x)                   # the same sizes again: the same blocks, taken and given back
     layer.backward(np.ones_like(y))
-    assert _core.scratch_cache_bytes() == kept
+    assert lstm_ext.scratch_cache_bytes() == kept
     lstm_ext.release_scratch_cache()
     assert lstm_ext.scratch_cache_bytes() == 0
 

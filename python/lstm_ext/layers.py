@@ -364,9 +364,9 @@ class RNNBase(Module):
         """A copy of parameter `name` for backward, in a buffer the layer keeps from one forward to the
         next (only the last forward's copies are ever needed): copying into memory already in use
         saves the fresh pages a new copy would cost at every step."""
-        parameter = self._parameters[name]
+        parameter = self._parameters[name]  # (its shape and dtype never change: loads copy into it)
         copy = self._forward_copies.get(name)
-        if copy is None or copy.shape != parameter.shape or copy.dtype != parameter.dtype:
+        if copy is None:
             copy = self._forward_copies[name] = np.empty_like(parameter)
         np.copyto(copy, parameter)
         return copy
