@@ -55,9 +55,12 @@ def test_roofline_follows_the_peak_and_names_its_bound():
 def test_report_has_the_machine_the_table_and_a_reading():
     machine = {"date": "2026-01-01", "cpu": "Test CPU", "cpus": 2, "isa": "avx2, fma", "caches": "L2 512K",
                "threads": 2, "python": "3.11", "numpy": "2.0", "torch": "2.13.0", "lstm_ext": "0.1.0",
-               "build": {"arch_flags": "-march=native", "simd": "AVX2"}, "gemm_peak_float32": 150e9}
+               "build": {"kernel_level": "avx2", "kernel_levels": {"baseline": [], "avx2": ["avx2"]}, "native": False,
+                         "simd": "AVX2"},
+               "gemm_peak_float32": 150e9}
     report = render(machine, fake_results(), repeats=15)
     assert "Test CPU, 2 CPUs (avx2, fma" in report and "2 threads for every library" in report
+    assert "with the avx2 kernel level (AVX2; compiled in: baseline, avx2)" in report
     assert "float32 150 GFLOP/s" in report and "15 rounds" in report
     assert "| inference (150, 1, 256) | 2.00 ms | 4.00 ms | 50.00 ms | **2.00×** |" in report
     assert "| training (25, 16, 512) | 50.00 ms | 45.00 ms | — | **0.90×** |" in report
@@ -95,7 +98,8 @@ def test_reading_explains_a_roofline_above_the_peak():
 
 def test_report_without_torch_has_no_torch_columns():
     machine = {"date": "d", "cpu": "c", "cpus": 1, "isa": "x", "caches": "?", "threads": 1, "python": "3",
-               "numpy": "2", "torch": None, "lstm_ext": "0.1.0", "build": {"arch_flags": "", "simd": "SSE2"},
+               "numpy": "2", "torch": None, "lstm_ext": "0.1.0",
+               "build": {"kernel_level": "baseline", "kernel_levels": {"baseline": []}, "native": False, "simd": "SSE2"},
                "gemm_peak_float32": 1e9}
     results = [Result(Config("inference", 5, 1, 8), {"lstm_ext": 0.001, "reference": 0.01}, 0.0005, "compute", {})]
     report = render(machine, results, repeats=2)

@@ -19,7 +19,10 @@
 #include <string>
 #include <vector>
 
-#include "rnn/common.hpp"
+#include "rnn/kernels.hpp"
+#include "rnn/parallel.hpp"
+#include "rnn/scratch.hpp"
+#include "rnn/types.hpp"
 
 namespace lstm_ext::bindings {
 

@@ -4,7 +4,6 @@
 #include <pybind11/pybind11.h>
 
 #include "bindings/checks.hpp"
-#include "rnn/gru.hpp"
 
 namespace lstm_ext::bindings {
 namespace {
@@ -15,24 +14,25 @@ py::tuple forward(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_obj, py
   const auto w = read_weights<Scalar>(w_ih_obj, w_hh_obj, 3, "3H", false);
   const auto x = read_sequence<Scalar>(x_obj, w.I);
   const GruDims d{x.shape(0), x.shape(1), w.I, w.H};
+  const Kernels<Scalar>& kernel = kernels<Scalar>();
   const auto b_ih = read_optional<Scalar>(b_ih_obj, "b_ih", {d.G()}, "(3H,)");
   const auto b_hh = read_optional<Scalar>(b_hh_obj, "b_hh", {d.G()}, "(3H,)");
   const auto h0 = read_optional<Scalar>(h0_obj, "h0", {d.B, d.H}, "(B, H)");
   const auto lengths = read_lengths(lengths_obj, d.T, d.B);
 
   // Outputs y, h_n, the workspace and the core's scratch, counted in double (no overflow).
-  require_memory(double(d.T) * d.B * d.H + double(d.B) * d.H + (training ? gru_workspace_size<Scalar, double>(d) : 0.0) +
-                     gru_forward_scratch_size<Scalar, double>(d, training, get_num_threads()),
+  require_memory(double(d.T) * d.B * d.H + double(d.B) * d.H + (training ? gru_workspace_size<double>(d, kernel.lanes) : 0.0) +
+                     gru_forward_scratch_size<double>(d, training, get_num_threads(), kernel.lanes),
                  sizeof(Scalar), "gru_forward");
 
   auto y = new_array<Scalar>({d.T, d.B, d.H});
   auto h_n = new_array<Scalar>({d.B, d.H});
   std::optional<CArray<Scalar>> ws;
-  if (training) ws.emplace(new_array<Scalar>({gru_workspace_size<Scalar>(d)}));
+  if (training) ws.emplace(new_array<Scalar>({gru_workspace_size(d, kernel.lanes)}));
   Scalar* ws_data = ws ? ws->mutable_data() : nullptr;
   {
     py::gil_scoped_release release;
-    gru_forward<Scalar>(y.mutable_data(), h_n.mutable_data(), ws_data, x.data(), data_or_null(h0), w.w_ih.data(),
+    kernel.gru.forward(y.mutable_data(), h_n.mutable_data(), ws_data, x.data(), data_or_null(h0), w.w_ih.data(),
                         w.w_hh.data(), data_or_null(b_ih), data_or_null(b_hh), d, sequence_options(reverse, lengths));
   }
   return py::make_tuple(y, h_n, or_none(ws));
@@ -44,14 +44,15 @@ py::tuple backward(py::handle dy_obj, py::handle dh_n_obj, py::handle x_obj, py:
   const auto w = read_weights<Scalar>(w_ih_obj, w_hh_obj, 3, "3H", false);
   const auto [T, B] = read_sequence_sizes(x_obj, w.I);
   const GruDims d{T, B, w.I, w.H};
-  const auto ws = read_workspace<Scalar>(ws_obj, gru_workspace_size<Scalar>(d), "(T, B, H) = " + shape_str({T, B, d.H}));
+  const Kernels<Scalar>& kernel = kernels<Scalar>();
+  const auto ws = read_workspace<Scalar>(ws_obj, gru_workspace_size(d, kernel.lanes), "(T, B, H) = " + shape_str({T, B, d.H}));
   const auto dy = read_optional<Scalar>(dy_obj, "dy", {d.T, d.B, d.H}, "(T, B, H)");
   const auto dh_n = read_optional<Scalar>(dh_n_obj, "dh_n", {d.B, d.H}, "(B, H)");
   const auto lengths = read_lengths(lengths_obj, d.T, d.B);
 
   // The gradients and the core's scratch, counted in double (no overflow).
   require_memory(double(d.T) * d.B * d.I + double(d.B) * d.H + double(d.G()) * (d.I + d.H + 2) +
-                     gru_backward_scratch_size<Scalar, double>(d, get_num_threads()),
+                     gru_backward_scratch_size<double>(d, get_num_threads(), kernel.lanes),
                  sizeof(Scalar), "gru_backward");
 
   auto dx = new_array<Scalar>({d.T, d.B, d.I});
@@ -67,7 +68,7 @@ py::tuple backward(py::handle dy_obj, py::handle dh_n_obj, py::handle x_obj, py:
   Scalar* db_hh_data = bias ? db_hh->mutable_data() : nullptr;
   {
     py::gil_scoped_release release;
-    gru_backward<Scalar>(dx.mutable_data(), dh0.mutable_data(), dw_ih.mutable_data(), dw_hh.mutable_data(),
+    kernel.gru.backward(dx.mutable_data(), dh0.mutable_data(), dw_ih.mutable_data(), dw_hh.mutable_data(),
                          db_ih_data, db_hh_data, data_or_null(dy), data_or_null(dh_n), ws.data(),
                          w.w_ih.data(), w.w_hh.data(), d, sequence_options(reverse, lengths));
   }

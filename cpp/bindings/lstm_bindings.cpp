@@ -9,7 +9,6 @@
 #include <algorithm>
 
 #include "bindings/checks.hpp"
-#include "rnn/lstm.hpp"
 
 namespace lstm_ext::bindings {
 namespace {
@@ -47,6 +46,7 @@ py::tuple forward(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_obj, py
   const auto x = read_sequence<Scalar>(x_obj, lw.w.I);
   const LstmDims d = lstm_dims(x.shape(0), x.shape(1), lw);
   const Index B = d.B, H = d.H, H_out = d.H_out();
+  const Kernels<Scalar>& kernel = kernels<Scalar>();
   const auto b_ih = read_optional<Scalar>(b_ih_obj, "b_ih", {d.G()}, "(4H,)");
   const auto b_hh = read_optional<Scalar>(b_hh_obj, "b_hh", {d.G()}, "(4H,)");
   const auto h0 = read_optional<Scalar>(h0_obj, "h0", {B, H_out}, d.P > 0 ? "(B, P)" : "(B, H)");
@@ -55,19 +55,20 @@ py::tuple forward(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_obj, py
 
   // Outputs y, h_n, c_n, the workspace and the core's scratch, counted in double (no overflow).
   require_memory(double(d.T) * B * H_out + double(B) * (H_out + H) +
-                     (training ? lstm_workspace_size<Scalar, double>(d) : 0.0) + lstm_forward_scratch_size<Scalar, double>(d, training, get_num_threads()),
+                     (training ? lstm_workspace_size<double>(d, kernel.lanes) : 0.0) +
+                     lstm_forward_scratch_size<double>(d, training, get_num_threads(), kernel.lanes),
                  sizeof(Scalar), "lstm_forward");
 
   auto y = new_array<Scalar>({d.T, B, H_out});
   auto h_n = new_array<Scalar>({B, H_out});
   auto c_n = new_array<Scalar>({B, H});
   std::optional<CArray<Scalar>> ws;
-  if (training) ws.emplace(new_array<Scalar>({lstm_workspace_size<Scalar>(d)}));
+  if (training) ws.emplace(new_array<Scalar>({lstm_workspace_size(d, kernel.lanes)}));
 
   Scalar* ws_data = ws ? ws->mutable_data() : nullptr;
   {
     py::gil_scoped_release release;
-    lstm_forward<Scalar>(y.mutable_data(), h_n.mutable_data(), c_n.mutable_data(), ws_data, x.data(),
+    kernel.lstm.forward(y.mutable_data(), h_n.mutable_data(), c_n.mutable_data(), ws_data, x.data(),
                          data_or_null(h0), data_or_null(c0), lw.w.w_ih.data(), lw.w.w_hh.data(), data_or_null(b_ih),
                          data_or_null(b_hh), data_or_null(lw.w_hr), d, sequence_options(reverse, lengths));
   }
@@ -83,7 +84,8 @@ py::tuple backward(py::handle dy_obj, py::handle dh_n_obj, py::handle dc_n_obj, 
   const auto [T, B_x] = read_sequence_sizes(x_obj, lw.w.I);
   const LstmDims d = lstm_dims(T, B_x, lw);
   const Index B = d.B, H = d.H, H_out = d.H_out(), G = d.G();
-  const auto ws = read_workspace<Scalar>(ws_obj, lstm_workspace_size<Scalar>(d), sizes_str(d));
+  const Kernels<Scalar>& kernel = kernels<Scalar>();
+  const auto ws = read_workspace<Scalar>(ws_obj, lstm_workspace_size(d, kernel.lanes), sizes_str(d));
   const auto dy = read_optional<Scalar>(dy_obj, "dy", {d.T, B, H_out}, d.P > 0 ? "(T, B, P)" : "(T, B, H)");
   const auto dh_n = read_optional<Scalar>(dh_n_obj, "dh_n", {B, H_out}, d.P > 0 ? "(B, P)" : "(B, H)");
   const auto dc_n = read_optional<Scalar>(dc_n_obj, "dc_n", {B, H}, "(B, H)");
@@ -91,7 +93,7 @@ py::tuple backward(py::handle dy_obj, py::handle dh_n_obj, py::handle dc_n_obj, 
 
   // The gradients and the core's scratch, counted in double (no overflow).
   require_memory(double(d.T) * B * d.I + double(B) * (H_out + H) + double(G) * (d.I + H_out + 2) +
-                     double(d.P) * H + lstm_backward_scratch_size<Scalar, double>(d, get_num_threads()),
+                     double(d.P) * H + lstm_backward_scratch_size<double>(d, get_num_threads(), kernel.lanes),
                  sizeof(Scalar), "lstm_backward");
 
   auto dx = new_array<Scalar>({d.T, B, d.I});
@@ -111,7 +113,7 @@ py::tuple backward(py::handle dy_obj, py::handle dh_n_obj, py::handle dc_n_obj, 
   Scalar* db_hh_data = bias ? db_hh->mutable_data() : nullptr;
   {
     py::gil_scoped_release release;
-    lstm_backward<Scalar>(dx.mutable_data(), dh0.mutable_data(), dc0.mutable_data(), dw_ih.mutable_data(),
+    kernel.lstm.backward(dx.mutable_data(), dh0.mutable_data(), dc0.mutable_data(), dw_ih.mutable_data(),
                           dw_hh.mutable_data(), dw_hr_data, db_ih_data, data_or_null(dy), data_or_null(dh_n),
                           data_or_null(dc_n), ws.data(), lw.w.w_ih.data(), lw.w.w_hh.data(),
                           data_or_null(lw.w_hr), d, sequence_options(reverse, lengths));
@@ -127,6 +129,7 @@ py::tuple cell(py::handle x_obj, py::handle h_obj, py::handle c_obj, py::handle 
                py::handle b_ih_obj, py::handle b_hh_obj) {
   const auto w = read_weights<Scalar>(w_ih_obj, w_hh_obj, 4, "4H", false);
   const Index I = w.I, H = w.H, G = 4 * H;
+  const Kernels<Scalar>& kernel = kernels<Scalar>();
   auto x = to_array<Scalar>(x_obj, "x");
   require_ndim(x, "x", 2, "(B, I)");
   const Index B = x.shape(0);
@@ -144,7 +147,7 @@ py::tuple cell(py::handle x_obj, py::handle h_obj, py::handle c_obj, py::handle 
   auto c_new = new_array<Scalar>({B, H});
   {
     py::gil_scoped_release release;
-    lstm_cell<Scalar>(h_new.mutable_data(), c_new.mutable_data(), x.data(), data_or_null(h), data_or_null(c),
+    kernel.lstm.cell(h_new.mutable_data(), c_new.mutable_data(), x.data(), data_or_null(h), data_or_null(c),
                       w.w_ih.data(), w.w_hh.data(), data_or_null(b_ih), data_or_null(b_hh), B, I, H);
   }
   return py::make_tuple(h_new, c_new);

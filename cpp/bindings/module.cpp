@@ -1,15 +1,24 @@
 // lstm_ext._core: the compiled core's Python module. Each cell's bindings live in their own file.
 #include <pybind11/pybind11.h>
 
-#include <Eigen/Core>
-
+#include "rnn/cpu.hpp"
+#include "rnn/kernels.hpp"
 #include "rnn/parallel.hpp"
-#include "rnn/probe.hpp"
 #include "rnn/scratch.hpp"
 
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace py = pybind11;
+
+namespace {
+py::list as_list(const std::vector<std::string>& words) {
+  py::list list;
+  for (const std::string& w : words) list.append(w);
+  return list;
+}
+}  // namespace
 
 namespace lstm_ext::bindings {
 void bind_lstm(py::module_& m);
@@ -17,14 +26,21 @@ void bind_gru(py::module_& m);
 void bind_rnn(py::module_& m);
 }
 
-#ifndef LSTM_EXT_ARCH_FLAGS
-#define LSTM_EXT_ARCH_FLAGS ""
-#endif
 #ifndef LSTM_EXT_NATIVE_BUILD
 #define LSTM_EXT_NATIVE_BUILD 0
 #endif
+#ifndef LSTM_EXT_EIGEN_VERSION
+#define LSTM_EXT_EIGEN_VERSION ""
+#endif
 
 PYBIND11_MODULE(_core, m) {
+  // First of all, the kernel level: the best this CPU supports, or LSTM_EXT_KERNELS's. A build
+  // for another CPU, or a level the CPU lacks, fails the import here, before any of its code runs.
+  try {
+    lstm_ext::select_kernel_level();
+  } catch (const std::runtime_error& e) {
+    throw py::import_error(e.what());
+  }
   m.doc() = "lstm_ext's compiled core: LSTM (with projection), GRU and vanilla RNN forward and backward through time, one layer and one direction, in C++/Eigen.";
   lstm_ext::bindings::bind_lstm(m);
   lstm_ext::bindings::bind_gru(m);
@@ -60,7 +76,7 @@ PYBIND11_MODULE(_core, m) {
                                 ", " + std::to_string(passes) + ", " + std::to_string(trials));
         }
         py::gil_scoped_release release;
-        return lstm_ext::read_bandwidth(bytes, threads, passes, trials);
+        return lstm_ext::kernel_level().read_bandwidth(bytes, threads, passes, trials);
       },
       py::arg("bytes"), py::arg("threads"), py::arg("passes") = 20, py::arg("trials") = 5,
       "Bytes per second at which `threads` threads read a working set of `bytes` bytes (the benchmark's roofline).");
@@ -68,13 +84,21 @@ PYBIND11_MODULE(_core, m) {
       "build_info",
       [] {
         py::dict info;
-        info["eigen_version"] = std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) +
-                                "." + std::to_string(EIGEN_MINOR_VERSION);
-        info["simd"] = std::string(Eigen::SimdInstructionSetsInUse());
-        info["arch_flags"] = std::string(LSTM_EXT_ARCH_FLAGS);
+        const lstm_ext::KernelLevel& level = lstm_ext::kernel_level();
+        py::dict levels;  // level name -> the CPU features it was compiled for
+        for (const lstm_ext::CompiledLevel& compiled : lstm_ext::compiled_levels()) {
+          levels[compiled.name] = as_list(lstm_ext::feature_names(*compiled.compiled_for));
+        }
+        info["kernel_level"] = std::string(level.name);
+        info["kernel_levels"] = levels;
+        info["cpu_features"] = as_list(lstm_ext::feature_names(lstm_ext::cpu_features()));
+        info["simd"] = std::string(level.simd);
         info["native"] = static_cast<bool>(LSTM_EXT_NATIVE_BUILD);
+        info["eigen_version"] = std::string(LSTM_EXT_EIGEN_VERSION);
         info["compiler"] = std::string(__VERSION__);
         return info;
       },
-      "How the core was built: Eigen version, SIMD instruction sets in use, architecture flags, compiler.");
+      "How the core was built and which kernels run: kernel_level (in use), kernel_levels (compiled in, each with "
+      "the CPU features it needs), cpu_features (this CPU's, as usable), simd (the instruction sets of the level in "
+      "use), native (built for one machine), eigen_version, compiler.");
 }

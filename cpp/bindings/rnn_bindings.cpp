@@ -6,7 +6,6 @@
 #include <algorithm>
 
 #include "bindings/checks.hpp"
-#include "rnn/rnn.hpp"
 
 namespace lstm_ext::bindings {
 namespace {
@@ -25,24 +24,25 @@ py::tuple forward(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_obj, py
   const auto w = read_weights<Scalar>(w_ih_obj, w_hh_obj, 1, "H", false);
   const auto x = read_sequence<Scalar>(x_obj, w.I);
   const RnnDims d{x.shape(0), x.shape(1), w.I, w.H};
+  const Kernels<Scalar>& kernel = kernels<Scalar>();
   const auto b_ih = read_optional<Scalar>(b_ih_obj, "b_ih", {d.H}, "(H,)");
   const auto b_hh = read_optional<Scalar>(b_hh_obj, "b_hh", {d.H}, "(H,)");
   const auto h0 = read_optional<Scalar>(h0_obj, "h0", {d.B, d.H}, "(B, H)");
   const auto lengths = read_lengths(lengths_obj, d.T, d.B);
 
   // Outputs y, h_n, the workspace and the core's scratch, counted in double (no overflow).
-  require_memory(double(d.T) * d.B * d.H + double(d.B) * d.H + (training ? rnn_workspace_size<Scalar, double>(d) : 0.0) +
-                     rnn_forward_scratch_size<Scalar, double>(d, training, get_num_threads()),
+  require_memory(double(d.T) * d.B * d.H + double(d.B) * d.H + (training ? rnn_workspace_size<double>(d, kernel.lanes) : 0.0) +
+                     rnn_forward_scratch_size<double>(d, training, get_num_threads(), kernel.lanes),
                  sizeof(Scalar), "rnn_forward");
 
   auto y = new_array<Scalar>({d.T, d.B, d.H});
   auto h_n = new_array<Scalar>({d.B, d.H});
   std::optional<CArray<Scalar>> ws;
-  if (training) ws.emplace(new_array<Scalar>({rnn_workspace_size<Scalar>(d)}));
+  if (training) ws.emplace(new_array<Scalar>({rnn_workspace_size(d, kernel.lanes)}));
   Scalar* ws_data = ws ? ws->mutable_data() : nullptr;
   {
     py::gil_scoped_release release;
-    rnn_forward<Scalar>(y.mutable_data(), h_n.mutable_data(), ws_data, x.data(), data_or_null(h0), w.w_ih.data(),
+    kernel.rnn.forward(y.mutable_data(), h_n.mutable_data(), ws_data, x.data(), data_or_null(h0), w.w_ih.data(),
                         w.w_hh.data(), data_or_null(b_ih), data_or_null(b_hh), act, d,
                         sequence_options(reverse, lengths));
   }
@@ -57,14 +57,15 @@ py::tuple backward(py::handle dy_obj, py::handle dh_n_obj, py::handle x_obj, py:
   const auto w = read_weights<Scalar>(w_ih_obj, w_hh_obj, 1, "H", false);
   const auto [T, B] = read_sequence_sizes(x_obj, w.I);
   const RnnDims d{T, B, w.I, w.H};
-  const auto ws = read_workspace<Scalar>(ws_obj, rnn_workspace_size<Scalar>(d), "(T, B, H) = " + shape_str({T, B, d.H}));
+  const Kernels<Scalar>& kernel = kernels<Scalar>();
+  const auto ws = read_workspace<Scalar>(ws_obj, rnn_workspace_size(d, kernel.lanes), "(T, B, H) = " + shape_str({T, B, d.H}));
   const auto dy = read_optional<Scalar>(dy_obj, "dy", {d.T, d.B, d.H}, "(T, B, H)");
   const auto dh_n = read_optional<Scalar>(dh_n_obj, "dh_n", {d.B, d.H}, "(B, H)");
   const auto lengths = read_lengths(lengths_obj, d.T, d.B);
 
   // The gradients and the core's scratch, counted in double (no overflow).
   require_memory(double(d.T) * d.B * d.I + double(d.B) * d.H + double(d.H) * (d.I + d.H + 2) +
-                     rnn_backward_scratch_size<Scalar, double>(d, get_num_threads()),
+                     rnn_backward_scratch_size<double>(d, get_num_threads(), kernel.lanes),
                  sizeof(Scalar), "rnn_backward");
 
   auto dx = new_array<Scalar>({d.T, d.B, d.I});
@@ -80,7 +81,7 @@ py::tuple backward(py::handle dy_obj, py::handle dh_n_obj, py::handle x_obj, py:
   Scalar* db_hh_data = bias ? db_hh->mutable_data() : nullptr;
   {
     py::gil_scoped_release release;
-    rnn_backward<Scalar>(dx.mutable_data(), dh0.mutable_data(), dw_ih.mutable_data(), dw_hh.mutable_data(),
+    kernel.rnn.backward(dx.mutable_data(), dh0.mutable_data(), dw_ih.mutable_data(), dw_hh.mutable_data(),
                          db_ih_data, data_or_null(dy), data_or_null(dh_n), ws.data(), w.w_ih.data(),
                          w.w_hh.data(), act, d, sequence_options(reverse, lengths));
     // b_ih and b_hh enter the same sum: their gradients are equal, returned as two arrays.

@@ -1,39 +1,33 @@
-// lstm_ext core: what every recurrent cell shares.
+// lstm_ext core: what the kernels of every cell share (packets, activations, scratch, rows).
 //
-// Pure C++17 + Eigen; no Python headers anywhere under cpp/rnn/.
+// Pure C++17 + Eigen; no Python headers. Kernel code: compiled once per kernel level, into the
+// level's namespace lstm_ext::LSTM_EXT_LEVEL (kernels.hpp), like every file that includes it.
+// The dimension legend and the sequence options are in types.hpp.
 //
-// Dimension legend (the same letters in every file of the core):
-//   T  time steps              B  batch size
-//   I  input features          H  hidden units
-//   P  projected hidden size (LSTM with projection; otherwise the output size is H)
-//   G  gate rows (4H for the LSTM, 3H for the GRU, H for the vanilla RNN)
-//
-// Conventions: buffers are row-major (C order) and time-major: a sequence is (T, B, I), so the
-// rows of step t start at t*B. Eigen sees them through Maps of row-major matrices; nothing here
-// owns a caller's memory.
-//
-// Every cell runs one layer in one direction over a batch of sequences, with two options
-// (SequenceOptions): `reverse` walks the time steps from T-1 down to 0, and `lengths` gives each
-// sequence's valid length. A sequence b is active at time t when t < lengths[b]; at inactive
-// steps its state is carried unchanged, its output row is zero and its gradients pass through.
-// This is PyTorch's packed-sequence meaning: the final state is the state after the last valid
-// step, and the reverse direction starts at each sequence's own last valid step.
+// Eigen sees the row-major buffers through Maps of row-major matrices.
 #pragma once
+
+#ifndef LSTM_EXT_LEVEL
+#error "rnn/common.hpp is kernel code, compiled once per kernel level: CMake defines LSTM_EXT_LEVEL (see kernels.hpp)"
+#endif
 
 #include <Eigen/Core>
 
 #include "rnn/parallel.hpp"
 #include "rnn/scratch.hpp"
+#include "rnn/types.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 namespace lstm_ext {
+namespace LSTM_EXT_LEVEL {
 
-using Index = Eigen::Index;
+static_assert(std::is_same_v<Index, Eigen::Index>);
 
 template <typename Scalar>
 using RowMatrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
@@ -49,21 +43,51 @@ template <typename Scalar>
 using ArrayMap = Eigen::Map<Eigen::Array<Scalar, Eigen::Dynamic, 1>>;
 template <typename Scalar>
 using ConstArrayMap = Eigen::Map<const Eigen::Array<Scalar, Eigen::Dynamic, 1>>;
-// An owned, aligned scratch buffer (allocated before a time loop, never inside it), from the
-// cache of blocks earlier calls released (scratch.hpp).
+// An owned, aligned buffer of `size` elements of uninitialised scratch (allocated before a time
+// loop, never inside it), from the cache of blocks earlier calls released (scratch.hpp);
+// move-only. resize() keeps the memory when it is large enough and does not keep the contents.
 template <typename Scalar>
-using Buffer = ScratchBuffer<Scalar>;
+class Buffer {
+ public:
+  Buffer() = default;
+  explicit Buffer(Index size) { resize(size); }
+  ~Buffer() { reset(); }
+  Buffer(Buffer&& other) noexcept { swap(other); }
+  Buffer& operator=(Buffer&& other) noexcept {
+    Buffer(std::move(other)).swap(*this);
+    return *this;
+  }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
 
-// ---------------------------------------------------------------------------------------------
-// Direction and valid lengths of a sequence batch.
-struct SequenceOptions {
-  bool reverse = false;                    // walk t = T-1, ..., 0
-  const std::int64_t* lengths = nullptr;   // (B) valid lengths in [1, T]; nullptr = all T
+  void resize(Index size) {
+    const std::size_t bytes = static_cast<std::size_t>(size) * sizeof(Scalar);
+    if (bytes > capacity_) {
+      reset();
+      data_ = static_cast<Scalar*>(acquire_scratch(bytes, &capacity_));
+    }
+    size_ = size;
+  }
+  Scalar* data() { return data_; }
+  const Scalar* data() const { return data_; }
+  Index size() const { return size_; }
 
-  // The time step processed at position s (0 <= s < T) of the forward walk.
-  Index time_at(Index s, Index T) const { return reverse ? T - 1 - s : s; }
-  // Whether sequence b is inside its valid length at time t.
-  bool active(Index b, Index t) const { return lengths == nullptr || t < lengths[b]; }
+ private:
+  void reset() noexcept {
+    if (data_ != nullptr) release_scratch(data_, capacity_);
+    data_ = nullptr;
+    capacity_ = 0;
+    size_ = 0;
+  }
+  void swap(Buffer& other) noexcept {
+    std::swap(data_, other.data_);
+    std::swap(capacity_, other.capacity_);
+    std::swap(size_, other.size_);
+  }
+
+  Scalar* data_ = nullptr;
+  std::size_t capacity_ = 0;  // bytes of the block
+  Index size_ = 0;            // elements in use
 };
 
 // Which rows of a batch a helper touches at time t.
@@ -251,4 +275,5 @@ inline Packet<Scalar> packet_tanh(const Packet<Scalar>& x) {
 template <typename Scalar>
 constexpr Index kUnitGranule = std::max<Index>(64 / sizeof(Scalar), kPacket<Scalar>);
 
+}  // namespace LSTM_EXT_LEVEL
 }  // namespace lstm_ext

@@ -1,4 +1,5 @@
-// lstm_ext core: GRU forward and backward for one layer and one direction.
+// lstm_ext core: GRU forward and backward for one layer and one direction,
+// compiled once per kernel level (kernels.hpp).
 //
 // Dimensions: T time steps, B batch, I input features, H hidden units, G = 3H gate rows.
 //
@@ -19,12 +20,29 @@
 // Nothing is allocated inside a time loop; results do not depend on the number of threads.
 #include "rnn/gru.hpp"
 
+#include "rnn/kernels.hpp"
 #include "rnn/products.hpp"
 
 #include <vector>
 
 namespace lstm_ext {
+namespace LSTM_EXT_LEVEL {
 namespace {
+
+// The workspace's blocks (above); Pointer is Scalar* for the forward, const Scalar* for the backward.
+template <typename Scalar, typename Pointer>
+struct GruWorkspace {
+  Pointer gates = nullptr, hn = nullptr, h_prev = nullptr, x = nullptr;
+  GruWorkspace(Pointer ws, const GruDims& d) {
+    if (ws == nullptr) return;  // inference: nothing kept
+    const Index TB = d.T * d.B;
+    gates = ws;
+    hn = gates + TB * d.G();
+    h_prev = hn + TB * d.H;
+    x = h_prev + packed_size<Scalar>(d.H, TB);
+  }
+};
+
 
 // ---------------------------------------------------------------------------------------------
 // Fused pointwise forward of one step, for the units [u0, u0 + nu) of the active rows:
@@ -114,7 +132,6 @@ void gru_pointwise_backward(Scalar* dgx, Scalar* dgh, Scalar* dh, const Scalar* 
 }
 
 
-}  // namespace
 
 // ---------------------------------------------------------------------------------------------
 template <typename Scalar>
@@ -244,15 +261,15 @@ void gru_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar*
 }
 
 // ---------------------------------------------------------------------------------------------
-#define LSTM_EXT_INSTANTIATE(Scalar)                                                                   \
-  template void gru_forward<Scalar>(Scalar*, Scalar*, Scalar*, const Scalar*, const Scalar*,          \
-                                    const Scalar*, const Scalar*, const Scalar*, const Scalar*,       \
-                                    const GruDims&, const SequenceOptions&);                          \
-  template void gru_backward<Scalar>(Scalar*, Scalar*, Scalar*, Scalar*, Scalar*, Scalar*,            \
-                                     const Scalar*, const Scalar*, const Scalar*, const Scalar*,      \
-                                     const Scalar*, const GruDims&, const SequenceOptions&);
-LSTM_EXT_INSTANTIATE(float)
-LSTM_EXT_INSTANTIATE(double)
-#undef LSTM_EXT_INSTANTIATE
+}  // namespace
 
+// This level's GRU kernels, for its table (level.cpp).
+template <typename Scalar>
+GruKernels<Scalar> gru_kernels() {
+  return {&gru_forward<Scalar>, &gru_backward<Scalar>};
+}
+template GruKernels<float> gru_kernels<float>();
+template GruKernels<double> gru_kernels<double>();
+
+}  // namespace LSTM_EXT_LEVEL
 }  // namespace lstm_ext

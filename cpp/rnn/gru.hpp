@@ -9,12 +9,11 @@
 //   n_t = tanh(W_in x_t + b_in + r_t ⊙ (W_hn h_{t-1} + b_hn))
 //   h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_{t-1}
 //
-// SequenceOptions (common.hpp) give the direction and the valid length of each sequence.
+// SequenceOptions (types.hpp) give the direction and the valid length of each sequence.
 // Argument order: outputs first, then inputs, then weights, then sizes.
 #pragma once
 
-#include "rnn/common.hpp"
-#include "rnn/panel.hpp"
+#include "rnn/types.hpp"
 
 namespace lstm_ext {
 
@@ -33,67 +32,56 @@ struct GruDims {
 //   h_prev packed (H columns over T*B rows, panel.hpp): h_{t-1}, the hidden state entering each
 //                      step, for the gates' gradients and dW_hh
 //   x      packed (I columns over T*B rows): the input, for dW_ih
-template <typename Scalar, typename Count = Index>
-Count gru_workspace_size(const GruDims& d) {
+// Sizes in elements, for packets of `lanes` values (as lstm.hpp).
+template <typename Count = Index>
+Count gru_workspace_size(const GruDims& d, Index lanes) {
   const Count TB = Count(d.T) * d.B;
-  const auto packed = [&](Index columns) { return Count(panel_count<Scalar>(columns)) * kPacket<Scalar> * TB; };
-  return TB * (d.G() + d.H) + packed(d.H) + packed(d.I);
+  const Index rows = d.T * d.B;
+  return TB * (d.G() + d.H) + packed_elements<Count>(d.H, rows, lanes) + packed_elements<Count>(d.I, rows, lanes);
 }
 
-// The workspace's blocks (above); Pointer is Scalar* for the forward, const Scalar* for the backward.
-template <typename Scalar, typename Pointer>
-struct GruWorkspace {
-  Pointer gates = nullptr, hn = nullptr, h_prev = nullptr, x = nullptr;
-  GruWorkspace(Pointer ws, const GruDims& d) {
-    if (ws == nullptr) return;  // inference: nothing kept
-    const Index TB = d.T * d.B;
-    gates = ws;
-    hn = gates + TB * d.G();
-    h_prev = hn + TB * d.H;
-    x = h_prev + packed_size<Scalar>(d.H, TB);
-  }
-};
-
-// Scratch memory gru_forward and gru_backward allocate for themselves (before any time loop),
+// Scratch memory the forward and the backward allocate for themselves (before any time loop),
 // at most, for a team of up to `members` threads.
-template <typename Scalar, typename Count = Index>
-Count gru_forward_scratch_size(const GruDims& d, bool training, int members) {
-  const Count padding = Count(members) * kPacket<Scalar>;
+template <typename Count = Index>
+Count gru_forward_scratch_size(const GruDims& d, bool training, int members, Index lanes) {
+  const Count padding = Count(members) * lanes;
   return Count(3) * (d.H + padding) * (Count(d.H) + d.B) + Count(2) * d.B * d.H + (d.G() + 6 * padding) * d.I +
          (training ? Count(0) : Count(d.T) * d.B * d.G());
 }
-template <typename Scalar, typename Count = Index>
-Count gru_backward_scratch_size(const GruDims& d, int members) {
-  const Count padding = Count(members) * kPacket<Scalar>;
+template <typename Count = Index>
+Count gru_backward_scratch_size(const GruDims& d, int members, Index lanes) {
+  const Count padding = Count(members) * lanes;
   const Count gradients = Count(96) * members * d.T * d.B;  // a strip of 96 rows of dG per member
   return (d.H + padding) * (Count(d.G()) + d.B) + Count(2) * d.T * d.B * d.G() + Count(d.B) * d.H +
          (d.I + 6 * padding) * d.G() + gradients;
 }
 
-// Forward over a whole sequence.
-//   y     (T, B, H)  out: h_t of every step (zero where a sequence is past its length)
-//   h_n   (B, H)     out: h after each sequence's last step
-//   ws    (gru_workspace_size)  out: kept for backward; nullptr = inference, nothing kept
-//   x     (T, B, I)
-//   h0    (B, H)     initial state, nullptr = zeros
-//   w_ih  (3H, I)    w_hh (3H, H)    b_ih, b_hh (3H) or nullptr
+// The GRU kernels of one kernel level: gru.cpp defines them once per level (kernels.hpp).
 template <typename Scalar>
-void gru_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scalar* h0,
-                 const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
-                 const GruDims& d, const SequenceOptions& seq);
-
-// Backward (BPTT) over the whole sequence of a training forward, with the forward's options.
-//   dx     (T, B, I)  out
-//   dh0    (B, H)     out: gradient w.r.t. the initial hidden state
-//   dw_ih  (3H, I)    out (written, not accumulated)      dw_hh (3H, H) out
-//   db_ih, db_hh (3H) out, nullptr = skip (b_ih and b_hh differ in the n block)
-//   dy     (T, B, H)  gradient w.r.t. every output step, nullptr = zeros (ignored past a length)
-//   dh_n   (B, H)     gradient w.r.t. the final hidden state, nullptr = zeros
-//   ws     (gru_workspace_size)  the forward's workspace (which keeps the input)
-//   w_ih   (3H, I)    w_hh (3H, H)
-template <typename Scalar>
-void gru_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar* db_ih, Scalar* db_hh,
-                  const Scalar* dy, const Scalar* dh_n, const Scalar* ws, const Scalar* w_ih, const Scalar* w_hh,
+struct GruKernels {
+  // Forward over a whole sequence.
+  //   y     (T, B, H)  out: h_t of every step (zero where a sequence is past its length)
+  //   h_n   (B, H)     out: h after each sequence's last step
+  //   ws    (gru_workspace_size)  out: kept for backward; nullptr = inference, nothing kept
+  //   x     (T, B, I)
+  //   h0    (B, H)     initial state, nullptr = zeros
+  //   w_ih  (3H, I)    w_hh (3H, H)    b_ih, b_hh (3H) or nullptr
+  void (*forward)(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scalar* h0,
+                  const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
                   const GruDims& d, const SequenceOptions& seq);
+
+  // Backward (BPTT) over the whole sequence of a training forward, with the forward's options.
+  //   dx     (T, B, I)  out
+  //   dh0    (B, H)     out: gradient w.r.t. the initial hidden state
+  //   dw_ih  (3H, I)    out (written, not accumulated)      dw_hh (3H, H) out
+  //   db_ih, db_hh (3H) out, nullptr = skip (b_ih and b_hh differ in the n block)
+  //   dy     (T, B, H)  gradient w.r.t. every output step, nullptr = zeros (ignored past a length)
+  //   dh_n   (B, H)     gradient w.r.t. the final hidden state, nullptr = zeros
+  //   ws     (gru_workspace_size)  the forward's workspace (which keeps the input)
+  //   w_ih   (3H, I)    w_hh (3H, H)
+  void (*backward)(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar* db_ih, Scalar* db_hh,
+                   const Scalar* dy, const Scalar* dh_n, const Scalar* ws, const Scalar* w_ih, const Scalar* w_hh,
+                   const GruDims& d, const SequenceOptions& seq);
+};
 
 }  // namespace lstm_ext

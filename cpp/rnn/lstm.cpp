@@ -1,4 +1,5 @@
-// lstm_ext core: LSTM forward and backward for one layer and one direction.
+// lstm_ext core: LSTM forward and backward for one layer and one direction,
+// compiled once per kernel level (kernels.hpp).
 //
 // Dimensions: T time steps, B batch, I input features, H hidden units, G = 4H gate rows,
 // P projection size (0 = none), H_out = P or H: the size of h and of the outputs.
@@ -23,10 +24,30 @@
 // team size (see parallel.hpp), so results do not depend on the number of threads.
 #include "rnn/lstm.hpp"
 
+#include "rnn/kernels.hpp"
 #include "rnn/products.hpp"
 
 namespace lstm_ext {
+namespace LSTM_EXT_LEVEL {
 namespace {
+
+// The workspace's blocks (above) in a buffer of lstm_workspace_size elements; Pointer is Scalar*
+// for the forward that fills it, const Scalar* for the backward that reads it.
+template <typename Scalar, typename Pointer>
+struct LstmWorkspace {
+  Pointer gates = nullptr, c = nullptr, c0 = nullptr, h_prev = nullptr, x = nullptr, m = nullptr;
+  LstmWorkspace(Pointer ws, const LstmDims& d) {
+    if (ws == nullptr) return;  // inference: nothing kept
+    const Index TB = d.T * d.B;
+    gates = ws;
+    c = gates + TB * d.G();
+    c0 = c + TB * d.H;
+    h_prev = c0 + d.B * d.H;
+    x = h_prev + packed_size<Scalar>(d.H_out(), TB);
+    m = x + packed_size<Scalar>(d.I, TB);
+  }
+};
+
 
 // ---------------------------------------------------------------------------------------------
 // Fused pointwise forward of one step, for the units [u0, u0 + nu) of the active rows:
@@ -111,7 +132,6 @@ void lstm_pointwise_backward(Scalar* dgates, Scalar* dc_next, const Scalar* dm, 
 }
 
 
-}  // namespace
 
 // ---------------------------------------------------------------------------------------------
 template <typename Scalar>
@@ -376,20 +396,15 @@ void lstm_cell(Scalar* h_new, Scalar* c_new,
 }
 
 // ---------------------------------------------------------------------------------------------
-#define LSTM_EXT_INSTANTIATE(Scalar)                                                                     \
-  template void lstm_forward<Scalar>(Scalar*, Scalar*, Scalar*, Scalar*, const Scalar*, const Scalar*,   \
-                                     const Scalar*, const Scalar*, const Scalar*, const Scalar*,         \
-                                     const Scalar*, const Scalar*, const LstmDims&,                      \
-                                     const SequenceOptions&);                                            \
-  template void lstm_backward<Scalar>(Scalar*, Scalar*, Scalar*, Scalar*, Scalar*, Scalar*, Scalar*,     \
-                                      const Scalar*, const Scalar*, const Scalar*, const Scalar*,        \
-                                      const Scalar*, const Scalar*, const Scalar*, const LstmDims&,      \
-                                      const SequenceOptions&);                                           \
-  template void lstm_cell<Scalar>(Scalar*, Scalar*, const Scalar*, const Scalar*, const Scalar*,         \
-                                  const Scalar*, const Scalar*, const Scalar*, const Scalar*, Index,     \
-                                  Index, Index);
-LSTM_EXT_INSTANTIATE(float)
-LSTM_EXT_INSTANTIATE(double)
-#undef LSTM_EXT_INSTANTIATE
+}  // namespace
 
+// This level's LSTM kernels, for its table (level.cpp).
+template <typename Scalar>
+LstmKernels<Scalar> lstm_kernels() {
+  return {&lstm_forward<Scalar>, &lstm_backward<Scalar>, &lstm_cell<Scalar>};
+}
+template LstmKernels<float> lstm_kernels<float>();
+template LstmKernels<double> lstm_kernels<double>();
+
+}  // namespace LSTM_EXT_LEVEL
 }  // namespace lstm_ext

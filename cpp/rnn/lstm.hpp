@@ -13,13 +13,12 @@
 //   h_t = m_t                  (no projection)
 //   h_t = W_hr m_t             (projection: W_hr (P, H), h_t of size P)
 //
-// SequenceOptions (common.hpp) give the direction and the valid length of each sequence.
+// SequenceOptions (types.hpp) give the direction and the valid length of each sequence.
 // Argument order: outputs first, then inputs, then weights, then sizes. Every pointer is to a
 // row-major buffer of the shape in its comment; optional inputs may be nullptr (zeros / absent).
 #pragma once
 
-#include "rnn/common.hpp"
-#include "rnn/panel.hpp"
+#include "rnn/types.hpp"
 
 namespace lstm_ext {
 
@@ -44,99 +43,85 @@ struct LstmDims {
 //   x      packed (I columns over T*B rows): the input, for dW_ih
 //   m      packed (H columns over T*B rows): m_t = o_t ⊙ tanh(c_t), with a projection only, for
 //                         dW_hr
-// Sizes are in elements; Count = double gives the size of any request without overflow, so
-// that callers can refuse work that cannot fit before anything is allocated.
-template <typename Scalar, typename Count = Index>
-Count lstm_workspace_size(const LstmDims& d) {
+// Sizes are in elements, for a kernel level whose packets hold `lanes` values (kernels.hpp);
+// Count = double gives the size of any request without overflow, so that callers can refuse
+// work that cannot fit before anything is allocated.
+template <typename Count = Index>
+Count lstm_workspace_size(const LstmDims& d, Index lanes) {
   const Count TB = Count(d.T) * d.B;
-  const auto packed = [&](Index columns) { return Count(panel_count<Scalar>(columns)) * kPacket<Scalar> * TB; };
-  return TB * d.G() + TB * d.H + Count(d.B) * d.H + packed(d.H_out()) + packed(d.I) + (d.P > 0 ? packed(d.H) : 0);
+  const Index rows = d.T * d.B;
+  return TB * d.G() + TB * d.H + Count(d.B) * d.H + packed_elements<Count>(d.H_out(), rows, lanes) +
+         packed_elements<Count>(d.I, rows, lanes) + (d.P > 0 ? packed_elements<Count>(d.H, rows, lanes) : Count(0));
 }
 
-// The workspace's blocks (above) in a buffer of lstm_workspace_size elements; Pointer is Scalar*
-// for the forward that fills it, const Scalar* for the backward that reads it.
-template <typename Scalar, typename Pointer>
-struct LstmWorkspace {
-  Pointer gates = nullptr, c = nullptr, c0 = nullptr, h_prev = nullptr, x = nullptr, m = nullptr;
-  LstmWorkspace(Pointer ws, const LstmDims& d) {
-    if (ws == nullptr) return;  // inference: nothing kept
-    const Index TB = d.T * d.B;
-    gates = ws;
-    c = gates + TB * d.G();
-    c0 = c + TB * d.H;
-    h_prev = c0 + d.B * d.H;
-    x = h_prev + packed_size<Scalar>(d.H_out(), TB);
-    m = x + packed_size<Scalar>(d.I, TB);
-  }
-};
-
-// Scratch memory lstm_forward and lstm_backward allocate for themselves (before any time loop),
+// Scratch memory the forward and the backward allocate for themselves (before any time loop),
 // at most, for a team of up to `members` threads.
-template <typename Scalar, typename Count = Index>
-Count lstm_forward_scratch_size(const LstmDims& d, bool training, int members) {
-  const Count padding = Count(members) * kPacket<Scalar>;  // each member rounds its rows up to panels
+template <typename Count = Index>
+Count lstm_forward_scratch_size(const LstmDims& d, bool training, int members, Index lanes) {
+  const Count padding = Count(members) * lanes;  // each member rounds its rows up to panels
   const Count recurrent = Count(4) * (d.H + padding) * (d.H_out() + d.B);  // packed W_hh rows and their product
   const Count projection = d.P > 0 ? (d.P + padding) * (Count(d.H) + d.B) : Count(0);  // W_hr likewise
   const Count state = Count(d.B) * (2 * d.H_out() + 2 * d.H);  // h (two steps), c, m
   const Count input = (Count(d.G()) + 6 * padding) * d.I;       // packed W_ih blocks (ColumnTasks)
   return recurrent + projection + state + input + (training ? Count(0) : Count(d.T) * d.B * d.G());
 }
-template <typename Scalar, typename Count = Index>
-Count lstm_backward_scratch_size(const LstmDims& d, int members) {
-  const Count padding = Count(members) * kPacket<Scalar>;
+template <typename Count = Index>
+Count lstm_backward_scratch_size(const LstmDims& d, int members, Index lanes) {
+  const Count padding = Count(members) * lanes;
   const Count recurrent = (d.H_out() + padding) * (Count(d.G()) + d.B);  // packed W_hh columns and their product
   const Count projection = d.P > 0 ? (d.H + padding) * (Count(d.P) + d.B) : Count(0);  // W_hr likewise
   const Count TB = Count(d.T) * d.B;
   const Count input = (Count(d.I) + 6 * padding) * d.G();  // packed W_ihᵀ blocks (ColumnTasks)
-  // For the weight gradients: X, H_prev (and M) packed, and a strip of 96 rows per member.
-  const Count gradients = Count(96) * members * TB;  // a strip of 96 rows of dG per member
+  const Count gradients = Count(96) * members * TB;        // a strip of 96 rows of dG per member
   return recurrent + projection + input + gradients + TB * d.G() + (d.P > 0 ? TB * d.P : Count(0)) +
          Count(d.B) * (2 * d.H_out() + d.H);
 }
 
-// Forward over a whole sequence.
-//   y      (T, B, H_out)  out: h_t of every step (zero where a sequence is past its length)
-//   h_n    (B, H_out)     out: h after each sequence's last step
-//   c_n    (B, H)         out: c after each sequence's last step
-//   ws     (lstm_workspace_size)  out: kept for backward; nullptr = inference, nothing kept
-//   x      (T, B, I)
-//   h0     (B, H_out)     initial state, nullptr = zeros
-//   c0     (B, H)         initial state, nullptr = zeros
-//   w_ih   (4H, I)    w_hh (4H, H_out)    b_ih, b_hh (4H) or nullptr    w_hr (P, H) or nullptr if P = 0
+// The LSTM kernels of one kernel level: lstm.cpp defines them once per level, and kernels.hpp
+// holds the table of the level in use.
 template <typename Scalar>
-void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
+struct LstmKernels {
+  // Forward over a whole sequence.
+  //   y      (T, B, H_out)  out: h_t of every step (zero where a sequence is past its length)
+  //   h_n    (B, H_out)     out: h after each sequence's last step
+  //   c_n    (B, H)         out: c after each sequence's last step
+  //   ws     (lstm_workspace_size)  out: kept for backward; nullptr = inference, nothing kept
+  //   x      (T, B, I)
+  //   h0     (B, H_out)     initial state, nullptr = zeros
+  //   c0     (B, H)         initial state, nullptr = zeros
+  //   w_ih   (4H, I)    w_hh (4H, H_out)    b_ih, b_hh (4H) or nullptr    w_hr (P, H) or nullptr if P = 0
+  void (*forward)(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
                   const Scalar* x, const Scalar* h0, const Scalar* c0,
                   const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
                   const Scalar* w_hr, const LstmDims& d, const SequenceOptions& seq);
 
-// Backward (BPTT) over the whole sequence of a training forward, with the forward's options.
-//   dx      (T, B, I)      out
-//   dh0     (B, H_out)     out: gradient w.r.t. the initial hidden state
-//   dc0     (B, H)         out: gradient w.r.t. the initial cell state
-//   dw_ih   (4H, I)        out (written, not accumulated)
-//   dw_hh   (4H, H_out)    out
-//   dw_hr   (P, H)         out, with projection only (nullptr otherwise)
-//   db      (4H)           out: gradient of b_ih and of b_hh (they are equal); nullptr = skip
-//   dy      (T, B, H_out)  gradient w.r.t. every output step, nullptr = zeros (ignored past a length)
-//   dh_n    (B, H_out)     gradient w.r.t. the final hidden state, nullptr = zeros
-//   dc_n    (B, H)         gradient w.r.t. the final cell state, nullptr = zeros
-//   ws      (lstm_workspace_size)  the forward's workspace (which keeps the input)
-//   w_ih    (4H, I)    w_hh (4H, H_out)    w_hr (P, H) or nullptr
-template <typename Scalar>
-void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* dw_hh, Scalar* dw_hr, Scalar* db,
+  // Backward (BPTT) over the whole sequence of a training forward, with the forward's options.
+  //   dx      (T, B, I)      out
+  //   dh0     (B, H_out)     out: gradient w.r.t. the initial hidden state
+  //   dc0     (B, H)         out: gradient w.r.t. the initial cell state
+  //   dw_ih   (4H, I)        out (written, not accumulated)
+  //   dw_hh   (4H, H_out)    out
+  //   dw_hr   (P, H)         out, with projection only (nullptr otherwise)
+  //   db      (4H)           out: gradient of b_ih and of b_hh (they are equal); nullptr = skip
+  //   dy      (T, B, H_out)  gradient w.r.t. every output step, nullptr = zeros (ignored past a length)
+  //   dh_n    (B, H_out)     gradient w.r.t. the final hidden state, nullptr = zeros
+  //   dc_n    (B, H)         gradient w.r.t. the final cell state, nullptr = zeros
+  //   ws      (lstm_workspace_size)  the forward's workspace (which keeps the input)
+  //   w_ih    (4H, I)    w_hh (4H, H_out)    w_hr (P, H) or nullptr
+  void (*backward)(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* dw_hh, Scalar* dw_hr, Scalar* db,
                    const Scalar* dy, const Scalar* dh_n, const Scalar* dc_n,
                    const Scalar* ws, const Scalar* w_ih, const Scalar* w_hh, const Scalar* w_hr,
                    const LstmDims& d, const SequenceOptions& seq);
 
-// One step for streaming inference (no projection): (x_t, h, c) -> (h', c').
-//   h_new, c_new (B, H)  out
-//   x            (B, I)
-//   h, c         (B, H)  nullptr = zeros
-//   w_ih (4H, I)  w_hh (4H, H)  b_ih, b_hh (4H) or nullptr
-template <typename Scalar>
-void lstm_cell(Scalar* h_new, Scalar* c_new,
+  // One step for streaming inference (no projection): (x_t, h, c) -> (h', c').
+  //   h_new, c_new (B, H)  out
+  //   x            (B, I)
+  //   h, c         (B, H)  nullptr = zeros
+  //   w_ih (4H, I)  w_hh (4H, H)  b_ih, b_hh (4H) or nullptr
+  void (*cell)(Scalar* h_new, Scalar* c_new,
                const Scalar* x, const Scalar* h, const Scalar* c,
                const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
                Index B, Index I, Index H);
+};
 
 }  // namespace lstm_ext

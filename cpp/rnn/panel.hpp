@@ -1,7 +1,7 @@
 // lstm_ext core: the recurrent product, out (B, N) = in (B, K) · Mᵀ, for a weight matrix M that
 // multiplies a new small batch at every time step.
 //
-// Pure C++17 + Eigen; no Python headers.
+// Pure C++17 + Eigen; no Python headers. Kernel code, compiled once per kernel level (common.hpp).
 //
 // Dimensions: B rows of `in` (the batch), K the shared dimension, N the rows of M (outputs).
 //
@@ -20,6 +20,7 @@
 #include "rnn/common.hpp"
 
 namespace lstm_ext {
+namespace LSTM_EXT_LEVEL {
 
 // Panels needed for `rows` rows.
 template <typename Scalar>
@@ -281,4 +282,5 @@ struct ColumnTasks {
   Index scratch_size(Index K) const { return panels_per_task * K * kPacket<Scalar>; }
 };
 
+}  // namespace LSTM_EXT_LEVEL
 }  // namespace lstm_ext

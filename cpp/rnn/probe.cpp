@@ -1,10 +1,13 @@
-// lstm_ext core: a memory probe for the benchmark's roofline (see probe.hpp).
-#include "rnn/probe.hpp"
+// lstm_ext core: a memory probe for the benchmark's roofline (KernelLevel::read_bandwidth in
+// kernels.hpp). Kernel code, compiled once per kernel level.
+#include "rnn/common.hpp"
+#include "rnn/kernels.hpp"
 
 #include <chrono>
 #include <vector>
 
 namespace lstm_ext {
+namespace LSTM_EXT_LEVEL {
 
 double read_bandwidth(Index bytes, int threads, int passes, int trials) {
   using P = Packet<float>;
@@ -41,4 +44,5 @@ double read_bandwidth(Index bytes, int threads, int passes, int trials) {
   return best;
 }
 
+}  // namespace LSTM_EXT_LEVEL
 }  // namespace lstm_ext

@@ -1,6 +1,6 @@
 // lstm_ext core: the large products every cell does outside its time loop, shared out to a team.
 //
-// Pure C++17 + Eigen; no Python headers.
+// Pure C++17 + Eigen; no Python headers. Kernel code, compiled once per kernel level (common.hpp).
 //
 // Dimensions: T time steps, B batch, TB = T * B rows, I input features, G gate rows (4H, 3H or
 // H), H_out the size of h.
@@ -25,6 +25,7 @@
 #include <vector>
 
 namespace lstm_ext {
+namespace LSTM_EXT_LEVEL {
 
 // What one member of a team keeps for a time loop: its slice of the recurrent weights packed for
 // panel_product, the product's result for one step, and the same for the LSTM's projection; and
@@ -151,4 +152,5 @@ void input_and_weight_gradients(Team& team, const ColumnTasks<Scalar>& dx_tasks,
   }
 }
 
+}  // namespace LSTM_EXT_LEVEL
 }  // namespace lstm_ext

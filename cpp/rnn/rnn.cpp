@@ -1,4 +1,5 @@
-// lstm_ext core: vanilla RNN forward and backward for one layer and one direction.
+// lstm_ext core: vanilla RNN forward and backward for one layer and one direction,
+// compiled once per kernel level (kernels.hpp).
 //
 // Dimensions: T time steps, B batch, I input features, H hidden units.
 //
@@ -16,12 +17,28 @@
 // Nothing is allocated inside a time loop; results do not depend on the number of threads.
 #include "rnn/rnn.hpp"
 
+#include "rnn/kernels.hpp"
 #include "rnn/products.hpp"
 
 #include <vector>
 
 namespace lstm_ext {
+namespace LSTM_EXT_LEVEL {
 namespace {
+
+// The workspace's blocks (above); Pointer is Scalar* for the forward, const Scalar* for the backward.
+template <typename Scalar, typename Pointer>
+struct RnnWorkspace {
+  Pointer h = nullptr, h_prev = nullptr, x = nullptr;
+  RnnWorkspace(Pointer ws, const RnnDims& d) {
+    if (ws == nullptr) return;  // inference: nothing kept
+    const Index TB = d.T * d.B;
+    h = ws;
+    h_prev = h + TB * d.H;
+    x = h_prev + packed_size<Scalar>(d.H, TB);
+  }
+};
+
 
 // h = act(a + rec) for the units [u0, u0 + nu) of the active rows:
 //   h, a  (B, H)       a in; h out (may alias a)
@@ -65,7 +82,6 @@ void rnn_pointwise_backward(Scalar* da, const Scalar* dh, const Scalar* h, RnnAc
 }
 
 
-}  // namespace
 
 // ---------------------------------------------------------------------------------------------
 template <typename Scalar>
@@ -181,15 +197,15 @@ void rnn_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar*
 }
 
 // ---------------------------------------------------------------------------------------------
-#define LSTM_EXT_INSTANTIATE(Scalar)                                                                  \
-  template void rnn_forward<Scalar>(Scalar*, Scalar*, Scalar*, const Scalar*, const Scalar*,         \
-                                    const Scalar*, const Scalar*, const Scalar*, const Scalar*,      \
-                                    RnnActivation, const RnnDims&, const SequenceOptions&);          \
-  template void rnn_backward<Scalar>(Scalar*, Scalar*, Scalar*, Scalar*, Scalar*, const Scalar*,     \
-                                     const Scalar*, const Scalar*, const Scalar*, const Scalar*,     \
-                                     RnnActivation, const RnnDims&, const SequenceOptions&);
-LSTM_EXT_INSTANTIATE(float)
-LSTM_EXT_INSTANTIATE(double)
-#undef LSTM_EXT_INSTANTIATE
+}  // namespace
 
+// This level's RNN kernels, for its table (level.cpp).
+template <typename Scalar>
+RnnKernels<Scalar> rnn_kernels() {
+  return {&rnn_forward<Scalar>, &rnn_backward<Scalar>};
+}
+template RnnKernels<float> rnn_kernels<float>();
+template RnnKernels<double> rnn_kernels<double>();
+
+}  // namespace LSTM_EXT_LEVEL
 }  // namespace lstm_ext

@@ -4,12 +4,11 @@
 //
 //   h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh),   act = tanh or relu
 //
-// SequenceOptions (common.hpp) give the direction and the valid length of each sequence.
+// SequenceOptions (types.hpp) give the direction and the valid length of each sequence.
 // Argument order: outputs first, then inputs, then weights, then sizes.
 #pragma once
 
-#include "rnn/common.hpp"
-#include "rnn/panel.hpp"
+#include "rnn/types.hpp"
 
 namespace lstm_ext {
 
@@ -28,66 +27,56 @@ struct RnnDims {
 //   h_prev packed (H columns over T*B rows, panel.hpp): h_{t-1}, the hidden state entering each
 //                     step, for dW_hh
 //   x      packed (I columns over T*B rows): the input, for dW_ih
-template <typename Scalar, typename Count = Index>
-Count rnn_workspace_size(const RnnDims& d) {
+// Sizes in elements, for packets of `lanes` values (as lstm.hpp).
+template <typename Count = Index>
+Count rnn_workspace_size(const RnnDims& d, Index lanes) {
   const Count TB = Count(d.T) * d.B;
-  const auto packed = [&](Index columns) { return Count(panel_count<Scalar>(columns)) * kPacket<Scalar> * TB; };
-  return TB * d.H + packed(d.H) + packed(d.I);
+  const Index rows = d.T * d.B;
+  return TB * d.H + packed_elements<Count>(d.H, rows, lanes) + packed_elements<Count>(d.I, rows, lanes);
 }
 
-// The workspace's blocks (above); Pointer is Scalar* for the forward, const Scalar* for the backward.
-template <typename Scalar, typename Pointer>
-struct RnnWorkspace {
-  Pointer h = nullptr, h_prev = nullptr, x = nullptr;
-  RnnWorkspace(Pointer ws, const RnnDims& d) {
-    if (ws == nullptr) return;  // inference: nothing kept
-    const Index TB = d.T * d.B;
-    h = ws;
-    h_prev = h + TB * d.H;
-    x = h_prev + packed_size<Scalar>(d.H, TB);
-  }
-};
-
-// Scratch memory rnn_forward and rnn_backward allocate for themselves (before any time loop),
+// Scratch memory the forward and the backward allocate for themselves (before any time loop),
 // at most, for a team of up to `members` threads.
-template <typename Scalar, typename Count = Index>
-Count rnn_forward_scratch_size(const RnnDims& d, bool training, int members) {
-  const Count padding = Count(members) * kPacket<Scalar>;
+template <typename Count = Index>
+Count rnn_forward_scratch_size(const RnnDims& d, bool training, int members, Index lanes) {
+  const Count padding = Count(members) * lanes;
   return (d.H + padding) * (Count(d.H) + d.B) + Count(2) * d.B * d.H + (d.H + 6 * padding) * d.I +
          (training ? Count(0) : Count(d.T) * d.B * d.H);
 }
-template <typename Scalar, typename Count = Index>
-Count rnn_backward_scratch_size(const RnnDims& d, int members) {
-  const Count padding = Count(members) * kPacket<Scalar>;
+template <typename Count = Index>
+Count rnn_backward_scratch_size(const RnnDims& d, int members, Index lanes) {
+  const Count padding = Count(members) * lanes;
   const Count gradients = Count(96) * members * d.T * d.B;  // a strip of 96 rows of dG per member
   return (d.H + padding) * (Count(d.H) + d.B) + Count(d.T) * d.B * d.H + Count(d.B) * d.H +
          (d.I + 6 * padding) * d.H + gradients;
 }
 
-// Forward over a whole sequence.
-//   y     (T, B, H)  out: h_t of every step (zero where a sequence is past its length)
-//   h_n   (B, H)     out: h after each sequence's last step
-//   ws    (rnn_workspace_size)  out: kept for backward; nullptr = inference, nothing kept
-//   x     (T, B, I)
-//   h0    (B, H)     initial state, nullptr = zeros
-//   w_ih  (H, I)     w_hh (H, H)     b_ih, b_hh (H) or nullptr
+// The vanilla RNN kernels of one kernel level: rnn.cpp defines them once per level (kernels.hpp).
 template <typename Scalar>
-void rnn_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scalar* h0,
-                 const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
-                 RnnActivation act, const RnnDims& d, const SequenceOptions& seq);
-
-// Backward (BPTT) over the whole sequence of a training forward, with the forward's options.
-//   dx     (T, B, I)  out
-//   dh0    (B, H)     out: gradient w.r.t. the initial hidden state
-//   dw_ih  (H, I)     out (written, not accumulated)     dw_hh (H, H) out
-//   db     (H)        out: gradient of b_ih and of b_hh (they are equal); nullptr = skip
-//   dy     (T, B, H)  gradient w.r.t. every output step, nullptr = zeros (ignored past a length)
-//   dh_n   (B, H)     gradient w.r.t. the final hidden state, nullptr = zeros
-//   ws     (rnn_workspace_size)  the forward's workspace (which keeps the input)
-//   w_ih   (H, I)     w_hh (H, H)
-template <typename Scalar>
-void rnn_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar* db,
-                  const Scalar* dy, const Scalar* dh_n, const Scalar* ws, const Scalar* w_ih, const Scalar* w_hh,
+struct RnnKernels {
+  // Forward over a whole sequence.
+  //   y     (T, B, H)  out: h_t of every step (zero where a sequence is past its length)
+  //   h_n   (B, H)     out: h after each sequence's last step
+  //   ws    (rnn_workspace_size)  out: kept for backward; nullptr = inference, nothing kept
+  //   x     (T, B, I)
+  //   h0    (B, H)     initial state, nullptr = zeros
+  //   w_ih  (H, I)     w_hh (H, H)     b_ih, b_hh (H) or nullptr
+  void (*forward)(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scalar* h0,
+                  const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
                   RnnActivation act, const RnnDims& d, const SequenceOptions& seq);
+
+  // Backward (BPTT) over the whole sequence of a training forward, with the forward's options.
+  //   dx     (T, B, I)  out
+  //   dh0    (B, H)     out: gradient w.r.t. the initial hidden state
+  //   dw_ih  (H, I)     out (written, not accumulated)     dw_hh (H, H) out
+  //   db     (H)        out: gradient of b_ih and of b_hh (they are equal); nullptr = skip
+  //   dy     (T, B, H)  gradient w.r.t. every output step, nullptr = zeros (ignored past a length)
+  //   dh_n   (B, H)     gradient w.r.t. the final hidden state, nullptr = zeros
+  //   ws     (rnn_workspace_size)  the forward's workspace (which keeps the input)
+  //   w_ih   (H, I)     w_hh (H, H)
+  void (*backward)(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar* db,
+                   const Scalar* dy, const Scalar* dh_n, const Scalar* ws, const Scalar* w_ih, const Scalar* w_hh,
+                   RnnActivation act, const RnnDims& d, const SequenceOptions& seq);
+};
 
 }  // namespace lstm_ext

@@ -1,4 +1,4 @@
-// lstm_ext core: scratch buffers that come from a small cache of blocks earlier calls released.
+// lstm_ext core: scratch memory that comes from a small cache of blocks earlier calls released.
 //
 // Pure C++17; no Python headers.
 //
@@ -11,10 +11,7 @@
 // beyond that are freed. release_scratch_cache() frees everything it holds.
 #pragma once
 
-#include <Eigen/Core>
-
 #include <cstddef>
-#include <utility>
 
 namespace lstm_ext {
 
@@ -29,51 +26,5 @@ void release_scratch(void* block, std::size_t capacity) noexcept;
 // Bytes the cache holds now; and freeing all of them.
 std::size_t cached_scratch_bytes();
 void release_scratch_cache();
-
-// A buffer of `size` elements of uninitialised scratch, from acquire_scratch; move-only. resize()
-// keeps the memory when it is large enough and does not keep the contents.
-template <typename Scalar>
-class ScratchBuffer {
- public:
-  ScratchBuffer() = default;
-  explicit ScratchBuffer(Eigen::Index size) { resize(size); }
-  ~ScratchBuffer() { reset(); }
-  ScratchBuffer(ScratchBuffer&& other) noexcept { swap(other); }
-  ScratchBuffer& operator=(ScratchBuffer&& other) noexcept {
-    ScratchBuffer(std::move(other)).swap(*this);
-    return *this;
-  }
-  ScratchBuffer(const ScratchBuffer&) = delete;
-  ScratchBuffer& operator=(const ScratchBuffer&) = delete;
-
-  void resize(Eigen::Index size) {
-    const std::size_t bytes = static_cast<std::size_t>(size) * sizeof(Scalar);
-    if (bytes > capacity_) {
-      reset();
-      data_ = static_cast<Scalar*>(acquire_scratch(bytes, &capacity_));
-    }
-    size_ = size;
-  }
-  Scalar* data() { return data_; }
-  const Scalar* data() const { return data_; }
-  Eigen::Index size() const { return size_; }
-
- private:
-  void reset() noexcept {
-    if (data_ != nullptr) release_scratch(data_, capacity_);
-    data_ = nullptr;
-    capacity_ = 0;
-    size_ = 0;
-  }
-  void swap(ScratchBuffer& other) noexcept {
-    std::swap(data_, other.data_);
-    std::swap(capacity_, other.capacity_);
-    std::swap(size_, other.size_);
-  }
-
-  Scalar* data_ = nullptr;
-  std::size_t capacity_ = 0;  // bytes of the block
-  Eigen::Index size_ = 0;     // elements in use
-};
 
 }  // namespace lstm_ext

@@ -510,7 +510,8 @@ def render(machine: dict, results: list[Result], repeats: int) -> str:
         f"Run on {machine['date']}: {machine['cpu']}, {machine['cpus']} CPUs ({machine['isa']}; caches "
         f"{machine['caches']}), {machine['threads']} threads for every library. Python {machine['python']}, "
         f"NumPy {machine['numpy']}, torch {machine['torch'] or 'not installed'}, lstm_ext {machine['lstm_ext']} "
-        f"built with {machine['build']['arch_flags'] or 'default flags'} ({machine['build']['simd']}).",
+        f"with the {machine['build']['kernel_level']} kernel level ({machine['build']['simd']}; compiled in: "
+        f"{', '.join(machine['build']['kernel_levels'])}{'; a native build' if machine['build']['native'] else ''}).",
         "",
         f"GEMM peak measured in this run at {machine['threads']} threads (the best of torch's and NumPy's "
         "matrix product, the better of a measurement at the start and one at the end): "

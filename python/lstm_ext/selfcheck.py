@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from . import functional, reference
+from . import _core, functional, reference
 
 # Parity tolerances: worst relative error (see relative_error) of the compiled result against the
 # float64 reference computed on the same inputs.
@@ -93,7 +93,9 @@ def _median_seconds(fn, repeats):
 def run(T=64, B=8, I=32, H=64, seed=0, repeats=3, out=print) -> int:
     """Run the self-check, print its report through `out`; 0 when every tensor is within tolerance."""
     case64 = random_case(T, B, I, H, seed)
-    out(f"lstm_ext self-check: compiled core vs NumPy reference, T={T} B={B} I={I} H={H} seed={seed}")
+    level = _core.build_info()["kernel_level"]
+    out(f"lstm_ext self-check: compiled core ({level} kernels) vs NumPy reference, T={T} B={B} I={I} H={H} "
+        f"seed={seed}")
     out("worst relative error per tensor (max |a - b| / max |b|), forward and backward:")
     errors, compiled_seconds = {}, {}
     for dtype in (np.float64, np.float32):

@@ -1,0 +1,107 @@
+// lstm_ext core: the levels this build has and the choice of one (see kernels.hpp). Compiled
+// for the baseline: it runs before any level is known to be supported.
+#include "rnn/kernels.hpp"
+
+#include <cstdlib>
+#include <mutex>
+#include <stdexcept>
+
+namespace lstm_ext {
+
+// Each level's constant and table (level.cpp). CMake compiles the x86-64 levels (baseline, avx2,
+// avx512), or the baseline alone elsewhere, or one native level (LSTM_EXT_NATIVE=ON).
+#define LSTM_EXT_DECLARE_LEVEL(level)      \
+  namespace level {                        \
+  extern const CpuFeatures kCompiledFor;   \
+  const KernelLevel& table();              \
+  }
+#if defined(LSTM_EXT_NATIVE_LEVEL)
+LSTM_EXT_DECLARE_LEVEL(native)
+#else
+LSTM_EXT_DECLARE_LEVEL(baseline)
+#if defined(LSTM_EXT_X86_LEVELS)
+LSTM_EXT_DECLARE_LEVEL(avx2)
+LSTM_EXT_DECLARE_LEVEL(avx512)
+#endif
+#endif
+#undef LSTM_EXT_DECLARE_LEVEL
+
+const std::vector<CompiledLevel>& compiled_levels() {
+  static const std::vector<CompiledLevel> levels{
+#if defined(LSTM_EXT_NATIVE_LEVEL)
+      {"native", &native::kCompiledFor, &native::table},
+#else
+      {"baseline", &baseline::kCompiledFor, &baseline::table},
+#if defined(LSTM_EXT_X86_LEVELS)
+      {"avx2", &avx2::kCompiledFor, &avx2::table},
+      {"avx512", &avx512::kCompiledFor, &avx512::table},
+#endif
+#endif
+  };
+  return levels;
+}
+
+namespace {
+
+std::string joined(const std::vector<std::string>& words) {
+  std::string text;
+  for (const std::string& w : words) text += (text.empty() ? "" : ", ") + w;
+  return text;
+}
+
+// The names of the compiled levels, and of those this CPU can run.
+std::string level_names(bool runnable_only) {
+  std::vector<std::string> names;
+  for (const CompiledLevel& level : compiled_levels()) {
+    if (!runnable_only || (*level.compiled_for & ~cpu_features()) == 0) names.emplace_back(level.name);
+  }
+  return joined(names);
+}
+
+// The level to use, or an exception saying why none can be.
+const KernelLevel& choose() {
+  const CpuFeatures cpu = cpu_features();
+  const char* forced = std::getenv("LSTM_EXT_KERNELS");
+  if (forced != nullptr && *forced != '\0' && std::string(forced) != "auto") {
+    for (const CompiledLevel& level : compiled_levels()) {
+      if (level.name != std::string(forced)) continue;
+      const CpuFeatures missing = *level.compiled_for & ~cpu;
+      if (missing != 0) {
+        throw std::runtime_error("LSTM_EXT_KERNELS=" + std::string(forced) + ": this CPU lacks " +
+                                 joined(feature_names(missing)) + ", which that kernel level needs; the levels it can "
+                                 "run are: " + level_names(true) + " (unset LSTM_EXT_KERNELS for the best of them)");
+      }
+      return level.table();
+    }
+    throw std::runtime_error("LSTM_EXT_KERNELS=" + std::string(forced) + ": expected one of this build's kernel levels (" +
+                             level_names(false) + "), or unset or 'auto' for the best this CPU supports");
+  }
+  // The best level the CPU supports: the last of those it has every feature of.
+  const CompiledLevel* best = nullptr;
+  for (const CompiledLevel& level : compiled_levels()) {
+    if ((*level.compiled_for & ~cpu) == 0) best = &level;
+  }
+  if (best == nullptr) {  // only a native build can get here: the baseline runs everywhere
+    const CompiledLevel& level = compiled_levels().front();
+    throw std::runtime_error(
+        "lstm_ext was built for another CPU (LSTM_EXT_NATIVE=ON, -march=native) and this CPU lacks " +
+        joined(feature_names(*level.compiled_for & ~cpu)) +
+        ". Reinstall it without that option (the default build runs on every x86-64 CPU and picks the best kernels "
+        "for each), or build it again on this machine.");
+  }
+  return best->table();
+}
+
+std::once_flag g_chosen;
+const KernelLevel* g_level = nullptr;
+
+}  // namespace
+
+const KernelLevel& select_kernel_level() {
+  std::call_once(g_chosen, [] { g_level = &choose(); });  // (an exception leaves it to be tried again)
+  return *g_level;
+}
+
+const KernelLevel& kernel_level() { return *g_level; }
+
+}  // namespace lstm_ext

@@ -1,0 +1,148 @@
+// lstm_ext core: one kernel level's table of kernels (kernels.hpp), and the CPU features the
+// level was compiled for. Compiled once per level, like the kernels.
+#include "rnn/kernels.hpp"
+
+#include "rnn/common.hpp"
+
+namespace lstm_ext {
+namespace LSTM_EXT_LEVEL {
+
+// The CPU features this level was compiled for, from the compiler's own predefined macros (so
+// they follow the level's flags, -march=native included). A constant, not code: the baseline
+// dispatch reads it before it runs anything of this level.
+extern const CpuFeatures kCompiledFor;
+const CpuFeatures kCompiledFor = CpuFeatures(0)
+#ifdef __SSE3__
+    | feature_bit(CpuFeature::sse3)
+#endif
+#ifdef __SSSE3__
+    | feature_bit(CpuFeature::ssse3)
+#endif
+#ifdef __SSE4_1__
+    | feature_bit(CpuFeature::sse4_1)
+#endif
+#ifdef __SSE4_2__
+    | feature_bit(CpuFeature::sse4_2)
+#endif
+#ifdef __POPCNT__
+    | feature_bit(CpuFeature::popcnt)
+#endif
+#ifdef __PCLMUL__
+    | feature_bit(CpuFeature::pclmul)
+#endif
+#ifdef __AES__
+    | feature_bit(CpuFeature::aes)
+#endif
+#ifdef __MOVBE__
+    | feature_bit(CpuFeature::movbe)
+#endif
+#ifdef __XSAVE__
+    | feature_bit(CpuFeature::xsave)
+#endif
+#ifdef __RDRND__
+    | feature_bit(CpuFeature::rdrnd)
+#endif
+#ifdef __AVX__
+    | feature_bit(CpuFeature::avx)
+#endif
+#ifdef __F16C__
+    | feature_bit(CpuFeature::f16c)
+#endif
+#ifdef __FMA__
+    | feature_bit(CpuFeature::fma)
+#endif
+#ifdef __AVX2__
+    | feature_bit(CpuFeature::avx2)
+#endif
+#ifdef __BMI__
+    | feature_bit(CpuFeature::bmi1)
+#endif
+#ifdef __BMI2__
+    | feature_bit(CpuFeature::bmi2)
+#endif
+#ifdef __LZCNT__
+    | feature_bit(CpuFeature::lzcnt)
+#endif
+#ifdef __PRFCHW__
+    | feature_bit(CpuFeature::prfchw)
+#endif
+#ifdef __ADX__
+    | feature_bit(CpuFeature::adx)
+#endif
+#ifdef __RDSEED__
+    | feature_bit(CpuFeature::rdseed)
+#endif
+#ifdef __SHA__
+    | feature_bit(CpuFeature::sha)
+#endif
+#ifdef __AVX512F__
+    | feature_bit(CpuFeature::avx512f)
+#endif
+#ifdef __AVX512DQ__
+    | feature_bit(CpuFeature::avx512dq)
+#endif
+#ifdef __AVX512CD__
+    | feature_bit(CpuFeature::avx512cd)
+#endif
+#ifdef __AVX512BW__
+    | feature_bit(CpuFeature::avx512bw)
+#endif
+#ifdef __AVX512VL__
+    | feature_bit(CpuFeature::avx512vl)
+#endif
+#ifdef __AVX512IFMA__
+    | feature_bit(CpuFeature::avx512ifma)
+#endif
+#ifdef __AVX512VBMI__
+    | feature_bit(CpuFeature::avx512vbmi)
+#endif
+#ifdef __AVX512VBMI2__
+    | feature_bit(CpuFeature::avx512vbmi2)
+#endif
+#ifdef __AVX512VNNI__
+    | feature_bit(CpuFeature::avx512vnni)
+#endif
+#ifdef __AVX512BITALG__
+    | feature_bit(CpuFeature::avx512bitalg)
+#endif
+#ifdef __AVX512VPOPCNTDQ__
+    | feature_bit(CpuFeature::avx512vpopcntdq)
+#endif
+#ifdef __AVX512BF16__
+    | feature_bit(CpuFeature::avx512bf16)
+#endif
+#ifdef __AVX512FP16__
+    | feature_bit(CpuFeature::avx512fp16)
+#endif
+#ifdef __AVXVNNI__
+    | feature_bit(CpuFeature::avxvnni)
+#endif
+#ifdef __GFNI__
+    | feature_bit(CpuFeature::gfni)
+#endif
+#ifdef __VAES__
+    | feature_bit(CpuFeature::vaes)
+#endif
+#ifdef __VPCLMULQDQ__
+    | feature_bit(CpuFeature::vpclmulqdq)
+#endif
+    ;
+
+#define LSTM_EXT_LEVEL_NAME(level) LSTM_EXT_STRING(level)
+#define LSTM_EXT_STRING(level) #level
+
+// The level's table, made at the first request (a static made at load time would run this
+// level's code on any CPU).
+const KernelLevel& table() {
+  static const KernelLevel level{
+      LSTM_EXT_LEVEL_NAME(LSTM_EXT_LEVEL),
+      Eigen::SimdInstructionSetsInUse(),
+      Kernels<float>{kPacket<float>, lstm_kernels<float>(), gru_kernels<float>(), rnn_kernels<float>()},
+      Kernels<double>{kPacket<double>, lstm_kernels<double>(), gru_kernels<double>(), rnn_kernels<double>()},
+      &read_bandwidth,
+  };
+  return level;
+}
+
+}  // namespace LSTM_EXT_LEVEL
+}  // namespace lstm_ext

@@ -1,0 +1,49 @@
+// lstm_ext core: what the kernels and their callers share, at every kernel level.
+//
+// Pure C++17; no Python headers, no Eigen: this header is compiled for the baseline (the
+// bindings, the dispatch) and for every kernel level alike (kernels.hpp).
+//
+// Dimension legend (the same letters in every file of the core):
+//   T  time steps              B  batch size
+//   I  input features          H  hidden units
+//   P  projected hidden size (LSTM with projection; otherwise the output size is H)
+//   G  gate rows (4H for the LSTM, 3H for the GRU, H for the vanilla RNN)
+//
+// Conventions: buffers are row-major (C order) and time-major: a sequence is (T, B, I), so the
+// rows of step t start at t*B. Nothing here owns a caller's memory.
+//
+// Every cell runs one layer in one direction over a batch of sequences, with two options
+// (SequenceOptions): `reverse` walks the time steps from T-1 down to 0, and `lengths` gives each
+// sequence's valid length. A sequence b is active at time t when t < lengths[b]; at inactive
+// steps its state is carried unchanged, its output row is zero and its gradients pass through.
+// This is PyTorch's packed-sequence meaning: the final state is the state after the last valid
+// step, and the reverse direction starts at each sequence's own last valid step.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace lstm_ext {
+
+using Index = std::ptrdiff_t;  // (Eigen::Index)
+
+// Direction and valid lengths of a sequence batch.
+struct SequenceOptions {
+  bool reverse = false;                    // walk t = T-1, ..., 0
+  const std::int64_t* lengths = nullptr;   // (B) valid lengths in [1, T]; nullptr = all T
+
+  // The time step processed at position s (0 <= s < T) of the forward walk.
+  Index time_at(Index s, Index T) const { return reverse ? T - 1 - s : s; }
+  // Whether sequence b is inside its valid length at time t.
+  bool active(Index b, Index t) const { return lengths == nullptr || t < lengths[b]; }
+};
+
+// Elements of `columns` columns over `rows` rows packed in panels of `lanes` columns (panel.hpp):
+// the packed blocks of the workspaces. `lanes` is the kernel level's SIMD width in values
+// (Kernels::lanes), so a workspace's size and layout belong to the level that made it.
+template <typename Count = Index>
+Count packed_elements(Index columns, Index rows, Index lanes) {
+  return Count((columns + lanes - 1) / lanes) * lanes * Count(rows);
+}
+
+}  // namespace lstm_ext
