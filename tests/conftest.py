@@ -58,6 +58,14 @@ def numeric_gradient(f, x, eps=1e-6):
     return g
 
 
+def pytest_report_header():
+    import lstm_ext
+
+    info = lstm_ext.build_info()
+    return (f"lstm_ext kernel level: {info['kernel_level']} (compiled in: {', '.join(info['kernel_levels'])}; "
+            "LSTM_EXT_KERNELS=<level> runs the tests at another)")
+
+
 def pytest_terminal_summary(terminalreporter):
     if not _WORST:
         return

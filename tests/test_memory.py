@@ -54,15 +54,22 @@ def test_training_steps_reuse_their_memory(cell):
 def test_the_cache_keeps_and_releases_scratch():
     layer = lstm_ext.LSTM(256, 256, seed=0)
     x = np.zeros((20, 8, 256), np.float32)
+
+    def step():
+        y, _ = layer(x)
+        layer.backward(np.ones_like(y))
+        return lstm_ext.scratch_cache_bytes()
+
     lstm_ext.release_scratch_cache()
     assert lstm_ext.scratch_cache_bytes() == 0
-    y, _ = layer(x)
-    layer.backward(np.ones_like(y))
-    kept = lstm_ext.scratch_cache_bytes()
-    assert kept >= 4 * 256 * 256 * 4  # at least the packed W_hh of the forward
-    y, _ = layer(x)                   # the same sizes again: the same blocks, taken and given back
-    layer.backward(np.ones_like(y))
-    assert lstm_ext.scratch_cache_bytes() == kept
+    first = step()
+    assert first >= 4 * 256 * 256 * 4  # at least the packed W_hh of the forward
+    # Identical steps take their blocks from the cache and give them back: it does not grow. (What
+    # it holds between two steps may differ: one step's output is still alive while the next one
+    # allocates, and which blocks serve which request depends on their sizes, i.e. on the kernel
+    # level's packet width.)
+    held = [step() for _ in range(12)]
+    assert max(held[4:]) <= max(first, *held[:4]) <= 256 << 20, held  # (the cache keeps 256 MiB at most)
     lstm_ext.release_scratch_cache()
     assert lstm_ext.scratch_cache_bytes() == 0
 
