@@ -67,9 +67,12 @@ def test_build_info_reports_the_levels_and_the_one_in_use():
         assert INFO["kernel_level"] == forced
     elif not forced:
         assert INFO["kernel_level"] == RUNNABLE[-1]  # the best this machine can run
-    simd = {"baseline": "SSE2", "avx2": "AVX2", "avx512": "AVX512"}.get(INFO["kernel_level"])
-    if IS_X86_64 and simd:
-        assert simd in INFO["simd"]
+    if IS_X86_64:
+        sets, packets = INFO["simd"].split("; ")
+        expected = {"baseline": ("SSE2", 4), "avx2": ("AVX2, FMA, AVX, SSE4.2, SSE2", 8),
+                    "avx512": ("AVX512, AVX2, FMA, AVX, SSE4.2, SSE2", 16)}.get(INFO["kernel_level"])
+        if expected:
+            assert (sets, packets) == (expected[0], f"packets of {expected[1]} floats, {expected[1] // 2} doubles")
 
 
 def test_an_unknown_level_is_refused_at_import():

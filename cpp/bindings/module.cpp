@@ -92,7 +92,7 @@ PYBIND11_MODULE(_core, m) {
         info["kernel_level"] = std::string(level.name);
         info["kernel_levels"] = levels;
         info["cpu_features"] = as_list(lstm_ext::feature_names(lstm_ext::cpu_features()));
-        info["simd"] = std::string(level.simd);
+        info["simd"] = level.simd;
         info["native"] = static_cast<bool>(LSTM_EXT_NATIVE_BUILD);
         info["eigen_version"] = std::string(LSTM_EXT_EIGEN_VERSION);
         info["compiler"] = std::string(__VERSION__);

@@ -51,7 +51,7 @@ struct Kernels {
 // One level: its kernels for both dtypes, and what it is.
 struct KernelLevel {
   const char* name;  // "baseline", "avx2", "avx512" or "native"
-  const char* simd;  // the instruction sets Eigen uses at this level
+  std::string simd;  // the SIMD instruction sets the kernels use at this level, and the packet widths
   Kernels<float> f32;
   Kernels<double> f64;
   // Bytes per second at which a team of up to `threads` threads reads a buffer of `bytes` bytes

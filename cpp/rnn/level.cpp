@@ -4,6 +4,8 @@
 
 #include "rnn/common.hpp"
 
+#include <string>
+
 namespace lstm_ext {
 namespace LSTM_EXT_LEVEL {
 
@@ -128,6 +130,34 @@ const CpuFeatures kCompiledFor = CpuFeatures(0)
 #endif
     ;
 
+// The SIMD instruction sets Eigen uses at this level (its own SimdInstructionSetsInUse() leaves
+// out AVX2 and FMA), and the packet widths.
+std::string simd_in_use() {
+  std::string sets;
+  const auto add = [&](const char* name) { sets += (sets.empty() ? "" : ", ") + std::string(name); };
+#ifdef EIGEN_VECTORIZE_AVX512
+  add("AVX512");
+#endif
+#ifdef EIGEN_VECTORIZE_AVX2
+  add("AVX2");
+#endif
+#ifdef EIGEN_VECTORIZE_FMA
+  add("FMA");
+#endif
+#ifdef EIGEN_VECTORIZE_AVX
+  add("AVX");
+#endif
+#ifdef EIGEN_VECTORIZE_SSE4_2
+  add("SSE4.2");
+#endif
+#ifdef EIGEN_VECTORIZE_SSE2
+  add("SSE2");
+#endif
+  if (sets.empty()) sets = Eigen::SimdInstructionSetsInUse();  // other architectures
+  return sets + "; packets of " + std::to_string(kPacket<float>) + " floats, " + std::to_string(kPacket<double>) +
+         " doubles";
+}
+
 #define LSTM_EXT_LEVEL_NAME(level) LSTM_EXT_STRING(level)
 #define LSTM_EXT_STRING(level) #level
 
@@ -136,7 +166,7 @@ const CpuFeatures kCompiledFor = CpuFeatures(0)
 const KernelLevel& table() {
   static const KernelLevel level{
       LSTM_EXT_LEVEL_NAME(LSTM_EXT_LEVEL),
-      Eigen::SimdInstructionSetsInUse(),
+      simd_in_use(),
       Kernels<float>{kPacket<float>, lstm_kernels<float>(), gru_kernels<float>(), rnn_kernels<float>()},
       Kernels<double>{kPacket<double>, lstm_kernels<double>(), gru_kernels<double>(), rnn_kernels<double>()},
       &read_bandwidth,

@@ -123,13 +123,27 @@ inline const Scalar* packed_row_packet(const Scalar* packed, Index rows, Index r
 
 namespace panel_detail {
 
-// The tile shape for nb batch rows (1..6): how many panels it takes at a time. Measured on AVX2
-// (16 registers) with the weights in L1: 2 x 6 and 2 x 5 reach about 92 GFLOP/s per core, 3 x 4
-// and 4 x 3 about 70 (the compiler folds the weight loads into the multiply-adds and loads each
-// packet once per row: bound by loads), 6 x 2 about 79, 4 x 1 about 48 (one load per multiply-add).
+// Register tiles: a tile of NB batch rows and NP panels keeps NP * NB accumulators, NP weight
+// packets and one broadcast input in vector registers. SSE and AVX2 have 16 of them, which allows
+// 12 accumulators (tiles of up to 6 rows), AVX-512 32, which allows 24 (up to 12 rows).
+constexpr int kVectorRegisters = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS;
+constexpr int kMaxTileRows = kVectorRegisters >= 32 ? 12 : 6;
+
+// The tile shape for nb batch rows (1..kMaxTileRows): how many panels it takes at a time.
+// Measured on one core with the weights in L1 or L2, K = 256 (tiles that the compiler cannot
+// keep whole in registers fold the weight loads into the multiply-adds and load each packet once
+// per row: those are bound by loads):
+//   AVX2 (16 registers): 2 x 6 and 2 x 5 about 92-106 GFLOP/s, 3 x 4 and 4 x 3 about 70, 6 x 2
+//     about 79, 4 x 1 about 48 (one load per multiply-add);
+//   AVX-512 (32 registers, Sapphire Rapids): 2 x 12 153 GFLOP/s (2 x 6: 131), 3 x 8 148,
+//     4 x 6 141, 4 x 5 122, 4 x 4 113, 6 x 3 67, 6 x 2 56, 4 x 1 39: the smaller tiles already
+//     wait for the weights from L2.
 // In the recurrent products at small batch the weights stream from L2 or L3, which bounds them
 // before the tile shape does.
-constexpr int panels_for_rows(int nb) { return nb >= 5 ? 2 : nb == 4 ? 3 : nb == 3 ? 4 : nb == 2 ? 6 : 4; }
+constexpr int panels_for_rows(int nb) {
+  if (kVectorRegisters >= 32) return nb >= 9 ? 2 : nb >= 7 ? 3 : nb >= 4 ? 4 : nb >= 2 ? 6 : 4;
+  return nb >= 5 ? 2 : nb == 4 ? 3 : nb == 3 ? 4 : nb == 2 ? 6 : 4;
+}
 
 // The multiply-adds of a tile: acc[p][b] += Σ_k in(b, k) · panel_p[k] for k in [k0, k1). A
 // function of its own, with nothing else in it, so that the accumulators stay in registers.
@@ -191,8 +205,15 @@ void tile(Scalar* out, Index ld_out, Index cols, ProductInput<Scalar> in, const 
 // Panels in a group that every batch tile passes while those weights are in cache: a multiple
 // of every panels_for_rows().
 constexpr Index kPanelGroup = 12;
+constexpr bool tiles_fit_groups() {
+  for (int nb = 1; nb <= kMaxTileRows; ++nb) {
+    if (kPanelGroup % panels_for_rows(nb) != 0) return false;
+  }
+  return true;
+}
+static_assert(tiles_fit_groups(), "every tile shape divides the panel group");
 
-// One tile of NB rows (1..6) and np <= NP panels.
+// One tile of NB rows (1..kMaxTileRows) and np <= NP panels.
 template <typename Scalar, int NB, int NP = panels_for_rows(NB)>
 inline void tile_rows(int np, Scalar* out, Index ld_out, Index cols, ProductInput<Scalar> in, const Scalar* panels,
                       Index panel_stride, Index k0, Index k1) {
@@ -201,17 +222,14 @@ inline void tile_rows(int np, Scalar* out, Index ld_out, Index cols, ProductInpu
   }
   tile<Scalar, NP, NB>(out, ld_out, cols, in, panels, panel_stride, k0, k1);
 }
-template <typename Scalar>
+// The tile of nb rows (1 <= nb <= kMaxTileRows): the shape chosen at compile time for each height.
+template <typename Scalar, int NB = kMaxTileRows>
 inline void tile_of(int np, int nb, Scalar* out, Index ld_out, Index cols, ProductInput<Scalar> in,
                     const Scalar* panels, Index panel_stride, Index k0, Index k1) {
-  switch (nb) {
-    case 1: return tile_rows<Scalar, 1>(np, out, ld_out, cols, in, panels, panel_stride, k0, k1);
-    case 2: return tile_rows<Scalar, 2>(np, out, ld_out, cols, in, panels, panel_stride, k0, k1);
-    case 3: return tile_rows<Scalar, 3>(np, out, ld_out, cols, in, panels, panel_stride, k0, k1);
-    case 4: return tile_rows<Scalar, 4>(np, out, ld_out, cols, in, panels, panel_stride, k0, k1);
-    case 5: return tile_rows<Scalar, 5>(np, out, ld_out, cols, in, panels, panel_stride, k0, k1);
-    default: return tile_rows<Scalar, 6>(np, out, ld_out, cols, in, panels, panel_stride, k0, k1);
+  if constexpr (NB > 1) {
+    if (nb < NB) return tile_of<Scalar, NB - 1>(np, nb, out, ld_out, cols, in, panels, panel_stride, k0, k1);
   }
+  tile_rows<Scalar, NB>(np, out, ld_out, cols, in, panels, panel_stride, k0, k1);
 }
 
 }  // namespace panel_detail
@@ -220,8 +238,8 @@ inline void tile_of(int np, int nb, Scalar* out, Index ld_out, Index cols, Produ
 // pack_columns; cols <= panels * kPacket rows of M are real), written, not accumulated; out has
 // row stride ld_out.
 //
-// The batch rows go in ceil(B / 6) tiles of as even a height as possible (5 or 6 rows where B
-// allows), each with the tile shape that suits its height. K goes in blocks of kDepthBlock and
+// The batch rows go in ceil(B / kMaxTileRows) tiles of as even a height as possible, each with
+// the tile shape that suits its height. K goes in blocks of kDepthBlock and
 // the panels in groups of kPanelGroup: every batch tile passes over a group's block of weights
 // while it is in cache. Neither the blocking nor the tiling changes a single bit of the result.
 // The depth block is long: each block beyond the first reloads and stores the output tile, and
@@ -234,7 +252,7 @@ void panel_product(Scalar* out, Index ld_out, Index cols, ProductInput<Scalar> i
   using panel_detail::kPanelGroup;
   constexpr Index L = kPacket<Scalar>, kDepthBlock = 2048;
   const Index panel_stride = K * L;
-  const Index row_tiles = (B + 5) / 6;
+  const Index row_tiles = (B + panel_detail::kMaxTileRows - 1) / panel_detail::kMaxTileRows;
   for (Index k0 = 0; k0 < K; k0 += kDepthBlock) {
     const Index k1 = std::min(K, k0 + kDepthBlock);
     for (Index group = 0; group < panels; group += kPanelGroup) {
