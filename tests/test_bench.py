@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+import lstm_ext
 from lstm_ext import _io, bench
 from lstm_ext.bench import Config, Result, flops, render, streamed_bytes
 
@@ -115,6 +116,23 @@ def test_command_line_runs_a_configuration_and_writes_the_report(tmp_path):
     assert "streaming (200, 1, 256)" in result.stdout and "µs/step" in result.stdout
     text = out.read_text()
     assert text.startswith("# lstm_ext benchmarks") and "| streaming (200, 1, 256) (lstm_cell per step) |" in text
+    info = lstm_ext.build_info()
+    runnable = [n for n, needs in info["kernel_levels"].items() if set(needs) <= set(info["cpu_features"])]
+    if len(runnable) > 1:  # every level this CPU runs, each in processes of its own
+        assert "## Kernel levels" in text and f"| configuration | {' | '.join(runnable)} |" in text
+
+
+def test_report_has_the_kernel_levels_and_their_ratios():
+    cfg = Config("training", 25, 16, 512)
+    levels = [bench.LevelResult(cfg, {"baseline": 0.09, "avx2": 0.036, "avx512": 0.025},
+                                {("baseline", "avx512"): 3.6, ("avx2", "avx512"): 1.44}),
+              bench.LevelResult(Config("inference", 25, 1, 1024), {"baseline": 0.014, "avx2": 0.011, "avx512": 0.0112},
+                                {("baseline", "avx512"): 1.25, ("avx2", "avx512"): 0.98})]
+    lines = bench._levels_section(levels)
+    assert "| configuration | baseline | avx2 | avx512 | avx512 vs baseline | avx512 vs avx2 |" in lines
+    assert "| training (25, 16, 512) | 90.00 ms | 36.00 ms | 25.00 ms | 3.60× | 1.44× |" in lines
+    assert "- avx512 against baseline: 1.25× to 3.60× (geometric mean 2.12×); at least as fast on every configuration." in lines
+    assert "- avx512 against avx2: 0.98× to 1.44× (geometric mean 1.19×); slower on inference (25, 1, 1024)." in lines
 
 
 @pytest.mark.parametrize("args, message", [(["--only", "no such configuration"], "matches no configuration"),

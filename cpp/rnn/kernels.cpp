@@ -6,6 +6,10 @@
 #include <mutex>
 #include <stdexcept>
 
+#ifndef LSTM_EXT_NATIVE_FLAGS
+#define LSTM_EXT_NATIVE_FLAGS "-march=native"
+#endif
+
 namespace lstm_ext {
 
 // Each level's constant and table (level.cpp). CMake compiles the x86-64 levels (baseline, avx2,
@@ -84,7 +88,7 @@ const KernelLevel& choose() {
   if (best == nullptr) {  // only a native build can get here: the baseline runs everywhere
     const CompiledLevel& level = compiled_levels().front();
     throw std::runtime_error(
-        "lstm_ext was built for another CPU (LSTM_EXT_NATIVE=ON, -march=native) and this CPU lacks " +
+        "lstm_ext was built for another CPU (LSTM_EXT_NATIVE=ON, " LSTM_EXT_NATIVE_FLAGS ") and this CPU lacks " +
         joined(feature_names(*level.compiled_for & ~cpu)) +
         ". Reinstall it without that option (the default build runs on every x86-64 CPU and picks the best kernels "
         "for each), or build it again on this machine.");

@@ -397,6 +397,72 @@ def step_peak_memory(cfg: Config, library: str, threads: int) -> Optional[float]
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_kib"] / 1024.0
 
 
+# -- kernel levels and builds, side by side in alternating processes ----------------------------------
+
+def time_child(argv: list[str]) -> None:
+    """In a child process: lstm_ext's median time per configuration at this process's kernel level,
+    printed as one JSON line {label: seconds}. argv: the configurations (JSON) and calls per
+    configuration."""
+    configs = [Config(**c) for c in json.loads(argv[0])]
+    calls = int(argv[1])
+    times = {}
+    for cfg in configs:
+        call = runners(cfg)["lstm_ext"]
+        for _ in range(2):
+            call()
+        times[cfg.label] = statistics.median(_time(call) for _ in range(calls))
+    print(json.dumps(times))
+
+
+def time_in_processes(variants: dict, configs, rounds: int, calls: int, threads: int, log=print) -> dict:
+    """lstm_ext alone, once per variant, in processes that alternate: per round one process per
+    variant (in alternating order), each timing every configuration (`calls` calls, the median).
+    A variant is (python command, extra environment): another kernel level (LSTM_EXT_KERNELS) or
+    another build (the Python of another environment). Returns {variant: [{label: seconds}, ...]},
+    one entry per round, so that ratios can be taken within a round."""
+    spec = json.dumps([dataclasses.asdict(c) for c in configs])
+    samples = {name: [] for name in variants}
+    names = list(variants)
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            python, extra = variants[name]
+            env = {**os.environ, "LSTM_EXT_NUM_THREADS": str(threads), **extra}
+            out = subprocess.run([*python, "-c", "import sys; from lstm_ext import bench; bench.time_child(sys.argv[1:])",
+                                  spec, str(calls)], capture_output=True, text=True, env=env, timeout=3600)
+            if out.returncode != 0:
+                raise RuntimeError(f"{name}: the timing process failed: {out.stderr.strip()[-2000:]}")
+            samples[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+        log(f"  round {r + 1} of {rounds} done")
+    return samples
+
+
+@dataclasses.dataclass
+class LevelResult:
+    config: Config
+    seconds: dict   # level -> median seconds per call over the rounds
+    ratios: dict    # (level a, level b) -> median over rounds of a's time / b's time
+
+
+def compare_levels(configs, rounds: int, calls: int, threads: int, log=print) -> list[LevelResult]:
+    """Every kernel level this CPU can run, side by side (time_in_processes)."""
+    info = _core.build_info()
+    cpu = set(info["cpu_features"])
+    levels = [name for name, needs in info["kernel_levels"].items() if set(needs) <= cpu]
+    if len(levels) < 2:
+        return []
+    log(f"kernel levels {', '.join(levels)}: lstm_ext alone in alternating processes, {rounds} rounds")
+    samples = time_in_processes({level: ([sys.executable], {"LSTM_EXT_KERNELS": level}) for level in levels},
+                                configs, rounds, calls, threads, log)
+    results = []
+    for cfg in configs:
+        seconds = {level: statistics.median(s[cfg.label] for s in samples[level]) for level in levels}
+        ratios = {(a, b): statistics.median(sa[cfg.label] / sb[cfg.label] for sa, sb in zip(samples[a], samples[b]))
+                  for a in levels for b in levels if a != b}
+        results.append(LevelResult(cfg, seconds, ratios))
+        log(f"{cfg.label:58}" + "  ".join(f"{level} {_ms(seconds[level], cfg)}" for level in levels))
+    return results
+
+
 # -- the run -------------------------------------------------------------------------------------
 
 @dataclasses.dataclass
@@ -503,7 +569,7 @@ def _ms(seconds: float, cfg: Config) -> str:
 
 # -- the report ----------------------------------------------------------------------------------
 
-def render(machine: dict, results: list[Result], repeats: int) -> str:
+def render(machine: dict, results: list[Result], repeats: int, levels: Optional[list] = None) -> str:
     has_torch = any("torch" in r.seconds for r in results)
     lines = ["# lstm_ext benchmarks", ""]
     lines += [
@@ -558,7 +624,37 @@ def render(machine: dict, results: list[Result], repeats: int) -> str:
     aims = _aims(results, machine)
     if aims:
         lines += ["", "## The aims of issue 4, in this run", ""] + aims
+    if levels:
+        lines += ["", "## Kernel levels", ""] + _levels_section(levels)
     return "\n".join(lines) + "\n"
+
+
+def _levels_section(levels: list[LevelResult]) -> list[str]:
+    """lstm_ext at every kernel level this CPU runs, and the ratios that judge them."""
+    names = list(levels[0].seconds)
+    best = names[-1]
+    pairs = [(best, lower) for lower in names[:-1]]  # the best level against each lower one
+    lines = [
+        f"lstm_ext alone at each kernel level this CPU can run ({', '.join(names)}), in processes that "
+        "alternate (LSTM_EXT_KERNELS), the same configurations as above; times are medians over the rounds, "
+        "a ratio is the median over the rounds of the lower level's time over the higher level's (above 1: "
+        "the higher level is faster).",
+        "",
+        "| configuration | " + " | ".join(names) + " | " + " | ".join(f"{a} vs {b}" for a, b in pairs) + " |",
+        "|" + "|".join("---" for _ in range(1 + len(names) + len(pairs))) + "|",
+    ]
+    for r in levels:
+        lines.append(f"| {r.config.label} | " + " | ".join(_ms(r.seconds[n], r.config) for n in names) + " | "
+                     + " | ".join(f"{r.ratios[(b, a)]:.2f}×" for a, b in pairs) + " |")
+    lines.append("")
+    for a, b in pairs:
+        ratios = [r.ratios[(b, a)] for r in levels]
+        slower = [r.config.label for r in levels if r.ratios[(b, a)] < 1.0]
+        lines.append(f"- {a} against {b}: {min(ratios):.2f}× to {max(ratios):.2f}× (geometric mean "
+                     f"{float(np.exp(np.mean(np.log(ratios)))):.2f}×); "
+                     + ("at least as fast on every configuration." if not slower else
+                        f"slower on {', '.join(slower)}."))
+    return lines
 
 
 def _reading(results: list[Result]) -> list[str]:
@@ -683,7 +779,9 @@ def main(argv=None) -> int:
         parser.error(f"--only {args.only!r} matches no configuration")
     machine, results = run(configs, repeats=repeats, warmup=1 if args.quick else 3, threads=args.threads,
                            with_reference=not args.quick, with_memory=not args.quick)
-    report = render(machine, results, repeats)
+    levels = compare_levels(configs, rounds=1 if args.quick else 7, calls=1 if args.quick else 5,
+                            threads=machine["threads"])
+    report = render(machine, results, repeats, levels)
     if args.out:
         write_text_atomic(args.out, report)
         print(f"wrote {args.out}")
