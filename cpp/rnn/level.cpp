@@ -134,6 +134,7 @@ const CpuFeatures kCompiledFor = CpuFeatures(0)
 // out AVX2 and FMA), and the packet widths.
 std::string simd_in_use() {
   std::string sets;
+#ifdef EIGEN_VECTORIZE_SSE2
   const auto add = [&](const char* name) { sets += (sets.empty() ? "" : ", ") + std::string(name); };
 #ifdef EIGEN_VECTORIZE_AVX512
   add("AVX512");
@@ -150,10 +151,10 @@ std::string simd_in_use() {
 #ifdef EIGEN_VECTORIZE_SSE4_2
   add("SSE4.2");
 #endif
-#ifdef EIGEN_VECTORIZE_SSE2
   add("SSE2");
+#else
+  sets = Eigen::SimdInstructionSetsInUse();  // other architectures: NEON, VSX, ...
 #endif
-  if (sets.empty()) sets = Eigen::SimdInstructionSetsInUse();  // other architectures
   return sets + "; packets of " + std::to_string(kPacket<float>) + " floats, " + std::to_string(kPacket<double>) +
          " doubles";
 }
