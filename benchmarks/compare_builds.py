@@ -1,11 +1,11 @@
 """Compare builds or kernel levels of lstm_ext side by side, in processes that alternate.
 
     python benchmarks/compare_builds.py \\
-        "dispatched avx512=/path/venv-a/bin/python" \\
-        "native=/path/venv-b/bin/python" \\
-        "dispatched avx2=/path/venv-a/bin/python LSTM_EXT_KERNELS=avx2" [--rounds 9] [--only training]
+        "dispatched: /path/venv-a/bin/python" \\
+        "native, -march=native: /path/venv-b/bin/python" \\
+        "dispatched at avx2: /path/venv-a/bin/python LSTM_EXT_KERNELS=avx2" [--rounds 9] [--only training]
 
-Each variant is NAME=PYTHON [VAR=VALUE ...] [vs=OTHER]: the Python of an environment with lstm_ext
+Each variant is 'NAME: PYTHON [VAR=VALUE ...] [vs=OTHER]': the Python of an environment with lstm_ext
 installed (each build in an environment of its own), environment variables for its processes,
 and the variant its times are set against (default the first). Every
 round runs one process per variant (the order alternating between rounds), each timing lstm_ext
@@ -26,12 +26,12 @@ from lstm_ext import bench
 
 
 def parse_variant(text: str):
-    """NAME=PYTHON [VAR=VALUE ...] [vs=OTHER NAME] -> (NAME, ([PYTHON], {VAR: VALUE}, OTHER NAME or None))."""
+    """'NAME: PYTHON [VAR=VALUE ...] [vs=OTHER NAME]' -> (NAME, ([PYTHON], {VAR: VALUE}, OTHER NAME or None))."""
     text, _, against = text.partition(" vs=")
-    name, _, rest = text.partition("=")
+    name, _, rest = text.partition(": ")
     words = rest.split()
     if not name or not words or any("=" not in w for w in words[1:]):
-        raise argparse.ArgumentTypeError(f"expected NAME=PYTHON [VAR=VALUE ...] [vs=OTHER NAME], got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected 'NAME: PYTHON [VAR=VALUE ...] [vs=OTHER NAME]', got {text!r}")
     env = dict(word.split("=", 1) for word in words[1:])
     return name.strip(), ([words[0]], env, against.strip() or None)
 
@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("variants", nargs="+", type=parse_variant, help="NAME=PYTHON [VAR=VALUE ...] [vs=OTHER]")
+    parser.add_argument("variants", nargs="+", type=parse_variant, help="'NAME: PYTHON [VAR=VALUE ...] [vs=OTHER]'")
     parser.add_argument("--only", default=None, help="the configurations whose label contains this text")
     add_arguments(parser)
     args = parser.parse_args(argv)

@@ -2,9 +2,9 @@
 
     python benchmarks/run.py            # the full run (several minutes), writes BENCHMARKS.md
     python benchmarks/run.py --quick    # a smoke check (CI): fewer rounds, no report unless --out
-    python benchmarks/run.py --build "native=/path/venv/bin/python" \
-        --build "this build at avx2=python LSTM_EXT_KERNELS=avx2" \
-        --build "native, -mno-avx512f=/path/venv2/bin/python vs=this build at avx2"
+    python benchmarks/run.py --build "native: /path/venv/bin/python" \
+        --build "this build at avx2: python LSTM_EXT_KERNELS=avx2" \
+        --build "native, -mno-avx512f: /path/venv2/bin/python vs=this build at avx2"
                                         # and, at the end of the report, this build against
                                         # others (compare_builds.py)
 
