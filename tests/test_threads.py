@@ -151,6 +151,37 @@ def test_concurrent_calls_give_the_sequential_results(T, B, I, H, restore_thread
             np.testing.assert_array_equal(got[name], value, err_msg=name)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("B, I, H", [(4, 16, 64), (1, 256, 256), (7, 33, 150)])
+def test_lstm_cell_gives_the_same_bits_on_any_thread_count_and_concurrently(B, I, H, dtype, restore_threads):
+    # The step used Eigen's products on each member's units, whose blocking follows the size of
+    # the part: at (4, 16, 64) float32, 41 of 256 elements differed between 1 and 2 threads.
+    rng = np.random.default_rng(5)
+    args = [rng.standard_normal(shape).astype(dtype) for shape in
+            [(B, I), (B, H), (B, H), (4 * H, I), (4 * H, H), (4 * H,), (4 * H,)]]
+    lstm_ext.set_num_threads(1)
+    alone = lstm_ext.lstm_cell(*args)
+    for threads in (2, 3, 4):
+        lstm_ext.set_num_threads(threads)
+        for got, want in zip(lstm_ext.lstm_cell(*args), alone):
+            np.testing.assert_array_equal(got, want, err_msg=f"{threads} threads")
+    lstm_ext.set_num_threads(2)
+    results = [None] * 8
+
+    def work(k):
+        for _ in range(20):
+            results[k] = lstm_ext.lstm_cell(*args)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for result in results:
+        for got, want in zip(result, alone):
+            np.testing.assert_array_equal(got, want)
+
+
 FORK_PROBE = textwrap.dedent("""
     import os, sys
     import numpy as np
@@ -218,3 +249,32 @@ def test_workers_are_pinned_only_when_the_team_covers_every_cpu(threads, pin, pi
         assert allowed == [str(cpus[k % len(cpus)]) for k in range(1, count)]
     else:
         assert all("-" in a or "," in a for a in allowed)  # several CPUs each
+
+
+DAEMON_AT_EXIT = textwrap.dedent("""
+    import sys, threading, time
+    import numpy as np
+    import lstm_ext
+
+    kind = sys.argv[1]
+    layer = getattr(lstm_ext, kind)(64, 256)
+    x = np.zeros((200, 32, 64), np.float32)
+
+    def train_forever():
+        while True:
+            y, _ = layer(x)
+            layer.backward(np.ones_like(y))
+
+    threading.Thread(target=train_forever, daemon=True).start()
+    time.sleep(0.3)  # the interpreter exits while the thread is inside the core
+""")
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_a_daemon_thread_inside_the_core_does_not_crash_the_exit(kind):
+    # At finalization CPython ends a daemon thread that asks for the GIL back with pthread_exit;
+    # its forced unwind through a guard's destructor used to end in std::terminate (SIGABRT, exit
+    # 134, in 9 runs of 10).
+    for _ in range(8):
+        out = subprocess.run([sys.executable, "-c", DAEMON_AT_EXIT, kind], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and "terminate" not in out.stderr, (out.returncode, out.stderr)

@@ -2,7 +2,13 @@
 #include "bindings/checks.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <sstream>
+#include <thread>
+
+#ifdef __GLIBCXX__
+#include <cxxabi.h>
+#endif
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <unistd.h>
@@ -102,6 +108,20 @@ std::optional<CArray<std::int64_t>> read_lengths(py::handle obj, Index T, Index 
   auto lengths = CArray<std::int64_t>::ensure(raw);
   if (!lengths) throw py::error_already_set();
   return lengths;
+}
+
+void take_back_gil(PyThreadState* state) {
+#ifdef __GLIBCXX__
+  try {
+    PyEval_RestoreThread(state);
+  } catch (abi::__forced_unwind&) {
+    // pthread_exit from a finalizing interpreter: never leave this handler (leaving it without
+    // rethrowing would abort); the process's exit ends the thread.
+    for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+  }
+#else
+  PyEval_RestoreThread(state);
+#endif
 }
 
 void require_memory(double elements, std::size_t bytes_each, const std::string& what) {

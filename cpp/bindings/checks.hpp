@@ -175,9 +175,31 @@ CArray<Scalar> read_workspace(py::handle obj, Index size, const std::string& siz
 // non-integers, ValueError for the wrong shape or a length out of range.
 std::optional<CArray<std::int64_t>> read_lengths(py::handle obj, Index T, Index B);
 
+// PyEval_RestoreThread(state), or, when the interpreter ends this thread instead, sleep until
+// the process ends (see without_gil).
+void take_back_gil(PyThreadState* state);
+
 // The direction and lengths of a call, for the core.
 inline SequenceOptions sequence_options(bool reverse, const std::optional<CArray<std::int64_t>>& lengths) {
   return SequenceOptions{reverse, lengths ? lengths->data() : nullptr};
+}
+
+// Runs compute() without the GIL and takes the GIL back after it, by plain calls rather than a
+// scoped guard's destructor. When the interpreter is finalizing, CPython ends a (daemon) thread
+// that asks for the GIL back with pthread_exit, whose forced unwind would pass through the frames
+// of this call: through a destructor (noexcept) it ends in std::terminate, through the frames
+// that hold Python objects it would release them without the GIL. So that unwind is stopped
+// here and the thread sleeps until the process, which is ending, ends it.
+template <typename Compute>
+void without_gil(Compute&& compute) {
+  PyThreadState* state = PyEval_SaveThread();
+  try {
+    compute();
+  } catch (...) {
+    take_back_gil(state);
+    throw;
+  }
+  take_back_gil(state);
 }
 
 // MemoryError when `elements` values of `bytes_each` bytes exceed this machine's physical memory.

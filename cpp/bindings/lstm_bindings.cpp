@@ -66,12 +66,11 @@ py::tuple forward(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_obj, py
   if (training) ws.emplace(new_array<Scalar>({lstm_workspace_size(d, kernel.lanes)}));
 
   Scalar* ws_data = ws ? ws->mutable_data() : nullptr;
-  {
-    py::gil_scoped_release release;
+  without_gil([&] {
     kernel.lstm.forward(y.mutable_data(), h_n.mutable_data(), c_n.mutable_data(), ws_data, x.data(),
-                         data_or_null(h0), data_or_null(c0), lw.w.w_ih.data(), lw.w.w_hh.data(), data_or_null(b_ih),
-                         data_or_null(b_hh), data_or_null(lw.w_hr), d, sequence_options(reverse, lengths));
-  }
+                        data_or_null(h0), data_or_null(c0), lw.w.w_ih.data(), lw.w.w_hh.data(), data_or_null(b_ih),
+                        data_or_null(b_hh), data_or_null(lw.w_hr), d, sequence_options(reverse, lengths));
+  });
   return py::make_tuple(y, h_n, c_n, or_none(ws));
 }
 
@@ -111,15 +110,14 @@ py::tuple backward(py::handle dy_obj, py::handle dh_n_obj, py::handle dc_n_obj, 
   Scalar* dw_hr_data = dw_hr ? dw_hr->mutable_data() : nullptr;
   Scalar* db_ih_data = bias ? db_ih->mutable_data() : nullptr;
   Scalar* db_hh_data = bias ? db_hh->mutable_data() : nullptr;
-  {
-    py::gil_scoped_release release;
+  without_gil([&] {
     kernel.lstm.backward(dx.mutable_data(), dh0.mutable_data(), dc0.mutable_data(), dw_ih.mutable_data(),
-                          dw_hh.mutable_data(), dw_hr_data, db_ih_data, data_or_null(dy), data_or_null(dh_n),
-                          data_or_null(dc_n), ws.data(), lw.w.w_ih.data(), lw.w.w_hh.data(),
-                          data_or_null(lw.w_hr), d, sequence_options(reverse, lengths));
+                         dw_hh.mutable_data(), dw_hr_data, db_ih_data, data_or_null(dy), data_or_null(dh_n),
+                         data_or_null(dc_n), ws.data(), lw.w.w_ih.data(), lw.w.w_hh.data(),
+                         data_or_null(lw.w_hr), d, sequence_options(reverse, lengths));
     // b_ih and b_hh enter the gates the same way: their gradients are equal, returned as two arrays.
     if (bias) std::copy_n(db_ih_data, G, db_hh_data);
-  }
+  });
   return py::make_tuple(dx, dh0, dc0, dw_ih, dw_hh, or_none(db_ih), or_none(db_hh), or_none(dw_hr));
 }
 
@@ -145,11 +143,10 @@ py::tuple cell(py::handle x_obj, py::handle h_obj, py::handle c_obj, py::handle 
 
   auto h_new = new_array<Scalar>({B, H});
   auto c_new = new_array<Scalar>({B, H});
-  {
-    py::gil_scoped_release release;
+  without_gil([&] {
     kernel.lstm.cell(h_new.mutable_data(), c_new.mutable_data(), x.data(), data_or_null(h), data_or_null(c),
-                      w.w_ih.data(), w.w_hh.data(), data_or_null(b_ih), data_or_null(b_hh), B, I, H);
-  }
+                     w.w_ih.data(), w.w_hh.data(), data_or_null(b_ih), data_or_null(b_hh), B, I, H);
+  });
   return py::make_tuple(h_new, c_new);
 }
 

@@ -1,6 +1,7 @@
 // lstm_ext._core: the compiled core's Python module. Each cell's bindings live in their own file.
 #include <pybind11/pybind11.h>
 
+#include "bindings/checks.hpp"
 #include "rnn/cpu.hpp"
 #include "rnn/kernels.hpp"
 #include "rnn/parallel.hpp"
@@ -60,10 +61,7 @@ PYBIND11_MODULE(_core, m) {
         "Bytes of scratch memory the core keeps from earlier calls for the next ones (at most 256 MiB).");
   m.def(
       "release_scratch_cache",
-      [] {
-        py::gil_scoped_release release;
-        lstm_ext::release_scratch_cache();
-      },
+      [] { lstm_ext::bindings::without_gil([] { lstm_ext::release_scratch_cache(); }); },
       "Frees the scratch memory the core keeps from earlier calls.");
   m.def(
       "read_bandwidth",
@@ -75,8 +73,10 @@ PYBIND11_MODULE(_core, m) {
           throw py::value_error("threads, passes, trials: expected integers >= 1, got " + std::to_string(threads) +
                                 ", " + std::to_string(passes) + ", " + std::to_string(trials));
         }
-        py::gil_scoped_release release;
-        return lstm_ext::kernel_level().read_bandwidth(bytes, threads, passes, trials);
+        double bytes_per_second = 0;
+        lstm_ext::bindings::without_gil(
+            [&] { bytes_per_second = lstm_ext::kernel_level().read_bandwidth(bytes, threads, passes, trials); });
+        return bytes_per_second;
       },
       py::arg("bytes"), py::arg("threads"), py::arg("passes") = 20, py::arg("trials") = 5,
       "Bytes per second at which `threads` threads read a working set of `bytes` bytes (the benchmark's roofline).");

@@ -40,12 +40,11 @@ py::tuple forward(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_obj, py
   std::optional<CArray<Scalar>> ws;
   if (training) ws.emplace(new_array<Scalar>({rnn_workspace_size(d, kernel.lanes)}));
   Scalar* ws_data = ws ? ws->mutable_data() : nullptr;
-  {
-    py::gil_scoped_release release;
+  without_gil([&] {
     kernel.rnn.forward(y.mutable_data(), h_n.mutable_data(), ws_data, x.data(), data_or_null(h0), w.w_ih.data(),
-                        w.w_hh.data(), data_or_null(b_ih), data_or_null(b_hh), act, d,
-                        sequence_options(reverse, lengths));
-  }
+                       w.w_hh.data(), data_or_null(b_ih), data_or_null(b_hh), act, d,
+                       sequence_options(reverse, lengths));
+  });
   return py::make_tuple(y, h_n, or_none(ws));
 }
 
@@ -79,14 +78,13 @@ py::tuple backward(py::handle dy_obj, py::handle dh_n_obj, py::handle x_obj, py:
   }
   Scalar* db_ih_data = bias ? db_ih->mutable_data() : nullptr;
   Scalar* db_hh_data = bias ? db_hh->mutable_data() : nullptr;
-  {
-    py::gil_scoped_release release;
+  without_gil([&] {
     kernel.rnn.backward(dx.mutable_data(), dh0.mutable_data(), dw_ih.mutable_data(), dw_hh.mutable_data(),
-                         db_ih_data, data_or_null(dy), data_or_null(dh_n), ws.data(), w.w_ih.data(),
-                         w.w_hh.data(), act, d, sequence_options(reverse, lengths));
+                        db_ih_data, data_or_null(dy), data_or_null(dh_n), ws.data(), w.w_ih.data(),
+                        w.w_hh.data(), act, d, sequence_options(reverse, lengths));
     // b_ih and b_hh enter the same sum: their gradients are equal, returned as two arrays.
     if (bias) std::copy_n(db_ih_data, d.H, db_hh_data);
-  }
+  });
   return py::make_tuple(dx, dh0, dw_ih, dw_hh, or_none(db_ih), or_none(db_hh));
 }
 

@@ -31,7 +31,7 @@ LSTM_EXT_DECLARE_LEVEL(avx512)
 #undef LSTM_EXT_DECLARE_LEVEL
 
 const std::vector<CompiledLevel>& compiled_levels() {
-  static const std::vector<CompiledLevel> levels{
+  static const auto* levels = new std::vector<CompiledLevel>{  // never destroyed, as the tables
 #if defined(LSTM_EXT_NATIVE_LEVEL)
       {"native", &native::kCompiledFor, &native::table},
 #else
@@ -42,7 +42,7 @@ const std::vector<CompiledLevel>& compiled_levels() {
 #endif
 #endif
   };
-  return levels;
+  return *levels;
 }
 
 namespace {

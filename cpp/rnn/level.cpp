@@ -163,16 +163,17 @@ std::string simd_in_use() {
 #define LSTM_EXT_STRING(level) #level
 
 // The level's table, made at the first request (a static made at load time would run this
-// level's code on any CPU).
+// level's code on any CPU) and never destroyed (a daemon thread may still be in a call of this
+// level while the process exits).
 const KernelLevel& table() {
-  static const KernelLevel level{
+  static const KernelLevel* level = new KernelLevel{
       LSTM_EXT_LEVEL_NAME(LSTM_EXT_LEVEL),
       simd_in_use(),
       Kernels<float>{kPacket<float>, lstm_kernels<float>(), gru_kernels<float>(), rnn_kernels<float>()},
       Kernels<double>{kPacket<double>, lstm_kernels<double>(), gru_kernels<double>(), rnn_kernels<double>()},
       &read_bandwidth,
   };
-  return level;
+  return *level;
 }
 
 }  // namespace LSTM_EXT_LEVEL

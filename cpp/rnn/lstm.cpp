@@ -364,24 +364,25 @@ void lstm_cell(Scalar* h_new, Scalar* c_new,
   // A step streams all of W_ih and W_hh once: members split the units (no barrier needed, each
   // member's units depend only on its own rows of the weights).
   TeamLease lease(members_for(2.0 * B * G * (I + H), H, granule));
-  RowMatrix<Scalar> scratch_gx(B, G);   // (B, G) input part of the pre-activations, with the biases
-  RowMatrix<Scalar> scratch_rec(B, G);  // (B, G) recurrent part h · W_hhᵀ
-  const ConstMatrixMap<Scalar> X(x, B, I), W_ih(w_ih, G, I), W_hh(w_hh, G, H);
+  Buffer<Scalar> scratch_gx(B * G);   // (B, G) input part of the pre-activations, with the biases
+  Buffer<Scalar> scratch_rec(B * G);  // (B, G) recurrent part h · W_hhᵀ
 
   lease.run([&](Team& team) {
     const Team::Range units = team.part(H, granule);
     const Index u0 = units.begin, nu = units.size();
     for (Index q = 0; q < 4; ++q) {  // gate q of its units: rows q * H + u0 ... of the weights
       const Index r0 = q * H + u0;
-      auto gx = scratch_gx.middleCols(r0, nu);
-      auto rec = scratch_rec.middleCols(r0, nu);
-      gx.noalias() = X * W_ih.middleRows(r0, nu).transpose();
-      if (b_ih != nullptr) gx.rowwise() += ConstRowVectorMap<Scalar>(b_ih + r0, nu);
-      if (b_hh != nullptr) gx.rowwise() += ConstRowVectorMap<Scalar>(b_hh + r0, nu);
+      Scalar* gx = scratch_gx.data() + r0;    // (B, nu) of row stride G
+      Scalar* rec = scratch_rec.data() + r0;  // (B, nu) of row stride G
+      // Dot products of whole rows (products.hpp): the same bits whichever member takes them.
+      dot_rows(gx, G, x, I, w_ih + r0 * I, nu, I, B);
+      auto gx_block = MatrixMap<Scalar>(scratch_gx.data(), B, G).middleCols(r0, nu);
+      if (b_ih != nullptr) gx_block.rowwise() += ConstRowVectorMap<Scalar>(b_ih + r0, nu);
+      if (b_hh != nullptr) gx_block.rowwise() += ConstRowVectorMap<Scalar>(b_hh + r0, nu);
       if (h != nullptr) {
-        rec.noalias() = ConstMatrixMap<Scalar>(h, B, H) * W_hh.middleRows(r0, nu).transpose();
+        dot_rows(rec, G, h, H, w_hh + r0 * H, nu, H, B);
       } else {
-        rec.setZero();
+        for (Index b = 0; b < B; ++b) std::fill_n(rec + b * G, nu, Scalar(0));
       }
     }
     // A missing c is zeros: start c_new at zero and update it in place.

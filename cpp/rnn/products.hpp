@@ -57,6 +57,80 @@ std::vector<MemberScratch<Scalar>> member_scratch(int members, Index count, Inde
   return scratch;
 }
 
+// out (B, n) = in (B, K) · M (n, K)ᵀ for a row-major M used once, unpacked (one step of lstm_cell:
+// packing M would cost as much as the product): each element is the dot product of a row of `in`
+// and a row of M, one chain of multiply-adds over packets along k (the last zero-padded) reduced
+// in a fixed order at the end, so its bits do not depend on which rows a member computes or which
+// elements go together in a tile. Tiles of NJ rows of M by NB batch rows keep NJ * NB chains in
+// flight (eight or more, enough to hide the latency of the multiply-adds).
+//   out (B, ld_out) written    in (B, ld_in)    m (n, K), row stride K
+namespace dot_detail {
+// Batch rows of a tile: 4 by 4 chains where there are 32 vector registers, 4 by 3 with 16.
+constexpr int kDotRows = panel_detail::kVectorRegisters >= 32 ? 4 : 3;
+
+template <typename Scalar, int NJ, int NB>
+void dot_tile(Scalar* out, Index ld_out, const Scalar* in, Index ld_in, const Scalar* rows, Index K) {
+  using P = Packet<Scalar>;
+  using namespace Eigen::internal;
+  constexpr Index L = kPacket<Scalar>;
+  P acc[NJ][NB];
+  for (int j = 0; j < NJ; ++j) {
+    for (int b = 0; b < NB; ++b) acc[j][b] = pset1<P>(Scalar(0));
+  }
+  Index k = 0;
+  for (; k + L <= K; k += L) {
+    P x[NB];
+    for (int b = 0; b < NB; ++b) x[b] = ploadu<P>(in + b * ld_in + k);
+    for (int j = 0; j < NJ; ++j) {
+      const P w = ploadu<P>(rows + j * K + k);
+      for (int b = 0; b < NB; ++b) acc[j][b] = pmadd(w, x[b], acc[j][b]);
+    }
+  }
+  if (k < K) {  // the last packet, zero-padded
+    const Index n = K - k;
+    P x[NB];
+    for (int b = 0; b < NB; ++b) x[b] = load_packet(in + b * ld_in + k, n);
+    for (int j = 0; j < NJ; ++j) {
+      const P w = load_packet(rows + j * K + k, n);
+      for (int b = 0; b < NB; ++b) acc[j][b] = pmadd(w, x[b], acc[j][b]);
+    }
+  }
+  for (int j = 0; j < NJ; ++j) {
+    for (int b = 0; b < NB; ++b) out[b * ld_out + j] = predux(acc[j][b]);
+  }
+}
+
+}  // namespace dot_detail
+
+template <typename Scalar>
+void dot_rows(Scalar* out, Index ld_out, const Scalar* in, Index ld_in, const Scalar* m, Index n, Index K, Index B) {
+  using dot_detail::dot_tile;
+  constexpr Index kRowBlock = 16;  // rows of M that every batch tile passes while they are in L1
+  for (Index j0 = 0; j0 < n; j0 += kRowBlock) {
+    const Index j1 = std::min(n, j0 + kRowBlock);
+    Index j = j0;
+    if (B == 1) {  // eight rows of M at a time
+      for (; j + 8 <= j1; j += 8) dot_tile<Scalar, 8, 1>(out + j, ld_out, in, ld_in, m + j * K, K);
+    } else {       // four rows of M by up to kDotRows batch rows
+      for (Index b = 0; b < B; b += dot_detail::kDotRows) {
+        const Scalar* x = in + b * ld_in;
+        Scalar* o = out + b * ld_out;
+        for (j = j0; j + 4 <= j1; j += 4) {
+          switch (std::min<Index>(dot_detail::kDotRows, B - b)) {
+            case 1: dot_tile<Scalar, 4, 1>(o + j, ld_out, x, ld_in, m + j * K, K); break;
+            case 2: dot_tile<Scalar, 4, 2>(o + j, ld_out, x, ld_in, m + j * K, K); break;
+            case 3: dot_tile<Scalar, 4, 3>(o + j, ld_out, x, ld_in, m + j * K, K); break;
+            default: dot_tile<Scalar, 4, dot_detail::kDotRows>(o + j, ld_out, x, ld_in, m + j * K, K); break;
+          }
+        }
+      }
+    }
+    for (; j < j1; ++j) {  // the block's last rows one by one
+      for (Index b = 0; b < B; ++b) dot_tile<Scalar, 1, 1>(out + b * ld_out + j, ld_out, in + b * ld_in, ld_in, m + j * K, K);
+    }
+  }
+}
+
 // gates (TB, G) = X (TB, I) · W_ihᵀ + b_ih + b_hh (each bias may be nullptr), by column tasks.
 //   scratch: one member's buffer of tasks.scratch_size(I) elements
 template <typename Scalar>
