@@ -120,6 +120,18 @@ def test_impossible_sizes_raise_memory_error_before_allocating(training):
         lstm_ext.lstm_forward(x, w_ih, w_hh, training=training)
 
 
+def test_an_input_whose_copy_cannot_fit_raises_memory_error_naming_it():
+    # A broadcast view costs nothing, its C-contiguous copy 16 TiB. pybind11's conversion swallowed
+    # NumPy's MemoryError and the call raised "RuntimeError: Internal error: ...".
+    x = np.broadcast_to(np.float32(0), (2**20, 2**20, 4))
+    with pytest.raises(MemoryError, match=r"x \(converted to a contiguous float32 copy\): needs .* GiB, more than"):
+        lstm_ext.lstm_forward(x, np.zeros((16, 4), np.float32), np.zeros((16, 4), np.float32))
+    H = 2**17
+    w_hh = np.broadcast_to(np.float64(0), (3 * H, H))  # float64 weights, but a copy in any case
+    with pytest.raises(MemoryError, match=r"w_hh \(converted to a contiguous float64 copy\): needs 384 GiB"):
+        lstm_ext.gru_forward(np.zeros((2, 1, 4)), np.zeros((3 * H, 4)), w_hh)
+
+
 # -- the layer ------------------------------------------------------------------------------------
 
 CONSTRUCTOR_ERRORS = {

@@ -115,6 +115,12 @@ def test_functional_weight_errors():
     lstm_ext.lstm_forward(x, w_ih, w_hh, w_hr=np.zeros((2, H)))
     with pytest.raises(ValueError, match=r"w_hr: expected shape \(P, H\) = \(2, 6\), got \(3, 6\)"):
         lstm_ext.lstm_forward(x, w_ih, w_hh, w_hr=np.zeros((3, H)))
+    # A projection to as many units as H or more is refused, as torch refuses proj_size >= hidden_size.
+    with pytest.raises(ValueError, match=r"w_hh: expected shape \(4H, P\) with a projection to fewer units than H "
+                                         r"\(P < H = 6\), got \(24, 8\)"):
+        lstm_ext.lstm_forward(x, w_ih, np.zeros((4 * H, 8)), w_hr=np.zeros((8, H)))
+    with pytest.raises(ValueError, match=r"P < H = 6\), got \(24, 6\)"):
+        lstm_ext.lstm_backward(None, None, None, x, w_ih, np.zeros((4 * H, 6)), np.zeros(1), w_hr=np.zeros((6, H)))
     with pytest.raises(ValueError, match=r"w_hh: expected shape \(4H, H\) with H >= 1.*got \(24, 2\)"):
         lstm_ext.lstm_forward(x, w_ih, w_hh)  # a (4H, P) w_hh needs w_hr
     with pytest.raises(ValueError, match=r"h0: expected shape \(B, P\) = \(3, 2\), got \(3, 6\)"):

@@ -42,6 +42,7 @@ py::array as_real_array(py::handle obj, const std::string& name) {
     try {
       arr = py::module_::import("numpy").attr("asarray")(obj);
     } catch (py::error_already_set& e) {
+      if (e.matches(PyExc_MemoryError)) throw;
       throw py::value_error(name + ": cannot be read as an array of real numbers (" + e.what() + ")");
     }
   }
@@ -53,6 +54,12 @@ py::array as_real_array(py::handle obj, const std::string& name) {
                          py::str(arr.dtype()).cast<std::string>() + source);
   }
   return arr;
+}
+
+py::array contiguous_copy(const py::array& arr, const py::dtype& dtype, std::size_t itemsize, const std::string& name) {
+  require_memory(static_cast<double>(arr.size()), itemsize, name + " (converted to a contiguous " +
+                                                                py::str(dtype).cast<std::string>() + " copy)");
+  return py::module_::import("numpy").attr("ascontiguousarray")(arr, dtype);
 }
 
 void require_ndim(const py::array& a, const std::string& name, int ndim, const std::string& legend) {
@@ -89,6 +96,7 @@ std::optional<CArray<std::int64_t>> read_lengths(py::handle obj, Index T, Index 
   try {
     raw = np.attr("asarray")(obj);
   } catch (py::error_already_set& e) {
+    if (e.matches(PyExc_MemoryError)) throw;
     throw py::value_error(std::string("lengths: cannot be read as an array of integers (") + e.what() + ")");
   }
   const char kind = raw.dtype().kind();
@@ -105,9 +113,9 @@ std::optional<CArray<std::int64_t>> read_lengths(py::handle obj, Index T, Index 
                           py::str(raw.attr("__getitem__")(index)).cast<std::string>() + " at index " +
                           py::str(index).cast<std::string>());
   }
-  auto lengths = CArray<std::int64_t>::ensure(raw);
-  if (!lengths) throw py::error_already_set();
-  return lengths;
+  if (CArray<std::int64_t>::check_(raw)) return py::reinterpret_borrow<CArray<std::int64_t>>(raw);
+  return py::reinterpret_borrow<CArray<std::int64_t>>(
+      contiguous_copy(raw, py::dtype::of<std::int64_t>(), sizeof(std::int64_t), "lengths"));
 }
 
 void take_back_gil(PyThreadState* state) {

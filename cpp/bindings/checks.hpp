@@ -41,14 +41,20 @@ std::string shape_str(const std::vector<Index>& shape);
 // weights, float32 when these are float32 arrays and float64 otherwise.
 bool is_float32_array(py::handle obj);
 
-// Converts any array-like of real numbers (bool, integer or floating) to a C-contiguous array of
-// Scalar. An array that already is one is returned as it is, without a copy.
+// Reads any array-like of real numbers (bool, integer or floating) as a NumPy array (without a
+// copy when it is one).
 py::array as_real_array(py::handle obj, const std::string& name);
+// A C-contiguous copy of `arr` in `dtype`, made by NumPy, after checking that it fits in memory:
+// MemoryError naming the argument otherwise, or NumPy's own when the allocation fails (pybind11's
+// array_t::ensure would swallow that error).
+py::array contiguous_copy(const py::array& arr, const py::dtype& dtype, std::size_t itemsize, const std::string& name);
+// Converts any array-like of real numbers to a C-contiguous array of Scalar. An array that
+// already is one is returned as it is, without a copy.
 template <typename Scalar>
 CArray<Scalar> to_array(py::handle obj, const std::string& name) {
-  auto converted = CArray<Scalar>::ensure(as_real_array(obj, name));
-  if (!converted) throw py::error_already_set();
-  return converted;
+  py::array arr = as_real_array(obj, name);
+  if (!CArray<Scalar>::check_(arr)) arr = contiguous_copy(arr, py::dtype::of<Scalar>(), sizeof(Scalar), name);
+  return py::reinterpret_borrow<CArray<Scalar>>(arr);
 }
 // Same, with None meaning "absent".
 template <typename Scalar>

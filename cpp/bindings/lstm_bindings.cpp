@@ -24,6 +24,10 @@ template <typename Scalar>
 LstmWeights<Scalar> read_lstm_weights(py::handle w_ih, py::handle w_hh, py::handle w_hr_obj) {
   const bool projected = !w_hr_obj.is_none();
   auto w = read_weights<Scalar>(w_ih, w_hh, 4, "4H", projected);
+  if (projected && w.H_out >= w.H) {  // torch's rule too: proj_size < hidden_size
+    throw py::value_error("w_hh: expected shape (4H, P) with a projection to fewer units than H (P < H = " +
+                          std::to_string(w.H) + "), got " + shape_str(w.w_hh));
+  }
   auto w_hr = read_optional<Scalar>(w_hr_obj, "w_hr", {w.H_out, w.H}, "(P, H)");
   return {std::move(w), std::move(w_hr)};
 }

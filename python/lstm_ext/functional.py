@@ -56,7 +56,7 @@ def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, w_hr=
                  reverse=False, training=False) -> LstmOutput:
     """LSTM forward over a whole sequence.
 
-    h0 / c0 None mean zeros; b_ih / b_hh None mean no bias; w_hr (P, H) adds the projection
+    h0 / c0 None mean zeros; b_ih / b_hh None mean no bias; w_hr (P, H), P < H, adds the projection
     h_t = W_hr (o_t ⊙ tanh c_t), with h0 (B, P). With ``training=True`` the result carries the
     workspace that :func:`lstm_backward` needs; otherwise nothing is kept.
     """
