@@ -218,17 +218,32 @@ inline void store_packet(Scalar* p, Packet<Scalar> v, Index n) {
   std::copy_n(lanes, n, p);
 }
 
-// σ(x) = 1 / (1 + e^(−x)), with Eigen's packet exp, for float and double. Not Eigen's own float
-// logistic: that one approximates σ(x) − 0.5 (and σ by e^x below −9), which is accurate to a few
-// ulps of 0.5, not of σ: measured over [−100, 100] its worst relative error is 8.2e-4 (at
-// x = −8.87), where this formula's is 1.8e-7. Gates near 0 (a closed forget or input gate) need
-// relative accuracy: their products over many steps are the gradients that reach early steps.
-// Large |x| is exact in the limit: e^(−x) = inf gives 0, e^(−x) = 0 gives 1.
+// e^x of a packet: Eigen's generic exp for float at every level (Cody-Waite reduction by ln 2 in
+// two parts, polynomial, ldexp down to the subnormals), its double exp for double. Not Eigen's
+// AVX-512 float exp: that one reduces by ln 2 in one part and builds 2^m from exponent bits, so
+// its relative error grows with |x| (3.3e-7 near x = −87, measured) and it returns 0 below
+// x = −87.3, where e^x is still a normal float.
+template <typename Scalar>
+inline Packet<Scalar> packet_exp(const Packet<Scalar>& x) {
+  if constexpr (std::is_same_v<Scalar, float>) {
+    return Eigen::internal::pexp_float(x);
+  } else {
+    return Eigen::internal::pexp(x);
+  }
+}
+
+// σ(x) = 1 / (1 + e^(−x)), for float and double. Not Eigen's own float logistic: that one
+// approximates σ(x) − 0.5 (and σ by e^x below −9), which is accurate to a few ulps of 0.5, not of
+// σ: measured over [−100, 100] its worst relative error is 8.2e-4 (at x = −8.87). Gates near 0 (a
+// closed forget or input gate) need relative accuracy: their products over many steps are the
+// gradients that reach early steps. Measured in float, at every level (tests/test_gate_accuracy.py):
+// within 1.9e-7 relative wherever σ(x) is a normal float (x > −87.3), subnormal values down to
+// x = −88.7 within 3e-7, and 0 below, where σ(x) < 3e-39 (e^(−x) = inf). Large x gives 1.
 template <typename Scalar>
 inline Packet<Scalar> packet_sigmoid(const Packet<Scalar>& x) {
   using namespace Eigen::internal;
   const Packet<Scalar> one = pset1<Packet<Scalar>>(Scalar(1));
-  return pdiv(one, padd(one, pexp(pnegate(x))));
+  return pdiv(one, padd(one, packet_exp<Scalar>(pnegate(x))));
 }
 
 // tanh of double packets, which Eigen 3.4 lacks: Cephes' tanh, every lane both ways, then a
