@@ -3,12 +3,14 @@ interrupted writes, no unpickling."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+import zipfile
 
 import numpy as np
 import pytest
@@ -150,8 +152,8 @@ def test_corrupted_and_truncated_checkpoints_are_refused(tmp_path):
 def test_pickled_objects_are_never_loaded(tmp_path):
     path = tmp_path / "evil.npz"
     np.savez(path, __header__=np.array([{"format": "lstm_ext checkpoint"}], dtype=object))
-    with pytest.raises(lstm_ext.CheckpointError, match="truncated or corrupted"):
-        lstm_ext.load(path)  # allow_pickle=False: object arrays are refused, not unpickled
+    with pytest.raises(lstm_ext.CheckpointError, match=r"'__header__.npy' holds dtype object, not numbers"):
+        lstm_ext.load(path)  # object arrays are refused before reading, never unpickled
 
 
 def test_an_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
@@ -175,3 +177,119 @@ def test_an_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch
 def test_write_checkpoint_refuses_non_numeric_arrays(tmp_path):
     with pytest.raises(TypeError, match=r"arrays\['x'\]: expected a numeric NumPy array"):
         write_checkpoint(tmp_path / "x.npz", {}, {"x": np.array(["a"])})
+
+
+# -- hostile files: every one raises CheckpointError naming what is wrong, before reading much --------
+
+def edited(tmp_path, source, change, name="edited.npz"):
+    """A copy of the checkpoint `source` changed by change(header, arrays) and digested again (the
+    digest has no key: anyone can recompute it)."""
+    header, arrays = read_checkpoint(source)
+    arrays = {k: v.copy() for k, v in arrays.items()}
+    change(header, arrays)
+    path = tmp_path / name
+    write_checkpoint(path, header, arrays)
+    return path
+
+
+def npz_with_member(path, member_name, member_bytes, compression=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", compression) as archive:
+        archive.writestr(member_name, member_bytes)
+    return path
+
+
+def npy_bytes(header: dict, data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, header)
+    return buffer.getvalue() + data
+
+
+def _set(path_in_header, value):
+    def change(header, arrays):
+        node = header
+        for key in path_in_header[:-1]:
+            node = node[key]
+        node[path_in_header[-1]] = value
+    return change
+
+
+def _drop(prefix):
+    def change(header, arrays):
+        del arrays[next(k for k in sorted(arrays) if k.startswith(prefix))]
+    return change
+
+
+def _reshape_first_param(header, arrays):
+    name = next(k for k in sorted(arrays) if k.startswith("param:"))
+    arrays[name] = np.zeros(arrays[name].size + 1, arrays[name].dtype)
+
+
+HOSTILE_EDITS = {
+    "hidden_size changed": (_set(["model", 0, "config", "hidden_size"], 6), r"misshapen: \['0.weight_ih_l0"),
+    "hidden_size 10**7": (_set(["model", 0, "config", "hidden_size"], 10**7), r"hidden_size = 10000000, more than"),
+    "missing parameter": (_drop("param:0.bias_hh"), r"missing: \['0.bias_hh_l0'\]"),
+    "extra parameter": (lambda h, a: a.update({"param:2.extra": np.zeros(2, np.float32)}), r"unexpected: \['2.extra'\]"),
+    "misshapen parameter": (_reshape_first_param, r"misshapen: \['0.bias_hh_l0 \(21,\) instead of \(20,\)'\]"),
+    "unknown layer": (_set(["model", 1, "type"], "Conv2d"), r"layer 1 is of an unknown type 'Conv2d'"),
+    "model not a list": (_set(["model"], {"LSTM": 1}), r"does not describe a list of layers"),
+    "bad layer setting": (_set(["model", 0, "config", "num_layers"], "two"), r"layer 0 \(LSTM\) has invalid settings"),
+    "unknown loss": (_set(["compile", "loss"], "hinge"), r"unknown optimizer 'AdamW' or loss 'hinge'"),
+    "unknown optimizer": (_set(["compile", "optimizer", "type"], "Lion"), r"unknown optimizer 'Lion'"),
+    "bad hyper-parameter": (_set(["compile", "optimizer", "hyper"], {"lr": "fast"}), r"ValueError|TypeError"),
+    "malformed generator state": (_set(["rng", 0], {"bit_generator": "PCG64", "state": "x"}), r"TypeError|ValueError"),
+    "optimizer buffer misshapen": (lambda h, a: a.update({k: np.zeros(3, np.float32) for k in sorted(a)
+                                                          if k.startswith("optimizer:")}), r"does not match a parameter"),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE_EDITS)
+def test_an_edited_and_redigested_checkpoint_raises_checkpoint_error(tmp_path, case):
+    model, X, _ = trained_model(tmp_path)
+    model.save(tmp_path / "model.npz")
+    change, message = HOSTILE_EDITS[case]
+    with pytest.raises(lstm_ext.CheckpointError, match=message):
+        lstm_ext.load(edited(tmp_path, tmp_path / "model.npz", change))
+
+
+def test_hostile_files_are_refused_before_anything_large_is_read(tmp_path):
+    plain = tmp_path / "plain.npy"
+    np.save(plain, np.zeros(3))
+    with pytest.raises(lstm_ext.CheckpointError, match=r"not an lstm_ext checkpoint \(not a .npz archive\)"):
+        lstm_ext.load(plain)  # was TypeError
+    nested = npz_with_member(tmp_path / "nested.npz", "__header__.npy",
+                             npy_bytes({"descr": "|u1", "fortran_order": False, "shape": (100_000,)}, b"[" * 100_000))
+    with pytest.raises(lstm_ext.CheckpointError, match=r"header is corrupted \(RecursionError"):
+        lstm_ext.load(nested)  # was RecursionError
+    huge = npz_with_member(tmp_path / "huge.npz", "w.npy",
+                           npy_bytes({"descr": "<f8", "fortran_order": False, "shape": (10**12,)}, bytes(24)))
+    with pytest.raises(lstm_ext.CheckpointError, match=r"'w.npy' claims shape \(1000000000000,\) \(8000000000000 bytes\) "
+                                                       r"but holds 24 bytes"):
+        lstm_ext.load(huge)  # was MemoryError (7.28 TiB)
+    bomb = npz_with_member(tmp_path / "bomb.npz", "w.npy",
+                           npy_bytes({"descr": "<f8", "fortran_order": False, "shape": (2**24,)}, bytes(8 * 2**24)),
+                           compression=zipfile.ZIP_DEFLATED)
+    with pytest.raises(lstm_ext.CheckpointError, match=r"'w.npy' is not an uncompressed .npy array"):
+        lstm_ext.load(bomb)
+
+
+FIT_EDITS = {
+    "epoch not a number": (_set(["fit", "epoch"], "x"), r"fit.epoch: expected an integer >= 0"),
+    "negative batch": (_set(["fit", "batch"], -3), r"fit.batch: expected an integer >= 0"),
+    "carried states of another shape": (_set(["fit", "carried"], [0]), r"fit.carried\[0\]: a state of 0 parts"),
+    "best weights missing": (_set(["fit", "has_best"], True), r"best weights .* do not match"),
+}
+
+
+@pytest.mark.parametrize("case", FIT_EDITS)
+def test_an_edited_training_checkpoint_is_refused_on_resume_and_leaves_the_model(tmp_path, case):
+    model, X, y = trained_model(tmp_path, epochs=1)
+    path = tmp_path / "run.ckpt"
+    model.fit(X, y, epochs=2, batch_size=8, checkpoint=path, verbose=0)
+    change, message = FIT_EDITS[case]
+    hostile = edited(tmp_path, path, change, "hostile.ckpt")
+    fresh, _, _ = trained_model(tmp_path, epochs=1)
+    before = {name: value.copy() for name, value in fresh.state_dict().items()}
+    with pytest.raises(lstm_ext.CheckpointError, match=message):
+        fresh.fit(X, y, epochs=4, batch_size=8, checkpoint=hostile, resume=True, verbose=0)
+    for name, value in fresh.state_dict().items():
+        np.testing.assert_array_equal(value, before[name], err_msg=name)

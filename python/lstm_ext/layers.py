@@ -45,6 +45,12 @@ class Module:
         """The parameters themselves (not copies), by state-dict name."""
         return dict(self._parameters)
 
+    @classmethod
+    def parameter_shapes(cls, config: dict) -> dict[str, tuple]:
+        """{name: shape} of the parameters of a module built from ``config`` (config()), computed
+        without building it: what a checkpoint is checked against before anything is allocated."""
+        return {}
+
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
 
@@ -94,6 +100,15 @@ def _check_dropout(value) -> float:
     return float(value)
 
 
+def _check_proj_size(proj_size, hidden_size: int) -> int:
+    if isinstance(proj_size, bool) or not isinstance(proj_size, numbers.Integral):
+        raise TypeError(f"proj_size: expected an integer in [0, hidden_size), got {type(proj_size).__name__} "
+                        f"{proj_size!r}")
+    if not 0 <= proj_size < hidden_size:
+        raise ValueError(f"proj_size: expected an integer in [0, hidden_size) = [0, {hidden_size}), got {proj_size}")
+    return int(proj_size)
+
+
 class RNNBase(Module):
     """Stacked, optionally bidirectional recurrent layers of one kind (``mode``)."""
 
@@ -110,13 +125,7 @@ class RNNBase(Module):
         self.batch_first = bool(batch_first)
         self.dropout = _check_dropout(dropout)
         self.bidirectional = bool(bidirectional)
-        if isinstance(proj_size, bool) or not isinstance(proj_size, numbers.Integral):
-            raise TypeError(f"proj_size: expected an integer in [0, hidden_size), got "
-                            f"{type(proj_size).__name__} {proj_size!r}")
-        if not 0 <= proj_size < self.hidden_size:
-            raise ValueError(f"proj_size: expected an integer in [0, hidden_size) = [0, {self.hidden_size}), "
-                             f"got {proj_size}")
-        self.proj_size = int(proj_size)
+        self.proj_size = _check_proj_size(proj_size, self.hidden_size)
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
@@ -129,20 +138,32 @@ class RNNBase(Module):
 
         # PyTorch's parameters, in its order, from U(−1/√H, 1/√H); drawn in float64 so that layers
         # of either dtype with the same seed match. Dropout masks come from a stream of their own.
-        H, G, H_out = self.hidden_size, self.gates * self.hidden_size, self.output_size
         init = np.random.default_rng(seed)
         self._dropout_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
-        bound = 1.0 / math.sqrt(H)
-        for k in range(self.num_layers):
-            layer_input = self.input_size if k == 0 else self.num_directions * H_out
-            for suffix in self._suffixes(k):
-                shapes = {"weight_ih": (G, layer_input), "weight_hh": (G, H_out)}
-                if self.bias:
-                    shapes.update({"bias_ih": (G,), "bias_hh": (G,)})
-                if self.proj_size:
-                    shapes["weight_hr"] = (self.proj_size, H)
-                for name, shape in shapes.items():
-                    self._add_parameter(name + suffix, init.uniform(-bound, bound, size=shape))
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for name, shape in self.parameter_shapes(self.config()).items():
+            self._add_parameter(name, init.uniform(-bound, bound, size=shape))
+
+    @classmethod
+    def parameter_shapes(cls, config: dict) -> dict[str, tuple]:
+        """{name: shape} of the parameters of a layer built from ``config`` (the constructor's
+        arguments, as config() gives them), in torch's order, computed without building it."""
+        H = check_positive_int(config["hidden_size"], "hidden_size")
+        I = check_positive_int(config["input_size"], "input_size")
+        num_layers = check_positive_int(config.get("num_layers", 1), "num_layers")
+        P = _check_proj_size(config.get("proj_size", 0), H)
+        D = 2 if config.get("bidirectional", False) else 1
+        G, H_out = cls.gates * H, P or H
+        shapes = {}
+        for k in range(num_layers):
+            layer_input = I if k == 0 else D * H_out
+            for suffix in [f"_l{k}", f"_l{k}_reverse"][:D]:
+                shapes.update({f"weight_ih{suffix}": (G, layer_input), f"weight_hh{suffix}": (G, H_out)})
+                if config.get("bias", True):
+                    shapes.update({f"bias_ih{suffix}": (G,), f"bias_hh{suffix}": (G,)})
+                if P:
+                    shapes[f"weight_hr{suffix}"] = (P, H)
+        return shapes
 
     def config(self) -> dict:
         """The constructor's arguments (JSON-able): enough to build the same layer again."""

@@ -27,6 +27,7 @@ was never interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import os
@@ -400,18 +401,23 @@ class Sequential:
 
     def _resume_from(self, path, settings) -> "_FitState":
         header, arrays = read_checkpoint(path)
-        if "fit" not in header:
+        if not isinstance(header.get("fit"), dict):
             raise CheckpointError(f"{path}: a saved model, not a training checkpoint: nothing to resume")
         expected = [{"type": type(layer).__name__, "config": layer.config()} for layer in self.layers]
-        if header["model"] != expected:
-            raise CheckpointError(f"{path}: written for another model ({header['model']}), not this one ({expected})")
-        saved = header["fit"]["settings"]
+        if header.get("model") != expected:
+            raise CheckpointError(f"{path}: written for another model ({header.get('model')}), not this one "
+                                  f"({expected})")
+        _check_parameters(path, header, arrays)
+        saved = header["fit"].get("settings")
         if saved != settings:
-            differ = {k: (saved.get(k), settings.get(k)) for k in settings if saved.get(k) != settings.get(k)}
+            differ = ({k: (saved.get(k), settings.get(k)) for k in settings if saved.get(k) != settings.get(k)}
+                      if isinstance(saved, dict) else saved)
             raise ValueError(f"resume: the checkpoint {path} comes from a fit with other settings "
                              f"(saved, now): {differ}")
-        _restore(self, header, arrays)
-        return _FitState.from_checkpoint(header, arrays)
+        with _contents_of(path):
+            run = _FitState.from_checkpoint(header, arrays, self)
+            _restore(self, header, arrays)
+        return run
 
 
 def _copy_states(states):
@@ -419,24 +425,94 @@ def _copy_states(states):
 
 
 def _restore(model: Sequential, header: dict, arrays: dict) -> None:
-    """Weights, optimizer state and dropout generators of `model` from a checkpoint's contents."""
-    model.load_state_dict({name[len("param:"):]: value for name, value in arrays.items() if name.startswith("param:")})
-    for layer, state in zip(model.layers, header["rng"]):
-        if state is not None:
-            layer.set_rng_state(state)
+    """Weights, optimizer state and dropout generators of `model` from a checkpoint's contents
+    (whose parameters _check_parameters has checked). Everything is checked before anything of the
+    model changes: a hostile header raises (KeyError, TypeError, ValueError) and leaves it as it was."""
+    params = {name[len("param:"):]: value for name, value in arrays.items() if name.startswith("param:")}
+    rng_states = header["rng"]
+    if not isinstance(rng_states, list) or len(rng_states) != len(model.layers):
+        raise ValueError(f"rng: expected a list of {len(model.layers)} generator states, got {rng_states!r:.100}")
+    for layer, state in zip(model.layers, rng_states):
+        if isinstance(layer, RNNBase):
+            np.random.PCG64().state = state  # a malformed state raises here, on a generator of its own
+    history = header.get("history", [])
+    if not isinstance(history, list):
+        raise TypeError(f"history: expected a list, got {type(history).__name__}")
+    compiled = None
     if "compile" in header:
         c = header["compile"]
-        optimizer = _OPTIMIZERS[c["optimizer"]["type"]](**{k: tuple(v) if isinstance(v, list) else v
-                                                             for k, v in c["optimizer"]["hyper"].items()})
-        model.compile(loss=c["loss"], optimizer=optimizer, clip_grad_norm=c["clip_grad_norm"])
+        kind, hyper = c["optimizer"]["type"], c["optimizer"]["hyper"]
+        if kind not in _OPTIMIZERS or c["loss"] not in _LOSSES or not isinstance(hyper, dict):
+            raise ValueError(f"compile: unknown optimizer {kind!r} or loss {c['loss']!r}")
+        optimizer = _OPTIMIZERS[kind](**{k: tuple(v) if isinstance(v, list) else v for k, v in hyper.items()})
         buffers = {}
         for name, value in arrays.items():
             if name.startswith("optimizer:"):
-                _, kind, param = name.split(":", 2)
-                buffers.setdefault(kind, {})[param] = value
-        optimizer.load_state_dict({"type": c["optimizer"]["type"], "hyper": c["optimizer"]["hyper"],
-                                   "steps": c["optimizer"]["steps"], "buffers": buffers})
-    model.history = list(header.get("history", []))
+                _, buffer_kind, param = name.split(":", 2)
+                buffers.setdefault(buffer_kind, {})[param] = value
+        optimizer.bind(model.named_parameters()).load_state_dict(
+            {"type": kind, "hyper": hyper, "steps": c["optimizer"]["steps"], "buffers": buffers})
+        compiled = (c["loss"], optimizer, c["clip_grad_norm"])
+    # Checked: now change the model.
+    model.load_state_dict(params)
+    for layer, state in zip(model.layers, rng_states):
+        if isinstance(layer, RNNBase):
+            layer.set_rng_state(state)
+    if compiled is not None:
+        model.compile(loss=compiled[0], optimizer=compiled[1], clip_grad_norm=compiled[2])
+    model.history = list(history)
+
+
+# What a hostile or edited checkpoint's contents can raise while a model is rebuilt from them.
+_CONTENT_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError, RecursionError,
+                   MemoryError)
+
+
+@contextlib.contextmanager
+def _contents_of(path):
+    """Turns what a checkpoint's contents make a rebuild raise into a CheckpointError naming the file."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except _CONTENT_ERRORS as error:
+        raise CheckpointError(f"{path}: its contents do not describe a valid lstm_ext model "
+                              f"({type(error).__name__}: {error})") from error
+
+
+def _check_parameters(path, header: dict, arrays: dict) -> None:
+    """The header's layers are known kinds with configs, and the file holds exactly the parameters
+    they have, with their shapes: checked before any layer is built, so that no header can make the
+    layers larger than the file that carries their weights."""
+    specs = header.get("model")
+    if not isinstance(specs, list) or not all(isinstance(spec, dict) and isinstance(spec.get("config"), dict)
+                                              for spec in specs):
+        raise CheckpointError(f"{path}: the header does not describe a list of layers with their settings")
+    params = {name[len("param:"):]: value for name, value in arrays.items() if name.startswith("param:")}
+    largest = sum(value.size for value in params.values())  # no size in a config can exceed this
+    expected = {}
+    for index, spec in enumerate(specs):
+        kind = _MODULES.get(spec.get("type")) if isinstance(spec.get("type"), str) else None
+        if kind is None:
+            raise CheckpointError(f"{path}: layer {index} is of an unknown type {spec.get('type')!r}")
+        config = spec["config"]
+        for key, value in config.items():
+            if key != "seed" and isinstance(value, int) and not isinstance(value, bool) and value > largest:
+                raise CheckpointError(f"{path}: layer {index} ({spec['type']}) has {key} = {value}, more than the "
+                                      f"{largest} parameter values the file holds")
+        try:
+            shapes = kind.parameter_shapes(config)
+        except _CONTENT_ERRORS as error:
+            raise CheckpointError(f"{path}: layer {index} ({spec['type']}) has invalid settings "
+                                  f"({type(error).__name__}: {error})") from error
+        expected.update({f"{index}.{name}": tuple(shape) for name, shape in shapes.items()})
+    missing = [name for name in expected if name not in params]
+    extra = [name for name in params if name not in expected]
+    misshapen = [f"{name} {params[name].shape} instead of {expected[name]}" for name in expected
+                 if name in params and params[name].shape != expected[name]]
+    if missing or extra or misshapen:
+        raise CheckpointError(f"{path}: the parameters do not match the layers the header describes (missing: "
+                              f"{missing}, unexpected: {extra}, misshapen: {misshapen})")
 
 
 def load(path) -> Sequential:
@@ -444,12 +520,10 @@ def load(path) -> Sequential:
     settings with the optimizer's state, dropout generators and history. The file is read
     without unpickling anything; a truncated or corrupted file raises CheckpointError."""
     header, arrays = read_checkpoint(path)
-    try:
-        layers = [_MODULES[spec["type"]](**spec["config"]) for spec in header["model"]]
-    except (KeyError, TypeError) as error:
-        raise CheckpointError(f"{path}: the model it describes cannot be built ({error})") from error
-    model = Sequential(*layers)
-    _restore(model, header, arrays)
+    _check_parameters(path, header, arrays)
+    with _contents_of(path):
+        model = Sequential(*(_MODULES[spec["type"]](**spec["config"]) for spec in header["model"]))
+        _restore(model, header, arrays)
     return model
 
 
@@ -492,21 +566,43 @@ class _FitState:
         return out
 
     @classmethod
-    def from_checkpoint(cls, header, arrays) -> "_FitState":
+    def from_checkpoint(cls, header, arrays, model) -> "_FitState":
+        """Where the fit was, from a checkpoint's header and arrays, each field checked (against
+        `model` for the best weights and the carried states): ValueError or TypeError otherwise."""
         f = header["fit"]
         run = cls(f["settings"])
-        for key in ("epoch", "batch", "chunk", "steps", "loss_sum", "loss_count", "best", "bad_epochs", "stopped"):
+        for key in ("epoch", "batch", "chunk", "steps", "loss_count", "bad_epochs"):
+            if isinstance(f[key], bool) or not isinstance(f[key], int) or f[key] < 0:
+                raise ValueError(f"fit.{key}: expected an integer >= 0, got {f[key]!r:.100}")
             setattr(run, key, f[key])
-        run.history = list(f["history"])
+        for key, optional in (("loss_sum", False), ("best", True)):
+            if not (optional and f[key] is None) and (isinstance(f[key], bool) or not isinstance(f[key], (int, float))):
+                raise ValueError(f"fit.{key}: expected a number, got {f[key]!r:.100}")
+        run.loss_sum, run.best = f["loss_sum"], f["best"]
+        if not isinstance(f["stopped"], bool) or not isinstance(f["history"], list):
+            raise ValueError("fit.stopped, fit.history: expected a bool and a list")
+        run.stopped, run.history = f["stopped"], list(f["history"])
         if f["has_best"]:
-            run.best_params = {name[len("best:"):]: value for name, value in arrays.items() if name.startswith("best:")}
+            best = {name[len("best:"):]: value for name, value in arrays.items() if name.startswith("best:")}
+            shapes = {name: value.shape for name, value in model.named_parameters().items()}
+            if {name: value.shape for name, value in best.items()} != shapes:
+                raise ValueError("fit: the best weights kept for early stopping do not match the model's parameters")
+            run.best_params = best
         if f["carried"] is not None:
+            recurrent = [layer for layer in model.layers if isinstance(layer, RNNBase)]
+            if not isinstance(f["carried"], list) or len(f["carried"]) != len(recurrent):
+                raise ValueError(f"fit.carried: expected one state per recurrent layer ({len(recurrent)})")
             run.carried = []
-            for k, parts in enumerate(f["carried"]):
-                if parts:
-                    run.carried.append(tuple(arrays[f"carried:{k}:{j}"] for j in range(parts)))
-                else:
-                    run.carried.append(arrays[f"carried:{k}:0"])
+            for k, (parts, layer) in enumerate(zip(f["carried"], recurrent)):
+                if parts != (2 if layer.mode == "LSTM" else 0):
+                    raise ValueError(f"fit.carried[{k}]: a state of {parts!r} parts for {layer.mode}")
+                state = tuple(arrays[f"carried:{k}:{j}"] for j in range(max(parts, 1)))
+                sizes = [layer.output_size, layer.hidden_size][:len(state)]
+                rows = layer.num_layers * layer.num_directions
+                if any(s.ndim != 3 or s.shape[0] != rows or s.shape[2] != size or s.shape[1] != state[0].shape[1]
+                       for s, size in zip(state, sizes)):
+                    raise ValueError(f"fit.carried[{k}]: shapes {[s.shape for s in state]} do not fit {layer!r}")
+                run.carried.append(state if parts else state[0])
         return run
 
 

@@ -43,10 +43,17 @@ class Linear(Module):
         self.seed = seed
         rng = np.random.default_rng(seed)
         bound = 1.0 / math.sqrt(self.in_features)
-        self._add_parameter("weight", rng.uniform(-bound, bound, size=(self.out_features, self.in_features)))
-        if self.has_bias:
-            self._add_parameter("bias", rng.uniform(-bound, bound, size=(self.out_features,)))
+        for name, shape in self.parameter_shapes(self.config()).items():
+            self._add_parameter(name, rng.uniform(-bound, bound, size=shape))
         self._saved = None
+
+    @classmethod
+    def parameter_shapes(cls, config: dict) -> dict[str, tuple]:
+        out_features = check_positive_int(config["out_features"], "out_features")
+        shapes = {"weight": (out_features, check_positive_int(config["in_features"], "in_features"))}
+        if config.get("bias", True):
+            shapes["bias"] = (out_features,)
+        return shapes
 
     def config(self) -> dict:
         return {"in_features": self.in_features, "out_features": self.out_features, "bias": self.has_bias,
@@ -92,8 +99,13 @@ class Embedding(Module):
         self.embedding_dim = check_positive_int(embedding_dim, "embedding_dim")
         self.seed = seed
         rng = np.random.default_rng(seed)
-        self._add_parameter("weight", rng.standard_normal((self.num_embeddings, self.embedding_dim)))
+        self._add_parameter("weight", rng.standard_normal(self.parameter_shapes(self.config())["weight"]))
         self._saved = None
+
+    @classmethod
+    def parameter_shapes(cls, config: dict) -> dict[str, tuple]:
+        return {"weight": (check_positive_int(config["num_embeddings"], "num_embeddings"),
+                           check_positive_int(config["embedding_dim"], "embedding_dim"))}
 
     def config(self) -> dict:
         return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim,
