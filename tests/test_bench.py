@@ -135,6 +135,26 @@ def test_report_has_the_kernel_levels_and_their_ratios():
     assert "- avx512 against avx2: 0.98× to 1.44× (geometric mean 1.19×); slower on inference (25, 1, 1024)." in lines
 
 
+def test_report_has_the_shared_machine_section_and_its_aim():
+    shared = [bench.ContentionResult("alone", {"lstm_ext": 120.0, "torch": 100.0}),
+              bench.ContentionResult("next to a busy process", {"lstm_ext": 60.0, "torch": 30.0}),
+              bench.ContentionResult("two processes at once", {"lstm_ext": 90.0, "torch": 95.0})]
+    lines = bench._contention_section(shared)
+    assert "| scenario | lstm_ext | torch | lstm_ext vs torch |" in lines
+    assert "| two processes at once | 90.0 | 95.0 | 0.95× |" in lines
+    assert ("- lstm_ext next to a busy process keeps 50% of its steps/s alone; two processes at once make 75% of one "
+            "process's steps/s alone, together.") in lines
+    assert ("- Aim, two processes at once at least as many steps/s in total as torch's: missed (90.0 against 95.0)."
+            in lines)
+
+
+def test_processes_sharing_the_machine_are_timed_together():
+    env = {**os.environ, "LSTM_EXT_PIN_THREADS": "0"}
+    alone = bench._contend("lstm_ext", 1, 0, 0.3, env)
+    together = bench._contend("lstm_ext", 2, 1, 0.3, env)  # two trainers next to a busy process
+    assert alone > 0 and together > 0
+
+
 @pytest.mark.parametrize("args, message", [(["--only", "no such configuration"], "matches no configuration"),
                                            (["--repeats", "0"], "--repeats must be >= 1"),
                                            (["--threads", "0"], "--threads must be >= 1")])

@@ -192,8 +192,9 @@ def test_no_level_code_runs_where_its_cpu_may_be_missing():
 
 # -- other CPUs, under qemu-user ----------------------------------------------------------------------
 
-needs_qemu = pytest.mark.skipif(not IS_X86_64 or QEMU is None or INFO["native"],
-                                reason="runs other x86-64 CPUs with qemu-user (Debian's qemu-user)")
+needs_qemu = pytest.mark.skipif(not IS_X86_64 or QEMU is None or INFO["native"] or INFO["sanitizers"],
+                                reason="runs other x86-64 CPUs with qemu-user (Debian's qemu-user; not with the "
+                                       "sanitizers' runtime preloaded)")
 
 
 @needs_qemu

@@ -18,6 +18,8 @@ import textwrap
 
 import pytest
 
+import lstm_ext
+
 COUNTER_C = r"""
 #include <stddef.h>
 extern void *__libc_malloc(size_t);
@@ -94,6 +96,7 @@ PROBE_PY = textwrap.dedent("""
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_PRELOAD and glibc's __libc_* are Linux's")
 @pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler to build the malloc counter")
+@pytest.mark.skipif(lstm_ext.build_info()["sanitizers"], reason="the sanitizers' allocator takes malloc's place")
 def test_allocations_do_not_grow_with_time_steps(tmp_path):
     source = tmp_path / "counter.c"
     source.write_text(COUNTER_C)

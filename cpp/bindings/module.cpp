@@ -30,6 +30,9 @@ void bind_rnn(py::module_& m);
 #ifndef LSTM_EXT_NATIVE_BUILD
 #define LSTM_EXT_NATIVE_BUILD 0
 #endif
+#ifndef LSTM_EXT_SANITIZED
+#define LSTM_EXT_SANITIZED 0
+#endif
 #ifndef LSTM_EXT_EIGEN_VERSION
 #define LSTM_EXT_EIGEN_VERSION ""
 #endif
@@ -56,7 +59,10 @@ PYBIND11_MODULE(_core, m) {
       py::arg("n"), "Sets how many threads the core uses (>= 1), from the next call on.");
   m.def("get_num_threads", &lstm_ext::get_num_threads,
         "How many threads the core uses: set_num_threads, else LSTM_EXT_NUM_THREADS, else the CPUs this process may "
-        "run on.");
+        "run on (at most its cgroup's CPU quota, rounded up).");
+  m.def("_cgroup_cpu_limit", &lstm_ext::cgroup_cpu_limit, py::arg("self_cgroup"), py::arg("root"),
+        "The CPUs' worth of time the cgroups in `self_cgroup` (the text of /proc/self/cgroup) allow under the "
+        "mount point `root`, 0 for no limit: what the default thread count is capped by (for the tests).");
   m.def("scratch_cache_bytes", &lstm_ext::cached_scratch_bytes,
         "Bytes of scratch memory the core keeps from earlier calls for the next ones (at most 256 MiB).");
   m.def(
@@ -94,11 +100,12 @@ PYBIND11_MODULE(_core, m) {
         info["cpu_features"] = as_list(lstm_ext::feature_names(lstm_ext::cpu_features()));
         info["simd"] = level.simd;
         info["native"] = static_cast<bool>(LSTM_EXT_NATIVE_BUILD);
+        info["sanitizers"] = static_cast<bool>(LSTM_EXT_SANITIZED);
         info["eigen_version"] = std::string(LSTM_EXT_EIGEN_VERSION);
         info["compiler"] = std::string(__VERSION__);
         return info;
       },
       "How the core was built and which kernels run: kernel_level (in use), kernel_levels (compiled in, each with "
       "the CPU features it needs), cpu_features (this CPU's, as usable), simd (the instruction sets of the level in "
-      "use), native (built for one machine), eigen_version, compiler.");
+      "use), native (built for one machine), sanitizers (built with ASan and UBSan), eigen_version, compiler.");
 }

@@ -3,10 +3,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
+#include <fstream>
 #include <new>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -15,21 +18,94 @@
 #include <immintrin.h>
 #endif
 #if defined(__linux__)
+#include <climits>
+#include <linux/futex.h>
 #include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 #if defined(__unix__) || defined(__APPLE__)
 #include <pthread.h>
 #endif
 
 namespace lstm_ext {
+
+// -- the CPU quota of a container -----------------------------------------------------------------
+
+namespace {
+
+// The first line of a file, or "" when it cannot be read.
+std::string first_line(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  if (in) std::getline(in, line);
+  return line;
+}
+
+// The CPU time a cgroup directory allows per unit of wall time (0: no limit, or no such files).
+double cgroup_v2_limit(const std::string& dir) {
+  std::istringstream max(first_line(dir + "/cpu.max"));  // "max 100000" or "150000 100000"
+  std::string quota;
+  double period = 0;
+  if (!(max >> quota >> period) || quota == "max" || period <= 0) return 0;
+  const double q = std::strtod(quota.c_str(), nullptr);
+  return q > 0 ? q / period : 0;
+}
+double cgroup_v1_limit(const std::string& dir) {
+  const double quota = std::strtod(first_line(dir + "/cpu.cfs_quota_us").c_str(), nullptr);  // -1: none
+  const double period = std::strtod(first_line(dir + "/cpu.cfs_period_us").c_str(), nullptr);
+  return quota > 0 && period > 0 ? quota / period : 0;
+}
+
+}  // namespace
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return in ? text.str() : std::string();
+}
+
+double cgroup_cpu_limit(const std::string& self_cgroup, const std::string& root) {
+  double limit = 0;
+  auto take = [&](double found) {
+    if (found > 0 && (limit == 0 || found < limit)) limit = found;
+  };
+  // Each cgroup on the path from this process's up to the mount's root may limit it; the path
+  // in /proc/self/cgroup may also name directories that a container does not show (then its own
+  // limit is at the mount's root), so every ancestor is tried.
+  auto walk = [&](const std::string& mount, std::string path, double (*limit_of)(const std::string&)) {
+    for (;;) {
+      take(limit_of(mount + path));
+      if (path.empty() || path == "/") break;
+      path = path.substr(0, path.find_last_of('/'));
+    }
+  };
+  std::istringstream lines(self_cgroup);
+  for (std::string line; std::getline(lines, line);) {  // "id:controllers:path"
+    const auto first = line.find(':'), second = line.find(':', first + 1);
+    if (first == std::string::npos || second == std::string::npos) continue;
+    const std::string id = line.substr(0, first), controllers = line.substr(first + 1, second - first - 1);
+    const std::string path = line.substr(second + 1);
+    if (id == "0" && controllers.empty()) {  // cgroup v2 (unified), mounted alone or beside v1
+      walk(root, path, cgroup_v2_limit);
+      walk(root + "/unified", path, cgroup_v2_limit);
+    } else if (("," + controllers + ",").find(",cpu,") != std::string::npos) {  // cgroup v1
+      for (const char* mount : {"/cpu", "/cpu,cpuacct", "/cpuacct,cpu"}) walk(root + mount, path, cgroup_v1_limit);
+    }
+  }
+  return limit;
+}
+
+
 namespace detail {
 namespace {
 
 // How long an idle worker spins before it sleeps: long enough to bridge the Python between the
 // calls of one training step, short enough not to steal a core from the next program.
 constexpr auto kIdleSpin = std::chrono::microseconds(200);
-// How many times a barrier spins before it starts yielding its core (more threads than cores).
-constexpr int kSpinsBeforeYield = 1 << 14;
+// How long a barrier spins before it sleeps (spin_before_sleep).
+constexpr long kBarrierSpinMicroseconds = 50;
 // tasks() calls one team run may make.
 constexpr int kMaxPhases = 32;
 // The largest team a lease gives.
@@ -43,17 +119,65 @@ inline void cpu_relax() {
 #endif
 }
 
-// Busy-waits politely: pauses first, then yields the core to whoever needs it.
-struct Spinner {
-  int spins = 0;
-  void wait() {
-    if (++spins < kSpinsBeforeYield) {
-      cpu_relax();
-    } else {
-      std::this_thread::yield();
+// How long a member waits at a barrier (or the caller for its workers) by spinning before it
+// sleeps in the kernel. Alone on its CPUs a team's members reach a barrier within a few
+// microseconds of each other, well inside this; when the machine is shared and a member has been
+// preempted, the others stop taking CPU time from it after this long.
+// (LSTM_EXT_SPIN_US, read once, overrides it for experiments.)
+std::chrono::microseconds spin_before_sleep() {
+  static const std::chrono::microseconds spin = [] {
+    if (const char* env = std::getenv("LSTM_EXT_SPIN_US")) {
+      char* end = nullptr;
+      const long us = std::strtol(env, &end, 10);
+      if (end != env && *end == '\0' && us >= 0 && us <= 1000000) return std::chrono::microseconds(us);
     }
+    return std::chrono::microseconds(kBarrierSpinMicroseconds);
+  }();
+  return spin;
+}
+
+#if defined(__linux__)
+void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t value) {
+  // Returns at once when word != value; spurious returns are fine (the callers loop).
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT_PRIVATE, value, nullptr, nullptr, 0);
+}
+void futex_wake_all(std::atomic<std::uint32_t>& word) {
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+}
+#endif
+
+// Waits while `word` holds `value`: spins (pausing) for spin_before_sleep(), then sleeps on a
+// futex, counted in `sleepers`, until a wake_waiters() after the word changed. Where there is no
+// futex the wait yields its CPU instead of sleeping.
+void wait_while_equal(std::atomic<std::uint32_t>& word, std::uint32_t value, std::atomic<int>& sleepers) {
+  const auto start = std::chrono::steady_clock::now();
+  const auto spin = spin_before_sleep();
+  for (int spins = 1; word.load(std::memory_order_acquire) == value; ++spins) {
+    cpu_relax();
+    if ((spins & 63) == 0 && std::chrono::steady_clock::now() - start >= spin) break;
   }
-};
+  while (word.load(std::memory_order_acquire) == value) {
+#if defined(__linux__)
+    // seq_cst on both sides (here and in wake_waiters) so that either the waker sees this
+    // sleeper or the sleeper sees the new value (futex_wait returns at once when word != value).
+    sleepers.fetch_add(1, std::memory_order_seq_cst);
+    if (word.load(std::memory_order_seq_cst) == value) futex_wait(word, value);
+    sleepers.fetch_sub(1, std::memory_order_seq_cst);
+#else
+    (void)sleepers;
+    std::this_thread::yield();
+#endif
+  }
+}
+
+// After changing `word`: wakes whoever sleeps in wait_while_equal on it.
+void wake_waiters(std::atomic<std::uint32_t>& word, std::atomic<int>& sleepers) {
+#if defined(__linux__)
+  if (sleepers.load(std::memory_order_seq_cst) > 0) futex_wake_all(word);
+#else
+  (void)word, (void)sleepers;
+#endif
+}
 
 int available_cpus() {
 #if defined(__linux__)
@@ -104,8 +228,14 @@ int default_num_threads() {
     const long n = std::strtol(env, &end, 10);
     if (end != env && *end == '\0' && n >= 1 && n <= 4096) return static_cast<int>(n);
   }
-  return available_cpus();
+  int cpus = available_cpus();
+#if defined(__linux__)
+  const double quota = lstm_ext::cgroup_cpu_limit(read_file("/proc/self/cgroup"), "/sys/fs/cgroup");
+  if (quota > 0) cpus = std::min(cpus, std::max(1, static_cast<int>(std::ceil(quota - 1e-9))));
+#endif
+  return cpus;
 }
+
 
 }  // namespace
 
@@ -116,7 +246,8 @@ struct TeamState {
   }
   const int size;
   alignas(64) std::atomic<int> arrived{0};
-  alignas(64) std::atomic<std::uint64_t> generation{0};
+  alignas(64) std::atomic<std::uint32_t> generation{0};  // barriers completed (wraps; only change matters)
+  std::atomic<int> sleepers{0};                          // members asleep on generation
   alignas(64) std::atomic<std::ptrdiff_t> next_task[kMaxPhases];
 };
 
@@ -151,7 +282,7 @@ class Pool {
     TeamState state(size);
     body_ = &body;
     state_ = &state;
-    running_.store(size - 1, std::memory_order_relaxed);
+    running_.store(static_cast<std::uint32_t>(size - 1), std::memory_order_relaxed);
     // Publish the job: its epoch and size in one word, so that a worker reads them together.
     epoch_ += 1;
     job_word_.store((epoch_ << kSizeBits) | static_cast<std::uint64_t>(size), std::memory_order_seq_cst);
@@ -161,8 +292,10 @@ class Pool {
     }
     Team self(&state, 0, size);
     body(self);
-    Spinner spin;
-    while (running_.load(std::memory_order_acquire) != 0) spin.wait();
+    for (std::uint32_t left = running_.load(std::memory_order_acquire); left != 0;
+         left = running_.load(std::memory_order_acquire)) {
+      wait_while_equal(running_, left, running_sleepers_);
+    }
   }
 
  private:
@@ -179,7 +312,7 @@ class Pool {
       if (rank < size) {
         Team team(state_, rank, size);
         (*body_)(team);
-        running_.fetch_sub(1, std::memory_order_release);
+        if (running_.fetch_sub(1, std::memory_order_acq_rel) == 1) wake_waiters(running_, running_sleepers_);
       }
     }
   }
@@ -205,7 +338,8 @@ class Pool {
   std::atomic<std::uint64_t> job_word_{0};  // (epoch << kSizeBits) | team size of the newest job
   const std::function<void(Team&)>* body_ = nullptr;
   TeamState* state_ = nullptr;
-  alignas(64) std::atomic<int> running_{0};  // members other than rank 0 still working
+  alignas(64) std::atomic<std::uint32_t> running_{0};  // members other than rank 0 still working
+  std::atomic<int> running_sleepers_{0};                // 0 or 1: rank 0 asleep on running_
   std::mutex sleep_mutex_;
   std::condition_variable wake_;
   std::atomic<int> sleepers_{0};
@@ -260,13 +394,13 @@ void set_num_threads(int n) { detail::g_num_threads.store(n < 1 ? 1 : n, std::me
 void Team::barrier() {
   if (size_ == 1) return;
   detail::TeamState& s = *state_;
-  const std::uint64_t generation = s.generation.load(std::memory_order_acquire);
+  const std::uint32_t generation = s.generation.load(std::memory_order_acquire);
   if (s.arrived.fetch_add(1, std::memory_order_acq_rel) + 1 == size_) {
     s.arrived.store(0, std::memory_order_relaxed);
-    s.generation.store(generation + 1, std::memory_order_release);
+    s.generation.store(generation + 1, std::memory_order_seq_cst);
+    detail::wake_waiters(s.generation, s.sleepers);
   } else {
-    detail::Spinner spin;
-    while (s.generation.load(std::memory_order_acquire) == generation) spin.wait();
+    detail::wait_while_equal(s.generation, generation, s.sleepers);
   }
 }
 

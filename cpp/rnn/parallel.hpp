@@ -4,9 +4,11 @@
 //
 // One pool of persistent worker threads serves the whole process. A kernel leases a team from
 // it (the calling thread is rank 0, pool workers are ranks 1..size-1), allocates what it needs
-// for that team size, and runs one body on every member. Members meet at `barrier()` (a spin
-// barrier: a recurrent time step is a few microseconds, far too short for a kernel sleep) and
-// share independent tasks with `tasks()` (dynamic, first come first served).
+// for that team size, and runs one body on every member. Members meet at `barrier()` and share
+// independent tasks with `tasks()` (dynamic, first come first served). A barrier spins first (a
+// recurrent time step is a few microseconds, too short for a kernel sleep when the team has its
+// CPUs to itself), then sleeps on a futex: when the machine is shared and a member has been
+// preempted, the members waiting for it give their CPUs back instead of spinning on them.
 //
 // Results never depend on the team size: every kernel splits its work so that each output
 // element is computed by the same instructions whichever member computes it. So a team of one
@@ -23,14 +25,24 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <string>
 
 namespace lstm_ext {
 
-// Threads a kernel may use (>= 1). The default is the number of CPUs this process may run on,
-// or the environment variable LSTM_EXT_NUM_THREADS when it holds a positive integer.
+// Threads a kernel may use (>= 1). The default is the number of CPUs this process may run on
+// (its affinity mask, and at most the CPU quota of its container's cgroup, rounded up), or the
+// environment variable LSTM_EXT_NUM_THREADS when it holds a positive integer.
 int get_num_threads();
 // Sets it (n >= 1; smaller values are taken as 1). Takes effect at the next kernel call.
 void set_num_threads(int n);
+
+// The CPUs' worth of time the cgroups of a process allow it (e.g. 1.5), the smallest limit on
+// the path from its cgroup up to the root, cgroup v2 (cpu.max) or v1 (cpu.cfs_quota_us over
+// cpu.cfs_period_us); 0 when none is set. `self_cgroup`: the text of /proc/self/cgroup; `root`:
+// where the cgroup file systems are mounted (/sys/fs/cgroup).
+double cgroup_cpu_limit(const std::string& self_cgroup, const std::string& root);
+// A file's text ("" when it cannot be read).
+std::string read_file(const std::string& path);
 
 namespace detail {
 struct TeamState;  // what the members of one team share
@@ -53,7 +65,8 @@ class Team {
   int rank() const { return rank_; }
   int size() const { return size_; }
 
-  // Waits until every member has arrived. Memory written before it is visible after it.
+  // Waits until every member has arrived (spinning, then sleeping). Memory written before it is
+  // visible after it.
   void barrier();
 
   // The part of `count` items this member owns: split_part(count, granule, size(), rank()).

@@ -463,6 +463,123 @@ def compare_levels(configs, rounds: int, calls: int, threads: int, log=print) ->
     return results
 
 
+# -- a shared machine ---------------------------------------------------------------------------------
+
+# The training step measured when processes share the machine (issue 18's size).
+CONTENTION_CONFIG = Config("training", 50, 16, 256)
+# What runs beside the measured trainers: each scenario's name and (trainers, busy processes).
+CONTENTION_SCENARIOS = {
+    "alone": (1, 0),
+    "next to a busy process": (1, 1),
+    "two processes at once": (2, 0),
+}
+_BUSY = "while True: pass"
+
+
+def contention_child(argv: list[str]) -> None:
+    """In a child process: training steps of CONTENTION_CONFIG with `library` ('lstm_ext' or
+    'torch') at its default thread count, for `seconds` from the moment the parent says go.
+    Prints 'ready' once warm, waits for a line on stdin, then one JSON line {steps_per_second}."""
+    library, seconds = argv[0], float(argv[1])
+    call = runners(CONTENTION_CONFIG, _torch() if library == "torch" else None)[library]
+    for _ in range(3):
+        call()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        call()
+        steps += 1
+    print(json.dumps({"steps_per_second": steps / (time.perf_counter() - start)}), flush=True)
+
+
+@dataclasses.dataclass
+class ContentionResult:
+    scenario: str
+    steps_per_second: dict  # library -> median over rounds of the trainers' steps/s, summed
+
+
+def _contend(library: str, trainers: int, busy: int, seconds: float, env: dict) -> float:
+    """Steps per second of `trainers` processes of `library` together, next to `busy` spinning ones."""
+    spinners = [subprocess.Popen([sys.executable, "-c", _BUSY]) for _ in range(busy)]
+    children = [subprocess.Popen([sys.executable, "-c", "import sys; from lstm_ext import bench; "
+                                  "bench.contention_child(sys.argv[1:])", library, str(seconds)],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+                for _ in range(trainers)]
+    try:
+        for child in children:
+            if child.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"a {library} training process failed to start")
+        for child in children:  # go, all at once
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        total = 0.0
+        for child in children:
+            out, _ = child.communicate(timeout=seconds + 600)
+            if child.returncode != 0:
+                raise RuntimeError(f"a {library} training process failed (exit {child.returncode})")
+            total += json.loads(out.strip().splitlines()[-1])["steps_per_second"]
+        return total
+    finally:
+        for process in spinners + children:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def contention(rounds: int, seconds: float, log=print) -> list[ContentionResult]:
+    """Training steps per second of lstm_ext and torch (when installed), each at its default thread
+    count and unpinned, alone, next to a busy process, and as two processes at once; libraries and
+    scenarios alternate over the rounds, and each figure is the median over the rounds."""
+    libraries = ["lstm_ext"] + (["torch"] if _torch() is not None else [])
+    env = {k: v for k, v in os.environ.items() if k not in ("LSTM_EXT_NUM_THREADS", "OMP_NUM_THREADS")}
+    env["LSTM_EXT_PIN_THREADS"] = "0"
+    samples = {(s, lib): [] for s in CONTENTION_SCENARIOS for lib in libraries}
+    log(f"a shared machine: training {CONTENTION_CONFIG.label}, default threads, unpinned, {rounds} rounds "
+        f"of {seconds:g} s")
+    for r in range(rounds):
+        for scenario, (trainers, busy) in CONTENTION_SCENARIOS.items():
+            for lib in (libraries if r % 2 == 0 else libraries[::-1]):
+                samples[(scenario, lib)].append(_contend(lib, trainers, busy, seconds, env))
+        log(f"  round {r + 1} of {rounds} done")
+    results = []
+    for scenario in CONTENTION_SCENARIOS:
+        result = ContentionResult(scenario, {lib: statistics.median(samples[(scenario, lib)]) for lib in libraries})
+        results.append(result)
+        log(f"{scenario:28}" + "  ".join(f"{lib} {v:.1f} steps/s" for lib, v in result.steps_per_second.items()))
+    return results
+
+
+def _contention_section(results: list[ContentionResult]) -> list[str]:
+    libraries = list(results[0].steps_per_second)
+    lines = [
+        f"Training steps {CONTENTION_CONFIG.label} (forward and backward) per second, each process at its "
+        "library's default thread count (one per CPU) and not pinned (LSTM_EXT_PIN_THREADS=0, as in a "
+        "container or wherever pinning is off); 'two processes at once' is the sum of both, 'next to a busy "
+        "process' runs beside a Python loop that never sleeps. Medians over the rounds; the libraries "
+        "alternate.",
+        "",
+        "| scenario | " + " | ".join(libraries) + (" | lstm_ext vs torch |" if "torch" in libraries else " |"),
+        "|" + "|".join("---" for _ in range(len(libraries) + 1 + ("torch" in libraries))) + "|",
+    ]
+    for r in results:
+        row = [r.scenario] + [f"{r.steps_per_second[lib]:.1f}" for lib in libraries]
+        if "torch" in libraries:
+            row.append(f"{r.steps_per_second['lstm_ext'] / r.steps_per_second['torch']:.2f}×")
+        lines.append("| " + " | ".join(row) + " |")
+    by_name = {r.scenario: r.steps_per_second for r in results}
+    alone = by_name["alone"]["lstm_ext"]
+    lines += ["", f"- lstm_ext next to a busy process keeps {by_name['next to a busy process']['lstm_ext'] / alone:.0%} "
+              f"of its steps/s alone; two processes at once make {by_name['two processes at once']['lstm_ext'] / alone:.0%} "
+              "of one process's steps/s alone, together."]
+    if "torch" in libraries:
+        two = by_name["two processes at once"]
+        lines.append(f"- Aim, two processes at once at least as many steps/s in total as torch's: "
+                     f"{'met' if two['lstm_ext'] >= two['torch'] else 'missed'} ({two['lstm_ext']:.1f} against "
+                     f"{two['torch']:.1f}).")
+    return lines
+
+
 # -- the run -------------------------------------------------------------------------------------
 
 @dataclasses.dataclass
@@ -569,7 +686,8 @@ def _ms(seconds: float, cfg: Config) -> str:
 
 # -- the report ----------------------------------------------------------------------------------
 
-def render(machine: dict, results: list[Result], repeats: int, levels: Optional[list] = None) -> str:
+def render(machine: dict, results: list[Result], repeats: int, levels: Optional[list] = None,
+           shared: Optional[list] = None) -> str:
     has_torch = any("torch" in r.seconds for r in results)
     lines = ["# lstm_ext benchmarks", ""]
     lines += [
@@ -626,6 +744,8 @@ def render(machine: dict, results: list[Result], repeats: int, levels: Optional[
         lines += ["", "## The aims of issue 4, in this run", ""] + aims
     if levels:
         lines += ["", "## Kernel levels", ""] + _levels_section(levels)
+    if shared:
+        lines += ["", "## A shared machine", ""] + _contention_section(shared)
     return "\n".join(lines) + "\n"
 
 
@@ -766,7 +886,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds per configuration (default 15)")
     parser.add_argument("--threads", type=int, default=None, help="threads for every library (default: "
                         "lstm_ext.get_num_threads())")
-    parser.add_argument("--only", default=None, help="run the configurations whose label contains this text")
+    parser.add_argument("--only", default=None, help="run the configurations whose label contains this text "
+                        "(and skip the shared-machine section)")
     parser.add_argument("--out", default=None, help="write the Markdown report to this file (e.g. BENCHMARKS.md)")
     args = parser.parse_args(argv)
     repeats = args.repeats if args.repeats is not None else (2 if args.quick else 15)
@@ -781,7 +902,8 @@ def main(argv=None) -> int:
                            with_reference=not args.quick, with_memory=not args.quick)
     levels = compare_levels(configs, rounds=1 if args.quick else 7, calls=1 if args.quick else 5,
                             threads=machine["threads"])
-    report = render(machine, results, repeats, levels)
+    shared = contention(rounds=1 if args.quick else 5, seconds=1.0 if args.quick else 4.0) if args.only is None else None
+    report = render(machine, results, repeats, levels, shared)
     if args.out:
         write_text_atomic(args.out, report)
         print(f"wrote {args.out}")
