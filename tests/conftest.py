@@ -7,6 +7,7 @@ group of tests and dtype, the worst relative error seen per tensor.
 from __future__ import annotations
 
 import re
+import sys
 from collections import defaultdict
 
 import numpy as np
@@ -67,6 +68,12 @@ def pytest_report_header():
 
 
 def pytest_terminal_summary(terminalreporter):
+    fuzz = sys.modules.get("test_fuzz")
+    if fuzz is not None and fuzz.OUTCOMES:
+        terminalreporter.section("fuzz suite")
+        total = sum(fuzz.OUTCOMES.values())
+        terminalreporter.write_line(f"fuzz: {total} cases, " + ", ".join(
+            f"{outcome} {count}" for outcome, count in sorted(fuzz.OUTCOMES.items(), key=lambda item: -item[1])))
     if not _WORST:
         return
     terminalreporter.section("worst relative error per tensor")

@@ -82,8 +82,12 @@ def test_last_step_picks_each_sequences_last_valid_step(rng):
     d = last.backward(np.ones((3, 2)))
     assert d.shape == y.shape and d.sum() == 6 and d[1, 0].all() and not d[1, 1:].any()
     np.testing.assert_array_equal(lstm_ext.LastStep(dtype=np.float64)(y), y[:, -1])
-    with pytest.raises(ValueError, match=r"lengths: expected shape \(B,\) = \(3,\) with values in \[1, T\] = \[1, 4\]"):
+    with pytest.raises(ValueError, match=r"lengths: expected every length in \[1, T\] = \[1, 4\], got 0 at index 0"):
         last(y, lengths=np.array([0, 1, 2]))
+    with pytest.raises(TypeError, match=r"lengths: expected integers \(one valid length per sequence\), got dtype float64"):
+        last(y, lengths=[1.5, 1, 2])  # found by the fuzz suite: an IndexError before
+    with pytest.raises(ValueError, match=r"y: expected at least one step \(B, T, F\) with T >= 1, got shape \(3, 0, 2\)"):
+        last(np.zeros((3, 0, 2)))
 
 
 @pytest.mark.parametrize("kind", ["Tanh", "ReLU", "Sigmoid"])

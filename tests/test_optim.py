@@ -113,6 +113,14 @@ BAD = {
     "grad shape": (lambda: lstm_ext.SGD({"w": np.zeros(2)}, lr=0.1).step({"w": np.zeros(3)}), ValueError,
                    r"grads\['w'\]: expected shape \(2,\), got \(3,\)"),
     "max_norm": (lambda: lstm_ext.clip_grad_norm({"a": np.ones(2)}, -1), ValueError, r"max_norm"),
+    # found by the fuzz suite: a complex gradient lost its imaginary part with only a warning, and
+    # clip_grad_norm raised AttributeError on a number
+    "complex grad": (lambda: lstm_ext.SGD({"w": np.zeros(2)}, lr=0.1).step({"w": np.ones(2) * 1j}), TypeError,
+                     r"grads\['w'\]: expected real numbers .* got dtype complex128"),
+    "clip a number": (lambda: lstm_ext.clip_grad_norm({"a": 0}, 1.0), TypeError,
+                      r"grads\['a'\]: expected a floating-point NumPy array \(scaled in place\), got int"),
+    "clip read-only": (lambda: lstm_ext.clip_grad_norm([np.broadcast_to(np.ones(1), (3,))], 1.0), ValueError,
+                       r"grads\[0\]: expected a writeable array"),
 }
 
 

@@ -55,3 +55,19 @@ def check_float_dtype(dtype) -> np.dtype:
     if resolved not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise TypeError(f"dtype: expected float32 or float64, got {resolved}")
     return resolved
+
+
+def read_lengths(lengths, T: int, B: int):
+    """lengths (B,) integers in [1, T] -> an int64 array (a copy), or None."""
+    if lengths is None:
+        return None
+    array = np.asarray(lengths)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"lengths: expected integers (one valid length per sequence), got dtype {array.dtype}")
+    check_shape(array, "lengths", (B,), "(B,)")
+    bad = (array < 1) | (array > T)
+    if bad.any():
+        index = int(np.argmax(bad))
+        raise ValueError(f"lengths: expected every length in [1, T] = [1, {T}], got {array[index]} "
+                         f"at index {index}")
+    return array.astype(np.int64)

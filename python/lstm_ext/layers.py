@@ -21,7 +21,7 @@ import warnings
 import numpy as np
 
 from . import functional as F
-from ._checks import as_real_array, check_float_dtype, check_positive_int, check_shape
+from ._checks import as_real_array, check_float_dtype, check_positive_int, check_shape, read_lengths
 
 __all__ = ["Module", "RNNBase", "LSTM", "GRU", "RNN"]
 
@@ -261,21 +261,6 @@ class RNNBase(Module):
             out.append(np.ascontiguousarray(array))
         return out
 
-    def _read_lengths(self, lengths, T: int, B: int):
-        """lengths (B,) integers in [1, T] -> an int64 array (a copy), or None."""
-        if lengths is None:
-            return None
-        array = np.asarray(lengths)
-        if array.dtype.kind not in "iu":
-            raise TypeError(f"lengths: expected integers (one valid length per sequence), got dtype {array.dtype}")
-        check_shape(array, "lengths", (B,), "(B,)")
-        bad = (array < 1) | (array > T)
-        if bad.any():
-            index = int(np.argmax(bad))
-            raise ValueError(f"lengths: expected every length in [1, T] = [1, {T}], got {array[index]} "
-                             f"at index {index}")
-        return array.astype(np.int64)
-
     def _pack_state(self, parts):
         return tuple(parts) if self.mode == "LSTM" else parts[0]
 
@@ -341,7 +326,7 @@ class RNNBase(Module):
             raise ValueError(f"x: expected shape {legend} with T >= 1, B >= 1 and I = {self.input_size}, "
                              f"got {x_array.shape}")
         state0 = self._read_state(state, "state", B, allow_none=False)
-        lengths = self._read_lengths(lengths, T, B)
+        lengths = read_lengths(lengths, T, B)
 
         self._saved = None  # a new forward replaces whatever the last one kept
         # No copy of the input is kept for backward: the core's workspace holds what backward needs

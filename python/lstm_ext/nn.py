@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from ._checks import as_real_array, check_positive_int, check_shape
+from ._checks import as_real_array, check_positive_int, check_shape, read_lengths
 from .layers import Module
 
 __all__ = ["Linear", "Embedding", "LastStep", "Tanh", "ReLU", "Sigmoid"]
@@ -153,9 +153,9 @@ class LastStep(Module):
         if y.ndim != 3:
             raise ValueError(f"y: expected a 3-D array (B, T, F), got shape {y.shape}")
         B, T, _ = y.shape
-        last = np.full(B, T - 1) if lengths is None else np.asarray(lengths) - 1
-        if last.shape != (B,) or (last < 0).any() or (last >= T).any():
-            raise ValueError(f"lengths: expected shape (B,) = ({B},) with values in [1, T] = [1, {T}]")
+        if T == 0:
+            raise ValueError(f"y: expected at least one step (B, T, F) with T >= 1, got shape {y.shape}")
+        last = np.full(B, T - 1) if lengths is None else read_lengths(lengths, T, B) - 1
         if self.training:
             self._saved = (y.shape, last)
         return y[np.arange(B), last]

@@ -26,6 +26,8 @@ import numbers
 
 import numpy as np
 
+from ._checks import as_real_array
+
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm"]
 
 
@@ -71,13 +73,15 @@ class Optimizer:
         missing = [name for name in self.params if name not in grads]
         if missing:
             raise KeyError(f"grads: missing gradients for {missing}")
+        checked = {}
         for name, p in self.params.items():
-            g = np.asarray(grads[name])
+            g = as_real_array(grads[name], f"grads[{name!r}]", p.dtype)  # complex, object, text: TypeError
             if g.shape != p.shape:
                 raise ValueError(f"grads[{name!r}]: expected shape {p.shape}, got {g.shape}")
+            checked[name] = g
         self.steps += 1
         for name, p in self.params.items():
-            self._update(name, p, np.asarray(grads[name], dtype=p.dtype))
+            self._update(name, p, checked[name])
 
     def _buffer(self, kind, name, like):
         store = self.buffers.setdefault(kind, {})
@@ -200,7 +204,15 @@ def clip_grad_norm(grads, max_norm: float) -> float:
     is below 1).
     """
     max_norm = _check_number(max_norm, "max_norm", low_open=True)
-    arrays = list(grads.values()) if isinstance(grads, dict) else list(grads)
+    named = grads.items() if isinstance(grads, dict) else enumerate(grads)
+    arrays = []
+    for key, a in named:
+        if not isinstance(a, np.ndarray) or a.dtype.kind != "f":
+            raise TypeError(f"grads[{key!r}]: expected a floating-point NumPy array (scaled in place), "
+                            f"got {type(a).__name__}{'' if not isinstance(a, np.ndarray) else ' of dtype ' + str(a.dtype)}")
+        if not a.flags.writeable:
+            raise ValueError(f"grads[{key!r}]: expected a writeable array (scaled in place), got a read-only one")
+        arrays.append(a)
     total = math.sqrt(sum(float(np.sum(np.square(a, dtype=np.float64))) for a in arrays))
     scale = max_norm / (total + 1e-6)
     if scale < 1.0:
