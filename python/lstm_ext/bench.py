@@ -535,7 +535,7 @@ def contention(rounds: int, seconds: float, log=print) -> list[ContentionResult]
     env = {k: v for k, v in os.environ.items() if k not in ("LSTM_EXT_NUM_THREADS", "OMP_NUM_THREADS")}
     env["LSTM_EXT_PIN_THREADS"] = "0"
     samples = {(s, lib): [] for s in CONTENTION_SCENARIOS for lib in libraries}
-    log(f"a shared machine: training {CONTENTION_CONFIG.label}, default threads, unpinned, {rounds} rounds "
+    log(f"a shared machine: {CONTENTION_CONFIG.label}, default threads, unpinned, {rounds} rounds "
         f"of {seconds:g} s")
     for r in range(rounds):
         for scenario, (trainers, busy) in CONTENTION_SCENARIOS.items():
@@ -553,7 +553,8 @@ def contention(rounds: int, seconds: float, log=print) -> list[ContentionResult]
 def _contention_section(results: list[ContentionResult]) -> list[str]:
     libraries = list(results[0].steps_per_second)
     lines = [
-        f"Training steps {CONTENTION_CONFIG.label} (forward and backward) per second, each process at its "
+        f"Training steps (T, B, H) = ({CONTENTION_CONFIG.T}, {CONTENTION_CONFIG.B}, {CONTENTION_CONFIG.H}) "
+        "(forward and backward, float32) per second, each process at its "
         "library's default thread count (one per CPU) and not pinned (LSTM_EXT_PIN_THREADS=0, as in a "
         "container or wherever pinning is off); 'two processes at once' is the sum of both, 'next to a busy "
         "process' runs beside a Python loop that never sleeps. Medians over the rounds; the libraries "
@@ -686,16 +687,20 @@ def _ms(seconds: float, cfg: Config) -> str:
 
 # -- the report ----------------------------------------------------------------------------------
 
+def _machine_line(machine: dict) -> str:
+    return (f"Run on {machine['date']}: {machine['cpu']}, {machine['cpus']} CPUs ({machine['isa']}; caches "
+            f"{machine['caches']}), {machine['threads']} threads for every library. Python {machine['python']}, "
+            f"NumPy {machine['numpy']}, torch {machine['torch'] or 'not installed'}, lstm_ext {machine['lstm_ext']} "
+            f"with the {machine['build']['kernel_level']} kernel level ({machine['build']['simd']}; compiled in: "
+            f"{', '.join(machine['build']['kernel_levels'])}{'; a native build' if machine['build']['native'] else ''}).")
+
+
 def render(machine: dict, results: list[Result], repeats: int, levels: Optional[list] = None,
            shared: Optional[list] = None) -> str:
     has_torch = any("torch" in r.seconds for r in results)
     lines = ["# lstm_ext benchmarks", ""]
     lines += [
-        f"Run on {machine['date']}: {machine['cpu']}, {machine['cpus']} CPUs ({machine['isa']}; caches "
-        f"{machine['caches']}), {machine['threads']} threads for every library. Python {machine['python']}, "
-        f"NumPy {machine['numpy']}, torch {machine['torch'] or 'not installed'}, lstm_ext {machine['lstm_ext']} "
-        f"with the {machine['build']['kernel_level']} kernel level ({machine['build']['simd']}; compiled in: "
-        f"{', '.join(machine['build']['kernel_levels'])}{'; a native build' if machine['build']['native'] else ''}).",
+        _machine_line(machine),
         "",
         f"GEMM peak measured in this run at {machine['threads']} threads (the best of torch's and NumPy's "
         "matrix product, the better of a measurement at the start and one at the end): "
@@ -887,7 +892,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="threads for every library (default: "
                         "lstm_ext.get_num_threads())")
     parser.add_argument("--only", default=None, help="run the configurations whose label contains this text "
-                        "(and skip the shared-machine section)")
+                        "(and skip the shared-machine section); 'shared' runs that section alone")
     parser.add_argument("--out", default=None, help="write the Markdown report to this file (e.g. BENCHMARKS.md)")
     args = parser.parse_args(argv)
     repeats = args.repeats if args.repeats is not None else (2 if args.quick else 15)
@@ -895,6 +900,16 @@ def main(argv=None) -> int:
         parser.error("--repeats must be >= 1")
     if args.threads is not None and args.threads < 1:
         parser.error("--threads must be >= 1")
+    if args.only == "shared":  # the shared-machine section alone
+        threads = args.threads or _core.get_num_threads()
+        machine = machine_info(threads, _torch())
+        shared = contention(rounds=1 if args.quick else 5, seconds=1.0 if args.quick else 4.0)
+        report = "\n".join(["# lstm_ext benchmarks: a shared machine", "", _machine_line(machine), "",
+                             *_contention_section(shared)]) + "\n"
+        if args.out:
+            write_text_atomic(args.out, report)
+            print(f"wrote {args.out}")
+        return 0
     configs = [c for c in CONFIGS if args.only is None or args.only in c.label]
     if not configs:
         parser.error(f"--only {args.only!r} matches no configuration")
