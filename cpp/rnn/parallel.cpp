@@ -97,7 +97,6 @@ double cgroup_cpu_limit(const std::string& self_cgroup, const std::string& root)
   return limit;
 }
 
-
 namespace detail {
 namespace {
 

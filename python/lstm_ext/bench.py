@@ -903,7 +903,7 @@ def main(argv=None) -> int:
     if args.only == "shared":  # the shared-machine section alone
         threads = args.threads or _core.get_num_threads()
         machine = machine_info(threads, _torch())
-        shared = contention(rounds=1 if args.quick else 5, seconds=1.0 if args.quick else 4.0)
+        shared = contention(rounds=1 if args.quick else 5, seconds=0.5 if args.quick else 4.0)
         report = "\n".join(["# lstm_ext benchmarks: a shared machine", "", _machine_line(machine), "",
                              *_contention_section(shared)]) + "\n"
         if args.out:
@@ -917,7 +917,7 @@ def main(argv=None) -> int:
                            with_reference=not args.quick, with_memory=not args.quick)
     levels = compare_levels(configs, rounds=1 if args.quick else 7, calls=1 if args.quick else 5,
                             threads=machine["threads"])
-    shared = contention(rounds=1 if args.quick else 5, seconds=1.0 if args.quick else 4.0) if args.only is None else None
+    shared = contention(rounds=1 if args.quick else 5, seconds=0.5 if args.quick else 4.0) if args.only is None else None
     report = render(machine, results, repeats, levels, shared)
     if args.out:
         write_text_atomic(args.out, report)
