@@ -103,8 +103,6 @@ namespace {
 // How long an idle worker spins before it sleeps: long enough to bridge the Python between the
 // calls of one training step, short enough not to steal a core from the next program.
 constexpr auto kIdleSpin = std::chrono::microseconds(200);
-// How long a barrier spins before it sleeps (spin_before_sleep).
-constexpr long kBarrierSpinMicroseconds = 50;
 // tasks() calls one team run may make.
 constexpr int kMaxPhases = 32;
 // The largest team a lease gives.
@@ -119,10 +117,10 @@ inline void cpu_relax() {
 }
 
 // How long a member waits at a barrier (or the caller for its workers) by spinning before it
-// sleeps in the kernel. Alone on its CPUs a team's members reach a barrier within a few
+// sleeps in the kernel, at least. Alone on its CPUs a team's members reach a barrier within a few
 // microseconds of each other, well inside this; when the machine is shared and a member has been
 // preempted, the others stop taking CPU time from it after this long.
-// (LSTM_EXT_SPIN_US, read once, overrides it for experiments.)
+// (LSTM_EXT_SPIN_US, read once, overrides it, and turns the adaptation below off, for experiments.)
 std::chrono::microseconds spin_before_sleep() {
   static const std::chrono::microseconds spin = [] {
     if (const char* env = std::getenv("LSTM_EXT_SPIN_US")) {
@@ -130,10 +128,24 @@ std::chrono::microseconds spin_before_sleep() {
       const long us = std::strtol(env, &end, 10);
       if (end != env && *end == '\0' && us >= 0 && us <= 1000000) return std::chrono::microseconds(us);
     }
-    return std::chrono::microseconds(kBarrierSpinMicroseconds);
+    return std::chrono::microseconds(-1);
   }();
   return spin;
 }
+
+// The spin window adapts, per thread, to how late its partners are. A member that slept is late
+// at the next barrier by the time the kernel takes to run it again, which on a virtual machine
+// whose idle CPUs halt is 50-200 µs (measured on a 2-CPU cloud VM after a 10-30 ms pause between
+// calls). With a fixed window shorter than that, the members take turns sleeping at every
+// barrier and each step pays the wake-up: there, T = 50, B = 1, H = 64 took 3.9 ms instead of
+// 0.2 ms. So a wait that ended after the window but within kSpinCeiling widens the window to
+// twice that wait (at most kSpinCeiling), which ends the cycle after one step; a wait longer than
+// kSpinCeiling (a partner that lost its CPU to another program for a time slice) resets it,
+// since spinning would only take that CPU time from the program that has it; a wait that
+// spinning covered lets the window shrink by 1/16 towards kSpinFloor.
+constexpr long kSpinFloor = 50;     // µs
+constexpr long kSpinCeiling = 500;  // µs
+thread_local long t_spin_window = kSpinFloor;
 
 #if defined(__linux__)
 void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t value) {
@@ -145,17 +157,21 @@ void futex_wake_all(std::atomic<std::uint32_t>& word) {
 }
 #endif
 
-// Waits while `word` holds `value`: spins (pausing) for spin_before_sleep(), then sleeps on a
-// futex, counted in `sleepers`, until a wake_waiters() after the word changed. Where there is no
-// futex the wait yields its CPU instead of sleeping.
+// Waits while `word` holds `value`: spins (pausing) for the spin window, then sleeps on a futex,
+// counted in `sleepers`, until a wake_waiters() after the word changed. Where there is no futex
+// the wait yields its CPU instead of sleeping.
 void wait_while_equal(std::atomic<std::uint32_t>& word, std::uint32_t value, std::atomic<int>& sleepers) {
+  if (word.load(std::memory_order_acquire) != value) return;
   const auto start = std::chrono::steady_clock::now();
-  const auto spin = spin_before_sleep();
+  const auto fixed = spin_before_sleep();
+  const auto spin = fixed.count() >= 0 ? fixed : std::chrono::microseconds(t_spin_window);
+  bool slept = false;
   for (int spins = 1; word.load(std::memory_order_acquire) == value; ++spins) {
     cpu_relax();
     if ((spins & 63) == 0 && std::chrono::steady_clock::now() - start >= spin) break;
   }
   while (word.load(std::memory_order_acquire) == value) {
+    slept = true;
 #if defined(__linux__)
     // seq_cst on both sides (here and in wake_waiters) so that either the waker sees this
     // sleeper or the sleeper sees the new value (futex_wait returns at once when word != value).
@@ -166,6 +182,14 @@ void wait_while_equal(std::atomic<std::uint32_t>& word, std::uint32_t value, std
     (void)sleepers;
     std::this_thread::yield();
 #endif
+  }
+  if (fixed.count() >= 0) return;
+  if (slept) {
+    const long waited = static_cast<long>(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count());
+    t_spin_window = waited < kSpinCeiling ? std::min(kSpinCeiling, std::max(t_spin_window, 2 * waited)) : kSpinFloor;
+  } else {
+    t_spin_window = std::max(kSpinFloor, t_spin_window - t_spin_window / 16);
   }
 }
 
