@@ -89,3 +89,28 @@ def test_backward_reads_the_input_from_the_workspace(op, gates):
             np.testing.assert_array_equal(getattr(again, name), value, err_msg=name)
     with pytest.raises(ValueError, match=r"x: expected shape \(T, B, I\)"):
         backward(*args, x[:, :, :2], w_ih, w_hh, ws, lengths=LENGTHS)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("kind_name", KINDS)
+def test_a_large_batch_matches_reference_when_the_team_splits_it(kind_name, threads, dtype):
+    """From 16 sequences per member on, a team shares the batch instead of the units (no barrier
+    per step): the same results, with lengths, both directions, in training and in eval mode."""
+    kind, extra = KINDS[kind_name]
+    before = lstm_ext.get_num_threads()
+    lstm_ext.set_num_threads(threads)
+    try:
+        layer = make_layer(kind, 6, 20, dtype, seed=3, bidirectional=True, **extra)
+        rng = np.random.default_rng(11)
+        T_big, B_big = 5, 37
+        lengths = rng.integers(1, T_big + 1, size=B_big)
+        x, state0, dy, dstate = random_inputs(layer, T_big, B_big, rng)
+        actual = ours_run(layer, x, state0, dy, dstate, lengths)
+        expected = reference_run(layer, x, state0, dy, dstate, lengths)
+        assert_parity(f"reference, B = {B_big}: {kind_name}", dtype, actual, expected)
+        layer.eval()
+        y_eval, _ = layer(x, state0, lengths=lengths)
+        np.testing.assert_array_equal(y_eval, actual["y"])  # eval mode: the same bits as training's forward
+    finally:
+        lstm_ext.set_num_threads(before)

@@ -57,10 +57,10 @@ def os_threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
-def run_cell(cell, dtype, lengths, reverse):
+def run_cell(cell, dtype, lengths, reverse, B=7):
     """Forward + backward of one cell on sizes large enough for a team of several threads."""
     op, gates, extra = CELLS[cell]
-    T, B, I, H = 9, 7, 40, 64
+    T, I, H = 9, 40, 64
     rng = np.random.default_rng(3)
     H_out = extra["w_hr"][0] if "w_hr" in extra else H
     a = {"x": rng.standard_normal((T, B, I)), "w_ih": rng.standard_normal((gates * H, I)) * 0.2,
@@ -104,6 +104,22 @@ def test_results_do_not_depend_on_the_number_of_threads(cell, reverse, dtype, re
             np.testing.assert_array_equal(team[name], value, err_msg=f"{name} with {threads} threads")
     # The pool really ran: its workers are threads of this process.
     assert os_threads() >= 4
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_a_team_that_splits_the_batch_gives_the_same_bits(cell, reverse, dtype, restore_threads):
+    """48 sequences: teams of 2 and 3 share the steps by sequences (16 or more per member), a
+    team of 4 by units; every way gives the bits of one thread."""
+    lengths = np.random.default_rng(4).integers(1, 10, size=48)
+    lstm_ext.set_num_threads(1)
+    alone = run_cell(cell, dtype, lengths, reverse, B=48)
+    for threads in (2, 3, 4):
+        lstm_ext.set_num_threads(threads)
+        team = run_cell(cell, dtype, lengths, reverse, B=48)
+        for name, value in alone.items():
+            np.testing.assert_array_equal(team[name], value, err_msg=f"{name} with {threads} threads")
 
 
 def test_set_num_threads_checks_its_argument(restore_threads):

@@ -187,6 +187,16 @@ inline int members_for(double flops_per_step, Index units, Index granule) {
   return static_cast<int>(std::max<Index>(1, std::min<Index>({get_num_threads(), by_units, static_cast<Index>(by_work)})));
 }
 
+// How a team shares the steps of a time loop. By units: each member computes its units of every
+// sequence, and since h_t is assembled from every member's part, the team meets at a barrier at
+// every step; each member reads only its rows of the recurrent weights, which stay in its own
+// cache. By rows: each member runs its own sequences with every unit, and the team never meets
+// inside the loop, since the sequences of a batch never exchange anything; each member reads all
+// of the weights. The row split pays when each member has enough rows that a step is bound by
+// the multiply-adds, not by reading the weights (kRowSplitMinRows rows per member).
+constexpr Index kRowSplitMinRows = 16;
+inline bool split_by_rows(Index B, int members) { return members > 1 && B >= kRowSplitMinRows * members; }
+
 // ---------------------------------------------------------------------------------------------
 // Packets: the pointwise kernels walk each row of H values in SIMD packets of kPacket values,
 // the last one zero-padded, so that every element goes through the same instructions whatever

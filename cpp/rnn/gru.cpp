@@ -8,7 +8,8 @@
 //             2. per step t (in the walk's order), each member for its own units u:
 //                rec = h_{t-1} · W_hh[rows of u]ᵀ (packed once per call), then one fused pass:
 //                r, z, n and h_t. The recurrent part of n, gh_n = rec_n + b_hn, is kept for
-//                backward because the reset gate multiplies it. One barrier per step.
+//                backward because the reset gate multiplies it. One barrier per step; with a large
+//                batch (split_by_rows, common.hpp) members take sequences instead: none.
 //   backward  1. reverse walk, each member for its units: dh_t = dy_t + dh from the next step;
 //                the fused pass gives the gradients of the input pre-activations
 //                dGx_t = [da_r, da_z, da_n] and of the recurrent ones dGh_t = [da_r, da_z,
@@ -144,52 +145,74 @@ void gru_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
 
   const GruWorkspace<Scalar, Scalar*> kept(ws, d);  // training only (see gru.hpp)
 
+  // Members split the units of every sequence, or, when the batch is large enough, the
+  // sequences (split_by_rows).
   TeamLease lease(members_for(2.0 * B * G * H, H, granule));
   const int members = lease.size();
+  const bool by_rows = split_by_rows(B, members);
 
   Buffer<Scalar> scratch_gx(training ? 0 : TB * G);  // (T, B, G) inference: the input projections
   Buffer<Scalar> h_steps(2 * B * H);                 // (2, B, H) h_{t-1} and h_t, by parity of the step
   Scalar* gx = training ? kept.gates : scratch_gx.data();  // (T, B, G)
   const ColumnTasks<Scalar> input_tasks(G, members);     // gx = X · W_ihᵀ by columns
-  // Per member: its rows of W_hh (three gate blocks of its units) and their product (B, 3 * panels * L).
-  auto scratch = member_scratch<Scalar>(members, H, granule, 3 * H * L, 3 * B * L, input_tasks.scratch_size(I));
+  // Split by units, per member: its rows of W_hh (three gate blocks of its units) and their
+  // product (B, 3 * panels * L). Split by rows: all of W_hh packed once for every member, and per
+  // member the product of its rows.
+  const Index all_unit_panels = panel_count<Scalar>(H);
+  Buffer<Scalar> shared_packed(by_rows ? 3 * all_unit_panels * H * L : 0);  // W_hh packed
+  auto scratch = member_scratch<Scalar>(members, H, granule, by_rows ? 0 : 3 * H * L, by_rows ? 0 : 3 * B * L,
+                                        input_tasks.scratch_size(I));
+  for (int k = 0; by_rows && k < members; ++k) {
+    scratch[k].product.resize(split_part(B, 1, members, k).size() * 3 * all_unit_panels * L);
+  }
 
   lease.run([&](Team& team) {
     MemberScratch<Scalar>& mine = scratch[team.rank()];
-    const Team::Range units = team.part(H, granule);
+    // Its share: its units of every sequence, or its sequences, every unit.
+    const Team::Range rows = by_rows ? team.part(B) : Team::Range{0, B};
+    const Team::Range units = by_rows ? Team::Range{0, H} : team.part(H, granule);
+    const Index b0 = rows.begin, nb = rows.size();
     const Index u0 = units.begin, nu = units.size(), unit_panels = panel_count<Scalar>(nu);
     const Index rec_gate_stride = unit_panels * L, ld_rec = 3 * rec_gate_stride;
+    const SequenceOptions seq_rows = seq.rows_from(b0);  // its sequences' lengths
+    const Scalar* packed_hh = by_rows ? shared_packed.data() : mine.packed.data();
 
     // 1. Input projection of all steps at once (b_hh belongs to the recurrent part: reset gate).
     input_projection(team, input_tasks, mine.packed_task.data(), gx, x, w_ih, b_ih, static_cast<const Scalar*>(nullptr),
                      TB, I, G);
     if (training) pack_columns_in_tasks(team, kept.x, x, TB, I);  // X packed for dW_ih
-    for (Index q = 0; q < 3; ++q) {
-      pack_rows(mine.packed.data() + q * unit_panels * H * L, w_hh + (q * H + u0) * H, H, nu, H);
+    if (by_rows) {
+      team.tasks(3, [&](Index q) {
+        pack_rows(shared_packed.data() + q * all_unit_panels * H * L, w_hh + q * H * H, H, H, H);
+      });
+    } else {
+      for (Index q = 0; q < 3; ++q) {
+        pack_rows(mine.packed.data() + q * unit_panels * H * L, w_hh + (q * H + u0) * H, H, nu, H);
+      }
     }
-    copy_or_zero(h_steps.data(), h0, H, u0, nu, B);
+    copy_or_zero(h_steps.data() + b0 * H, h0 ? h0 + b0 * H : nullptr, H, u0, nu, nb);
     team.barrier();
 
-    // 2. The recurrence.
+    // 2. The recurrence, over its rows [b0, b0 + nb) of every (B, ·) buffer.
     for (Index s = 0; s < T; ++s) {
       const Index t = seq.time_at(s, T);
-      const Scalar* h_prev = h_steps.data() + (s % 2) * B * H;  // (B, H) h_{t-1}
-      Scalar* h_next = h_steps.data() + ((s + 1) % 2) * B * H;  // (B, H) h_t
-      Scalar* y_t = y + t * B * H;                                // (B, H)
-      if (s + 1 < T) prefetch_rows(gx + seq.time_at(s + 1, T) * B * G, G, u0, nu, 3, H, B);  // the next gx
-      panel_product(mine.product.data(), ld_rec, ld_rec, rows_of(h_prev, H), mine.packed.data(), 3 * unit_panels, H, B);
-      if (training) store_packed_rows(kept.h_prev, TB, t * B, h_prev, H, u0, nu, B);
-      Scalar* hn_t = training ? kept.hn + t * B * H : nullptr;
-      gru_pointwise_forward(gx + t * B * G, hn_t, y_t, mine.product.data(), ld_rec, rec_gate_stride, b_hh, h_prev,
-                            seq, t, B, H, u0, nu);
+      const Scalar* h_prev = h_steps.data() + (s % 2) * B * H + b0 * H;  // (nb, H) h_{t-1}
+      Scalar* h_next = h_steps.data() + ((s + 1) % 2) * B * H + b0 * H;  // (nb, H) h_t
+      Scalar* y_t = y + (t * B + b0) * H;                                  // (nb, H)
+      if (s + 1 < T) prefetch_rows(gx + (seq.time_at(s + 1, T) * B + b0) * G, G, u0, nu, 3, H, nb);  // the next gx
+      panel_product(mine.product.data(), ld_rec, ld_rec, rows_of(h_prev, H), packed_hh, 3 * unit_panels, H, nb);
+      if (training) store_packed_rows(kept.h_prev, TB, t * B + b0, h_prev, H, u0, nu, nb);
+      Scalar* hn_t = training ? kept.hn + (t * B + b0) * H : nullptr;
+      gru_pointwise_forward(gx + (t * B + b0) * G, hn_t, y_t, mine.product.data(), ld_rec, rec_gate_stride, b_hh,
+                            h_prev, seq_rows, t, nb, H, u0, nu);
       // Sequences past their length: zero output, h carried.
-      zero_rows(Rows::Inactive, y_t, H, u0, nu, seq, t, B);
-      if (training) zero_rows(Rows::Inactive, hn_t, H, u0, nu, seq, t, B);
-      copy_rows(Rows::Active, h_next, y_t, H, u0, nu, seq, t, B);
-      copy_rows(Rows::Inactive, h_next, h_prev, H, u0, nu, seq, t, B);
-      team.barrier();  // h_t complete
+      zero_rows(Rows::Inactive, y_t, H, u0, nu, seq_rows, t, nb);
+      if (training) zero_rows(Rows::Inactive, hn_t, H, u0, nu, seq_rows, t, nb);
+      copy_rows(Rows::Active, h_next, y_t, H, u0, nu, seq_rows, t, nb);
+      copy_rows(Rows::Inactive, h_next, h_prev, H, u0, nu, seq_rows, t, nb);
+      if (!by_rows) team.barrier();  // h_t complete
     }
-    copy_rows(Rows::All, h_n, h_steps.data() + (T % 2) * B * H, H, u0, nu, seq, 0, B);
+    copy_rows(Rows::All, h_n + b0 * H, h_steps.data() + (T % 2) * B * H + b0 * H, H, u0, nu, seq_rows, 0, nb);
   });
 }
 

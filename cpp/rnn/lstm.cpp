@@ -12,6 +12,8 @@
 //                the fused pass over the four gates of u: activations, c_t, m_t. With a
 //                projection, after a barrier, each member computes its columns of
 //                h_t = m_t · W_hrᵀ. One barrier per step (two with a projection).
+//                With a large batch (split_by_rows, common.hpp) each member runs its own
+//                sequences with all units instead, W_hh packed once for all: no barrier.
 //   backward  1. reverse walk, each member for its units: dh_t = dy_t + dh from the next step
 //                (with a projection dm_t = dh_t · W_hr, else dm_t = dh_t), the fused pass
 //                gives dG_t and dc_{t-1} from the kept activations; after a barrier, its
@@ -145,9 +147,11 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
   const bool projected = P > 0;
   const LstmWorkspace<Scalar, Scalar*> kept(ws, d);  // training only (see lstm.hpp)
 
-  // Members split the units (gate rows, c, m); with a projection also the columns of h.
+  // Members split the units (gate rows, c, m; with a projection also the columns of h) of every
+  // sequence, or, when the batch is large enough, the sequences (split_by_rows).
   TeamLease lease(members_for(2.0 * B * G * H_out + 2.0 * B * P * H, H, granule));
   const int members = lease.size();
+  const bool by_rows = split_by_rows(B, members);
 
   Buffer<Scalar> scratch_gates(training ? 0 : TB * G);   // (T, B, G) inference: the input projections
   Buffer<Scalar> h_steps(2 * B * H_out);                  // (2, B, H_out) h_{t-1} and h_t, by parity of the step
@@ -155,80 +159,107 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
   Buffer<Scalar> m_step(projected ? B * H : 0);           // (B, H) m_t of this step, for the projection
   Scalar* gates = training ? kept.gates : scratch_gates.data();  // (T, B, G)
   const ColumnTasks<Scalar> input_tasks(G, members);             // gates = X · W_ihᵀ by columns
-  // Per member: its rows of W_hh (four gate blocks of its units) and their product
-  // (B, 4 * panels * L); with a projection its rows of W_hr and their product (B, panels * L).
-  auto scratch = member_scratch<Scalar>(members, H, granule, 4 * H_out * L, 4 * B * L, input_tasks.scratch_size(I));
+  // Split by units, per member: its rows of W_hh (four gate blocks of its units) and their
+  // product (B, 4 * panels * L); with a projection its rows of W_hr and their product
+  // (B, panels * L). Split by rows: all of W_hh (and W_hr) packed once for every member, and
+  // per member the products of its rows.
+  const Index all_unit_panels = panel_count<Scalar>(H), all_out_panels = panel_count<Scalar>(P);
+  Buffer<Scalar> shared_packed(by_rows ? 4 * all_unit_panels * H_out * L : 0);           // W_hh packed
+  Buffer<Scalar> shared_packed_proj(by_rows && projected ? all_out_panels * H * L : 0);  // W_hr packed
+  auto scratch = member_scratch<Scalar>(members, H, granule, by_rows ? 0 : 4 * H_out * L, by_rows ? 0 : 4 * B * L,
+                                        input_tasks.scratch_size(I));
   for (int k = 0; k < members; ++k) {
+    const Index rows = by_rows ? split_part(B, 1, members, k).size() : B;
+    if (by_rows) scratch[k].product.resize(rows * 4 * all_unit_panels * L);  // (rows, 4 * panels * L)
     if (projected) {
-      const Index proj_panels = panel_count<Scalar>(split_part(P, granule, members, k).size());
-      scratch[k].packed_proj.resize(proj_panels * H * L);   // its rows of W_hr
-      scratch[k].product_proj.resize(B * proj_panels * L);  // (B, proj_panels * L)
+      const Index proj_panels = by_rows ? all_out_panels : panel_count<Scalar>(split_part(P, granule, members, k).size());
+      if (!by_rows) scratch[k].packed_proj.resize(proj_panels * H * L);  // its rows of W_hr
+      scratch[k].product_proj.resize(rows * proj_panels * L);            // (rows, proj_panels * L)
     }
   }
 
   lease.run([&](Team& team) {
     MemberScratch<Scalar>& mine = scratch[team.rank()];
-    const Team::Range units = team.part(H, granule);                      // its units
-    const Team::Range outs = projected ? team.part(P, granule) : units;   // its columns of h
+    // Its share: its units (and columns of h) of every sequence, or its sequences, every unit.
+    const Team::Range rows = by_rows ? team.part(B) : Team::Range{0, B};
+    const Team::Range units = by_rows ? Team::Range{0, H} : team.part(H, granule);
+    const Team::Range outs = by_rows ? Team::Range{0, H_out} : projected ? team.part(P, granule) : units;
+    const Index b0 = rows.begin, nb = rows.size();
     const Index u0 = units.begin, nu = units.size(), o0 = outs.begin, no = outs.size();
     const Index unit_panels = panel_count<Scalar>(nu), out_panels = panel_count<Scalar>(no);
     const Index rec_gate_stride = unit_panels * L, ld_rec = 4 * rec_gate_stride;
+    const SequenceOptions seq_rows = seq.rows_from(b0);  // its sequences' lengths
+    const Scalar* packed_hh = by_rows ? shared_packed.data() : mine.packed.data();
+    const Scalar* packed_hr = by_rows ? shared_packed_proj.data() : mine.packed_proj.data();
 
     // 1. Input projection of all steps and both biases; when training, X packed for dW_ih
     //    (products.hpp).
     input_projection(team, input_tasks, mine.packed_task.data(), gates, x, w_ih, b_ih, b_hh, TB, I, G);
     if (training) pack_columns_in_tasks(team, kept.x, x, TB, I);
-    // Its weights, packed once for all steps: the rows of W_hh of its units, gate by gate, and
-    // with a projection its rows of W_hr. Its part of the initial state.
-    for (Index q = 0; q < 4; ++q) {
-      pack_rows(mine.packed.data() + q * unit_panels * H_out * L, w_hh + (q * H + u0) * H_out, H_out, nu, H_out);
+    // The recurrent weights, packed once for all steps, gate by gate: split by units, its rows of
+    // W_hh and with a projection its rows of W_hr; split by rows, all of them, as tasks. Its
+    // part of the initial state.
+    if (by_rows) {
+      team.tasks(projected ? 5 : 4, [&](Index q) {
+        if (q < 4) {
+          pack_rows(shared_packed.data() + q * all_unit_panels * H_out * L, w_hh + q * H * H_out, H_out, H, H_out);
+        } else {
+          pack_rows(shared_packed_proj.data(), w_hr, H, P, H);
+        }
+      });
+    } else {
+      for (Index q = 0; q < 4; ++q) {
+        pack_rows(mine.packed.data() + q * unit_panels * H_out * L, w_hh + (q * H + u0) * H_out, H_out, nu, H_out);
+      }
+      if (projected) pack_rows(mine.packed_proj.data(), w_hr + o0 * H, H, no, H);
     }
-    if (projected) pack_rows(mine.packed_proj.data(), w_hr + o0 * H, H, no, H);
-    copy_or_zero(h_steps.data(), h0, H_out, o0, no, B);
-    copy_or_zero(c_state.data(), c0, H, u0, nu, B);
-    if (training) copy_rows(Rows::All, kept.c0, c_state.data(), H, u0, nu, seq, 0, B);
+    copy_or_zero(h_steps.data() + b0 * H_out, h0 ? h0 + b0 * H_out : nullptr, H_out, o0, no, nb);
+    copy_or_zero(c_state.data() + b0 * H, c0 ? c0 + b0 * H : nullptr, H, u0, nu, nb);
+    if (training) copy_rows(Rows::All, kept.c0 + b0 * H, c_state.data() + b0 * H, H, u0, nu, seq_rows, 0, nb);
     team.barrier();
 
-    // 2. The recurrence.
+    // 2. The recurrence, over its rows [b0, b0 + nb) of every (B, ·) buffer.
+    Scalar* c_carried = c_state.data() + b0 * H;  // (nb, H) c_{t-1}, then c_t
     for (Index s = 0; s < T; ++s) {
       const Index t = seq.time_at(s, T);
-      const Scalar* h_prev = h_steps.data() + (s % 2) * B * H_out;  // (B, H_out) h_{t-1}
-      Scalar* h_next = h_steps.data() + ((s + 1) % 2) * B * H_out;  // (B, H_out) h_t
-      Scalar* y_t = y + t * B * H_out;                                // (B, H_out)
-      if (s + 1 < T) prefetch_rows(gates + seq.time_at(s + 1, T) * B * G, G, u0, nu, 4, H, B);  // the next gx
-      // rec (B, 4 gate blocks of its units) = h_{t-1} · W_hh[its rows]ᵀ
-      panel_product(mine.product.data(), ld_rec, ld_rec, rows_of(h_prev, H_out), mine.packed.data(), 4 * unit_panels,
-                    H_out, B);
-      if (training) store_packed_rows(kept.h_prev, TB, t * B, h_prev, H_out, o0, no, B);
+      const Scalar* h_prev = h_steps.data() + (s % 2) * B * H_out + b0 * H_out;  // (nb, H_out) h_{t-1}
+      Scalar* h_next = h_steps.data() + ((s + 1) % 2) * B * H_out + b0 * H_out;  // (nb, H_out) h_t
+      Scalar* y_t = y + (t * B + b0) * H_out;                                      // (nb, H_out)
+      Scalar* gates_t = gates + (t * B + b0) * G;                                  // (nb, G)
+      if (s + 1 < T) prefetch_rows(gates + (seq.time_at(s + 1, T) * B + b0) * G, G, u0, nu, 4, H, nb);  // the next gx
+      // rec (nb, 4 gate blocks of its units) = h_{t-1} · W_hh[its rows]ᵀ
+      panel_product(mine.product.data(), ld_rec, ld_rec, rows_of(h_prev, H_out), packed_hh, 4 * unit_panels, H_out, nb);
+      if (training) store_packed_rows(kept.h_prev, TB, t * B + b0, h_prev, H_out, o0, no, nb);
       // c_t goes to the workspace (training) or over c_{t-1} in place; m_t is h_t unless projected.
-      Scalar* c_t = training ? kept.c + t * B * H : c_state.data();
-      Scalar* m_t = projected ? m_step.data() : y_t;
-      lstm_pointwise_forward(gates + t * B * G, c_t, m_t, mine.product.data(), ld_rec, rec_gate_stride,
-                             c_state.data(), training, seq, t, B, H, u0, nu);
+      Scalar* c_t = training ? kept.c + (t * B + b0) * H : c_carried;
+      Scalar* m_t = projected ? m_step.data() + b0 * H : y_t;
+      lstm_pointwise_forward(gates_t, c_t, m_t, mine.product.data(), ld_rec, rec_gate_stride, c_carried, training,
+                             seq_rows, t, nb, H, u0, nu);
       if (training) {  // sequences past their length carry c (also in the workspace)
-        copy_rows(Rows::Inactive, c_t, c_state.data(), H, u0, nu, seq, t, B);
-        copy_rows(Rows::Active, c_state.data(), c_t, H, u0, nu, seq, t, B);
+        copy_rows(Rows::Inactive, c_t, c_carried, H, u0, nu, seq_rows, t, nb);
+        copy_rows(Rows::Active, c_carried, c_t, H, u0, nu, seq_rows, t, nb);
       }
       if (projected) {
-        zero_rows(Rows::Inactive, m_t, H, u0, nu, seq, t, B);
-        if (training) store_packed_rows(kept.m, TB, t * B, m_t, H, u0, nu, B);
-        team.barrier();  // m_t complete
+        zero_rows(Rows::Inactive, m_t, H, u0, nu, seq_rows, t, nb);
+        if (training) store_packed_rows(kept.m, TB, t * B + b0, m_t, H, u0, nu, nb);
+        if (!by_rows) team.barrier();  // m_t complete
         // its columns of h_t = m_t · W_hr[its rows]ᵀ
-        panel_product(mine.product_proj.data(), out_panels * L, out_panels * L, rows_of<Scalar>(m_t, H),
-                      mine.packed_proj.data(), out_panels, H, B);
-        for_rows(Rows::All, seq, t, B, [&](Index b) {
+        panel_product(mine.product_proj.data(), out_panels * L, out_panels * L, rows_of<Scalar>(m_t, H), packed_hr,
+                      out_panels, H, nb);
+        for_rows(Rows::All, seq_rows, t, nb, [&](Index b) {
           std::copy_n(mine.product_proj.data() + b * out_panels * L, no, y_t + b * H_out + o0);
         });
       }
       // Sequences past their length: zero output, h carried.
-      zero_rows(Rows::Inactive, y_t, H_out, o0, no, seq, t, B);
-      copy_rows(Rows::Active, h_next, y_t, H_out, o0, no, seq, t, B);
-      copy_rows(Rows::Inactive, h_next, h_prev, H_out, o0, no, seq, t, B);
-      team.barrier();  // h_t complete
+      zero_rows(Rows::Inactive, y_t, H_out, o0, no, seq_rows, t, nb);
+      copy_rows(Rows::Active, h_next, y_t, H_out, o0, no, seq_rows, t, nb);
+      copy_rows(Rows::Inactive, h_next, h_prev, H_out, o0, no, seq_rows, t, nb);
+      if (!by_rows) team.barrier();  // h_t complete
     }
 
-    copy_rows(Rows::All, h_n, h_steps.data() + (T % 2) * B * H_out, H_out, o0, no, seq, 0, B);
-    copy_rows(Rows::All, c_n, c_state.data(), H, u0, nu, seq, 0, B);
+    copy_rows(Rows::All, h_n + b0 * H_out, h_steps.data() + (T % 2) * B * H_out + b0 * H_out, H_out, o0, no,
+              seq_rows, 0, nb);
+    copy_rows(Rows::All, c_n + b0 * H, c_carried, H, u0, nu, seq_rows, 0, nb);
   });
 }
 

@@ -132,17 +132,24 @@ void dot_rows(Scalar* out, Index ld_out, const Scalar* in, Index ld_in, const Sc
 }
 
 // gates (TB, G) = X (TB, I) · W_ihᵀ + b_ih + b_hh (each bias may be nullptr), by column tasks.
+// Each task goes down the rows in blocks of kRowBlock, adding the biases to a block while it is
+// still in cache (a pass over the whole output afterwards would read and write it from memory
+// twice more: measured 8 % of an inference at T = 50, B = 128, H = 256).
 //   scratch: one member's buffer of tasks.scratch_size(I) elements
 template <typename Scalar>
 void input_projection(Team& team, const ColumnTasks<Scalar>& tasks, Scalar* scratch, Scalar* gates, const Scalar* x,
                       const Scalar* w_ih, const Scalar* b_ih, const Scalar* b_hh, Index TB, Index I, Index G) {
+  constexpr Index kRowBlock = 8 * panel_detail::kMaxTileRows;  // whole tiles
   team.tasks(tasks.count(), [&](Index i) {
     const Index c0 = tasks.first_column(i), cols = tasks.columns(i);
     pack_rows(scratch, w_ih + c0 * I, I, cols, I);  // rows [c0, c0 + cols) of W_ih
-    panel_product(gates + c0, G, cols, rows_of(x, I), scratch, tasks.panels(i), I, TB);
-    auto block = MatrixMap<Scalar>(gates, TB, G).middleCols(c0, cols);
-    if (b_ih != nullptr) block.rowwise() += ConstRowVectorMap<Scalar>(b_ih + c0, cols);
-    if (b_hh != nullptr) block.rowwise() += ConstRowVectorMap<Scalar>(b_hh + c0, cols);
+    for (Index r0 = 0; r0 < TB; r0 += kRowBlock) {
+      const Index rows = std::min(kRowBlock, TB - r0);
+      panel_product(gates + r0 * G + c0, G, cols, rows_of(x + r0 * I, I), scratch, tasks.panels(i), I, rows);
+      auto block = MatrixMap<Scalar>(gates + r0 * G, rows, G).middleCols(c0, cols);
+      if (b_ih != nullptr) block.rowwise() += ConstRowVectorMap<Scalar>(b_ih + c0, cols);
+      if (b_hh != nullptr) block.rowwise() += ConstRowVectorMap<Scalar>(b_hh + c0, cols);
+    }
   });
 }
 

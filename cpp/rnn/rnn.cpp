@@ -7,7 +7,8 @@
 //   forward   1. a (T*B, H) = X (T*B, I) · W_ihᵀ + b_ih + b_hh          one GEMM, all steps, in blocks
 //             2. per step t (in the walk's order), each member for its own units u:
 //                rec = h_{t-1} · W_hh[rows of u]ᵀ (packed once per call), h_t = act(a_t + rec).
-//                One barrier per step.
+//                One barrier per step; with a large batch (split_by_rows, common.hpp)
+//                members take sequences instead: none.
 //   backward  1. reverse walk, each member for its units: dh_t = dy_t + dh from the next step;
 //                da_t = dh_t ⊙ act'(a_t) (tanh' = 1 − h², relu' = [h > 0]); after a barrier,
 //                dh_{t-1} = da_t · W_hh[:, u] (its columns, packed once per call)
@@ -94,48 +95,67 @@ void rnn_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
 
   const RnnWorkspace<Scalar, Scalar*> kept(ws, d);  // training only (see rnn.hpp)
 
+  // Members split the units of every sequence, or, when the batch is large enough, the
+  // sequences (split_by_rows).
   TeamLease lease(members_for(2.0 * B * H * H, H, granule));
   const int members = lease.size();
+  const bool by_rows = split_by_rows(B, members);
 
   Buffer<Scalar> scratch_a(training ? 0 : TB * H);  // (T, B, H) inference: pre-activations
   Buffer<Scalar> h_steps(2 * B * H);                // (2, B, H) h_{t-1} and h_t, by parity of the step
   Scalar* a = training ? kept.h : scratch_a.data();  // (T, B, H): a_t, then h_t in place (kept when training)
   const ColumnTasks<Scalar> input_tasks(H, members);  // a = X · W_ihᵀ by columns
-  // Per member: its rows of W_hh (its units) and their product (B, panels * L).
-  auto scratch = member_scratch<Scalar>(members, H, granule, H * L, B * L, input_tasks.scratch_size(I));
+  // Split by units, per member: its rows of W_hh (its units) and their product (B, panels * L).
+  // Split by rows: all of W_hh packed once for every member, and per member the product of its rows.
+  const Index all_unit_panels = panel_count<Scalar>(H);
+  Buffer<Scalar> shared_packed(by_rows ? all_unit_panels * H * L : 0);  // W_hh packed
+  auto scratch = member_scratch<Scalar>(members, H, granule, by_rows ? 0 : H * L, by_rows ? 0 : B * L,
+                                        input_tasks.scratch_size(I));
+  for (int k = 0; by_rows && k < members; ++k) {
+    scratch[k].product.resize(split_part(B, 1, members, k).size() * all_unit_panels * L);
+  }
 
   lease.run([&](Team& team) {
     MemberScratch<Scalar>& mine = scratch[team.rank()];
-    const Team::Range units = team.part(H, granule);
+    // Its share: its units of every sequence, or its sequences, every unit.
+    const Team::Range rows = by_rows ? team.part(B) : Team::Range{0, B};
+    const Team::Range units = by_rows ? Team::Range{0, H} : team.part(H, granule);
+    const Index b0 = rows.begin, nb = rows.size();
     const Index u0 = units.begin, nu = units.size(), unit_panels = panel_count<Scalar>(nu);
+    const SequenceOptions seq_rows = seq.rows_from(b0);  // its sequences' lengths
+    const Scalar* packed_hh = by_rows ? shared_packed.data() : mine.packed.data();
 
     // 1. Input projection of all steps at once, and both biases.
     input_projection(team, input_tasks, mine.packed_task.data(), a, x, w_ih, b_ih, b_hh, TB, I, H);
     if (training) pack_columns_in_tasks(team, kept.x, x, TB, I);  // X packed for dW_ih
-    pack_rows(mine.packed.data(), w_hh + u0 * H, H, nu, H);
-    copy_or_zero(h_steps.data(), h0, H, u0, nu, B);
+    if (by_rows) {
+      team.tasks(1, [&](Index) { pack_rows(shared_packed.data(), w_hh, H, H, H); });
+    } else {
+      pack_rows(mine.packed.data(), w_hh + u0 * H, H, nu, H);
+    }
+    copy_or_zero(h_steps.data() + b0 * H, h0 ? h0 + b0 * H : nullptr, H, u0, nu, nb);
     team.barrier();
 
-    // 2. The recurrence.
+    // 2. The recurrence, over its rows [b0, b0 + nb) of every (B, ·) buffer.
     for (Index s = 0; s < T; ++s) {
       const Index t = seq.time_at(s, T);
-      const Scalar* h_prev = h_steps.data() + (s % 2) * B * H;  // (B, H) h_{t-1}
-      Scalar* h_next = h_steps.data() + ((s + 1) % 2) * B * H;  // (B, H) h_t
-      Scalar* a_t = a + t * B * H;                                // (B, H)
-      Scalar* y_t = y + t * B * H;                                // (B, H)
-      if (s + 1 < T) prefetch_rows(a + seq.time_at(s + 1, T) * B * H, H, u0, nu, 1, H, B);  // the next a_t
-      panel_product(mine.product.data(), unit_panels * L, unit_panels * L, rows_of(h_prev, H), mine.packed.data(),
-                    unit_panels, H, B);
-      if (training) store_packed_rows(kept.h_prev, TB, t * B, h_prev, H, u0, nu, B);
-      rnn_pointwise_forward(a_t, a_t, mine.product.data(), unit_panels * L, act, seq, t, B, H, u0, nu);
+      const Scalar* h_prev = h_steps.data() + (s % 2) * B * H + b0 * H;  // (nb, H) h_{t-1}
+      Scalar* h_next = h_steps.data() + ((s + 1) % 2) * B * H + b0 * H;  // (nb, H) h_t
+      Scalar* a_t = a + (t * B + b0) * H;                                  // (nb, H)
+      Scalar* y_t = y + (t * B + b0) * H;                                  // (nb, H)
+      if (s + 1 < T) prefetch_rows(a + (seq.time_at(s + 1, T) * B + b0) * H, H, u0, nu, 1, H, nb);  // the next a_t
+      panel_product(mine.product.data(), unit_panels * L, unit_panels * L, rows_of(h_prev, H), packed_hh, unit_panels,
+                    H, nb);
+      if (training) store_packed_rows(kept.h_prev, TB, t * B + b0, h_prev, H, u0, nu, nb);
+      rnn_pointwise_forward(a_t, a_t, mine.product.data(), unit_panels * L, act, seq_rows, t, nb, H, u0, nu);
       // Outputs: h_t, zero past a sequence's length; h carried there.
-      copy_rows(Rows::Active, y_t, a_t, H, u0, nu, seq, t, B);
-      zero_rows(Rows::Inactive, y_t, H, u0, nu, seq, t, B);
-      copy_rows(Rows::Active, h_next, y_t, H, u0, nu, seq, t, B);
-      copy_rows(Rows::Inactive, h_next, h_prev, H, u0, nu, seq, t, B);
-      team.barrier();  // h_t complete
+      copy_rows(Rows::Active, y_t, a_t, H, u0, nu, seq_rows, t, nb);
+      zero_rows(Rows::Inactive, y_t, H, u0, nu, seq_rows, t, nb);
+      copy_rows(Rows::Active, h_next, y_t, H, u0, nu, seq_rows, t, nb);
+      copy_rows(Rows::Inactive, h_next, h_prev, H, u0, nu, seq_rows, t, nb);
+      if (!by_rows) team.barrier();  // h_t complete
     }
-    copy_rows(Rows::All, h_n, h_steps.data() + (T % 2) * B * H, H, u0, nu, seq, 0, B);
+    copy_rows(Rows::All, h_n + b0 * H, h_steps.data() + (T % 2) * B * H + b0 * H, H, u0, nu, seq_rows, 0, nb);
   });
 }
 

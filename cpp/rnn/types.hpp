@@ -36,6 +36,8 @@ struct SequenceOptions {
   Index time_at(Index s, Index T) const { return reverse ? T - 1 - s : s; }
   // Whether sequence b is inside its valid length at time t.
   bool active(Index b, Index t) const { return lengths == nullptr || t < lengths[b]; }
+  // The same options for the sequences b0, b0 + 1, ... of the batch, numbered from 0.
+  SequenceOptions rows_from(Index b0) const { return {reverse, lengths == nullptr ? nullptr : lengths + b0}; }
 };
 
 // Elements of `columns` columns over `rows` rows packed in panels of `lanes` columns (panel.hpp):
