@@ -177,3 +177,34 @@ def test_an_interrupted_write_keeps_the_previous_file(tmp_path, monkeypatch):
         _io.write_text_atomic(target, "second")
     assert target.read_text() == "first"
     assert os.listdir(tmp_path) == ["report.md"]  # no temporary file left behind
+
+
+def test_the_grid_summary_names_what_is_below_one_and_the_tables_mark_it():
+    from lstm_ext import grid
+
+    results = [grid.GridResult(Config("inference", 50, 1, 64), {"lstm_ext": 1.0, "torch": 2.0}, 2.0, 5),
+               grid.GridResult(Config("inference", 50, 128, 64), {"lstm_ext": 1.0, "torch": 0.8}, 0.8, 5),
+               grid.GridResult(Config("training", 50, 1, 64), {"lstm_ext": 1.0, "torch": 1.25}, 1.25, 5),
+               grid.GridResult(Config("inference", 50, 8, 64, cell="GRU", I=4), {"lstm_ext": 0.001, "torch": 0.0016},
+                               1.6, 5)]
+    text = grid.summary(results)
+    assert text.startswith("4 configurations: 1 below 1.0× torch, minimum 0.80× (inference (50, 128, 64))")
+    assert f"geometric mean {(2.0 * 0.8 * 1.25 * 1.6) ** 0.25:.2f}×" in text
+    lines = grid.grid_section(results)
+    assert "| B = 128 | **0.80×** |" in lines and "| B = 1 | 2.00× |" in lines
+    assert "| inference vs torch, T = 50 | H = 64 |" in lines
+    assert "| inference (50, 8, 64) (GRU, input 4) | 1.000 ms | 1.600 ms | 1.60× |" in lines  # a slice: its own row
+    assert any("with a 10 ms pause" in line for line in lines)
+    assert any("with no pause" in line for line in grid.grid_section(results, gap=0.0))
+
+
+def test_the_grid_covers_the_sizes_users_meet():
+    from lstm_ext import grid
+
+    configs = grid.grid_configs()
+    assert {c.B for c in configs} >= {1, 256} and {c.H for c in configs} >= {32, 1024}
+    assert {c.cell for c in configs} == {"LSTM", "GRU", "RNN"} and {c.dtype for c in configs} == {"float32", "float64"}
+    assert {c.T for c in configs} >= {1, 1000} and any(c.input_size != c.H for c in configs)
+    assert {c.kind for c in configs} == {"inference", "training"}
+    quick = grid.grid_configs(quick=True)
+    assert 0 < len(quick) <= 6 and {c.kind for c in quick} == {"inference", "training"}

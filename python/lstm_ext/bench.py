@@ -34,7 +34,7 @@ import numpy as np
 from . import _core, reference
 from ._io import write_text_atomic
 from .functional import lstm_cell
-from .layers import GRU, LSTM
+from .layers import GRU, LSTM, RNN
 
 __all__ = ["Config", "CONFIGS", "main", "run"]
 
@@ -53,18 +53,25 @@ class Config:
     kind: str                 # "inference", "training" or "streaming"
     T: int
     B: int
-    H: int                    # hidden size = input size
+    H: int                    # hidden size
     dtype: str = "float32"
-    cell: str = "LSTM"        # "LSTM" or "GRU"
+    cell: str = "LSTM"        # "LSTM", "GRU" or "RNN"
     num_layers: int = 1
     bidirectional: bool = False
     proj_size: int = 0
+    I: int = 0                # input size; 0: the hidden size
+
+    @property
+    def input_size(self) -> int:
+        return self.I or self.H
 
     @property
     def label(self) -> str:
         extra = [] if self.dtype == "float32" else [self.dtype]
         if self.cell != "LSTM":
             extra.append(self.cell)
+        if self.I:
+            extra.append(f"input {self.I}")
         if self.proj_size:
             extra.append(f"proj {self.proj_size}")
         if self.num_layers > 1 or self.bidirectional:
@@ -76,7 +83,7 @@ class Config:
 
     @property
     def gates(self) -> int:
-        return 4 if self.cell == "LSTM" else 3
+        return {"LSTM": 4, "GRU": 3, "RNN": 1}[self.cell]
 
 
 # DeepBench's RNN set scaled to 2 cores, input size = hidden size, float32, one layer; then the
@@ -105,7 +112,7 @@ def _layer_shapes(cfg: Config):
     """(input size, directions) of every layer."""
     D = 2 if cfg.bidirectional else 1
     H_out = cfg.proj_size or cfg.H
-    return [(cfg.H if k == 0 else D * H_out, D) for k in range(cfg.num_layers)]
+    return [(cfg.input_size if k == 0 else D * H_out, D) for k in range(cfg.num_layers)]
 
 
 def flops(cfg: Config) -> float:
@@ -130,7 +137,7 @@ def streamed_bytes(cfg: Config) -> tuple[float, float]:
     H_out = cfg.proj_size or cfg.H
     recurrent = (cfg.gates * cfg.H * H_out + cfg.proj_size * cfg.H) * item  # one layer, one direction
     if cfg.kind == "streaming":
-        per_step = cfg.gates * cfg.H * (cfg.H + H_out) * item
+        per_step = cfg.gates * cfg.H * (cfg.input_size + H_out) * item
         return cfg.T * per_step, per_step
     passes = 2 if cfg.kind == "training" else 1
     directions = sum(D for _, D in _layer_shapes(cfg))
@@ -236,7 +243,7 @@ def _core_version() -> str:
 
 def _inputs(cfg: Config, width: int, seed=0):
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((cfg.T, cfg.B, cfg.H)).astype(cfg.dtype)
+    x = rng.standard_normal((cfg.T, cfg.B, cfg.input_size)).astype(cfg.dtype)
     dy = rng.standard_normal((cfg.T, cfg.B, width)).astype(cfg.dtype)
     return x, dy
 
@@ -244,8 +251,8 @@ def _inputs(cfg: Config, width: int, seed=0):
 def _layer(cfg: Config):
     kwargs = dict(num_layers=cfg.num_layers, bidirectional=cfg.bidirectional, dtype=np.dtype(cfg.dtype), seed=0)
     if cfg.cell == "LSTM":
-        return LSTM(cfg.H, cfg.H, proj_size=cfg.proj_size, **kwargs)
-    return GRU(cfg.H, cfg.H, **kwargs)
+        return LSTM(cfg.input_size, cfg.H, proj_size=cfg.proj_size, **kwargs)
+    return {"GRU": GRU, "RNN": RNN}[cfg.cell](cfg.input_size, cfg.H, **kwargs)
 
 
 def runners(cfg: Config, torch=None) -> dict[str, Callable[[], object]]:
@@ -321,7 +328,7 @@ def runners(cfg: Config, torch=None) -> dict[str, Callable[[], object]]:
             *_, cache = reference.lstm_forward(x, *p)
             if training:
                 reference.lstm_backward(dy, None, None, cache)
-        elif simple:
+        elif simple and cfg.cell == "GRU":
             p = [params[f"{n}_l0"] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
             *_, cache = reference.gru_forward(x, *p)
             if training:
@@ -335,12 +342,45 @@ def runners(cfg: Config, torch=None) -> dict[str, Callable[[], object]]:
     return calls
 
 
-def _time(call: Callable[[], object]) -> float:
+def _time(call: Callable[[], object], gap: float = _GAP_SECONDS) -> float:
     start = time.perf_counter()
     call()
     seconds = time.perf_counter() - start
-    time.sleep(_GAP_SECONDS)
+    if gap:
+        time.sleep(gap)
     return seconds
+
+
+def measure(timed: dict[str, Callable[[], object]], repeats: int, warmup: int, budget: float = 3.0,
+            max_rounds: int = 101, gap: float = _GAP_SECONDS) -> dict[str, list[float]]:
+    """Seconds per call of each library, {name: [one per round]}.
+
+    A warm-up of `warmup` calls each, then at least `repeats` rounds (more for fast calls, about
+    `budget` seconds of timing, at most `max_rounds`) in which the libraries alternate call by
+    call, the order alternating too, with a pause of `gap` seconds after each call.
+    """
+    slowest = 0.0  # the slowest library's last warm-up call (its first call may allocate and fault pages)
+    for call in timed.values():
+        for _ in range(warmup):
+            start = time.perf_counter()
+            call()
+            last = time.perf_counter() - start
+        slowest = max(slowest, last if warmup else 0.0)
+    rounds = repeats
+    if repeats >= 3:
+        rounds = max(repeats, min(max_rounds, int(budget / (len(timed) * (slowest + gap)))))
+    samples: dict[str, list[float]] = {name: [] for name in timed}
+    names = list(timed)
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            samples[name].append(_time(timed[name], gap))
+    return samples
+
+
+def paired_ratio(samples: dict[str, list[float]], other: str = "torch") -> float:
+    """The median over the rounds of the other library's time over lstm_ext's: the two calls of a
+    round share the machine's moment."""
+    return statistics.median(t / o for t, o in zip(samples[other], samples["lstm_ext"]))
 
 
 # -- peak memory of a training step ----------------------------------------------------------------
@@ -625,24 +665,14 @@ def run(configs=CONFIGS, repeats=15, warmup=3, threads=None, with_reference=True
             machine[f"gemm_peak_{cfg.dtype}"] = peaks[cfg.dtype]
         calls = runners(cfg, torch)
         timed = {name: call for name, call in calls.items() if name != "reference"}
-        slowest = 0.0
-        for call in timed.values():
-            for _ in range(warmup):
-                start = time.perf_counter()
-                call()
-                slowest = max(slowest, time.perf_counter() - start)
-        # At least `repeats` rounds; fast configurations get more (about 3 s of timing), so that
-        # their medians see the machine's slow and fast moments alike.
-        rounds = repeats if repeats < 3 else max(repeats, min(101, int(3.0 / (len(timed) * (slowest + _GAP_SECONDS)))))
-        samples = {name: [] for name in timed}
-        names = list(timed)
-        for r in range(rounds):
-            for name in (names if r % 2 == 0 else names[::-1]):  # alternating, call by call, the order too
-                samples[name].append(_time(timed[name]))
+        # Fast configurations get more rounds (about 3 s of timing), so that their medians see the
+        # machine's slow and fast moments alike.
+        samples = measure(timed, repeats, warmup)
+        rounds = len(samples["lstm_ext"])
         seconds = {name: statistics.median(values) for name, values in samples.items()}
         ratios = {}
-        if "torch" in samples:  # the calls of one round share the machine's moment: compare them pairwise
-            ratios["torch"] = statistics.median(t / o for t, o in zip(samples["torch"], samples["lstm_ext"]))
+        if "torch" in samples:
+            ratios["torch"] = paired_ratio(samples)
         if with_reference:
             seconds["reference"] = _time(calls["reference"])
 
@@ -696,7 +726,7 @@ def _machine_line(machine: dict) -> str:
 
 
 def render(machine: dict, results: list[Result], repeats: int, levels: Optional[list] = None,
-           shared: Optional[list] = None) -> str:
+           shared: Optional[list] = None, grid_results: Optional[list] = None) -> str:
     has_torch = any("torch" in r.seconds for r in results)
     lines = ["# lstm_ext benchmarks", ""]
     lines += [
@@ -751,6 +781,10 @@ def render(machine: dict, results: list[Result], repeats: int, levels: Optional[
         lines += ["", "## Kernel levels", ""] + _levels_section(levels)
     if shared:
         lines += ["", "## A shared machine", ""] + _contention_section(shared)
+    if grid_results:
+        from . import grid
+
+        lines += ["", "## The grid: sizes users meet", ""] + grid.grid_section(grid_results)
     return "\n".join(lines) + "\n"
 
 
@@ -894,12 +928,34 @@ def main(argv=None) -> int:
     parser.add_argument("--only", default=None, help="run the configurations whose label contains this text "
                         "(and skip the shared-machine section); 'shared' runs that section alone")
     parser.add_argument("--out", default=None, help="write the Markdown report to this file (e.g. BENCHMARKS.md)")
+    parser.add_argument("--grid", action="store_true",
+                        help="run the grid alone: batch 1-256 by hidden 32-1024 and slices across input size, cell, "
+                        "dtype and length, side by side with torch (lstm_ext.grid); with --quick a small slice")
+    parser.add_argument("--gap-ms", type=float, default=_GAP_SECONDS * 1e3,
+                        help=f"pause after each timed call in the grid, in ms (default {_GAP_SECONDS * 1e3:.0f}; 0: "
+                        "back to back, each library right after the other's threads)")
     args = parser.parse_args(argv)
     repeats = args.repeats if args.repeats is not None else (2 if args.quick else 15)
     if repeats < 1:
         parser.error("--repeats must be >= 1")
     if args.threads is not None and args.threads < 1:
         parser.error("--threads must be >= 1")
+    if args.gap_ms < 0:
+        parser.error("--gap-ms must be >= 0")
+    if args.grid:
+        from . import grid
+
+        if _torch() is None:
+            parser.error("the grid compares with torch: pip install torch==2.13.0 (CPU)")
+        threads = args.threads or _core.get_num_threads()
+        machine = machine_info(threads, _torch())
+        results = grid.run_grid(grid.grid_configs(quick=args.quick), threads=threads, gap=args.gap_ms / 1e3)
+        report = "\n".join(["# lstm_ext benchmarks: the grid", "", _machine_line(machine), "",
+                             *grid.grid_section(results, gap=args.gap_ms / 1e3)]) + "\n"
+        if args.out:
+            write_text_atomic(args.out, report)
+            print(f"wrote {args.out}")
+        return 0
     if args.only == "shared":  # the shared-machine section alone
         threads = args.threads or _core.get_num_threads()
         machine = machine_info(threads, _torch())
@@ -918,7 +974,13 @@ def main(argv=None) -> int:
     levels = compare_levels(configs, rounds=1 if args.quick else 7, calls=1 if args.quick else 5,
                             threads=machine["threads"])
     shared = contention(rounds=1 if args.quick else 5, seconds=0.5 if args.quick else 4.0) if args.only is None else None
-    report = render(machine, results, repeats, levels, shared)
+    grid_results = None
+    if args.only is None and _torch() is not None:
+        from . import grid
+
+        grid_results = grid.run_grid(grid.grid_configs(quick=args.quick), threads=machine["threads"],
+                                     gap=args.gap_ms / 1e3)
+    report = render(machine, results, repeats, levels, shared, grid_results)
     if args.out:
         write_text_atomic(args.out, report)
         print(f"wrote {args.out}")
