@@ -81,7 +81,7 @@ def run_grid(configs: list[Config], threads: Optional[int] = None, gap: float = 
             del calls, timed
             ours = runners(cfg, None)["lstm_ext"]
             x, _ = _inputs(cfg, 1)
-            theirs = ort_bench.runner(ours.layer, x, threads)
+            theirs = ort_bench.runner(ours.layer, x, threads, spinning=False)
             ort_samples = measure({"lstm_ext": ours, "onnxruntime": theirs}, repeats=3, warmup=1, budget=budget,
                                   max_rounds=41, gap=gap)
             result.seconds["onnxruntime"] = statistics.median(ort_samples["onnxruntime"])
@@ -150,9 +150,11 @@ def grid_section(results: list[GridResult], gap: float = _GAP_SECONDS) -> list[s
     ]
     if with_ort:
         lines += ["", "ONNX Runtime (float32 inference; it has no float64 LSTM): one ONNX node per layer with the "
-                  "same weights (lstm_ext.ort_bench), the same number of intra-op threads, its default spinning "
-                  "of idle threads, graph optimizations on; timed against lstm_ext in a pass of its own, without "
-                  "torch's module, so that two copies of the weights share the caches, not three."]
+                  "same weights (lstm_ext.ort_bench), the same number of intra-op threads, graph optimizations on, "
+                  "its idle threads not spinning (session.intra_op.allow_spinning = 0: with its default spinning "
+                  "they kept taking the CPUs through the 10 ms pause and slowed the next call by up to 25×); "
+                  "timed against lstm_ext in a pass of its own, without torch's module, so that two copies of the "
+                  "weights share the caches, not three."]
     lines += ["", "- " + summary(results)]
     for kind in ("inference", "training"):
         kind_results = [r for r in results if r.config.kind == kind]
