@@ -133,7 +133,7 @@ std::chrono::microseconds spin_before_sleep() {
   return spin;
 }
 
-// The spin window adapts, per thread, to how late its partners are. A member that slept is late
+// The spin window adapts, per rank of the pool's team, to how late its partners are. A member that slept is late
 // at the next barrier by the time the kernel takes to run it again, which on a virtual machine
 // whose idle CPUs halt is 50-200 µs (measured on a 2-CPU cloud VM after a 10-30 ms pause between
 // calls). With a fixed window shorter than that, the members take turns sleeping at every
@@ -145,9 +145,10 @@ std::chrono::microseconds spin_before_sleep() {
 // spinning covered lets the window shrink by 1/16 towards kSpinFloor. The ceiling covers the
 // wake-ups measured (60-90 µs) and keeps the spinning short on a shared machine, where a longer
 // one only delays the program whose CPU the partner lost.
-constexpr long kSpinFloor = 50;     // µs
+// (The pool keeps the windows, one per rank, not a thread_local: LeakSanitizer's tracer crashed
+// reading the extension's dynamic TLS at exit.)
 constexpr long kSpinCeiling = 200;  // µs
-thread_local long t_spin_window = kSpinFloor;
+static_assert(Team::kSpinFloorMicroseconds < kSpinCeiling, "the window can widen");
 
 #if defined(__linux__)
 void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t value) {
@@ -159,14 +160,17 @@ void futex_wake_all(std::atomic<std::uint32_t>& word) {
 }
 #endif
 
-// Waits while `word` holds `value`: spins (pausing) for the spin window, then sleeps on a futex,
-// counted in `sleepers`, until a wake_waiters() after the word changed. Where there is no futex
-// the wait yields its CPU instead of sleeping.
-void wait_while_equal(std::atomic<std::uint32_t>& word, std::uint32_t value, std::atomic<int>& sleepers) {
+// Waits while `word` holds `value`: spins (pausing) for the spin window (`window`, µs, adapted
+// above), then sleeps on a futex, counted in `sleepers`, until a wake_waiters() after the word
+// changed. Where there is no futex the wait yields its CPU instead of sleeping.
+void wait_while_equal(std::atomic<std::uint32_t>& word, std::uint32_t value, std::atomic<int>& sleepers,
+                      long& window) {
+  constexpr long kSpinFloor = Team::kSpinFloorMicroseconds;
   if (word.load(std::memory_order_acquire) != value) return;
+  window = std::max(window, kSpinFloor);
   const auto start = std::chrono::steady_clock::now();
   const auto fixed = spin_before_sleep();
-  const auto spin = fixed.count() >= 0 ? fixed : std::chrono::microseconds(t_spin_window);
+  const auto spin = fixed.count() >= 0 ? fixed : std::chrono::microseconds(window);
   bool slept = false;
   for (int spins = 1; word.load(std::memory_order_acquire) == value; ++spins) {
     cpu_relax();
@@ -189,9 +193,9 @@ void wait_while_equal(std::atomic<std::uint32_t>& word, std::uint32_t value, std
   if (slept) {
     const long waited = static_cast<long>(
         std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count());
-    t_spin_window = waited < kSpinCeiling ? std::min(kSpinCeiling, std::max(t_spin_window, 2 * waited)) : kSpinFloor;
+    window = waited < kSpinCeiling ? std::min(kSpinCeiling, std::max(window, 2 * waited)) : kSpinFloor;
   } else {
-    t_spin_window = std::max(kSpinFloor, t_spin_window - t_spin_window / 16);
+    window = std::max(kSpinFloor, window - window / 16);
   }
 }
 
@@ -315,11 +319,11 @@ class Pool {
       std::lock_guard<std::mutex> lock(sleep_mutex_);
       wake_.notify_all();
     }
-    Team self(&state, 0, size);
+    Team self(&state, 0, size, &spin_windows_[0]);
     body(self);
     for (std::uint32_t left = running_.load(std::memory_order_acquire); left != 0;
          left = running_.load(std::memory_order_acquire)) {
-      wait_while_equal(running_, left, running_sleepers_);
+      wait_while_equal(running_, left, running_sleepers_, spin_windows_[0]);
     }
   }
 
@@ -335,7 +339,7 @@ class Pool {
       seen = word >> kSizeBits;
       const int size = static_cast<int>(word & ((1u << kSizeBits) - 1));
       if (rank < size) {
-        Team team(state_, rank, size);
+        Team team(state_, rank, size, &spin_windows_[rank]);
         (*body_)(team);
         if (running_.fetch_sub(1, std::memory_order_acq_rel) == 1) wake_waiters(running_, running_sleepers_);
       }
@@ -359,6 +363,9 @@ class Pool {
   }
 
   std::vector<std::thread> workers_;  // never joined: the pool lives as long as the process
+  // Each rank's barrier spin window (wait_while_equal), kept from one run to the next; rank r's is
+  // only used by the member of rank r.
+  long spin_windows_[kMaxTeam] = {};  // 0: not used yet (read as the floor)
   std::uint64_t epoch_ = 0;           // jobs published so far (written by the lease holder only)
   std::atomic<std::uint64_t> job_word_{0};  // (epoch << kSizeBits) | team size of the newest job
   const std::function<void(Team&)>* body_ = nullptr;
@@ -425,7 +432,7 @@ void Team::barrier() {
     s.generation.store(generation + 1, std::memory_order_seq_cst);
     detail::wake_waiters(s.generation, s.sleepers);
   } else {
-    detail::wait_while_equal(s.generation, generation, s.sleepers);
+    detail::wait_while_equal(s.generation, generation, s.sleepers, *spin_window_);
   }
 }
 
@@ -458,7 +465,7 @@ TeamLease::~TeamLease() = default;
 void TeamLease::run(const std::function<void(Team&)>& body) {
   if (pool_ == nullptr) {
     detail::TeamState state(1);
-    Team self(&state, 0, 1);
+    Team self(&state, 0, 1, nullptr);  // a team of one never waits
     body(self);
     return;
   }

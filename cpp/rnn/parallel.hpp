@@ -89,12 +89,19 @@ class Team {
  private:
   friend class detail::Pool;
   friend class TeamLease;
-  Team(detail::TeamState* state, int rank, int size) : state_(state), rank_(rank), size_(size) {}
+  Team(detail::TeamState* state, int rank, int size, long* spin_window)
+      : state_(state), rank_(rank), size_(size), spin_window_(spin_window) {}
   std::atomic<std::ptrdiff_t>& next_task_counter();
 
   detail::TeamState* state_;
   int rank_, size_;
   int phase_ = 0;  // how many tasks() calls this member has made
+
+ public:
+  static constexpr long kSpinFloorMicroseconds = 50;  // the barrier's shortest spin (parallel.cpp)
+
+ private:
+  long* spin_window_;  // µs this member spins at a barrier before it sleeps: its rank's, kept by the pool
 };
 
 // The right to run one team. Holding a lease of size > 1 keeps the pool for this call; when the
