@@ -115,7 +115,7 @@ def test_command_line_runs_a_configuration_and_writes_the_report(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "streaming (200, 1, 256)" in result.stdout and "µs/step" in result.stdout
     text = out.read_text()
-    assert text.startswith("# lstm_ext benchmarks") and "| streaming (200, 1, 256) (lstm_cell per step) |" in text
+    assert text.startswith("# lstm_ext benchmarks") and "| streaming (200, 1, 256) (stream step) |" in text
     info = lstm_ext.build_info()
     runnable = [n for n, needs in info["kernel_levels"].items() if set(needs) <= set(info["cpu_features"])]
     if len(runnable) > 1:  # every level this CPU runs, each in processes of its own

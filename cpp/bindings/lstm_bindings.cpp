@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "bindings/checks.hpp"
 
@@ -154,9 +155,126 @@ py::tuple cell(py::handle x_obj, py::handle h_obj, py::handle c_obj, py::handle 
   return py::make_tuple(h_new, c_new);
 }
 
+// ---------------------------------------------------------------------------------------------
+// A stream (Python: lstm_ext.Stream): the weights of an LSTM stack, copied once, and its state,
+// kept between steps, so that a step checks only its input and allocates only its output.
+//   per layer k: w_ih (4H, I_k), w_hh (4H, H), b_ih, b_hh (4H) or none; h (two buffers (B, H), by
+//   parity of the step: a step reads h_{t-1} whole while it writes h_t), c (B, H), updated in place
+template <typename Scalar>
+class LstmStream {
+ public:
+  LstmStream(const py::list& layers, Index batch) : B(batch) {
+    if (layers.size() < 1) throw py::value_error("layers: expected at least one (w_ih, w_hh, b_ih, b_hh)");
+    if (B < 1) throw py::value_error("batch_size: expected >= 1, got " + std::to_string(B));
+    for (std::size_t k = 0; k < layers.size(); ++k) {
+      const py::tuple t = layers[k].cast<py::tuple>();
+      if (t.size() != 4) throw py::value_error("layers: expected (w_ih, w_hh, b_ih, b_hh) per layer");
+      auto w = read_weights<Scalar>(t[0], t[1], 4, "4H", false);
+      if (k == 0) {
+        I = w.I, H = w.H;
+      } else if (w.H != H || w.I != H) {
+        throw py::value_error("layers: layer " + std::to_string(k) + " expected w_ih (4H, H) and w_hh (4H, H) with H = " +
+                              std::to_string(H) + ", got " + shape_str(w.w_ih) + " and " + shape_str(w.w_hh));
+      }
+      Layer layer;
+      layer.w_ih.assign(w.w_ih.data(), w.w_ih.data() + w.w_ih.size());
+      layer.w_hh.assign(w.w_hh.data(), w.w_hh.data() + w.w_hh.size());
+      const auto b_ih = read_optional<Scalar>(t[2], "b_ih", {4 * H}, "(4H,)");
+      const auto b_hh = read_optional<Scalar>(t[3], "b_hh", {4 * H}, "(4H,)");
+      if (b_ih) layer.b_ih.assign(b_ih->data(), b_ih->data() + 4 * H);
+      if (b_hh) layer.b_hh.assign(b_hh->data(), b_hh->data() + 4 * H);
+      layer.h[0].assign(B * H, Scalar(0));
+      layer.h[1].assign(B * H, Scalar(0));
+      layer.c.assign(B * H, Scalar(0));
+      layers_.push_back(std::move(layer));
+    }
+    scratch_gx.assign(B * 4 * H, Scalar(0));
+    scratch_rec.assign(B * 4 * H, Scalar(0));
+  }
+
+  // x (B, I) -> h_t of the last layer (B, H), a new array.
+  py::array step(py::handle x_obj) {
+    auto x = to_array<Scalar>(x_obj, "x");
+    if (x.ndim() != 2 || x.shape(0) != B || x.shape(1) != I) {
+      throw py::value_error("x: expected shape (B, I) = (" + std::to_string(B) + ", " + std::to_string(I) + "), got " +
+                            shape_str(x));
+    }
+    auto out = new_array<Scalar>({B, H});
+    const Kernels<Scalar>& kernel = kernels<Scalar>();
+    without_gil([&] {
+      const Scalar* input = x.data();
+      Index input_size = I;
+      for (Layer& layer : layers_) {
+        const Scalar* h_prev = layer.h[parity].data();
+        Scalar* h_new = layer.h[1 - parity].data();
+        kernel.lstm.cell_into(h_new, layer.c.data(), scratch_gx.data(), scratch_rec.data(), input, h_prev,
+                              layer.c.data(), layer.w_ih.data(), layer.w_hh.data(), data_or_null(layer.b_ih),
+                              data_or_null(layer.b_hh), B, input_size, H);
+        input = h_new, input_size = H;
+      }
+      std::copy_n(input, B * H, out.mutable_data());
+    });
+    parity = 1 - parity;
+    return out;
+  }
+
+  // (h, c), each (L, B, H), copies.
+  py::tuple state() const {
+    const Index L = static_cast<Index>(layers_.size());
+    auto h = new_array<Scalar>({L, B, H});
+    auto c = new_array<Scalar>({L, B, H});
+    for (Index k = 0; k < L; ++k) {
+      std::copy_n(layers_[k].h[parity].data(), B * H, h.mutable_data() + k * B * H);
+      std::copy_n(layers_[k].c.data(), B * H, c.mutable_data() + k * B * H);
+    }
+    return py::make_tuple(h, c);
+  }
+
+  // Sets (h, c) from arrays of shape (L, B, H), or zeros for None.
+  void set_state(py::handle h_obj, py::handle c_obj) {
+    const Index L = static_cast<Index>(layers_.size());
+    const auto h = read_optional<Scalar>(h_obj, "h", {L, B, H}, "(num_layers, B, H)");
+    const auto c = read_optional<Scalar>(c_obj, "c", {L, B, H}, "(num_layers, B, H)");
+    for (Index k = 0; k < L; ++k) {
+      Layer& layer = layers_[k];
+      if (h) std::copy_n(h->data() + k * B * H, B * H, layer.h[parity].data());
+      else std::fill(layer.h[parity].begin(), layer.h[parity].end(), Scalar(0));
+      if (c) std::copy_n(c->data() + k * B * H, B * H, layer.c.data());
+      else std::fill(layer.c.begin(), layer.c.end(), Scalar(0));
+    }
+  }
+
+  const Index B;
+  Index I = 0, H = 0;
+
+ private:
+  struct Layer {
+    std::vector<Scalar> w_ih, w_hh, b_ih, b_hh;  // biases empty when absent
+    std::vector<Scalar> h[2], c;
+  };
+  static const Scalar* data_or_null(const std::vector<Scalar>& v) { return v.empty() ? nullptr : v.data(); }
+  std::vector<Layer> layers_;
+  std::vector<Scalar> scratch_gx, scratch_rec;  // (B, 4H) each
+  int parity = 0;                               // which of h[0], h[1] holds h_{t-1}
+};
+
+template <typename Scalar>
+void bind_stream(py::module_& m, const char* name) {
+  py::class_<LstmStream<Scalar>>(m, name)
+      .def(py::init<const py::list&, Index>(), py::arg("layers"), py::arg("batch_size"))
+      .def("step", &LstmStream<Scalar>::step, py::arg("x"), "x (B, I) -> h_t of the last layer (B, H)")
+      .def("state", &LstmStream<Scalar>::state, "(h, c), each (num_layers, B, H)")
+      .def("set_state", &LstmStream<Scalar>::set_state, py::arg("h"), py::arg("c"))
+      .def_readonly("batch_size", &LstmStream<Scalar>::B)
+      .def_readonly("input_size", &LstmStream<Scalar>::I)
+      .def_readonly("hidden_size", &LstmStream<Scalar>::H);
+}
+
 }  // namespace
 
 void bind_lstm(py::module_& m) {
+  bind_stream<float>(m, "LstmStream32");
+  bind_stream<double>(m, "LstmStream64");
   m.def(
       "lstm_forward",
       [](py::handle x, py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh, py::handle h0,

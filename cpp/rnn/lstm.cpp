@@ -385,29 +385,29 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
 }
 
 // ---------------------------------------------------------------------------------------------
+//   scratch_gx  (B, G) input part of the pre-activations, with the biases
+//   scratch_rec (B, G) recurrent part h · W_hhᵀ
 template <typename Scalar>
-void lstm_cell(Scalar* h_new, Scalar* c_new,
-               const Scalar* x, const Scalar* h, const Scalar* c,
-               const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
-               Index B, Index I, Index H) {
+void lstm_cell_into(Scalar* h_new, Scalar* c_new, Scalar* scratch_gx, Scalar* scratch_rec,
+                    const Scalar* x, const Scalar* h, const Scalar* c,
+                    const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
+                    Index B, Index I, Index H) {
   const Index G = 4 * H;
   constexpr Index granule = kUnitGranule<Scalar>;
   // A step streams all of W_ih and W_hh once: members split the units (no barrier needed, each
   // member's units depend only on its own rows of the weights).
   TeamLease lease(members_for(2.0 * B * G * (I + H), H, granule));
-  Buffer<Scalar> scratch_gx(B * G);   // (B, G) input part of the pre-activations, with the biases
-  Buffer<Scalar> scratch_rec(B * G);  // (B, G) recurrent part h · W_hhᵀ
 
   lease.run([&](Team& team) {
     const Team::Range units = team.part(H, granule);
     const Index u0 = units.begin, nu = units.size();
     for (Index q = 0; q < 4; ++q) {  // gate q of its units: rows q * H + u0 ... of the weights
       const Index r0 = q * H + u0;
-      Scalar* gx = scratch_gx.data() + r0;    // (B, nu) of row stride G
-      Scalar* rec = scratch_rec.data() + r0;  // (B, nu) of row stride G
+      Scalar* gx = scratch_gx + r0;    // (B, nu) of row stride G
+      Scalar* rec = scratch_rec + r0;  // (B, nu) of row stride G
       // Dot products of whole rows (products.hpp): the same bits whichever member takes them.
       dot_rows(gx, G, x, I, w_ih + r0 * I, nu, I, B);
-      auto gx_block = MatrixMap<Scalar>(scratch_gx.data(), B, G).middleCols(r0, nu);
+      auto gx_block = MatrixMap<Scalar>(scratch_gx, B, G).middleCols(r0, nu);
       if (b_ih != nullptr) gx_block.rowwise() += ConstRowVectorMap<Scalar>(b_ih + r0, nu);
       if (b_hh != nullptr) gx_block.rowwise() += ConstRowVectorMap<Scalar>(b_hh + r0, nu);
       if (h != nullptr) {
@@ -422,9 +422,19 @@ void lstm_cell(Scalar* h_new, Scalar* c_new,
       copy_or_zero(c_new, static_cast<const Scalar*>(nullptr), H, u0, nu, B);
       c_prev = c_new;
     }
-    lstm_pointwise_forward(scratch_gx.data(), c_new, h_new, scratch_rec.data() + u0, G, H, c_prev, false,
-                           SequenceOptions{}, 0, B, H, u0, nu);
+    lstm_pointwise_forward(scratch_gx, c_new, h_new, scratch_rec + u0, G, H, c_prev, false, SequenceOptions{}, 0, B,
+                           H, u0, nu);
   });
+}
+
+template <typename Scalar>
+void lstm_cell(Scalar* h_new, Scalar* c_new,
+               const Scalar* x, const Scalar* h, const Scalar* c,
+               const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
+               Index B, Index I, Index H) {
+  Buffer<Scalar> scratch_gx(B * 4 * H);   // (B, G)
+  Buffer<Scalar> scratch_rec(B * 4 * H);  // (B, G)
+  lstm_cell_into(h_new, c_new, scratch_gx.data(), scratch_rec.data(), x, h, c, w_ih, w_hh, b_ih, b_hh, B, I, H);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -433,7 +443,7 @@ void lstm_cell(Scalar* h_new, Scalar* c_new,
 // This level's LSTM kernels, for its table (level.cpp).
 template <typename Scalar>
 LstmKernels<Scalar> lstm_kernels() {
-  return {&lstm_forward<Scalar>, &lstm_backward<Scalar>, &lstm_cell<Scalar>};
+  return {&lstm_forward<Scalar>, &lstm_backward<Scalar>, &lstm_cell<Scalar>, &lstm_cell_into<Scalar>};
 }
 template LstmKernels<float> lstm_kernels<float>();
 template LstmKernels<double> lstm_kernels<double>();

@@ -122,6 +122,14 @@ struct LstmKernels {
                const Scalar* x, const Scalar* h, const Scalar* c,
                const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
                Index B, Index I, Index H);
+
+  // The same step with the caller's scratch, for a stream that makes many (no allocation). c_new
+  // may alias c (each unit's c is read before it is written); h_new must not alias h.
+  //   scratch_gx, scratch_rec (B, 4H)  scratch
+  void (*cell_into)(Scalar* h_new, Scalar* c_new, Scalar* scratch_gx, Scalar* scratch_rec,
+                    const Scalar* x, const Scalar* h, const Scalar* c,
+                    const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
+                    Index B, Index I, Index H);
 };
 
 }  // namespace lstm_ext

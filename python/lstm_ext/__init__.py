@@ -24,12 +24,13 @@ from .losses import cross_entropy, mse_loss
 from .model import Sequential, load
 from .nn import Embedding, LastStep, Linear, ReLU, Sigmoid, Tanh
 from .optim import SGD, Adam, AdamW, Optimizer, clip_grad_norm
+from .stream import Stream
 
 __version__ = "0.1.0"
 
 __all__ = [
     "SGD", "Adam", "AdamW", "CheckpointError", "Embedding", "GRU", "LSTM", "LastStep", "Linear", "Module",
-    "Optimizer", "RNN", "RNNBase", "ReLU", "Sequential", "Sigmoid", "Tanh",
+    "Optimizer", "RNN", "RNNBase", "ReLU", "Sequential", "Sigmoid", "Stream", "Tanh",
     "build_info", "clip_grad_norm", "cross_entropy", "from_keras", "from_torch", "functional", "get_num_threads",
     "gradient_flow", "gru_backward", "gru_forward", "load", "lstm_backward", "lstm_cell", "lstm_forward", "mse_loss",
     "reference", "release_scratch_cache", "rnn_backward", "rnn_forward", "scratch_cache_bytes", "set_num_threads",

@@ -56,6 +56,25 @@ def lstm_cell(
 ) -> tuple[np.ndarray, np.ndarray]:
     """-> (h' (B, H), c' (B, H))"""
 
+class LstmStream32:
+    """An LSTM stack's weights (copied) and state, kept between steps (lstm_ext.Stream); float32."""
+    batch_size: int
+    input_size: int
+    hidden_size: int
+    def __init__(
+        self,
+        layers: list[tuple[ArrayLike, ArrayLike, Optional[ArrayLike], Optional[ArrayLike]]],  # (w_ih, w_hh, b_ih, b_hh)
+        batch_size: int,
+    ) -> None: ...
+    def step(self, x: ArrayLike) -> np.ndarray:  # x (B, I) -> h of the last layer (B, H)
+        ...
+    def state(self) -> tuple[np.ndarray, np.ndarray]:  # (h, c), each (num_layers, B, H)
+        ...
+    def set_state(self, h: Optional[ArrayLike], c: Optional[ArrayLike]) -> None: ...
+
+class LstmStream64(LstmStream32):
+    """The same in float64."""
+
 def gru_forward(
     x: ArrayLike,                          # (T, B, I)
     w_ih: ArrayLike,                       # (3H, I), gates r, z, n

@@ -448,6 +448,14 @@ class LSTM(RNNBase):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
                          proj_size, "tanh", dtype, seed)
 
+    def stream(self, batch_size: int = 1, state=None):
+        """A :class:`lstm_ext.stream.Stream` of this layer's current weights: ``step(x_t)`` with
+        x_t (batch_size, input_size) returns h_t (batch_size, hidden_size) of the last layer and
+        keeps (h, c), each (num_layers, batch_size, hidden_size), for the next step."""
+        from .stream import Stream
+
+        return Stream(self, batch_size, state)
+
 
 class GRU(RNNBase):
     """Gated recurrent unit layers: a drop-in for ``torch.nn.GRU`` (gates r, z, n; PyTorch's

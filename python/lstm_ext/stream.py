@@ -1,0 +1,71 @@
+"""Step-by-step inference: an LSTM stack that keeps its weights and state in the core.
+
+``stream = lstm.stream()`` copies the layer's weights once; ``h = stream.step(x_t)`` runs one
+time step of every layer, x_t (B, input_size) -> h_t of the last layer (B, hidden_size), and
+keeps (h, c) for the next step. A step checks only its input (shape and dtype) and allocates
+only its output, so that it costs close to reading the weights once. The stream does not see
+later changes to the layer's weights: make a new one after training.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _core
+
+__all__ = ["Stream"]
+
+
+class Stream:
+    """An LSTM stack's weights and (h, c), kept between steps (see the module doc).
+
+    Build it with ``LSTM.stream(batch_size=1, state=None)``: one direction, no projection.
+    """
+
+    def __init__(self, layer, batch_size: int = 1, state=None):
+        from .layers import LSTM
+
+        if not isinstance(layer, LSTM):
+            raise TypeError(f"Stream: expected an lstm_ext.LSTM, got {type(layer).__name__}")
+        if layer.bidirectional or layer.proj_size:
+            raise ValueError("Stream: a stream runs one direction without projection; got "
+                             f"bidirectional={layer.bidirectional}, proj_size={layer.proj_size}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
+        params = layer.state_dict()
+        layers = [(params[f"weight_ih_l{k}"], params[f"weight_hh_l{k}"], params.get(f"bias_ih_l{k}"),
+                   params.get(f"bias_hh_l{k}")) for k in range(layer.num_layers)]
+        core = _core.LstmStream32 if layer.dtype == np.float32 else _core.LstmStream64
+        self._core = core(layers, int(batch_size))
+        self.dtype = layer.dtype
+        self.num_layers = layer.num_layers
+        if state is not None:
+            self.state = state
+
+    @property
+    def batch_size(self) -> int:
+        return self._core.batch_size
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        """One time step: x (B, input_size) -> h of the last layer (B, hidden_size)."""
+        return self._core.step(x)
+
+    __call__ = step
+
+    @property
+    def state(self):
+        """(h, c), each (num_layers, B, hidden_size): copies of the state the next step starts from."""
+        return self._core.state()
+
+    @state.setter
+    def state(self, value) -> None:
+        if value is None:
+            self._core.set_state(None, None)
+            return
+        if not isinstance(value, (tuple, list)) or len(value) != 2:
+            raise TypeError(f"state: expected (h, c) or None, got {type(value).__name__}")
+        self._core.set_state(value[0], value[1])
+
+    def reset(self) -> None:
+        """Zero state, as at the start of a sequence."""
+        self._core.set_state(None, None)
