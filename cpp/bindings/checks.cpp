@@ -79,6 +79,48 @@ void require_shape(const py::array& a, const std::string& name, const std::vecto
   }
 }
 
+py::object Directions::item(py::handle obj, int k, const std::string& name) const {
+  if (count == 1 || obj.is_none()) return py::reinterpret_borrow<py::object>(obj);
+  if (!(py::isinstance<py::list>(obj) || py::isinstance<py::tuple>(obj)) || py::len(obj) != 2) {
+    throw py::type_error(name + ": expected a pair (forward, reverse) of arrays for a bidirectional call, got " +
+                         std::string(py::str(py::type::of(obj).attr("__name__"))) +
+                         (py::hasattr(obj, "__len__") ? " of length " + std::to_string(py::len(obj)) : std::string()));
+  }
+  return py::reinterpret_borrow<py::object>(obj)[py::int_(k)];
+}
+
+std::vector<Index> Directions::shape(std::vector<Index> shape) const {
+  if (count > 1) shape.insert(shape.begin(), count);
+  return shape;
+}
+
+std::string Directions::legend(const std::string& legend) const {
+  return count > 1 ? "(2, " + legend.substr(1) : legend;
+}
+
+Directions read_directions(bool bidirectional, bool reverse) {
+  if (bidirectional && reverse) {
+    throw py::value_error("reverse: a bidirectional call runs the reverse direction itself; expected reverse=False");
+  }
+  return Directions{bidirectional ? 2 : 1};
+}
+
+bool is_float32_weights(py::handle w_ih, bool bidirectional) {
+  if (bidirectional && (py::isinstance<py::list>(w_ih) || py::isinstance<py::tuple>(w_ih)) && py::len(w_ih) > 0) {
+    return is_float32_array(py::reinterpret_borrow<py::object>(w_ih)[py::int_(0)]);
+  }
+  return is_float32_array(w_ih);
+}
+
+void require_same_shape(const py::array& a, const py::array& like, const std::string& name) {
+  bool same = a.ndim() == like.ndim();
+  for (py::ssize_t k = 0; same && k < a.ndim(); ++k) same = a.shape(k) == like.shape(k);
+  if (!same) {
+    throw py::value_error(name + ": expected the reverse direction's array of the forward's shape " + shape_str(like) +
+                          ", got " + shape_str(a));
+  }
+}
+
 std::pair<Index, Index> read_sequence_sizes(py::handle x_obj, Index I) {
   const py::array x = as_real_array(x_obj, "x");
   require_ndim(x, "x", 3, "(T, B, I)");

@@ -165,14 +165,40 @@ std::optional<CArray<Scalar>> read_optional(py::handle obj, const std::string& n
   return array;
 }
 
-// The workspace of a training forward: a 1-D array of `size` elements; `sizes` describes the
-// call for the message, e.g. "(T, B, H) = (4, 3, 6)".
+// ---------------------------------------------------------------------------------------------
+// The directions of a call. A call runs one direction (`reverse` chooses which) or, with
+// `bidirectional`, both directions of a layer at once (run_directions): each weight argument is
+// then a pair (forward, reverse) of arrays (a bias may be None), the states and every gradient
+// get a leading axis of 2, and y and dy hold the two directions side by side, (T, B, 2 * H_out),
+// the forward direction in the first H_out columns.
+struct Directions {
+  int count = 1;  // 1 or 2
+
+  // Argument `obj` for direction k: the object itself for one direction, item k of the pair for
+  // two (None stays None). TypeError for anything but a pair.
+  py::object item(py::handle obj, int k, const std::string& name) const;
+  // A per-direction shape with a leading axis of 2 for two directions; its legend likewise.
+  std::vector<Index> shape(std::vector<Index> shape) const;
+  std::string legend(const std::string& legend) const;
+};
+// ValueError when both are set (a bidirectional call runs the second direction in reverse itself).
+Directions read_directions(bool bidirectional, bool reverse);
+// The float32-or-float64 choice of a call: the dtype of (the first direction's) w_ih.
+bool is_float32_weights(py::handle w_ih, bool bidirectional);
+// ValueError unless the reverse direction's array `a` has the shape of the forward's `like`.
+void require_same_shape(const py::array& a, const py::array& like, const std::string& name);
+
+// The workspace of a training forward: an array of `shape` ((size,) for one direction, (2, size)
+// for two); `sizes` describes the call for the message, e.g. "(T, B, H) = (4, 3, 6)".
 template <typename Scalar>
-CArray<Scalar> read_workspace(py::handle obj, Index size, const std::string& sizes) {
+CArray<Scalar> read_workspace(py::handle obj, const std::vector<Index>& shape, const std::string& sizes) {
   auto ws = to_array<Scalar>(obj, "workspace");
-  if (ws.ndim() != 1 || ws.shape(0) != size) {
-    throw py::value_error("workspace: expected the 1-D workspace of a training forward with " + sizes +
-                          ", i.e. shape " + shape_str({size}) + ", got " + shape_str(ws));
+  bool same = ws.ndim() == static_cast<py::ssize_t>(shape.size());
+  for (std::size_t k = 0; same && k < shape.size(); ++k) same = ws.shape(k) == shape[k];
+  if (!same) {
+    throw py::value_error(std::string("workspace: expected the ") +
+                          (shape.size() == 1 ? "1-D workspace of a training forward" : "workspace of a bidirectional training forward") +
+                          " with " + sizes + ", i.e. shape " + shape_str(shape) + ", got " + shape_str(ws));
   }
   return ws;
 }
@@ -206,6 +232,36 @@ void without_gil(Compute&& compute) {
     throw;
   }
   take_back_gil(state);
+}
+
+// The weights of each direction (dirs.count of them, each of the forward's shapes).
+template <typename Scalar>
+std::vector<RecurrentWeights<Scalar>> read_direction_weights(const Directions& dirs, py::handle w_ih, py::handle w_hh,
+                                                             Index gates, const std::string& G) {
+  std::vector<RecurrentWeights<Scalar>> weights;
+  for (int k = 0; k < dirs.count; ++k) {
+    weights.push_back(read_weights<Scalar>(dirs.item(w_ih, k, "w_ih"), dirs.item(w_hh, k, "w_hh"), gates, G, false));
+    if (k == 0) continue;
+    require_same_shape(weights[k].w_ih, weights[0].w_ih, "w_ih");
+    require_same_shape(weights[k].w_hh, weights[0].w_hh, "w_hh");
+  }
+  return weights;
+}
+
+// An optional bias (G,) of each direction; `legend` names its shape, e.g. "(4H,)".
+template <typename Scalar>
+std::vector<std::optional<CArray<Scalar>>> read_direction_biases(const Directions& dirs, py::handle obj,
+                                                                  const std::string& name, Index G,
+                                                                  const std::string& legend) {
+  std::vector<std::optional<CArray<Scalar>>> biases;
+  for (int k = 0; k < dirs.count; ++k) biases.push_back(read_optional<Scalar>(dirs.item(obj, k, name), name, {G}, legend));
+  return biases;
+}
+
+// to[i] += from[i] for i < count (the reverse direction's part of dx added to the forward's).
+template <typename Scalar>
+void add_into(Scalar* to, const Scalar* from, Index count) {
+  for (Index i = 0; i < count; ++i) to[i] += from[i];
 }
 
 // MemoryError when `elements` values of `bytes_each` bytes exceed this machine's physical memory.

@@ -115,6 +115,20 @@ void add_rows(Rows which, Scalar* to, const Scalar* from, Index ld, Index col0, 
     for (Index j = col0; j < col0 + cols; ++j) to[b * ld + j] += from[b * ld + j];
   });
 }
+// The same between buffers of different row strides: (B, ld_to) and (B, ld_from), e.g. a
+// direction's own h and its columns of a shared (T, B, D * H) output.
+template <typename Scalar>
+void copy_rows(Rows which, Scalar* to, Index ld_to, const Scalar* from, Index ld_from, Index col0, Index cols,
+               const SequenceOptions& seq, Index t, Index B) {
+  for_rows(which, seq, t, B, [&](Index b) { std::copy_n(from + b * ld_from + col0, cols, to + b * ld_to + col0); });
+}
+template <typename Scalar>
+void add_rows(Rows which, Scalar* to, Index ld_to, const Scalar* from, Index ld_from, Index col0, Index cols,
+              const SequenceOptions& seq, Index t, Index B) {
+  for_rows(which, seq, t, B, [&](Index b) {
+    for (Index j = col0; j < col0 + cols; ++j) to[b * ld_to + j] += from[b * ld_from + j];
+  });
+}
 template <typename Scalar>
 void zero_rows(Rows which, Scalar* rows, Index ld, Index col0, Index cols, const SequenceOptions& seq, Index t,
                Index B) {

@@ -139,7 +139,7 @@ template <typename Scalar>
 void gru_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scalar* h0,
                  const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
                  const GruDims& d, const SequenceOptions& seq) {
-  const Index T = d.T, B = d.B, I = d.I, H = d.H, G = d.G(), TB = d.T * d.B;
+  const Index T = d.T, B = d.B, I = d.I, H = d.H, G = d.G(), TB = d.T * d.B, ld_y = d.ld_y();
   constexpr Index L = kPacket<Scalar>, granule = kUnitGranule<Scalar>;
   const bool training = ws != nullptr;
 
@@ -198,17 +198,17 @@ void gru_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
       const Index t = seq.time_at(s, T);
       const Scalar* h_prev = h_steps.data() + (s % 2) * B * H + b0 * H;  // (nb, H) h_{t-1}
       Scalar* h_next = h_steps.data() + ((s + 1) % 2) * B * H + b0 * H;  // (nb, H) h_t
-      Scalar* y_t = y + (t * B + b0) * H;                                  // (nb, H)
+      Scalar* y_t = y + (t * B + b0) * ld_y;                               // (nb, ld_y)
       if (s + 1 < T) prefetch_rows(gx + (seq.time_at(s + 1, T) * B + b0) * G, G, u0, nu, 3, H, nb);  // the next gx
       panel_product(mine.product.data(), ld_rec, ld_rec, rows_of(h_prev, H), packed_hh, 3 * unit_panels, H, nb);
       if (training) store_packed_rows(kept.h_prev, TB, t * B + b0, h_prev, H, u0, nu, nb);
       Scalar* hn_t = training ? kept.hn + (t * B + b0) * H : nullptr;
-      gru_pointwise_forward(gx + (t * B + b0) * G, hn_t, y_t, mine.product.data(), ld_rec, rec_gate_stride, b_hh,
+      gru_pointwise_forward(gx + (t * B + b0) * G, hn_t, h_next, mine.product.data(), ld_rec, rec_gate_stride, b_hh,
                             h_prev, seq_rows, t, nb, H, u0, nu);
-      // Sequences past their length: zero output, h carried.
-      zero_rows(Rows::Inactive, y_t, H, u0, nu, seq_rows, t, nb);
+      // h_t is the output; sequences past their length: zero output, h carried.
+      copy_rows(Rows::Active, y_t, ld_y, h_next, H, u0, nu, seq_rows, t, nb);
+      zero_rows(Rows::Inactive, y_t, ld_y, u0, nu, seq_rows, t, nb);
       if (training) zero_rows(Rows::Inactive, hn_t, H, u0, nu, seq_rows, t, nb);
-      copy_rows(Rows::Active, h_next, y_t, H, u0, nu, seq_rows, t, nb);
       copy_rows(Rows::Inactive, h_next, h_prev, H, u0, nu, seq_rows, t, nb);
       if (!by_rows) team.barrier();  // h_t complete
     }
@@ -221,7 +221,7 @@ template <typename Scalar>
 void gru_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar* db_ih, Scalar* db_hh,
                   const Scalar* dy, const Scalar* dh_n, const Scalar* ws, const Scalar* w_ih, const Scalar* w_hh,
                   const GruDims& d, const SequenceOptions& seq) {
-  const Index T = d.T, B = d.B, I = d.I, H = d.H, G = d.G(), TB = d.T * d.B;
+  const Index T = d.T, B = d.B, I = d.I, H = d.H, G = d.G(), TB = d.T * d.B, ld_y = d.ld_y();
   constexpr Index L = kPacket<Scalar>, granule = kUnitGranule<Scalar>;
 
   const GruWorkspace<Scalar, const Scalar*> kept(ws, d);  // the forward's workspace (see gru.hpp)
@@ -248,14 +248,14 @@ void gru_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar*
     // 1. Reverse walk.
     for (Index s = T - 1; s >= 0; --s) {
       const Index t = seq.time_at(s, T);
-      if (dy != nullptr) add_rows(Rows::Active, dh_state.data(), dy + t * B * H, H, u0, nu, seq, t, B);  // dh_t
+      if (dy != nullptr) add_rows(Rows::Active, dh_state.data(), H, dy + t * B * ld_y, ld_y, u0, nu, seq, t, B);  // dh_t
       Scalar* dgx_t = scratch_dgx.data() + t * B * G;
       Scalar* dgh_t = scratch_dgh.data() + t * B * G;
       if (s > 0) {  // what the next step reads, fetched while this one computes
         const Index t_next = seq.time_at(s - 1, T);
         prefetch_rows(kept.gates + t_next * B * G, G, u0, nu, 3, H, B);
         prefetch_rows(kept.hn + t_next * B * H, H, u0, nu, 1, 0, B);
-        if (dy != nullptr) prefetch_rows(dy + t_next * B * H, H, u0, nu, 1, 0, B);
+        if (dy != nullptr) prefetch_rows(dy + t_next * B * ld_y, ld_y, u0, nu, 1, 0, B);
       }
       // dh_state becomes dh_t ⊙ z_t for the active rows; inactive rows pass through unchanged.
       gru_pointwise_backward(dgx_t, dgh_t, dh_state.data(), kept.gates + t * B * G, kept.hn + t * B * H, kept.h_prev,

@@ -22,6 +22,10 @@ struct GruDims {
   Index B;  // batch size
   Index I;  // input features
   Index H;  // hidden units
+  Index y_stride = 0;  // elements from one row of y (and dy) to the next: 0 = H (see ld_y)
+  // Row stride of y and dy: H, or D * H when the D directions of a layer share the (T, B, D * H)
+  // output (each at its own column offset).
+  Index ld_y() const { return y_stride > 0 ? y_stride : H; }
   Index G() const { return 3 * H; }
 };
 
@@ -60,7 +64,8 @@ Count gru_backward_scratch_size(const GruDims& d, int members, Index lanes) {
 template <typename Scalar>
 struct GruKernels {
   // Forward over a whole sequence.
-  //   y     (T, B, H)  out: h_t of every step (zero where a sequence is past its length)
+  //   y     (T, B, ld_y)  out: h_t of every step in columns [0, H) of each row (zero where a sequence
+  //                       is past its length)
   //   h_n   (B, H)     out: h after each sequence's last step
   //   ws    (gru_workspace_size)  out: kept for backward; nullptr = inference, nothing kept
   //   x     (T, B, I)
@@ -75,7 +80,8 @@ struct GruKernels {
   //   dh0    (B, H)     out: gradient w.r.t. the initial hidden state
   //   dw_ih  (3H, I)    out (written, not accumulated)      dw_hh (3H, H) out
   //   db_ih, db_hh (3H) out, nullptr = skip (b_ih and b_hh differ in the n block)
-  //   dy     (T, B, H)  gradient w.r.t. every output step, nullptr = zeros (ignored past a length)
+  //   dy     (T, B, ld_y)  gradient w.r.t. every output step in columns [0, H), nullptr = zeros
+  //                        (ignored past a length)
   //   dh_n   (B, H)     gradient w.r.t. the final hidden state, nullptr = zeros
   //   ws     (gru_workspace_size)  the forward's workspace (which keeps the input)
   //   w_ih   (3H, I)    w_hh (3H, H)

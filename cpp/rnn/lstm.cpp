@@ -141,7 +141,8 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
                   const Scalar* x, const Scalar* h0, const Scalar* c0,
                   const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
                   const Scalar* w_hr, const LstmDims& d, const SequenceOptions& seq) {
-  const Index T = d.T, B = d.B, I = d.I, H = d.H, G = d.G(), P = d.P, H_out = d.H_out(), TB = d.T * d.B;
+  const Index T = d.T, B = d.B, I = d.I, H = d.H, G = d.G(), P = d.P, H_out = d.H_out(), TB = d.T * d.B,
+              ld_y = d.ld_y();
   constexpr Index L = kPacket<Scalar>, granule = kUnitGranule<Scalar>;
   const bool training = ws != nullptr;
   const bool projected = P > 0;
@@ -224,7 +225,7 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
       const Index t = seq.time_at(s, T);
       const Scalar* h_prev = h_steps.data() + (s % 2) * B * H_out + b0 * H_out;  // (nb, H_out) h_{t-1}
       Scalar* h_next = h_steps.data() + ((s + 1) % 2) * B * H_out + b0 * H_out;  // (nb, H_out) h_t
-      Scalar* y_t = y + (t * B + b0) * H_out;                                      // (nb, H_out)
+      Scalar* y_t = y + (t * B + b0) * ld_y;                                       // (nb, ld_y)
       Scalar* gates_t = gates + (t * B + b0) * G;                                  // (nb, G)
       if (s + 1 < T) prefetch_rows(gates + (seq.time_at(s + 1, T) * B + b0) * G, G, u0, nu, 4, H, nb);  // the next gx
       // rec (nb, 4 gate blocks of its units) = h_{t-1} · W_hh[its rows]ᵀ
@@ -232,7 +233,7 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
       if (training) store_packed_rows(kept.h_prev, TB, t * B + b0, h_prev, H_out, o0, no, nb);
       // c_t goes to the workspace (training) or over c_{t-1} in place; m_t is h_t unless projected.
       Scalar* c_t = training ? kept.c + (t * B + b0) * H : c_carried;
-      Scalar* m_t = projected ? m_step.data() + b0 * H : y_t;
+      Scalar* m_t = projected ? m_step.data() + b0 * H : h_next;
       lstm_pointwise_forward(gates_t, c_t, m_t, mine.product.data(), ld_rec, rec_gate_stride, c_carried, training,
                              seq_rows, t, nb, H, u0, nu);
       if (training) {  // sequences past their length carry c (also in the workspace)
@@ -246,13 +247,13 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
         // its columns of h_t = m_t · W_hr[its rows]ᵀ
         panel_product(mine.product_proj.data(), out_panels * L, out_panels * L, rows_of<Scalar>(m_t, H), packed_hr,
                       out_panels, H, nb);
-        for_rows(Rows::All, seq_rows, t, nb, [&](Index b) {
-          std::copy_n(mine.product_proj.data() + b * out_panels * L, no, y_t + b * H_out + o0);
+        for_rows(Rows::Active, seq_rows, t, nb, [&](Index b) {
+          std::copy_n(mine.product_proj.data() + b * out_panels * L, no, h_next + b * H_out + o0);
         });
       }
-      // Sequences past their length: zero output, h carried.
-      zero_rows(Rows::Inactive, y_t, H_out, o0, no, seq_rows, t, nb);
-      copy_rows(Rows::Active, h_next, y_t, H_out, o0, no, seq_rows, t, nb);
+      // h_t is the output; sequences past their length: zero output, h carried.
+      copy_rows(Rows::Active, y_t, ld_y, h_next, H_out, o0, no, seq_rows, t, nb);
+      zero_rows(Rows::Inactive, y_t, ld_y, o0, no, seq_rows, t, nb);
       copy_rows(Rows::Inactive, h_next, h_prev, H_out, o0, no, seq_rows, t, nb);
       if (!by_rows) team.barrier();  // h_t complete
     }
@@ -269,7 +270,8 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
                    const Scalar* dy, const Scalar* dh_n, const Scalar* dc_n,
                    const Scalar* ws, const Scalar* w_ih, const Scalar* w_hh, const Scalar* w_hr,
                    const LstmDims& d, const SequenceOptions& seq) {
-  const Index T = d.T, B = d.B, I = d.I, H = d.H, G = d.G(), P = d.P, H_out = d.H_out(), TB = d.T * d.B;
+  const Index T = d.T, B = d.B, I = d.I, H = d.H, G = d.G(), P = d.P, H_out = d.H_out(), TB = d.T * d.B,
+              ld_y = d.ld_y();
   constexpr Index L = kPacket<Scalar>, granule = kUnitGranule<Scalar>;
   const bool projected = P > 0;
   const LstmWorkspace<Scalar, const Scalar*> kept(ws, d);  // the forward's workspace (see lstm.hpp)
@@ -314,7 +316,7 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
     copy_or_zero(dh_steps.data(), dh_n, H_out, o0, no, B);
     if (projected) {
       const Index t = seq.time_at(T - 1, T);
-      if (dy != nullptr) add_rows(Rows::Active, dh_steps.data(), dy + t * B * P, P, o0, no, seq, t, B);
+      if (dy != nullptr) add_rows(Rows::Active, dh_steps.data(), P, dy + t * B * ld_y, ld_y, o0, no, seq, t, B);
       copy_rows(Rows::All, scratch_dh_all.data() + t * B * P, dh_steps.data(), P, o0, no, seq, t, B);
       zero_rows(Rows::Inactive, scratch_dh_all.data() + t * B * P, P, o0, no, seq, t, B);
     }
@@ -329,13 +331,13 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
         prefetch_rows(kept.gates + t_next * B * G, G, u0, nu, 4, H, B);
         prefetch_rows(kept.c + t_next * B * H, H, u0, nu, 1, 0, B);
         prefetch_rows(c_entering(s - 1), H, u0, nu, 1, 0, B);
-        if (dy != nullptr) prefetch_rows(dy + t_next * B * H_out, H_out, o0, no, 1, 0, B);
+        if (dy != nullptr) prefetch_rows(dy + t_next * B * ld_y, ld_y, o0, no, 1, 0, B);
       }
       const Scalar* dm = nullptr;                              // its units of dm_t
       Index ld_dm = 0;
       Scalar* dh_t = dh_steps.data() + (projected ? (walked % 2) * B * P : 0);  // (B, H_out) dh_t
       if (!projected) {
-        if (dy != nullptr) add_rows(Rows::Active, dh_t, dy + t * B * H, H, u0, nu, seq, t, B);
+        if (dy != nullptr) add_rows(Rows::Active, dh_t, H, dy + t * B * ld_y, ld_y, u0, nu, seq, t, B);
         dm = dh_t + u0;
         ld_dm = H;
       } else {
@@ -361,7 +363,7 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
         copy_rows(Rows::Inactive, dh_prev, dh_t, P, o0, no, seq, t, B);
         if (s > 0) {  // the next step's dh: add its dy, keep it for dW_hr
           const Index t_next = seq.time_at(s - 1, T);
-          if (dy != nullptr) add_rows(Rows::Active, dh_prev, dy + t_next * B * P, P, o0, no, seq, t_next, B);
+          if (dy != nullptr) add_rows(Rows::Active, dh_prev, P, dy + t_next * B * ld_y, ld_y, o0, no, seq, t_next, B);
           Scalar* dh_kept = scratch_dh_all.data() + t_next * B * P;
           copy_rows(Rows::All, dh_kept, dh_prev, P, o0, no, seq, t_next, B);
           zero_rows(Rows::Inactive, dh_kept, P, o0, no, seq, t_next, B);

@@ -28,8 +28,12 @@ struct LstmDims {
   Index I;      // input features
   Index H;      // hidden units (cell state size)
   Index P = 0;  // projection size, 0 = no projection
+  Index y_stride = 0;  // elements from one row of y (and dy) to the next: 0 = H_out (see ld_y)
   Index G() const { return 4 * H; }
   Index H_out() const { return P > 0 ? P : H; }  // size of h and of the outputs
+  // Row stride of y and dy: H_out when this direction has y to itself, D * H_out when the D
+  // directions of a layer share the (T, B, D * H_out) output (each at its own column offset).
+  Index ld_y() const { return y_stride > 0 ? y_stride : H_out(); }
 };
 
 // The workspace a training forward keeps for the backward pass: one buffer of six blocks. Rows
@@ -82,7 +86,8 @@ Count lstm_backward_scratch_size(const LstmDims& d, int members, Index lanes) {
 template <typename Scalar>
 struct LstmKernels {
   // Forward over a whole sequence.
-  //   y      (T, B, H_out)  out: h_t of every step (zero where a sequence is past its length)
+  //   y      (T, B, ld_y)   out: h_t of every step in columns [0, H_out) of each row (zero where a
+  //                         sequence is past its length)
   //   h_n    (B, H_out)     out: h after each sequence's last step
   //   c_n    (B, H)         out: c after each sequence's last step
   //   ws     (lstm_workspace_size)  out: kept for backward; nullptr = inference, nothing kept
@@ -103,7 +108,8 @@ struct LstmKernels {
   //   dw_hh   (4H, H_out)    out
   //   dw_hr   (P, H)         out, with projection only (nullptr otherwise)
   //   db      (4H)           out: gradient of b_ih and of b_hh (they are equal); nullptr = skip
-  //   dy      (T, B, H_out)  gradient w.r.t. every output step, nullptr = zeros (ignored past a length)
+  //   dy      (T, B, ld_y)   gradient w.r.t. every output step in columns [0, H_out), nullptr = zeros
+  //                          (ignored past a length)
   //   dh_n    (B, H_out)     gradient w.r.t. the final hidden state, nullptr = zeros
   //   dc_n    (B, H)         gradient w.r.t. the final cell state, nullptr = zeros
   //   ws      (lstm_workspace_size)  the forward's workspace (which keeps the input)

@@ -284,6 +284,9 @@ struct TeamState {
 class Pool {
  public:
   std::mutex in_use;  // held by the lease that runs a team
+  // The thread that holds in_use (its rank 0), so that a lease asked for inside a running team's
+  // body on that thread gets a team of one: locking a mutex one holds already is undefined.
+  std::atomic<std::thread::id> holder{};
 
   // With in_use held: tries to have at least `count` workers; returns how many there are (fewer
   // when the system refuses more threads).
@@ -451,16 +454,31 @@ TeamLease::TeamLease(int wanted) {
   wanted = std::min(wanted, detail::kMaxTeam);
   if (wanted <= 1) return;
   detail::Pool* p = detail::pool();
+  if (p->holder.load(std::memory_order_relaxed) == std::this_thread::get_id()) return;  // inside a team: alone
   std::unique_lock<std::mutex> lock(p->in_use, std::try_to_lock);
-  if (!lock.owns_lock()) return;  // another call has the pool: run on this thread alone
+  if (!lock.owns_lock()) return;  // another call has the pool (or this is one of its members): alone
   const int members = std::min(wanted, p->ensure_workers(wanted - 1) + 1);
   if (members <= 1) return;
   pool_ = p;
   hold_ = std::move(lock);
   size_ = members;
+  p->holder.store(std::this_thread::get_id(), std::memory_order_relaxed);
 }
 
-TeamLease::~TeamLease() = default;
+TeamLease::~TeamLease() {
+  if (pool_ != nullptr) pool_->holder.store(std::thread::id(), std::memory_order_relaxed);
+}
+
+void run_directions(int directions, double recurrent_weight_bytes, const std::function<void(int)>& direction) {
+  if (directions == 2 && get_num_threads() == 2 && recurrent_weight_bytes <= kTogetherMaxBytes) {
+    TeamLease lease(2);
+    if (lease.size() == 2) {
+      lease.run([&](Team& team) { direction(team.rank()); });
+      return;
+    }
+  }
+  for (int k = 0; k < directions; ++k) direction(k);
+}
 
 void TeamLease::run(const std::function<void(Team&)>& body) {
   if (pool_ == nullptr) {

@@ -89,7 +89,7 @@ template <typename Scalar>
 void rnn_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scalar* h0,
                  const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
                  RnnActivation act, const RnnDims& d, const SequenceOptions& seq) {
-  const Index T = d.T, B = d.B, I = d.I, H = d.H, TB = d.T * d.B;
+  const Index T = d.T, B = d.B, I = d.I, H = d.H, TB = d.T * d.B, ld_y = d.ld_y();
   constexpr Index L = kPacket<Scalar>, granule = kUnitGranule<Scalar>;
   const bool training = ws != nullptr;
 
@@ -142,16 +142,16 @@ void rnn_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
       const Scalar* h_prev = h_steps.data() + (s % 2) * B * H + b0 * H;  // (nb, H) h_{t-1}
       Scalar* h_next = h_steps.data() + ((s + 1) % 2) * B * H + b0 * H;  // (nb, H) h_t
       Scalar* a_t = a + (t * B + b0) * H;                                  // (nb, H)
-      Scalar* y_t = y + (t * B + b0) * H;                                  // (nb, H)
+      Scalar* y_t = y + (t * B + b0) * ld_y;                               // (nb, ld_y)
       if (s + 1 < T) prefetch_rows(a + (seq.time_at(s + 1, T) * B + b0) * H, H, u0, nu, 1, H, nb);  // the next a_t
       panel_product(mine.product.data(), unit_panels * L, unit_panels * L, rows_of(h_prev, H), packed_hh, unit_panels,
                     H, nb);
       if (training) store_packed_rows(kept.h_prev, TB, t * B + b0, h_prev, H, u0, nu, nb);
       rnn_pointwise_forward(a_t, a_t, mine.product.data(), unit_panels * L, act, seq_rows, t, nb, H, u0, nu);
       // Outputs: h_t, zero past a sequence's length; h carried there.
-      copy_rows(Rows::Active, y_t, a_t, H, u0, nu, seq_rows, t, nb);
-      zero_rows(Rows::Inactive, y_t, H, u0, nu, seq_rows, t, nb);
-      copy_rows(Rows::Active, h_next, y_t, H, u0, nu, seq_rows, t, nb);
+      copy_rows(Rows::Active, y_t, ld_y, a_t, H, u0, nu, seq_rows, t, nb);
+      zero_rows(Rows::Inactive, y_t, ld_y, u0, nu, seq_rows, t, nb);
+      copy_rows(Rows::Active, h_next, a_t, H, u0, nu, seq_rows, t, nb);
       copy_rows(Rows::Inactive, h_next, h_prev, H, u0, nu, seq_rows, t, nb);
       if (!by_rows) team.barrier();  // h_t complete
     }
@@ -164,7 +164,7 @@ template <typename Scalar>
 void rnn_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar* db,
                   const Scalar* dy, const Scalar* dh_n, const Scalar* ws, const Scalar* w_ih, const Scalar* w_hh,
                   RnnActivation act, const RnnDims& d, const SequenceOptions& seq) {
-  const Index T = d.T, B = d.B, I = d.I, H = d.H, TB = d.T * d.B;
+  const Index T = d.T, B = d.B, I = d.I, H = d.H, TB = d.T * d.B, ld_y = d.ld_y();
   constexpr Index L = kPacket<Scalar>, granule = kUnitGranule<Scalar>;
 
   const RnnWorkspace<Scalar, const Scalar*> kept(ws, d);  // the forward's workspace (see rnn.hpp)
@@ -190,12 +190,12 @@ void rnn_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar*
     // 1. Reverse walk.
     for (Index s = T - 1; s >= 0; --s) {
       const Index t = seq.time_at(s, T);
-      if (dy != nullptr) add_rows(Rows::Active, dh_state.data(), dy + t * B * H, H, u0, nu, seq, t, B);  // dh_t
+      if (dy != nullptr) add_rows(Rows::Active, dh_state.data(), H, dy + t * B * ld_y, ld_y, u0, nu, seq, t, B);  // dh_t
       Scalar* da_t = scratch_da.data() + t * B * H;
       if (s > 0) {  // what the next step reads, fetched while this one computes
         const Index t_next = seq.time_at(s - 1, T);
         prefetch_rows(kept.h + t_next * B * H, H, u0, nu, 1, 0, B);
-        if (dy != nullptr) prefetch_rows(dy + t_next * B * H, H, u0, nu, 1, 0, B);
+        if (dy != nullptr) prefetch_rows(dy + t_next * B * ld_y, ld_y, u0, nu, 1, 0, B);
       }
       rnn_pointwise_backward(da_t, dh_state.data(), kept.h + t * B * H, act, seq, t, B, H, u0, nu);
       zero_rows(Rows::Inactive, da_t, H, u0, nu, seq, t, B);

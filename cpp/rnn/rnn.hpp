@@ -19,6 +19,10 @@ struct RnnDims {
   Index B;  // batch size
   Index I;  // input features
   Index H;  // hidden units
+  Index y_stride = 0;  // elements from one row of y (and dy) to the next: 0 = H (see ld_y)
+  // Row stride of y and dy: H, or D * H when the D directions of a layer share the (T, B, D * H)
+  // output (each at its own column offset).
+  Index ld_y() const { return y_stride > 0 ? y_stride : H; }
 };
 
 // The workspace a training forward keeps for the backward pass. Rows t * B + b are indexed by
@@ -55,7 +59,8 @@ Count rnn_backward_scratch_size(const RnnDims& d, int members, Index lanes) {
 template <typename Scalar>
 struct RnnKernels {
   // Forward over a whole sequence.
-  //   y     (T, B, H)  out: h_t of every step (zero where a sequence is past its length)
+  //   y     (T, B, ld_y)  out: h_t of every step in columns [0, H) of each row (zero where a sequence
+  //                       is past its length)
   //   h_n   (B, H)     out: h after each sequence's last step
   //   ws    (rnn_workspace_size)  out: kept for backward; nullptr = inference, nothing kept
   //   x     (T, B, I)
@@ -70,7 +75,8 @@ struct RnnKernels {
   //   dh0    (B, H)     out: gradient w.r.t. the initial hidden state
   //   dw_ih  (H, I)     out (written, not accumulated)     dw_hh (H, H) out
   //   db     (H)        out: gradient of b_ih and of b_hh (they are equal); nullptr = skip
-  //   dy     (T, B, H)  gradient w.r.t. every output step, nullptr = zeros (ignored past a length)
+  //   dy     (T, B, ld_y)  gradient w.r.t. every output step in columns [0, H), nullptr = zeros
+  //                        (ignored past a length)
   //   dh_n   (B, H)     gradient w.r.t. the final hidden state, nullptr = zeros
   //   ws     (rnn_workspace_size)  the forward's workspace (which keeps the input)
   //   w_ih   (H, I)     w_hh (H, H)

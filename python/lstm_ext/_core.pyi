@@ -7,6 +7,11 @@ arguments raise TypeError / ValueError naming the argument; MemoryError before a
 that cannot fit. The GIL is released while computing, on a team of up to get_num_threads()
 threads. `lengths` (B,) are valid lengths in [1, T] (None = all T); `reverse` walks from each
 sequence's last valid step back to step 0. A backward takes its forward's lengths and reverse.
+
+With `bidirectional=True` a call runs both directions of a layer (reverse must be False): every
+weight and bias argument is a pair (forward, reverse), states and parameter gradients get a
+leading axis of 2, y and dy are (T, B, 2 * H_out) (forward direction first), the workspace is
+(2, size) and dx holds the sum of both directions' parts.
 """
 
 from typing import Any, Optional
@@ -26,6 +31,7 @@ def lstm_forward(
     w_hr: Optional[ArrayLike] = None,      # (P, H): projection h_t = W_hr (o_t ⊙ tanh c_t)
     lengths: Optional[ArrayLike] = None,   # (B,)
     reverse: bool = False,
+    bidirectional: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]:
     """-> (y (T, B, H_out), h_n (B, H_out), c_n (B, H), workspace (1-D) if training else None)"""
 
@@ -41,6 +47,7 @@ def lstm_backward(
     w_hr: Optional[ArrayLike] = None,      # (P, H)
     lengths: Optional[ArrayLike] = None,   # (B,)
     reverse: bool = False,
+    bidirectional: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray], Optional[np.ndarray],
            Optional[np.ndarray]]:
     """-> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr); db_* None without bias, dw_hr None without w_hr"""
@@ -85,6 +92,7 @@ def gru_forward(
     training: bool = False,
     lengths: Optional[ArrayLike] = None,   # (B,)
     reverse: bool = False,
+    bidirectional: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
     """-> (y (T, B, H), h_n (B, H), workspace (1-D) if training else None)"""
 
@@ -98,6 +106,7 @@ def gru_backward(
     bias: bool = True,
     lengths: Optional[ArrayLike] = None,   # (B,)
     reverse: bool = False,
+    bidirectional: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
     """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh); db_* None without bias"""
 
@@ -112,6 +121,7 @@ def rnn_forward(
     nonlinearity: str = "tanh",            # or "relu"
     lengths: Optional[ArrayLike] = None,   # (B,)
     reverse: bool = False,
+    bidirectional: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
     """-> (y (T, B, H), h_n (B, H), workspace (1-D) if training else None)"""
 
@@ -126,6 +136,7 @@ def rnn_backward(
     nonlinearity: str = "tanh",
     lengths: Optional[ArrayLike] = None,   # (B,)
     reverse: bool = False,
+    bidirectional: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
     """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh); db_* None without bias"""
 

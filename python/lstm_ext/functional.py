@@ -13,6 +13,12 @@ steps at t >= lengths[b] output zeros and carry the state unchanged, the final s
 after each sequence's last valid step, and ``reverse=True`` walks from each sequence's own last
 valid step back to step 0. A backward must be given the same ``lengths`` and ``reverse`` as
 its forward.
+
+``bidirectional=True`` runs both directions of a layer in one call (at once, one per thread, on a
+team of two threads): every weight and bias argument is then a pair (forward, reverse) of arrays,
+the initial and final states and every parameter gradient get a leading axis of 2, y and dy are
+(T, B, 2 * H_out) with the forward direction in the first H_out columns (PyTorch's layout), and
+dx is the sum of both directions' parts. ``reverse`` must then be False.
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ class LstmGrads(NamedTuple):
 
 
 def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, w_hr=None, lengths=None,
-                 reverse=False, training=False) -> LstmOutput:
+                 reverse=False, training=False, bidirectional=False) -> LstmOutput:
     """LSTM forward over a whole sequence.
 
     h0 / c0 None mean zeros; b_ih / b_hh None mean no bias; w_hr (P, H), P < H, adds the projection
@@ -61,7 +67,7 @@ def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, w_hr=
     workspace that :func:`lstm_backward` needs; otherwise nothing is kept.
     """
     return LstmOutput(*_core.lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, c0, bool(training), w_hr, lengths,
-                                          bool(reverse)))
+                                          bool(reverse), bool(bidirectional)))
 
 
 def _require_workspace(workspace, op):
@@ -70,7 +76,7 @@ def _require_workspace(workspace, op):
 
 
 def lstm_backward(dy, dh_n, dc_n, x, w_ih, w_hh, workspace, *, w_hr=None, lengths=None, reverse=False,
-                  bias=True) -> LstmGrads:
+                  bias=True, bidirectional=False) -> LstmGrads:
     """Backpropagation through time for a training-mode :func:`lstm_forward`.
 
     dy (T, B, H_out), dh_n (B, H_out) and dc_n (B, H) are the gradients of the loss w.r.t. the
@@ -81,7 +87,7 @@ def lstm_backward(dy, dh_n, dc_n, x, w_ih, w_hh, workspace, *, w_hr=None, length
     """
     _require_workspace(workspace, "lstm_forward")
     return LstmGrads(*_core.lstm_backward(dy, dh_n, dc_n, x, w_ih, w_hh, workspace, bool(bias), w_hr, lengths,
-                                          bool(reverse)))
+                                          bool(reverse), bool(bidirectional)))
 
 
 def lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
@@ -109,15 +115,18 @@ class GruGrads(NamedTuple):
 
 
 def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, lengths=None, reverse=False,
-                training=False) -> GruOutput:
+                training=False, bidirectional=False) -> GruOutput:
     """GRU forward over a whole sequence (PyTorch's formulation, gates r, z, n)."""
-    return GruOutput(*_core.gru_forward(x, w_ih, w_hh, b_ih, b_hh, h0, bool(training), lengths, bool(reverse)))
+    return GruOutput(*_core.gru_forward(x, w_ih, w_hh, b_ih, b_hh, h0, bool(training), lengths, bool(reverse),
+                                        bool(bidirectional)))
 
 
-def gru_backward(dy, dh_n, x, w_ih, w_hh, workspace, *, lengths=None, reverse=False, bias=True) -> GruGrads:
+def gru_backward(dy, dh_n, x, w_ih, w_hh, workspace, *, lengths=None, reverse=False, bias=True,
+                 bidirectional=False) -> GruGrads:
     """Backpropagation through time for a training-mode :func:`gru_forward`."""
     _require_workspace(workspace, "gru_forward")
-    return GruGrads(*_core.gru_backward(dy, dh_n, x, w_ih, w_hh, workspace, bool(bias), lengths, bool(reverse)))
+    return GruGrads(*_core.gru_backward(dy, dh_n, x, w_ih, w_hh, workspace, bool(bias), lengths, bool(reverse),
+                                        bool(bidirectional)))
 
 
 class RnnOutput(NamedTuple):
@@ -140,15 +149,15 @@ class RnnGrads(NamedTuple):
 
 
 def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, nonlinearity="tanh", lengths=None,
-                reverse=False, training=False) -> RnnOutput:
+                reverse=False, training=False, bidirectional=False) -> RnnOutput:
     """Vanilla RNN forward: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), act 'tanh' or 'relu'."""
     return RnnOutput(*_core.rnn_forward(x, w_ih, w_hh, b_ih, b_hh, h0, bool(training), nonlinearity, lengths,
-                                        bool(reverse)))
+                                        bool(reverse), bool(bidirectional)))
 
 
 def rnn_backward(dy, dh_n, x, w_ih, w_hh, workspace, *, nonlinearity="tanh", lengths=None, reverse=False,
-                 bias=True) -> RnnGrads:
+                 bias=True, bidirectional=False) -> RnnGrads:
     """Backpropagation through time for a training-mode :func:`rnn_forward`."""
     _require_workspace(workspace, "rnn_forward")
     return RnnGrads(*_core.rnn_backward(dy, dh_n, x, w_ih, w_hh, workspace, bool(bias), nonlinearity, lengths,
-                                        bool(reverse)))
+                                        bool(reverse), bool(bidirectional)))

@@ -8,8 +8,9 @@ also reachable as attributes such as ``layer.weight_hh_l0``) and their gradients
 ``backward`` accumulates parameter gradients into ``grads`` and returns the gradients of the
 forward's inputs.
 
-The compiled core runs one layer in one direction at a time (lengths and direction handled
-inside its time loop); this module stacks layers, concatenates directions and applies dropout.
+The compiled core runs one layer per call, both directions of a bidirectional layer in the same
+call (lengths and direction handled inside its time loops, the directions side by side in its
+output); this module stacks layers and applies dropout.
 """
 
 from __future__ import annotations
@@ -264,43 +265,59 @@ class RNNBase(Module):
     def _pack_state(self, parts):
         return tuple(parts) if self.mode == "LSTM" else parts[0]
 
-    # -- one layer, one direction, over the compiled core ------------------------------------------
+    # -- one layer (both its directions), over the compiled core -----------------------------------
 
-    def _forward_one(self, x, suffix, h0, c0, lengths, reverse):
-        """-> (y, h_n, c_n or None, workspace or None)"""
-        p = self._parameters
-        w_ih, w_hh = p["weight_ih" + suffix], p["weight_hh" + suffix]
-        b_ih, b_hh = (p["bias_ih" + suffix], p["bias_hh" + suffix]) if self.bias else (None, None)
-        common = dict(lengths=lengths, reverse=reverse, training=self.training)
+    def _layer_parameters(self, k, name, source=None):
+        """Parameter ``name`` of layer k: its array for one direction, the pair (forward, reverse)
+        for two (the core's bidirectional call); None when the layer has no such parameter."""
+        source = self._parameters if source is None else source
+        values = [source.get(name + suffix) for suffix in self._suffixes(k)]
+        if values[0] is None:
+            return None
+        return values[0] if len(values) == 1 else tuple(values)
+
+    def _forward_layer(self, x, k, h0, c0, lengths):
+        """-> (y (T, B, D * H_out), h_n, c_n or None, workspace or None) of layer k, both directions
+        in one core call; states (B, ·) for one direction, (2, B, ·) for two."""
+        weight = lambda name: self._layer_parameters(k, name)  # noqa: E731
+        common = dict(lengths=lengths, training=self.training, bidirectional=self.bidirectional)
         if self.mode == "LSTM":
-            return tuple(F.lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr=p.get("weight_hr" + suffix),
-                                        **common))
+            return tuple(F.lstm_forward(x, weight("weight_ih"), weight("weight_hh"), weight("bias_ih"),
+                                        weight("bias_hh"), h0, c0, w_hr=weight("weight_hr"), **common))
         if self.mode == "GRU":
-            y, h_n, ws = F.gru_forward(x, w_ih, w_hh, b_ih, b_hh, h0, **common)
+            y, h_n, ws = F.gru_forward(x, weight("weight_ih"), weight("weight_hh"), weight("bias_ih"),
+                                       weight("bias_hh"), h0, **common)
         else:
-            y, h_n, ws = F.rnn_forward(x, w_ih, w_hh, b_ih, b_hh, h0, nonlinearity=self.nonlinearity, **common)
+            y, h_n, ws = F.rnn_forward(x, weight("weight_ih"), weight("weight_hh"), weight("bias_ih"),
+                                       weight("bias_hh"), h0, nonlinearity=self.nonlinearity, **common)
         return y, h_n, None, ws
 
-    def _backward_one(self, dy, dh_n, dc_n, saved, lengths, reverse):
-        """-> (dx, dh0, dc0 or None, {parameter name: gradient})"""
-        x, ws, weights, suffix = saved
-        common = dict(lengths=lengths, reverse=reverse, bias=self.bias)
+    def _backward_layer(self, dy, dh_n, dc_n, saved, lengths):
+        """-> (dx, dh0, dc0 or None, {parameter name: gradient}) of one layer, both directions in
+        one core call (dy (T, B, D * H_out), states as in _forward_layer)."""
+        x, ws, weights, k = saved
+        weight = lambda name: self._layer_parameters(k, name, weights)  # noqa: E731
+        common = dict(lengths=lengths, bias=self.bias, bidirectional=self.bidirectional)
         if self.mode == "LSTM":
-            g = F.lstm_backward(dy, dh_n, dc_n, x, weights["weight_ih"], weights["weight_hh"], ws,
-                                w_hr=weights.get("weight_hr"), **common)
+            g = F.lstm_backward(dy, dh_n, dc_n, x, weight("weight_ih"), weight("weight_hh"), ws,
+                                w_hr=weight("weight_hr"), **common)
             dc0 = g.dc0
         elif self.mode == "GRU":
-            g = F.gru_backward(dy, dh_n, x, weights["weight_ih"], weights["weight_hh"], ws, **common)
+            g = F.gru_backward(dy, dh_n, x, weight("weight_ih"), weight("weight_hh"), ws, **common)
             dc0 = None
         else:
-            g = F.rnn_backward(dy, dh_n, x, weights["weight_ih"], weights["weight_hh"], ws,
+            g = F.rnn_backward(dy, dh_n, x, weight("weight_ih"), weight("weight_hh"), ws,
                                nonlinearity=self.nonlinearity, **common)
             dc0 = None
-        grads = {"weight_ih" + suffix: g.dw_ih, "weight_hh" + suffix: g.dw_hh}
+        named = {"weight_ih": g.dw_ih, "weight_hh": g.dw_hh}
         if self.bias:
-            grads.update({"bias_ih" + suffix: g.db_ih, "bias_hh" + suffix: g.db_hh})
+            named.update({"bias_ih": g.db_ih, "bias_hh": g.db_hh})
         if self.proj_size:
-            grads["weight_hr" + suffix] = g.dw_hr
+            named["weight_hr"] = g.dw_hr
+        grads = {}
+        for direction, suffix in enumerate(self._suffixes(k)):  # a leading axis of 2 for two directions
+            for name, grad in named.items():
+                grads[name + suffix] = grad[direction] if self.bidirectional else grad
         return g.dx, g.dh0, dc0, grads
 
     # -- forward and backward ---------------------------------------------------------------------
@@ -333,26 +350,25 @@ class RNNBase(Module):
         # of it, so changing x after the forward does not change the gradients.
         layer_input = np.ascontiguousarray(x_tm)
         h0, c0 = state0[0], state0[1] if self.mode == "LSTM" else None
+        D = self.num_directions
+        rows = (lambda state, k: None if state is None else state[k]) if D == 1 else \
+            (lambda state, k: None if state is None else state[k * D:(k + 1) * D])  # layer k's (D, B, ·)
         saved, masks, h_n, c_n = [], [], [], []
         for k in range(self.num_layers):
-            outputs = []
-            for direction, suffix in enumerate(self._suffixes(k)):
-                row = k * self.num_directions + direction
-                y, h_last, c_last, ws = self._forward_one(
-                    layer_input, suffix, None if h0 is None else h0[row], None if c0 is None else c0[row],
-                    lengths, reverse=direction == 1)
-                outputs.append(y)
-                h_n.append(h_last)
-                c_n.append(c_last)
-                if self.training:
-                    # The weights as they were: an update between forward and backward must not leak in.
-                    weights = {name: self._weights_at_forward(name + suffix)
-                               for name in ("weight_ih", "weight_hh", "weight_hr") if name + suffix in self._parameters}
-                    # backward reads only x's shape (the workspace holds the input, packed): a
-                    # zero-stride stand-in keeps that without keeping the layer's input alive.
-                    x_shape = np.broadcast_to(np.zeros((), self.dtype), layer_input.shape)
-                    saved.append((x_shape, ws, weights, suffix))
-            layer_output = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=2)
+            # Both directions in one core call: y (T, B, D * H_out), the directions side by side.
+            layer_output, h_last, c_last, ws = self._forward_layer(layer_input, k, rows(h0, k), rows(c0, k), lengths)
+            h_n.extend(h_last.reshape(D, B, -1))
+            if c_last is not None:
+                c_n.extend(c_last.reshape(D, B, -1))
+            if self.training:
+                # The weights as they were: an update between forward and backward must not leak in.
+                weights = {name + suffix: self._weights_at_forward(name + suffix)
+                           for suffix in self._suffixes(k)
+                           for name in ("weight_ih", "weight_hh", "weight_hr") if name + suffix in self._parameters}
+                # backward reads only x's shape (the workspace holds the input, packed): a
+                # zero-stride stand-in keeps that without keeping the layer's input alive.
+                x_shape = np.broadcast_to(np.zeros((), self.dtype), layer_input.shape)
+                saved.append((x_shape, ws, weights, k))
             if self.training and self.dropout > 0 and k < self.num_layers - 1:
                 keep = self._dropout_rng.random(layer_output.shape) >= self.dropout
                 mask = keep.astype(self.dtype) / self.dtype.type(1.0 - self.dropout)
@@ -401,31 +417,26 @@ class RNNBase(Module):
         dh_n, dc_n = dstate_n[0], dstate_n[1] if self.mode == "LSTM" else None
 
         # From here on the forward's workspaces are this call's: each is dropped as soon as its layer
-        # and direction are done, so that its memory serves the layers below.
+        # is done, so that its memory serves the layers below.
         self._saved = None
-        D, H_out = self.num_directions, self.output_size
-        dh0, dc0 = [None] * len(saved), [None] * len(saved)
+        D = self.num_directions
+        rows = (lambda state, k: None if state is None else state[k]) if D == 1 else \
+            (lambda state, k: None if state is None else state[k * D:(k + 1) * D])  # layer k's (D, B, ·)
+        dh0, dc0 = [None] * self.num_layers, [None] * self.num_layers
         for k in reversed(range(self.num_layers)):
             if masks[k] is not None:
                 d_output = d_output * masks[k]
-            d_input = None
-            for direction in range(D):
-                row = k * D + direction
-                dy_dir = None
-                if d_output is not None:
-                    dy_dir = np.ascontiguousarray(d_output[:, :, direction * H_out:(direction + 1) * H_out])
-                dx, dh0[row], dc0[row], layer_grads = self._backward_one(
-                    dy_dir, None if dh_n is None else dh_n[row], None if dc_n is None else dc_n[row], saved[row],
-                    lengths, reverse=direction == 1)
-                saved[row] = None
-                if d_input is None:
-                    d_input = dx
-                else:
-                    d_input += dx  # (dx is a new array of the core's: adding in place allocates nothing)
-                for name, grad in layer_grads.items():
-                    self.grads[name] += grad
-            d_output = d_input
-        dstate0 = [np.stack(dh0)] + ([np.stack(dc0)] if self.mode == "LSTM" else [])
+            if d_output is not None:
+                d_output = np.ascontiguousarray(d_output)
+            # Both directions in one core call: it reads each direction's columns of dy and returns
+            # dx with both directions' parts added.
+            d_output, dh0[k], dc0[k], layer_grads = self._backward_layer(
+                d_output, rows(dh_n, k), rows(dc_n, k), saved[k], lengths)
+            saved[k] = None
+            for name, grad in layer_grads.items():
+                self.grads[name] += grad
+        stack = lambda parts: np.concatenate([p.reshape(D, B, -1) for p in parts])  # noqa: E731
+        dstate0 = [stack(dh0)] + ([stack(dc0)] if self.mode == "LSTM" else [])
         return self._time_major(d_output), self._pack_state(dstate0)
 
 
