@@ -75,3 +75,35 @@ def test_the_stream_does_not_see_later_weight_changes():
     layer.weight_ih_l0[...] = 0  # the stream copied the weights
     stream.reset()
     np.testing.assert_array_equal(stream.step(x), first)
+
+
+def test_a_stream_refuses_a_second_thread_while_it_steps():
+    # A step releases the GIL while it computes: another thread that steps the same stream, or
+    # reads its state, meanwhile gets a clear error instead of a torn state.
+    import threading
+    import time
+
+    stream = lstm_ext.LSTM(1024, 1024, seed=0).eval().stream()
+    x = np.ones((1, 1024), np.float32)
+    stop = threading.Event()
+
+    def keep_stepping():
+        while not stop.is_set():
+            stream.step(x)
+
+    worker = threading.Thread(target=keep_stepping)
+    worker.start()
+    refused = []
+    try:
+        deadline = time.monotonic() + 10.0
+        while not refused and time.monotonic() < deadline:
+            try:
+                stream.state
+            except RuntimeError as error:
+                refused.append(str(error))
+    finally:
+        stop.set()
+        worker.join()
+    assert refused and "another thread is stepping this stream" in refused[0], refused
+    # Once the other thread is done, the stream is usable again.
+    assert stream.step(x).shape == (1, 1024)

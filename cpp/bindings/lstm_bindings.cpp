@@ -7,6 +7,9 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <atomic>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "bindings/checks.hpp"
@@ -241,6 +244,7 @@ class LstmStream {
 
   // x (B, I) -> h_t of the last layer (B, H), a new array.
   py::array step(py::handle x_obj) {
+    const Busy busy(*this, "step");
     auto x = to_array<Scalar>(x_obj, "x");
     if (x.ndim() != 2 || x.shape(0) != B || x.shape(1) != I) {
       throw py::value_error("x: expected shape (B, I) = (" + std::to_string(B) + ", " + std::to_string(I) + "), got " +
@@ -266,7 +270,8 @@ class LstmStream {
   }
 
   // (h, c), each (L, B, H), copies.
-  py::tuple state() const {
+  py::tuple state() {
+    const Busy busy(*this, "state");
     const Index L = static_cast<Index>(layers_.size());
     auto h = new_array<Scalar>({L, B, H});
     auto c = new_array<Scalar>({L, B, H});
@@ -279,6 +284,7 @@ class LstmStream {
 
   // Sets (h, c) from arrays of shape (L, B, H), or zeros for None.
   void set_state(py::handle h_obj, py::handle c_obj) {
+    const Busy busy(*this, "set_state");
     const Index L = static_cast<Index>(layers_.size());
     const auto h = read_optional<Scalar>(h_obj, "h", {L, B, H}, "(num_layers, B, H)");
     const auto c = read_optional<Scalar>(c_obj, "c", {L, B, H}, "(num_layers, B, H)");
@@ -299,7 +305,25 @@ class LstmStream {
     std::vector<Scalar> w_ih, w_hh, b_ih, b_hh;  // biases empty when absent
     std::vector<Scalar> h[2], c;
   };
+  // Marks the stream in use for one call: a step releases the GIL while it computes, so a second
+  // Python thread could otherwise step the same stream, or read or set its state, meanwhile.
+  class Busy {
+   public:
+    Busy(LstmStream& stream, const char* what) : stream_(stream) {
+      if (stream_.busy_.exchange(true)) {
+        throw std::runtime_error(std::string("Stream.") + what + ": another thread is stepping this stream; a " +
+                                 "stream is one sequence's state (use one stream per thread)");
+      }
+    }
+    ~Busy() { stream_.busy_.store(false); }
+    Busy(const Busy&) = delete;
+    Busy& operator=(const Busy&) = delete;
+
+   private:
+    LstmStream& stream_;
+  };
   static const Scalar* data_or_null(const std::vector<Scalar>& v) { return v.empty() ? nullptr : v.data(); }
+  std::atomic<bool> busy_{false};
   std::vector<Layer> layers_;
   std::vector<Scalar> scratch_gx, scratch_rec;  // (B, 4H) each
   int parity = 0;                               // which of h[0], h[1] holds h_{t-1}
