@@ -147,7 +147,7 @@ void gru_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
 
   // Members split the units of every sequence, or, when the batch is large enough, the
   // sequences (split_by_rows).
-  TeamLease lease(members_for(2.0 * B * G * H, H, granule));
+  TeamLease lease(members_for(2.0 * B * G * H, H, granule), 2.0 * T * B * G * (I + H));
   const int members = lease.size();
   const bool by_rows = split_by_rows(B, members);
 
@@ -226,7 +226,7 @@ void gru_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar*
 
   const GruWorkspace<Scalar, const Scalar*> kept(ws, d);  // the forward's workspace (see gru.hpp)
 
-  TeamLease lease(members_for(2.0 * B * G * H, H, granule));
+  TeamLease lease(members_for(2.0 * B * G * H, H, granule), 4.0 * T * B * G * (I + H));
   const int members = lease.size();
 
   Buffer<Scalar> scratch_dgx(TB * G);             // (T, B, G) gradient of the input pre-activations

@@ -150,7 +150,8 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
 
   // Members split the units (gate rows, c, m; with a projection also the columns of h) of every
   // sequence, or, when the batch is large enough, the sequences (split_by_rows).
-  TeamLease lease(members_for(2.0 * B * G * H_out + 2.0 * B * P * H, H, granule));
+  TeamLease lease(members_for(2.0 * B * G * H_out + 2.0 * B * P * H, H, granule),
+                  2.0 * T * B * (G * (I + H_out) + P * H));
   const int members = lease.size();
   const bool by_rows = split_by_rows(B, members);
 
@@ -278,7 +279,8 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
   // c_{t-1} of walk position s: the c of the previous position, or the initial state.
   auto c_entering = [&](Index s) { return s == 0 ? kept.c0 : kept.c + seq.time_at(s - 1, T) * B * H; };
 
-  TeamLease lease(members_for(2.0 * B * G * H_out + 2.0 * B * P * H, H, granule));
+  TeamLease lease(members_for(2.0 * B * G * H_out + 2.0 * B * P * H, H, granule),
+                  4.0 * T * B * (G * (I + H_out) + P * H));
   const int members = lease.size();
 
   Buffer<Scalar> scratch_dgates(TB * G);               // (T, B, G) gradient of every step's pre-activations
@@ -398,7 +400,7 @@ void lstm_cell_into(Scalar* h_new, Scalar* c_new, Scalar* scratch_gx, Scalar* sc
   constexpr Index granule = kUnitGranule<Scalar>;
   // A step streams all of W_ih and W_hh once: members split the units (no barrier needed, each
   // member's units depend only on its own rows of the weights).
-  TeamLease lease(members_for(2.0 * B * G * (I + H), H, granule));
+  TeamLease lease(members_for(2.0 * B * G * (I + H), H, granule), 2.0 * B * G * (I + H));
 
   lease.run([&](Team& team) {
     const Team::Range units = team.part(H, granule);

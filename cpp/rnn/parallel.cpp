@@ -365,6 +365,9 @@ class Pool {
     return job_word_.load(std::memory_order_acquire);
   }
 
+  // Workers asleep waiting for a job (they spun for kIdleSpin after their last one).
+  int asleep() const { return sleepers_.load(std::memory_order_relaxed); }
+
   std::vector<std::thread> workers_;  // never joined: the pool lives as long as the process
   // Each rank's barrier spin window (wait_while_equal), kept from one run to the next; rank r's is
   // only used by the member of rank r.
@@ -450,11 +453,12 @@ std::atomic<std::ptrdiff_t>& Team::next_task_counter() {
   return state_->next_task[phase_++];
 }
 
-TeamLease::TeamLease(int wanted) {
+TeamLease::TeamLease(int wanted, double call_flops) {
   wanted = std::min(wanted, detail::kMaxTeam);
   if (wanted <= 1) return;
   detail::Pool* p = detail::pool();
   if (p->holder.load(std::memory_order_relaxed) == std::this_thread::get_id()) return;  // inside a team: alone
+  if (call_flops > 0 && call_flops < kWakeWorthFlops && p->asleep() > 0) return;  // not worth a wake-up
   std::unique_lock<std::mutex> lock(p->in_use, std::try_to_lock);
   if (!lock.owns_lock()) return;  // another call has the pool (or this is one of its members): alone
   const int members = std::min(wanted, p->ensure_workers(wanted - 1) + 1);

@@ -97,7 +97,7 @@ void rnn_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
 
   // Members split the units of every sequence, or, when the batch is large enough, the
   // sequences (split_by_rows).
-  TeamLease lease(members_for(2.0 * B * H * H, H, granule));
+  TeamLease lease(members_for(2.0 * B * H * H, H, granule), 2.0 * T * B * H * (I + H));
   const int members = lease.size();
   const bool by_rows = split_by_rows(B, members);
 
@@ -169,7 +169,7 @@ void rnn_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar*
 
   const RnnWorkspace<Scalar, const Scalar*> kept(ws, d);  // the forward's workspace (see rnn.hpp)
 
-  TeamLease lease(members_for(2.0 * B * H * H, H, granule));
+  TeamLease lease(members_for(2.0 * B * H * H, H, granule), 4.0 * T * B * H * (I + H));
   const int members = lease.size();
 
   Buffer<Scalar> scratch_da(TB * H);        // (T, B, H) gradient of every step's pre-activations
