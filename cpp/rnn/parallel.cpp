@@ -149,6 +149,13 @@ std::chrono::microseconds spin_before_sleep() {
 // reading the extension's dynamic TLS at exit.)
 constexpr long kSpinCeiling = 200;  // µs
 static_assert(Team::kSpinFloorMicroseconds < kSpinCeiling, "the window can widen");
+// A member that has just woken a sleeping partner waits for it at the next barrier by spinning
+// at least this long: that partner is coming, late by its wake-up, which on a VM now and then
+// takes longer than kSpinCeiling; a shorter spin would put this member to sleep in turn, and with
+// every wake-up that slow the two took turns sleeping at every barrier of a call (measured, 2-CPU
+// cloud VM: calls of T = 50, B = 1 taking 7-11 ms instead of 0.3-0.9 ms, a whole configuration
+// of the grid at a time). Paid at most once per sleep, so bounded on a shared machine too.
+constexpr long kWokenPartnerSpin = 500;  // µs
 
 #if defined(__linux__)
 void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t value) {
@@ -161,16 +168,16 @@ void futex_wake_all(std::atomic<std::uint32_t>& word) {
 #endif
 
 // Waits while `word` holds `value`: spins (pausing) for the spin window (`window`, µs, adapted
-// above), then sleeps on a futex, counted in `sleepers`, until a wake_waiters() after the word
+// above; `at_least` µs this time when more), then sleeps on a futex, counted in `sleepers`, until a wake_waiters() after the word
 // changed. Where there is no futex the wait yields its CPU instead of sleeping.
 void wait_while_equal(std::atomic<std::uint32_t>& word, std::uint32_t value, std::atomic<int>& sleepers,
-                      long& window) {
+                      long& window, long at_least = 0) {
   constexpr long kSpinFloor = Team::kSpinFloorMicroseconds;
   if (word.load(std::memory_order_acquire) != value) return;
   window = std::max(window, kSpinFloor);
   const auto start = std::chrono::steady_clock::now();
   const auto fixed = spin_before_sleep();
-  const auto spin = fixed.count() >= 0 ? fixed : std::chrono::microseconds(window);
+  const auto spin = fixed.count() >= 0 ? fixed : std::chrono::microseconds(std::max(window, at_least));
   bool slept = false;
   for (int spins = 1; word.load(std::memory_order_acquire) == value; ++spins) {
     cpu_relax();
@@ -309,6 +316,9 @@ class Pool {
     return static_cast<int>(workers_.size());
   }
 
+  // Workers asleep waiting for a job (they spun for kIdleSpin after their last one).
+  int asleep() const { return sleepers_.load(std::memory_order_relaxed); }
+
   // With in_use held and ensure_workers(size - 1) done: body on `size` members.
   void run(int size, const std::function<void(Team&)>& body) {
     TeamState state(size);
@@ -318,11 +328,13 @@ class Pool {
     // Publish the job: its epoch and size in one word, so that a worker reads them together.
     epoch_ += 1;
     job_word_.store((epoch_ << kSizeBits) | static_cast<std::uint64_t>(size), std::memory_order_seq_cst);
-    if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+    const bool woke = sleepers_.load(std::memory_order_seq_cst) > 0;
+    if (woke) {
       std::lock_guard<std::mutex> lock(sleep_mutex_);
       wake_.notify_all();
     }
     Team self(&state, 0, size, &spin_windows_[0]);
+    self.woke_partner_ = woke;
     body(self);
     for (std::uint32_t left = running_.load(std::memory_order_acquire); left != 0;
          left = running_.load(std::memory_order_acquire)) {
@@ -364,9 +376,6 @@ class Pool {
     sleepers_.fetch_sub(1, std::memory_order_relaxed);
     return job_word_.load(std::memory_order_acquire);
   }
-
-  // Workers asleep waiting for a job (they spun for kIdleSpin after their last one).
-  int asleep() const { return sleepers_.load(std::memory_order_relaxed); }
 
   std::vector<std::thread> workers_;  // never joined: the pool lives as long as the process
   // Each rank's barrier spin window (wait_while_equal), kept from one run to the next; rank r's is
@@ -436,9 +445,12 @@ void Team::barrier() {
   if (s.arrived.fetch_add(1, std::memory_order_acq_rel) + 1 == size_) {
     s.arrived.store(0, std::memory_order_relaxed);
     s.generation.store(generation + 1, std::memory_order_seq_cst);
+    woke_partner_ = s.sleepers.load(std::memory_order_seq_cst) > 0;
     detail::wake_waiters(s.generation, s.sleepers);
   } else {
-    detail::wait_while_equal(s.generation, generation, s.sleepers, *spin_window_);
+    detail::wait_while_equal(s.generation, generation, s.sleepers, *spin_window_,
+                             woke_partner_ ? detail::kWokenPartnerSpin : 0);
+    woke_partner_ = false;
   }
 }
 

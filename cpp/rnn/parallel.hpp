@@ -102,6 +102,10 @@ class Team {
 
  private:
   long* spin_window_;  // µs this member spins at a barrier before it sleeps: its rank's, kept by the pool
+  // Whether this member woke a sleeping partner (releasing a barrier, or publishing the job): that
+  // partner reaches the next barrier late by its wake-up, so this member's next wait spins for
+  // at least kWokenPartnerSpin (parallel.cpp) before it sleeps.
+  bool woke_partner_ = false;
 };
 
 // The right to run one team. Holding a lease of size > 1 keeps the pool for this call; when the

@@ -39,10 +39,13 @@ __all__ = ["Config", "CONFIGS", "main", "run"]
 
 # A pause between timed calls, so that the idle threads of whichever library ran last have
 # stopped spinning and do not take a core from the next one: lstm_ext's workers spin 0.2 ms
-# after a call, the OpenMP workers of torch's libgomp several milliseconds (measured here: with a
-# 3 ms pause lstm_ext's calls after torch's ran up to twice as slow as alone, with 10 ms not).
-# Much longer pauses let the CPUs go idle, which slows the first milliseconds of the next call.
-_GAP_SECONDS = 0.010
+# after a call, the OpenMP workers of torch's libgomp about 10 ms (measured on a 2-CPU AMD EPYC
+# VM from their threads' run time, /proc/<tid>/schedstat: 9.7-10.8 ms of CPU in the 8 ms after
+# a call, none after 12 ms). With a 10 ms pause a quarter of lstm_ext's calls at (50, 1, 128)
+# that followed torch's took 17-27 ms instead of 0.9 ms, its pinned worker sharing a CPU with a
+# spinning OpenMP thread (with OMP_WAIT_POLICY=PASSIVE, or alone, 3 %). Much longer pauses let the
+# CPUs go idle, which slows the first milliseconds of the next call, of either library.
+_GAP_SECONDS = 0.020
 
 
 @dataclasses.dataclass(frozen=True)

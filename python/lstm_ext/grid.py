@@ -152,7 +152,7 @@ def grid_section(results: list[GridResult], gap: float = _GAP_SECONDS) -> list[s
         lines += ["", "ONNX Runtime (float32 inference; it has no float64 LSTM): one ONNX node per layer with the "
                   "same weights (lstm_ext.ort_bench), the same number of intra-op threads, graph optimizations on, "
                   "its idle threads not spinning (session.intra_op.allow_spinning = 0: with its default spinning "
-                  "they kept taking the CPUs through the 10 ms pause and slowed the next call by up to 25×); "
+                  "they kept taking the CPUs through a 10 ms pause and slowed the next call by up to 25×); "
                   "timed against lstm_ext in a pass of its own, without torch's module, so that two copies of the "
                   "weights share the caches, not three."]
     lines += ["", "- " + summary(results)]
