@@ -194,7 +194,7 @@ def test_the_grid_summary_names_what_is_below_one_and_the_tables_mark_it():
     assert "| B = 128 | **0.80×** |" in lines and "| B = 1 | 2.00× |" in lines
     assert "| inference vs torch, T = 50 | H = 64 |" in lines
     assert "| inference (50, 8, 64) (GRU, input 4) | 1.000 ms | 1.600 ms | 1.60× |" in lines  # a slice: its own row
-    assert any("with a 20 ms pause" in line for line in lines)
+    assert any("with a 10 ms pause" in line for line in lines)
     assert any("with no pause" in line for line in grid.grid_section(results, gap=0.0))
 
 

@@ -37,15 +37,19 @@ from .layers import GRU, LSTM, RNN
 
 __all__ = ["Config", "CONFIGS", "main", "run"]
 
-# A pause between timed calls, so that the idle threads of whichever library ran last have
-# stopped spinning and do not take a core from the next one: lstm_ext's workers spin 0.2 ms
-# after a call, the OpenMP workers of torch's libgomp about 10 ms (measured on a 2-CPU AMD EPYC
-# VM from their threads' run time, /proc/<tid>/schedstat: 9.7-10.8 ms of CPU in the 8 ms after
-# a call, none after 12 ms). With a 10 ms pause a quarter of lstm_ext's calls at (50, 1, 128)
-# that followed torch's took 17-27 ms instead of 0.9 ms, its pinned worker sharing a CPU with a
-# spinning OpenMP thread (with OMP_WAIT_POLICY=PASSIVE, or alone, 3 %). Much longer pauses let the
-# CPUs go idle, which slows the first milliseconds of the next call, of either library.
-_GAP_SECONDS = 0.020
+# The timing protocol (measure): the libraries take turns by rounds, each round one block per
+# library: a call that is not timed, then _BLOCK timed calls with a pause of _GAP_SECONDS after
+# each. The pause is the time between a user's calls; the untimed call absorbs the other
+# library's idle threads, still spinning after its block. Those spin long: torch's libgomp
+# OpenMP threads about 10 ms after a call (measured on a 2-CPU AMD EPYC VM from their run time,
+# /proc/<tid>/schedstat: 9.7-10.8 ms of CPU in the 8 ms after a call, none after 12 ms), and
+# once asleep they take about 10 ms to wake there (torch at T = 1, B = 1, H = 64: 0.7 ms per call
+# 10 ms apart, 9.8 ms 30 ms apart). Alternating call by call, no pause is fair to both: with
+# 10 ms a quarter of lstm_ext's calls at (50, 1, 128) that followed torch's took 17-27 ms instead
+# of 0.9 ms (its pinned worker sharing a CPU with a spinning OpenMP thread), with 20 ms every call
+# of torch paid its threads' wake-up. Within a block each library meets its own threads' state.
+_GAP_SECONDS = 0.010
+_BLOCK = 3  # timed calls per block
 
 
 @dataclasses.dataclass(frozen=True)
@@ -360,8 +364,10 @@ def measure(timed: dict[str, Callable[[], object]], repeats: int, warmup: int, b
     """Seconds per call of each library, {name: [one per round]}.
 
     A warm-up of `warmup` calls each, then at least `repeats` rounds (more for fast calls, about
-    `budget` seconds of timing, at most `max_rounds`) in which the libraries alternate call by
-    call, the order alternating too, with a pause of `gap` seconds after each call.
+    `budget` seconds of timing, at most `max_rounds`). In each round every library runs one block
+    (the order alternating from round to round): a call that is not timed, then _BLOCK timed
+    calls (one for calls of 50 ms or more) with a pause of `gap` seconds after each; the round's
+    sample is the block's median.
     """
     slowest = 0.0  # the slowest library's last warm-up call (its first call may allocate and fault pages)
     for call in timed.values():
@@ -370,14 +376,17 @@ def measure(timed: dict[str, Callable[[], object]], repeats: int, warmup: int, b
             call()
             last = time.perf_counter() - start
         slowest = max(slowest, last if warmup else 0.0)
+    block = _BLOCK if slowest < 0.05 else 1  # (slower calls: a median of several would take long)
     rounds = repeats
     if repeats >= 3:
-        rounds = max(repeats, min(max_rounds, int(budget / (len(timed) * (slowest + gap)))))
+        per_round = len(timed) * ((block + 1) * slowest + (block + 1) * gap)
+        rounds = max(repeats, min(max_rounds, int(budget / per_round)))
     samples: dict[str, list[float]] = {name: [] for name in timed}
     names = list(timed)
     for r in range(rounds):
         for name in (names if r % 2 == 0 else names[::-1]):
-            samples[name].append(_time(timed[name], gap))
+            _time(timed[name], gap)  # not counted: the other library's threads may still be spinning
+            samples[name].append(statistics.median(_time(timed[name], gap) for _ in range(block)))
     return samples
 
 
@@ -743,9 +752,10 @@ def render(machine: dict, results: list[Result], repeats: int, levels: Optional[
         "",
         f"Protocol: one process; per configuration a warm-up, then at least {repeats} rounds (more for fast "
         "configurations, about 3 s of timing, up to 101) in which the libraries "
-        f"alternate call by call (with a {_GAP_SECONDS * 1e3:.0f} ms pause after each call); the table gives "
-        "medians, and the speedup is the median over the rounds of torch's time over lstm_ext's (the two calls "
-        "of a round share the machine's moment). Inference is a forward in eval mode (torch: inference_mode); a training step is forward and "
+        f"take turns by blocks: a call that is not counted (it absorbs the other library's threads, still "
+        f"spinning), then {_BLOCK} timed calls (one for calls of 50 ms or more), a {_GAP_SECONDS * 1e3:.0f} ms "
+        "pause after each; the table gives medians, and the speedup is the median over the rounds of torch's "
+        "time over lstm_ext's (the two blocks of a round share the machine's moment). Inference is a forward in eval mode (torch: inference_mode); a training step is forward and "
         "backward with every gradient (dx and all parameters). Input size = hidden size. The NumPy reference "
         "is timed once. Roofline: the larger of FLOPs at the GEMM peak and the recurrent weights streamed "
         "once per step at the bandwidth measured for a working set of their size; '% of roofline' is the "

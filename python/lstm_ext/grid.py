@@ -4,8 +4,9 @@
 input size = hidden size, float32, LSTM; inference and training), then slices across the other
 axes: a handful of input features (I = 4), the GRU and the vanilla RNN, float64, and sequences of
 1 and 1000 steps. Every configuration is timed as in the main table (one process, the libraries
-alternating call by call with a pause after each call, the speedup the median over the rounds of
-torch's time over lstm_ext's), with about a second of timing per configuration. The summary
+taking turns by blocks of calls with a pause after each call, bench.measure; the speedup the
+median over the rounds of torch's time over lstm_ext's), with about a second of timing per
+configuration. The summary
 names the configurations below 1.0×, the minimum and the geometric mean.
 """
 
@@ -18,7 +19,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import _core, ort_bench
-from .bench import _GAP_SECONDS, Config, _inputs, measure, paired_ratio, runners
+from .bench import _BLOCK, _GAP_SECONDS, Config, _inputs, measure, paired_ratio, runners
 
 __all__ = ["GRID_B", "GRID_H", "GridResult", "grid_configs", "run_grid", "grid_section"]
 
@@ -143,8 +144,8 @@ def grid_section(results: list[GridResult], gap: float = _GAP_SECONDS) -> list[s
     with_ort = any(r.ort_speedup is not None for r in results)
     lines = [
         "Speedup over torch.nn (torch's time over lstm_ext's, median over the rounds of one process in which "
-        f"the two alternate call by call, {pause}; about a second of timing per configuration, at least 3 "
-        "rounds). Input size = hidden size, float32, LSTM, unless the label says otherwise; inference is a "
+        f"the two take turns by blocks (a call not counted, then up to {_BLOCK} timed calls, bench.measure), "
+        f"{pause}; about a second of timing per configuration, at least 3 rounds). Input size = hidden size, float32, LSTM, unless the label says otherwise; inference is a "
         "forward in eval mode (torch: inference_mode), training a forward and backward with every gradient. "
         "Below 1.0× in bold.",
     ]
