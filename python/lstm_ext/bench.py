@@ -44,10 +44,11 @@ __all__ = ["Config", "CONFIGS", "main", "run"]
 # OpenMP threads about 10 ms after a call (measured on a 2-CPU AMD EPYC VM from their run time,
 # /proc/<tid>/schedstat: 9.7-10.8 ms of CPU in the 8 ms after a call, none after 12 ms), and
 # once asleep they take about 10 ms to wake there (torch at T = 1, B = 1, H = 64: 0.7 ms per call
-# 10 ms apart, 9.8 ms 30 ms apart). Alternating call by call, no pause is fair to both: with
-# 10 ms a quarter of lstm_ext's calls at (50, 1, 128) that followed torch's took 17-27 ms instead
-# of 0.9 ms (its pinned worker sharing a CPU with a spinning OpenMP thread), with 20 ms every call
-# of torch paid its threads' wake-up. Within a block each library meets its own threads' state.
+# 10 ms apart, 9.8 ms 30 ms apart). Alternating call by call, a pause short enough for one meets
+# the other's spinning threads, one long enough makes torch pay their wake-up at every call.
+# Within a block each library meets its own threads' state. (A quarter of lstm_ext's calls at
+# (50, 1, 128) that followed torch's once took 17-27 ms instead of 0.9 ms: that was its caller
+# sitting on its pinned worker's CPU, fixed in the core, parallel.cpp CallerOffWorkers.)
 _GAP_SECONDS = 0.010
 _BLOCK = 3  # timed calls per block
 
