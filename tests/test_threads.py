@@ -279,6 +279,49 @@ def test_workers_are_pinned_only_when_the_team_covers_every_cpu(threads, pin, pi
         assert all("-" in a or "," in a for a in allowed)  # several CPUs each
 
 
+CALLER_PROBE = textwrap.dedent("""
+    import os, json
+    import numpy as np
+    import lstm_ext
+    from lstm_ext.selfcheck import cast_case, random_case, run_compiled
+
+    def this_cpu():
+        with open("/proc/thread-self/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[36])  # field 39, "processor"
+
+    cpus = sorted(os.sched_getaffinity(0))
+    lstm_ext.set_num_threads(len(cpus))
+    case = cast_case(random_case(30, 6, 48, 96, seed=1), np.float32)
+    run_compiled(case)  # the pool exists now, its worker of rank 1 pinned to cpus[1]
+    placed, after, kept = 0, [], []
+    for trial in range(60):
+        os.sched_setaffinity(0, {cpus[1]})   # the caller onto the worker's CPU ...
+        os.sched_setaffinity(0, set(cpus))   # ... and free again, still there
+        if this_cpu() != cpus[1]:
+            continue
+        placed += 1
+        run_compiled(case)
+        after.append(this_cpu())
+        kept.append(sorted(os.sched_getaffinity(0)) == cpus)
+    print(json.dumps({"placed": placed, "after": after, "worker": cpus[1], "kept": all(kept)}))
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2,
+                    reason="pinning is for Linux with 2 CPUs or more")
+def test_a_call_moves_its_caller_off_the_pinned_workers_cpu_and_restores_its_affinity():
+    # A caller left on its pinned worker's CPU takes turns with it on one CPU (parallel.cpp,
+    # CallerOffWorkers): the call moves it off for its duration and gives its affinity back.
+    env = {k: v for k, v in os.environ.items() if k not in ("LSTM_EXT_PIN_THREADS", "LSTM_EXT_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", CALLER_PROBE], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    if result["placed"] < 5:
+        pytest.skip(f"the caller stayed on the worker's CPU in only {result['placed']} of 60 trials")
+    assert result["kept"], result
+    assert all(cpu != result["worker"] for cpu in result["after"]), result
+
+
 DAEMON_AT_EXIT = textwrap.dedent("""
     import sys, threading, time
     import numpy as np
