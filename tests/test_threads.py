@@ -294,7 +294,7 @@ CALLER_PROBE = textwrap.dedent("""
     case = cast_case(random_case(30, 6, 48, 96, seed=1), np.float32)
     run_compiled(case)  # the pool exists now, its worker of rank 1 pinned to cpus[1]
     placed, after, kept = 0, [], []
-    for trial in range(60):
+    for trial in range(120):
         os.sched_setaffinity(0, {cpus[1]})   # the caller onto the worker's CPU ...
         os.sched_setaffinity(0, set(cpus))   # ... and free again, still there
         if this_cpu() != cpus[1]:
@@ -316,10 +316,13 @@ def test_a_call_moves_its_caller_off_the_pinned_workers_cpu_and_restores_its_aff
     out = subprocess.run([sys.executable, "-c", CALLER_PROBE], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
-    if result["placed"] < 5:
-        pytest.skip(f"the caller stayed on the worker's CPU in only {result['placed']} of 60 trials")
+    if result["placed"] < 20:
+        pytest.skip(f"the caller could be put on the worker's CPU in only {result['placed']} of 120 trials")
     assert result["kept"], result
-    assert all(cpu != result["worker"] for cpu in result["after"]), result
+    # After the call the caller is free again, and on a busy machine the scheduler may put it
+    # back at once: allow that three times. Without the move it stayed 4-7 times in 60.
+    stayed = sum(cpu == result["worker"] for cpu in result["after"])
+    assert stayed <= 3, result
 
 
 DAEMON_AT_EXIT = textwrap.dedent("""

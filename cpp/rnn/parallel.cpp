@@ -168,8 +168,9 @@ void futex_wake_all(std::atomic<std::uint32_t>& word) {
 #endif
 
 // Waits while `word` holds `value`: spins (pausing) for the spin window (`window`, µs, adapted
-// above; `at_least` µs this time when more), then sleeps on a futex, counted in `sleepers`, until a wake_waiters() after the word
-// changed. Where there is no futex the wait yields its CPU instead of sleeping.
+// above; `at_least` µs this time when that is more), then sleeps on a futex, counted in
+// `sleepers`, until a wake_waiters() after the word changed. Where there is no futex the wait
+// yields its CPU instead of sleeping.
 void wait_while_equal(std::atomic<std::uint32_t>& word, std::uint32_t value, std::atomic<int>& sleepers,
                       long& window, long at_least = 0) {
   constexpr long kSpinFloor = Team::kSpinFloorMicroseconds;
@@ -421,8 +422,8 @@ class Pool {
     return job_word_.load(std::memory_order_acquire);
   }
 
-  std::vector<std::thread> workers_;  // never joined
-  std::vector<int> worker_cpus_;      // the CPU worker k (rank k + 1) is pinned to, -1: not pinned: the pool lives as long as the process
+  std::vector<std::thread> workers_;  // never joined: the pool lives as long as the process
+  std::vector<int> worker_cpus_;      // the CPU worker k (rank k + 1) is pinned to; -1: not pinned
   // Each rank's barrier spin window (wait_while_equal), kept from one run to the next; rank r's is
   // only used by the member of rank r.
   long spin_windows_[kMaxTeam] = {};  // 0: not used yet (read as the floor)
