@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -293,3 +294,32 @@ def test_an_edited_training_checkpoint_is_refused_on_resume_and_leaves_the_model
         fresh.fit(X, y, epochs=4, batch_size=8, checkpoint=hostile, resume=True, verbose=0)
     for name, value in fresh.state_dict().items():
         np.testing.assert_array_equal(value, before[name], err_msg=name)
+
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def test_files_written_before_the_refactor_still_load(tmp_path):
+    # Written by the code of commit cea93ad (tests/data/make_checkpoints_v1.py): a saved model, and
+    # a training checkpoint taken in the middle of a truncated-BPTT fit with early stopping.
+    with np.load(os.path.join(DATA, "expected_v1.npz")) as stored:
+        expected = dict(stored)
+    model = lstm_ext.load(os.path.join(DATA, "model_v1.npz"))
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((24, 9, 3))
+    assert np.array_equal(model.predict(X[:5]), expected["model_prediction"])
+    assert model.optimizer is not None and len(model.history) == 2
+
+    # Resumed from its checkpoint, the fit ends with the weights of the run that was never stopped.
+    rng.integers(4, 10, size=24)  # the saved model's lengths: the generator moves on as it did
+    tokens = rng.integers(0, 5, size=(6, 31))
+    checkpoint = tmp_path / "fit.npz"
+    shutil.copyfile(os.path.join(DATA, "fit_v1.npz"), checkpoint)
+    resumed = lstm_ext.Sequential(lstm_ext.Embedding(5, 4, seed=0), lstm_ext.RNN(4, 7, batch_first=True, seed=1),
+                                  lstm_ext.LSTM(7, 6, batch_first=True, dropout=0.0, seed=2),
+                                  lstm_ext.Linear(6, 5, seed=3))
+    resumed.compile("cross_entropy", lstm_ext.SGD(lr=0.1, momentum=0.9))
+    resumed.fit(tokens[:, :-1], tokens[:, 1:], epochs=3, batch_size=3, tbptt=10, early_stopping=5,
+                checkpoint=str(checkpoint), checkpoint_every=7, resume=True, verbose=0)
+    for name, value in resumed.state_dict().items():
+        assert np.array_equal(value, expected[f"fit_weight:{name}"]), name
