@@ -9,7 +9,7 @@ Each variant is 'NAME: PYTHON [VAR=VALUE ...] [vs=OTHER]': the Python of an envi
 installed (each build in an environment of its own), environment variables for its processes,
 and the variant its times are set against (default the first). Every
 round runs one process per variant (the order alternating between rounds), each timing lstm_ext
-alone on the benchmark's configurations (lstm_ext.bench.CONFIGS); the table gives the median
+alone on the benchmark's configurations (lstm_ext.tools.bench.CONFIGS); the table gives the median
 time per variant and the median over the rounds of each variant's time over its reference's (above
 1: slower than that one).
 BENCHMARKS.md's "Kernel levels" section holds a run (the dispatched build against builds with
@@ -22,7 +22,7 @@ import argparse
 import statistics
 import sys
 
-from lstm_ext import bench
+from lstm_ext.tools import bench
 
 
 def parse_variant(text: str):

@@ -8,7 +8,7 @@
                                         # and, at the end of the report, this build against
                                         # others (compare_builds.py)
 
-Everything else is lstm_ext.bench (also ``python -m lstm_ext bench``); see its docstring for
+Everything else is lstm_ext.tools.bench (also ``python -m lstm_ext bench``); see its docstring for
 the protocol and the roofline.
 """
 
@@ -19,7 +19,7 @@ import pathlib
 import sys
 
 import compare_builds
-from lstm_ext import bench
+from lstm_ext.tools import bench
 from lstm_ext._io import write_text_atomic
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

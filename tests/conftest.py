@@ -13,7 +13,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from lstm_ext.selfcheck import TOLERANCE, relative_error
+from lstm_ext.testing import TOLERANCE, relative_error
 
 # group -> dtype name -> tensor -> worst relative error seen this session
 _WORST = defaultdict(lambda: defaultdict(dict))

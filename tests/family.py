@@ -73,14 +73,15 @@ def reference_run(layer, x, state, dy, dstate, lengths=None, dropout_masks=None)
     """The same through lstm_ext.reference.stack_forward / stack_backward in float64."""
     params = {name: value.astype(np.float64) for name, value in layer.named_parameters().items()}
     to_tm = (lambda a: None if a is None else np.swapaxes(a, 0, 1)) if layer.batch_first else (lambda a: a)
-    h0, c0 = _parts(state, layer.mode)
-    dh_n, dc_n = _parts(dstate, layer.mode)
-    y, h_n, c_n, cache = reference.stack_forward(layer.mode, to_tm(x), params, layer.num_layers, layer.bidirectional,
-                                                 lengths, h0, c0, dropout_masks, layer.nonlinearity)
-    g = reference.stack_backward(to_tm(dy), dh_n, dc_n, cache)
-    out = {"y": to_tm(y), "h_n": h_n, "dx": to_tm(g["dx"]), "dh0": g["dh0"]}
+    parts = len(layer.cell.state)
+    state0 = _parts(state, layer.mode)[:parts]
+    dstate_n = _parts(dstate, layer.mode)[:parts]
+    y, state_n, cache = reference.stack_forward(layer.cell, to_tm(x), params, layer.num_layers, layer.bidirectional,
+                                                lengths, state0, dropout_masks, layer.options)
+    g = reference.stack_backward(to_tm(dy), dstate_n, cache)
+    out = {"y": to_tm(y), "h_n": state_n[0], "dx": to_tm(g["dx"]), "dh0": g["dstate0"][0]}
     if layer.mode == "LSTM":
-        out.update(c_n=c_n, dc0=g["dc0"])
+        out.update(c_n=state_n[1], dc0=g["dstate0"][1])
     out.update({"d" + name: g["d" + name] for name in params})
     return out
 

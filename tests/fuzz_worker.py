@@ -290,11 +290,11 @@ def check_layer(layer, kind, case, x, state, y, state_n, dy, dx, dstate, dtype):
         h0, c0 = rounded(state[0], dtype), rounded(state[1], dtype)
     elif state is not None:
         h0 = rounded(state, dtype)
-    mode = "RNN" if kind == "RNN" else kind
-    extra = {"nonlinearity": case["config"].get("nonlinearity", "tanh")} if kind == "RNN" else {}
     with np.errstate(all="ignore"):
-        want_y, want_h, want_c, cache = reference.stack_forward(
-            mode, xs, params, layer.num_layers, layer.bidirectional, case.get("lengths"), h0, c0, **extra)
+        want_y, want_state, cache = reference.stack_forward(
+            layer.cell, xs, params, layer.num_layers, layer.bidirectional, case.get("lengths"),
+            [h0, c0][:len(layer.cell.state)], options=layer.options)
+    want_h, want_c = (want_state + [None])[:2]
     if batch_first:
         want_y = want_y.transpose(1, 0, 2)
     lenient = extreme(xs, h0, c0, dy, *params.values())
@@ -309,7 +309,7 @@ def check_layer(layer, kind, case, x, state, y, state_n, dy, dx, dstate, dtype):
     if dys is not None and batch_first:
         dys = dys.transpose(1, 0, 2)
     with np.errstate(all="ignore"):
-        want = reference.stack_backward(dys, None, None, cache)
+        want = reference.stack_backward(dys, None, cache)
     want_dx = want["dx"].transpose(1, 0, 2) if batch_first else want["dx"]
     problems.append(compare("dx", dx, want_dx, dtype, lenient))
     for name, grad in layer.grads.items():

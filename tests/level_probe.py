@@ -17,7 +17,8 @@ import sys
 import numpy as np
 
 import lstm_ext
-from lstm_ext import selfcheck
+from lstm_ext.testing import relative_error
+from lstm_ext.tools import selfcheck
 from family import KINDS, make_layer, ours_run, random_inputs, reference_run
 
 # Sizes that are no multiple of any packet width (4, 8 or 16 floats): every kernel runs whole
@@ -38,7 +39,7 @@ def main(argv) -> int:
             ours = ours_run(layer, x, state, dy, dstate, LENGTHS)
             expected = reference_run(layer, x, state, dy, dstate, LENGTHS)
             key = f"{kind_name} {np.dtype(dtype).name}"
-            errors[key] = max(selfcheck.relative_error(ours[name], expected[name]) for name in expected)
+            errors[key] = max(relative_error(ours[name], expected[name]) for name in expected)
             arrays.update({f"{key} {name}": value for name, value in ours.items()})
     if len(argv) > 1:
         np.savez(argv[1], **arrays)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import lstm_ext
-from lstm_ext.selfcheck import random_case
+from lstm_ext.testing import random_case
 
 T, B, I, H = 4, 3, 5, 6
 

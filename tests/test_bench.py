@@ -9,8 +9,9 @@ import sys
 import pytest
 
 import lstm_ext
-from lstm_ext import _io, bench
-from lstm_ext.bench import Config, Result, flops, render, streamed_bytes
+from lstm_ext import _io
+from lstm_ext.tools import bench
+from lstm_ext.tools.bench import Config, Result, flops, render, streamed_bytes
 
 
 def test_flops_follow_the_formula():
@@ -180,7 +181,7 @@ def test_an_interrupted_write_keeps_the_previous_file(tmp_path, monkeypatch):
 
 
 def test_the_grid_summary_names_what_is_below_one_and_the_tables_mark_it():
-    from lstm_ext import grid
+    from lstm_ext.tools import grid
 
     results = [grid.GridResult(Config("inference", 50, 1, 64), {"lstm_ext": 1.0, "torch": 2.0}, 2.0, 5),
                grid.GridResult(Config("inference", 50, 128, 64), {"lstm_ext": 1.0, "torch": 0.8}, 0.8, 5),
@@ -199,7 +200,7 @@ def test_the_grid_summary_names_what_is_below_one_and_the_tables_mark_it():
 
 
 def test_the_grid_covers_the_sizes_users_meet():
-    from lstm_ext import grid
+    from lstm_ext.tools import grid
 
     configs = grid.grid_configs()
     assert {c.B for c in configs} >= {1, 256} and {c.H for c in configs} >= {32, 1024}

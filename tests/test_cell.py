@@ -9,7 +9,7 @@ from conftest import assert_parity
 
 import lstm_ext
 from lstm_ext import reference
-from lstm_ext.selfcheck import cast_case, random_case
+from lstm_ext.testing import cast_case, random_case
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: np.dtype(d).name)

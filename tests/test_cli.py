@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from lstm_ext import functional, selfcheck
+from lstm_ext import functional, testing
 from lstm_ext.__main__ import main
 
 
@@ -18,7 +18,7 @@ def run_module(*args):
 def test_default_self_check_passes_and_reports_every_tensor():
     result = run_module()
     assert result.returncode == 0, result.stdout + result.stderr
-    for name in selfcheck.TENSORS:
+    for name in testing.TENSORS:
         assert f"\n  {name} " in result.stdout
     assert "time per step" in result.stdout and "compiled float32:" in result.stdout
     assert result.stdout.rstrip().endswith("self-check passed")
@@ -50,4 +50,4 @@ def test_a_parity_failure_exits_nonzero(monkeypatch, capsys):
 
 
 def test_self_check_tolerances_are_the_standard():
-    assert selfcheck.TOLERANCE == {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-5}
+    assert testing.TOLERANCE == {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-5}

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from lstm_ext import demos
+from lstm_ext.tools import demos
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import lstm_ext
-from lstm_ext.selfcheck import cast_case, random_case, run_compiled
+from lstm_ext.testing import cast_case, random_case, run_compiled
 
 SHAPES = {
     "T*B=1": (1, 1, 7, 19),

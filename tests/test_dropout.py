@@ -8,7 +8,7 @@ import pytest
 
 from conftest import assert_parity
 from family import KINDS, make_layer, ours_run, random_inputs, reference_run
-from lstm_ext.selfcheck import relative_error
+from lstm_ext.testing import relative_error
 
 T, B, I, H = 5, 3, 4, 6
 P = 0.4

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import lstm_ext
-from lstm_ext.selfcheck import relative_error
+from lstm_ext.testing import relative_error
 
 T, B, I, H = 6, 3, 4, 5
 

@@ -124,7 +124,7 @@ def test_levels_agree_within_the_tolerances(probes):
             dtype = case.split()[-1]
             tensor = {key: key.rsplit(" ", 1)[1] for key in keys}
             assert_parity(f"level {lower} vs {higher}", dtype, {tensor[k]: a[k] for k in keys},
-                          {tensor[k]: b[k] for k in keys}, tolerance=2 * lstm_ext.selfcheck.TOLERANCE[np.dtype(dtype)])
+                          {tensor[k]: b[k] for k in keys}, tolerance=2 * lstm_ext.testing.TOLERANCE[np.dtype(dtype)])
 
 
 # -- machine code: no level's instructions where another level's CPU runs --------------------------

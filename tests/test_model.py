@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import lstm_ext
-from lstm_ext.selfcheck import relative_error
+from lstm_ext.testing import relative_error
+from lstm_ext.training import loss_and_gradient
 
 
 def regression_data(n=64, T=8, seed=0):
@@ -51,9 +52,9 @@ def test_gradients_of_the_whole_model_with_lengths(rng):
         probe = small_model(dtype=np.float64)
         probe.load_state_dict(params)
         probe.compile("mse", lstm_ext.SGD(lr=0.1))
-        return probe._loss(probe.forward(X, lengths=lengths), y, lengths)[0]
+        return loss_and_gradient(probe, probe.forward(X, lengths=lengths), y, lengths)[0]
 
-    value, d_out = model._loss(model.forward(X, lengths=lengths), y, lengths)
+    value, d_out = loss_and_gradient(model, model.forward(X, lengths=lengths), y, lengths)
     model.backward(d_out)
     for name in ("0.weight_hh_l0", "0.bias_ih_l0", "3.weight"):
         numeric = np.zeros_like(weights[name])

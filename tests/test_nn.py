@@ -7,7 +7,7 @@ import pytest
 
 import lstm_ext
 from conftest import numeric_gradient
-from lstm_ext.selfcheck import relative_error
+from lstm_ext.testing import relative_error
 
 
 def test_linear_gradients_over_any_leading_shape(rng):

@@ -43,7 +43,7 @@ PROBE_PY = textwrap.dedent("""
     import ctypes, json
     import numpy as np
     import lstm_ext
-    from lstm_ext.selfcheck import cast_case, random_case
+    from lstm_ext.testing import cast_case, random_case
 
     count = ctypes.CDLL(None).lstm_ext_allocations
     count.restype = ctypes.c_long

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import lstm_ext
-from lstm_ext import ort_bench
+from lstm_ext.tools import ort_bench
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from conftest import assert_parity
 from lstm_ext import reference
-from lstm_ext.selfcheck import TOLERANCE, cast_case, random_case, relative_error, run_compiled, run_reference
+from lstm_ext.testing import TOLERANCE, cast_case, random_case, relative_error, run_compiled, run_reference
 
 DTYPES = [np.float64, np.float32]
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lstm_ext import reference
-from lstm_ext.selfcheck import random_case, relative_error
+from lstm_ext.testing import random_case, relative_error
 
 # Central differences have truncation error O(eps²) and rounding error O(1e-16 / eps).
 FD_EPS = 1e-6

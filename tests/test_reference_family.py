@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from family import KINDS
-from lstm_ext import reference
-from lstm_ext.selfcheck import relative_error
+from lstm_ext import cells, reference
+from lstm_ext.testing import relative_error
 
 FD_EPS = 1e-6
 FD_TOLERANCE = 1e-7
@@ -47,8 +47,12 @@ def make_case(kind, extra, num_layers, bidirectional, dropout, seed):
 
 
 def run(kind, extra, config, params, inputs, masks):
-    return reference.stack_forward(kind, inputs["x"], params, config["num_layers"], config["bidirectional"], LENGTHS,
-                                   inputs["h0"], inputs.get("c0"), masks, extra.get("nonlinearity", "tanh"))
+    cell = cells.by_name(kind)
+    state0 = [inputs["h0"], inputs.get("c0")][:len(cell.state)]
+    y, state_n, cache = reference.stack_forward(cell, inputs["x"], params, config["num_layers"],
+                                                config["bidirectional"], LENGTHS, state0, masks,
+                                                {o.name: extra.get(o.name, o.default) for o in cell.options})
+    return y, state_n[0], (state_n[1] if len(state_n) > 1 else None), cache
 
 
 def loss(kind, extra, config, params, inputs, weights, masks):
@@ -71,7 +75,9 @@ def test_reference_network_gradients_equal_finite_differences(kind_name, config_
     params, inputs, weights, masks = make_case(kind, extra, config["num_layers"], config["bidirectional"],
                                                config["dropout"], seed=len(kind_name) + len(config_name))
     _, _, _, cache = run(kind, extra, config, params, inputs, masks)
-    analytic = reference.stack_backward(weights["dy"], weights["dh_n"], weights.get("dc_n"), cache)
+    analytic = reference.stack_backward(weights["dy"], [weights["dh_n"], weights.get("dc_n")][:len(cache["cell"].state)],
+                                        cache)
+    analytic.update(zip(("dh0", "dc0"), analytic.pop("dstate0")))
 
     def f():
         return loss(kind, extra, config, params, inputs, weights, masks)

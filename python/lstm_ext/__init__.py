@@ -8,10 +8,11 @@
 The layers take torch.nn's arguments and state dicts; ``from_torch`` / ``layer.to_torch()`` and
 ``from_keras`` move weights in and out. ``lstm_ext.functional`` has the one-layer ops over the
 compiled core, ``lstm_ext.reference`` the same maths in plain NumPy (the oracle the tests
-compare against).
+compare against), ``lstm_ext.cells`` the description of each cell kind that the rest reads.
+``Sequential`` holds layers; ``lstm_ext.training`` trains it, ``lstm_ext.checkpoint`` stores it.
 """
 
-from . import functional, reference
+from . import cells, functional, reference
 from ._core import build_info, release_scratch_cache, scratch_cache_bytes
 from ._parallel import get_num_threads, set_num_threads
 from .functional import (gru_backward, gru_forward, lstm_backward, lstm_cell, lstm_forward, rnn_backward,
@@ -31,7 +32,7 @@ __version__ = "0.1.0"
 __all__ = [
     "SGD", "Adam", "AdamW", "CheckpointError", "Embedding", "GRU", "LSTM", "LastStep", "Linear", "Module",
     "Optimizer", "RNN", "RNNBase", "ReLU", "Sequential", "Sigmoid", "Stream", "Tanh",
-    "build_info", "clip_grad_norm", "cross_entropy", "from_keras", "from_torch", "functional", "get_num_threads",
+    "build_info", "cells", "clip_grad_norm", "cross_entropy", "from_keras", "from_torch", "functional", "get_num_threads",
     "gradient_flow", "gru_backward", "gru_forward", "load", "lstm_backward", "lstm_cell", "lstm_forward", "mse_loss",
     "reference", "release_scratch_cache", "rnn_backward", "rnn_forward", "scratch_cache_bytes", "set_num_threads",
     "to_torch",

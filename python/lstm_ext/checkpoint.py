@@ -1,4 +1,4 @@
-"""The checkpoint file: one .npz holding named arrays and a JSON header.
+"""The checkpoint file: one .npz holding named arrays and a JSON header; a model in it.
 
 The header (a UTF-8 JSON document stored as the uint8 array ``__header__``) says what the file
 is and carries everything that is not an array; it ends with a SHA-256 digest of itself and of
@@ -6,10 +6,24 @@ every array (name, dtype, shape and bytes), checked on reading, so that a corrup
 refused with a clear error instead of loading wrong numbers. Files are read with
 ``allow_pickle=False`` (nothing in them can run code) and written atomically (_io): an
 interrupted write leaves the previous file as it was.
+
+A model's file (``write_model``; ``Sequential.save`` and the checkpoints of ``fit``) holds:
+
+- header ``model``: a list of {type, config} per layer; ``rng``: each recurrent layer's dropout
+  generator; ``history``; ``compile``: loss, clip_grad_norm and the optimizer's type, settings
+  and step count; ``fit`` (a training checkpoint only): where the run is (training.FitState);
+- arrays ``param:{index}.{name}`` (the weights), ``optimizer:{buffer}:{parameter}`` (its state),
+  and for a fit ``best:{parameter}`` (early stopping's best weights) and ``carried:{k}:{part}``
+  (truncated BPTT's carried states).
+
+Reading checks the header's layers and the file's parameters against each other before any layer
+is built (``check_parameters``), and every part of the contents before the model changes
+(``restore_model``): a hostile or edited file raises CheckpointError and changes nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -19,8 +33,13 @@ import zipfile
 import numpy as np
 
 from ._io import write_bytes_atomic
+from .layers import RNNBase
+from .losses import LOSSES
+from .nn import LAYER_TYPES
+from .optim import OPTIMIZERS
 
-__all__ = ["CheckpointError", "write_checkpoint", "read_checkpoint"]
+__all__ = ["CheckpointError", "write_checkpoint", "read_checkpoint", "write_model", "read_model_file", "build_layers",
+           "restore_model", "layer_specs", "check_parameters", "contents_of"]
 
 FORMAT = "lstm_ext checkpoint"
 VERSION = 1
@@ -131,3 +150,134 @@ def _read_arrays(path: str) -> dict:
                 raise CheckpointError(f"{path}: member {name!r} is truncated")
             arrays[name[:-len(".npy")]] = np.frombuffer(data, dtype).reshape(shape, order="F" if fortran_order else "C")
     return arrays
+
+
+# -- a model in a checkpoint -----------------------------------------------------------------------
+
+def layer_specs(model) -> list:
+    """The header's ``model``: {type, config} of every layer."""
+    return [{"type": type(layer).__name__, "config": layer.config()} for layer in model.layers]
+
+
+def write_model(path, model, run=None) -> None:
+    """Write `model` (layers, weights, compile settings and optimizer state, dropout generators,
+    history) to `path`, atomically; with `run` (a training.FitState) a training checkpoint that
+    also holds where the fit is."""
+    header = {"model": layer_specs(model),
+              "rng": [layer.rng_state() if isinstance(layer, RNNBase) else None for layer in model.layers],
+              "history": run.history if run is not None else model.history}
+    arrays = {f"param:{name}": value for name, value in model.named_parameters().items()}
+    if model.optimizer is not None:
+        state = model.optimizer.state_dict()
+        header["compile"] = {"loss": model.loss_name, "clip_grad_norm": model.clip_norm,
+                             "optimizer": {"type": state["type"], "hyper": state["hyper"], "steps": state["steps"]}}
+        for kind, store in state["buffers"].items():
+            arrays.update({f"optimizer:{kind}:{name}": value for name, value in store.items()})
+    if run is not None:
+        header["fit"] = run.header()
+        arrays.update(run.arrays())
+    write_checkpoint(path, header, arrays)
+
+
+def read_model_file(path) -> tuple[dict, dict]:
+    """(header, arrays) of a model's file, the layers and parameters checked against each other."""
+    header, arrays = read_checkpoint(path)
+    check_parameters(path, header, arrays)
+    return header, arrays
+
+
+def build_layers(header) -> list:
+    """New layers as the header describes them (checked by read_model_file; call it inside
+    contents_of: a config the layer refuses raises its own error)."""
+    return [LAYER_TYPES[spec["type"]](**spec["config"]) for spec in header["model"]]
+
+
+def check_parameters(path, header: dict, arrays: dict) -> None:
+    """The header's layers are known kinds with configs, and the file holds exactly the parameters
+    they have, with their shapes: checked before any layer is built, so that no header can make the
+    layers larger than the file that carries their weights."""
+    specs = header.get("model")
+    if not isinstance(specs, list) or not all(isinstance(spec, dict) and isinstance(spec.get("config"), dict)
+                                              for spec in specs):
+        raise CheckpointError(f"{path}: the header does not describe a list of layers with their settings")
+    params = {name[len("param:"):]: value for name, value in arrays.items() if name.startswith("param:")}
+    largest = sum(value.size for value in params.values())  # no size in a config can exceed this
+    expected = {}
+    for index, spec in enumerate(specs):
+        kind = LAYER_TYPES.get(spec.get("type")) if isinstance(spec.get("type"), str) else None
+        if kind is None:
+            raise CheckpointError(f"{path}: layer {index} is of an unknown type {spec.get('type')!r}")
+        config = spec["config"]
+        for key, value in config.items():
+            if key != "seed" and isinstance(value, int) and not isinstance(value, bool) and value > largest:
+                raise CheckpointError(f"{path}: layer {index} ({spec['type']}) has {key} = {value}, more than the "
+                                      f"{largest} parameter values the file holds")
+        try:
+            shapes = kind.parameter_shapes(config)
+        except _CONTENT_ERRORS as error:
+            raise CheckpointError(f"{path}: layer {index} ({spec['type']}) has invalid settings "
+                                  f"({type(error).__name__}: {error})") from error
+        expected.update({f"{index}.{name}": tuple(shape) for name, shape in shapes.items()})
+    missing = [name for name in expected if name not in params]
+    extra = [name for name in params if name not in expected]
+    misshapen = [f"{name} {params[name].shape} instead of {expected[name]}" for name in expected
+                 if name in params and params[name].shape != expected[name]]
+    if missing or extra or misshapen:
+        raise CheckpointError(f"{path}: the parameters do not match the layers the header describes (missing: "
+                              f"{missing}, unexpected: {extra}, misshapen: {misshapen})")
+
+
+def restore_model(model, header: dict, arrays: dict) -> None:
+    """Weights, optimizer state and dropout generators of `model` from a checkpoint's contents
+    (whose parameters check_parameters has checked). Everything is checked before anything of the
+    model changes: a hostile header raises (KeyError, TypeError, ValueError) and leaves it as it was."""
+    params = {name[len("param:"):]: value for name, value in arrays.items() if name.startswith("param:")}
+    rng_states = header["rng"]
+    if not isinstance(rng_states, list) or len(rng_states) != len(model.layers):
+        raise ValueError(f"rng: expected a list of {len(model.layers)} generator states, got {rng_states!r:.100}")
+    for layer, state in zip(model.layers, rng_states):
+        if isinstance(layer, RNNBase):
+            np.random.PCG64().state = state  # a malformed state raises here, on a generator of its own
+    history = header.get("history", [])
+    if not isinstance(history, list):
+        raise TypeError(f"history: expected a list, got {type(history).__name__}")
+    compiled = None
+    if "compile" in header:
+        c = header["compile"]
+        kind, hyper = c["optimizer"]["type"], c["optimizer"]["hyper"]
+        if kind not in OPTIMIZERS or c["loss"] not in LOSSES or not isinstance(hyper, dict):
+            raise ValueError(f"compile: unknown optimizer {kind!r} or loss {c['loss']!r}")
+        optimizer = OPTIMIZERS[kind](**{k: tuple(v) if isinstance(v, list) else v for k, v in hyper.items()})
+        buffers = {}
+        for name, value in arrays.items():
+            if name.startswith("optimizer:"):
+                _, buffer_kind, param = name.split(":", 2)
+                buffers.setdefault(buffer_kind, {})[param] = value
+        optimizer.bind(model.named_parameters()).load_state_dict(
+            {"type": kind, "hyper": hyper, "steps": c["optimizer"]["steps"], "buffers": buffers})
+        compiled = (c["loss"], optimizer, c["clip_grad_norm"])
+    # Checked: now change the model.
+    model.load_state_dict(params)
+    for layer, state in zip(model.layers, rng_states):
+        if isinstance(layer, RNNBase):
+            layer.set_rng_state(state)
+    if compiled is not None:
+        model.compile(loss=compiled[0], optimizer=compiled[1], clip_grad_norm=compiled[2])
+    model.history = list(history)
+
+
+# What a hostile or edited checkpoint's contents can raise while a model is rebuilt from them.
+_CONTENT_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError, RecursionError,
+                   MemoryError)
+
+
+@contextlib.contextmanager
+def contents_of(path):
+    """Turns what a checkpoint's contents make a rebuild raise into a CheckpointError naming the file."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except _CONTENT_ERRORS as error:
+        raise CheckpointError(f"{path}: its contents do not describe a valid lstm_ext model "
+                              f"({type(error).__name__}: {error})") from error

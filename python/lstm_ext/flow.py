@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import functional as F
 from ._checks import as_real_array, check_float_dtype
 from .layers import RNNBase
 
@@ -52,7 +51,7 @@ def gradient_flow(layer_or_model, x, seed=0, dtype=np.float64) -> dict:
     batch_first); for a Sequential, the model's input, run through the layers before its first
     recurrent layer, which must have one layer, one direction and no projection."""
     layer, x = _recurrent_layer(layer_or_model, x)
-    if layer.num_layers != 1 or layer.bidirectional or getattr(layer, "proj_size", 0):
+    if layer.num_layers != 1 or layer.bidirectional or layer.output_size != layer.hidden_size:
         raise ValueError("layer_or_model: gradient_flow follows one layer in one direction without projection "
                          f"(got num_layers={layer.num_layers}, bidirectional={layer.bidirectional})")
     dtype = check_float_dtype(dtype)
@@ -63,45 +62,30 @@ def gradient_flow(layer_or_model, x, seed=0, dtype=np.float64) -> dict:
         x = x.swapaxes(0, 1)
     x = np.ascontiguousarray(x)  # (T, B, I)
     T, B, _ = x.shape
-    p = {name: value.astype(dtype) for name, value in layer.named_parameters().items()}
-    w_ih, w_hh = p["weight_ih_l0"], p["weight_hh_l0"]
-    b_ih, b_hh = p.get("bias_ih_l0"), p.get("bias_hh_l0")
-    lstm, mode = layer.mode == "LSTM", layer.mode
+    cell = layer.cell
+    weights = {name[:-len("_l0")]: value.astype(dtype) for name, value in layer.named_parameters().items()}
 
     # Forward, one step at a time, keeping each step's workspace.
-    h = c = None
+    state = [None] * len(cell.state)  # h (, c), each (B, ·)
     steps = []
     for t in range(T):
         x_t = x[t:t + 1]
-        if lstm:
-            out = F.lstm_forward(x_t, w_ih, w_hh, b_ih, b_hh, h, c, training=True)
-            h, c = out.h_n, out.c_n
-        elif mode == "GRU":
-            out = F.gru_forward(x_t, w_ih, w_hh, b_ih, b_hh, h, training=True)
-            h = out.h_n
-        else:
-            out = F.rnn_forward(x_t, w_ih, w_hh, b_ih, b_hh, h, nonlinearity=layer.nonlinearity, training=True)
-            h = out.h_n
-        steps.append((x_t, out.workspace))
+        _, state, ws = cell.forward(x_t, weights, state, layer.options, lengths=None, training=True,
+                                    bidirectional=False)
+        steps.append((x_t, ws))
 
-    # Backward from the loss on the last step, one step at a time.
-    g = np.random.default_rng(seed).standard_normal(h.shape[1])
-    dh = np.broadcast_to(g / np.linalg.norm(g), h.shape).astype(dtype)
-    dc = np.zeros_like(c) if lstm else None
-    norms_h, norms_c = np.zeros(T), np.zeros(T)
+    # Backward from the loss on the last step, one step at a time: ∂L/∂h_{T−1} = g, the other
+    # parts of the state (c) get nothing from the loss.
+    g = np.random.default_rng(seed).standard_normal(state[0].shape[1])
+    dstate = [np.broadcast_to(g / np.linalg.norm(g), state[0].shape).astype(dtype)]
+    dstate += [np.zeros_like(part) for part in state[1:]]
+    norms = {part: np.zeros(T) for part in cell.state}
     for t in range(T - 1, -1, -1):
-        norms_h[t] = np.linalg.norm(dh, axis=1).mean()
-        if lstm:
-            norms_c[t] = np.linalg.norm(dc, axis=1).mean()
+        for part, d in zip(cell.state, dstate):
+            norms[part][t] = np.linalg.norm(d, axis=1).mean()
         if t == 0:
             break
         x_t, ws = steps[t]
-        if lstm:
-            grads = F.lstm_backward(None, dh, dc, x_t, w_ih, w_hh, ws, bias=b_ih is not None)
-            dh, dc = grads.dh0, grads.dc0
-        elif mode == "GRU":
-            dh = F.gru_backward(None, dh, x_t, w_ih, w_hh, ws, bias=b_ih is not None).dh0
-        else:
-            dh = F.rnn_backward(None, dh, x_t, w_ih, w_hh, ws, nonlinearity=layer.nonlinearity,
-                                bias=b_ih is not None).dh0
-    return {"h": norms_h, "c": norms_c} if lstm else {"h": norms_h}
+        _, dstate, _ = cell.backward(None, dstate, x_t, weights, ws, layer.options, lengths=None, bias=layer.bias,
+                                     bidirectional=False)
+    return norms

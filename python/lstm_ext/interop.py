@@ -16,20 +16,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import cells
 from ._checks import as_real_array, check_shape
 from .layers import GRU, LSTM, RNN, RNNBase
 
 __all__ = ["from_torch", "to_torch", "from_keras"]
 
 _NUMPY_DTYPE = {"torch.float32": np.float32, "torch.float64": np.float64}
+_LAYERS = {layer_class.cell: layer_class for layer_class in (LSTM, GRU, RNN)}  # the layer of each cell kind
 
 
-def _layer_kind(module):
+def _layer_class(module):
     import torch
 
-    for torch_class, ours in ((torch.nn.LSTM, LSTM), (torch.nn.GRU, GRU), (torch.nn.RNN, RNN)):
-        if isinstance(module, torch_class):
-            return ours
+    for kind, layer_class in _LAYERS.items():
+        if isinstance(module, getattr(torch.nn, kind.name)):
+            return layer_class
     raise TypeError(f"module: expected a torch.nn.LSTM, GRU or RNN, got {type(module).__name__}")
 
 
@@ -39,51 +41,28 @@ def from_torch(module, *, dtype=None, seed=None) -> RNNBase:
     The dtype is the module's (float32 or float64) unless ``dtype`` is given; weights are
     copied (CPU or not), so later changes to either side do not affect the other.
     """
-    cls = _layer_kind(module)
+    layer_class = _layer_class(module)
     parameters = {name: value.detach().cpu() for name, value in module.state_dict().items()}
     if dtype is None:
         first = next(iter(parameters.values()))
         dtype = _NUMPY_DTYPE.get(str(first.dtype), np.float32)
-    kwargs = dict(num_layers=module.num_layers, bias=module.bias, batch_first=module.batch_first,
-                  dropout=float(module.dropout), bidirectional=module.bidirectional, dtype=dtype, seed=seed)
-    if cls is LSTM:
-        kwargs["proj_size"] = module.proj_size
-    if cls is RNN:
-        kwargs["nonlinearity"] = module.nonlinearity
-    layer = cls(module.input_size, module.hidden_size, **kwargs)
+    options = {option.name: getattr(module, option.name) for option in layer_class.cell.options}
+    layer = layer_class(module.input_size, module.hidden_size, num_layers=module.num_layers, bias=module.bias,
+                        batch_first=module.batch_first, dropout=float(module.dropout),
+                        bidirectional=module.bidirectional, dtype=dtype, seed=seed, **options)
     layer.load_state_dict({name: value.double().numpy() for name, value in parameters.items()})
     return layer.train(module.training)
 
 
 def to_torch(layer: RNNBase):
-    """The torch.nn module equal to an lstm_ext layer: same arguments, weights, dtype and mode."""
-    import torch
-
+    """The torch.nn module equal to an lstm_ext layer: same arguments, weights, dtype and mode
+    (``layer.to_torch()``)."""
     if not isinstance(layer, RNNBase):
         raise TypeError(f"layer: expected an lstm_ext LSTM, GRU or RNN, got {type(layer).__name__}")
-    torch_class = {"LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU, "RNN": torch.nn.RNN}[layer.mode]
-    kwargs = dict(num_layers=layer.num_layers, bias=layer.bias, batch_first=layer.batch_first, dropout=layer.dropout,
-                  bidirectional=layer.bidirectional,
-                  dtype=torch.float64 if layer.dtype == np.float64 else torch.float32)
-    if layer.mode == "LSTM":
-        kwargs["proj_size"] = layer.proj_size
-    if layer.mode == "RNN":
-        kwargs["nonlinearity"] = layer.nonlinearity
-    module = torch_class(layer.input_size, layer.hidden_size, **kwargs)
-    module.load_state_dict({name: torch.tensor(value) for name, value in layer.state_dict().items()})
-    return module.train(layer.training)
+    return layer.to_torch()
 
 
 # -- Keras ----------------------------------------------------------------------------------------
-
-_KERAS_KINDS = {"lstm": (LSTM, 4), "gru": (GRU, 3), "simple_rnn": (RNN, 1), "simplernn": (RNN, 1), "rnn": (RNN, 1)}
-
-
-def _gru_zrh_to_rzn(array, axis):
-    """Reorder Keras's GRU gate blocks z, r, h to PyTorch's r, z, n along `axis`."""
-    z, r, h = np.split(array, 3, axis=axis)
-    return np.concatenate([r, z, h], axis=axis)
-
 
 def from_keras(kind, weights, *, reset_after=True, nonlinearity="tanh", batch_first=True, dtype=np.float32):
     """A one-layer lstm_ext LSTM / GRU / RNN from a Keras layer's weights.
@@ -97,11 +76,8 @@ def from_keras(kind, weights, *, reset_after=True, nonlinearity="tanh", batch_fi
     gate before the recurrent product, which PyTorch's GRU cannot express: ValueError.
     ``batch_first`` defaults to True, Keras's layout (B, T, I).
     """
-    key = str(kind).lower()
-    if key not in _KERAS_KINDS:
-        raise ValueError(f"kind: expected 'lstm', 'gru' or 'simple_rnn', got {kind!r}")
-    cls, gates = _KERAS_KINDS[key]
-    if cls is GRU and not reset_after:
+    cell = cells.by_name(kind)
+    if cell.keras_reset_after and not reset_after:
         raise ValueError("reset_after: a Keras GRU with reset_after=False applies the reset gate before the "
                          "recurrent product (n = tanh(W x + U (r ⊙ h))), which PyTorch's GRU formulation cannot "
                          "express; re-train or convert with reset_after=True")
@@ -110,6 +86,7 @@ def from_keras(kind, weights, *, reset_after=True, nonlinearity="tanh", batch_fi
             else type(weights).__name__
         raise TypeError(f"weights: expected a list [kernel, recurrent_kernel] or [kernel, recurrent_kernel, bias] "
                         f"(keras_layer.get_weights()), got {got}")
+    gates = cell.num_gates
     kernel = as_real_array(weights[0], "kernel", np.float64)
     recurrent = as_real_array(weights[1], "recurrent_kernel", np.float64)
     if recurrent.ndim != 2 or recurrent.shape[0] < 1 or recurrent.shape[1] != gates * recurrent.shape[0]:
@@ -120,26 +97,22 @@ def from_keras(kind, weights, *, reset_after=True, nonlinearity="tanh", batch_fi
     I = kernel.shape[0]
     has_bias = len(weights) == 3
 
-    w_ih, w_hh = kernel.T, recurrent.T  # (G, I), (G, H)
-    b_ih = b_hh = np.zeros(gates * H)
-    if has_bias:
-        bias = as_real_array(weights[2], "bias", np.float64)
-        if cls is GRU:
-            check_shape(bias, "bias", (2, 3 * H), "(2, 3H) [input bias, recurrent bias] (reset_after=True)")
-            b_ih, b_hh = bias[0], bias[1]
-        else:
-            check_shape(bias, "bias", (gates * H,), f"({gates}H,)")
-            b_ih = bias
-    if cls is GRU:
-        w_ih, w_hh = _gru_zrh_to_rzn(w_ih, 0), _gru_zrh_to_rzn(w_hh, 0)
-        b_ih, b_hh = _gru_zrh_to_rzn(b_ih, 0), _gru_zrh_to_rzn(b_hh, 0)
-
-    kwargs = dict(bias=has_bias, batch_first=batch_first, dtype=dtype)
-    if cls is RNN:
-        kwargs["nonlinearity"] = nonlinearity
-    layer = cls(I, H, **kwargs)
+    # Keras stores the kernels transposed, (·, G*H), with its own gate order.
+    w_ih, w_hh = cells.reorder_gates(kernel.T, cell.keras_gates), cells.reorder_gates(recurrent.T, cell.keras_gates)
     state = {"weight_ih_l0": w_ih, "weight_hh_l0": w_hh}
     if has_bias:
-        state.update({"bias_ih_l0": b_ih, "bias_hh_l0": b_hh})
+        bias = as_real_array(weights[2], "bias", np.float64)
+        if cell.keras_reset_after:  # an input and a recurrent bias
+            check_shape(bias, "bias", (2, gates * H), f"(2, {gates}H) [input bias, recurrent bias] (reset_after=True)")
+            b_ih, b_hh = bias[0], bias[1]
+        else:  # one bias: b_hh = 0
+            check_shape(bias, "bias", (gates * H,), f"({gates}H,)")
+            b_ih, b_hh = bias, np.zeros(gates * H)
+        state.update({"bias_ih_l0": cells.reorder_gates(b_ih, cell.keras_gates),
+                      "bias_hh_l0": cells.reorder_gates(b_hh, cell.keras_gates)})
+
+    options = {"nonlinearity": nonlinearity} if cells.NONLINEARITY in cell.options else {}
+    layer = _LAYERS[cell](I, H, bias=has_bias, batch_first=batch_first, dtype=dtype, **options)
     layer.load_state_dict(state)
     return layer
+

@@ -21,8 +21,9 @@ import warnings
 
 import numpy as np
 
-from . import functional as F
+from . import cells
 from ._checks import as_real_array, check_float_dtype, check_positive_int, check_shape, read_lengths
+from .stream import Stream
 
 __all__ = ["Module", "RNNBase", "LSTM", "GRU", "RNN"]
 
@@ -93,6 +94,9 @@ class Module:
             self._parameters[name][...] = value
 
 
+_WORDS = {2: "two", 3: "three", 4: "four"}
+
+
 def _check_dropout(value) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"dropout: expected a probability in [0, 1), got {type(value).__name__} {value!r}")
@@ -101,23 +105,14 @@ def _check_dropout(value) -> float:
     return float(value)
 
 
-def _check_proj_size(proj_size, hidden_size: int) -> int:
-    if isinstance(proj_size, bool) or not isinstance(proj_size, numbers.Integral):
-        raise TypeError(f"proj_size: expected an integer in [0, hidden_size), got {type(proj_size).__name__} "
-                        f"{proj_size!r}")
-    if not 0 <= proj_size < hidden_size:
-        raise ValueError(f"proj_size: expected an integer in [0, hidden_size) = [0, {hidden_size}), got {proj_size}")
-    return int(proj_size)
-
-
 class RNNBase(Module):
-    """Stacked, optionally bidirectional recurrent layers of one kind (``mode``)."""
+    """Stacked, optionally bidirectional recurrent layers of one kind: ``cell``, its description
+    in :mod:`lstm_ext.cells` (gates, state, options, core calls)."""
 
-    mode = ""    # "LSTM", "GRU" or "RNN"
-    gates = 1    # gate blocks in the weights: 4, 3 or 1
+    cell: cells.CellKind  # set by each kind's class
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, proj_size=0, nonlinearity="tanh", dtype=np.float32, seed=None):
+                 bidirectional=False, dtype=np.float32, seed=None, **options):
         super().__init__(dtype)
         self.input_size = check_positive_int(input_size, "input_size")
         self.hidden_size = check_positive_int(hidden_size, "hidden_size")
@@ -126,10 +121,10 @@ class RNNBase(Module):
         self.batch_first = bool(batch_first)
         self.dropout = _check_dropout(dropout)
         self.bidirectional = bool(bidirectional)
-        self.proj_size = _check_proj_size(proj_size, self.hidden_size)
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
-        self.nonlinearity = nonlinearity
+        # The kind's own options (LSTM proj_size, RNN nonlinearity), also attributes of the layer.
+        self.options = self.cell.check_options(self.hidden_size, options)
+        for name, value in self.options.items():
+            setattr(self, name, value)
         self.seed = seed
         if self.dropout > 0 and self.num_layers == 1:
             warnings.warn(f"dropout={self.dropout} applies between stacked layers: with num_layers=1 it has no "
@@ -145,6 +140,11 @@ class RNNBase(Module):
         for name, shape in self.parameter_shapes(self.config()).items():
             self._add_parameter(name, init.uniform(-bound, bound, size=shape))
 
+    @property
+    def mode(self) -> str:
+        """The kind's name, as torch.nn's ``mode``: 'LSTM', 'GRU' or 'RNN'."""
+        return self.cell.name
+
     @classmethod
     def parameter_shapes(cls, config: dict) -> dict[str, tuple]:
         """{name: shape} of the parameters of a layer built from ``config`` (the constructor's
@@ -152,31 +152,24 @@ class RNNBase(Module):
         H = check_positive_int(config["hidden_size"], "hidden_size")
         I = check_positive_int(config["input_size"], "input_size")
         num_layers = check_positive_int(config.get("num_layers", 1), "num_layers")
-        P = _check_proj_size(config.get("proj_size", 0), H)
+        options = cls.cell.check_options(H, {option.name: config[option.name] for option in cls.cell.options
+                                             if option.name in config})
         D = 2 if config.get("bidirectional", False) else 1
-        G, H_out = cls.gates * H, P or H
+        H_out = cls.cell.output_size(H, options)
         shapes = {}
         for k in range(num_layers):
             layer_input = I if k == 0 else D * H_out
             for suffix in [f"_l{k}", f"_l{k}_reverse"][:D]:
-                shapes.update({f"weight_ih{suffix}": (G, layer_input), f"weight_hh{suffix}": (G, H_out)})
-                if config.get("bias", True):
-                    shapes.update({f"bias_ih{suffix}": (G,), f"bias_hh{suffix}": (G,)})
-                if P:
-                    shapes[f"weight_hr{suffix}"] = (P, H)
+                for name, shape in cls.cell.weight_shapes(layer_input, H, config.get("bias", True), options).items():
+                    shapes[name + suffix] = shape
         return shapes
 
     def config(self) -> dict:
         """The constructor's arguments (JSON-able): enough to build the same layer again."""
-        config = dict(input_size=self.input_size, hidden_size=self.hidden_size, num_layers=self.num_layers,
-                      bias=self.bias, batch_first=self.batch_first, dropout=self.dropout,
-                      bidirectional=self.bidirectional, dtype=self.dtype.name,
-                      seed=self.seed if isinstance(self.seed, int) else None)
-        if self.mode == "LSTM":
-            config["proj_size"] = self.proj_size
-        if self.mode == "RNN":
-            config["nonlinearity"] = self.nonlinearity
-        return config
+        return dict(input_size=self.input_size, hidden_size=self.hidden_size, num_layers=self.num_layers,
+                    bias=self.bias, batch_first=self.batch_first, dropout=self.dropout,
+                    bidirectional=self.bidirectional, dtype=self.dtype.name,
+                    seed=self.seed if isinstance(self.seed, int) else None, **self.options)
 
     def rng_state(self) -> dict:
         """The state of the generator the dropout masks come from (JSON-able)."""
@@ -193,23 +186,29 @@ class RNNBase(Module):
     @property
     def output_size(self) -> int:
         """Size of h and of each direction's output: proj_size when projecting, else hidden_size."""
-        return self.proj_size or self.hidden_size
+        return self.cell.output_size(self.hidden_size, self.options)
 
     def to_torch(self):
-        """The equal torch.nn.LSTM / GRU / RNN module (needs torch; see lstm_ext.interop)."""
-        from .interop import to_torch
+        """The equal torch.nn.LSTM / GRU / RNN module: same arguments, weights, dtype and mode
+        (needs torch, imported here only)."""
+        import torch
 
-        return to_torch(self)
+        torch_class = getattr(torch.nn, self.cell.name)
+        module = torch_class(self.input_size, self.hidden_size, num_layers=self.num_layers, bias=self.bias,
+                             batch_first=self.batch_first, dropout=self.dropout, bidirectional=self.bidirectional,
+                             dtype=torch.float64 if self.dtype == np.float64 else torch.float32, **self.options)
+        module.load_state_dict({name: torch.tensor(value) for name, value in self.state_dict().items()})
+        return module.train(self.training)
 
     def _suffixes(self, k):
         return [f"_l{k}", f"_l{k}_reverse"][: self.num_directions]
 
     def __repr__(self):
         args = [str(self.input_size), str(self.hidden_size)]
-        defaults = dict(num_layers=1, bias=True, batch_first=False, dropout=0.0, bidirectional=False, proj_size=0,
-                        nonlinearity="tanh")
+        defaults = dict(num_layers=1, bias=True, batch_first=False, dropout=0.0, bidirectional=False,
+                        **{option.name: option.default for option in self.cell.options})
         for name, default in defaults.items():
-            if hasattr(self, name) and getattr(self, name) != default:
+            if getattr(self, name) != default:
                 args.append(f"{name}={getattr(self, name)!r}")
         args.append(f"dtype={self.dtype.name}")
         return f"{type(self).__name__}({', '.join(args)})"
@@ -220,36 +219,34 @@ class RNNBase(Module):
         """(B, T, ·) -> (T, B, ·) with batch_first; a view, no copy."""
         return array.swapaxes(0, 1) if self.batch_first else array
 
-    def _state_shapes(self, B):
-        """[(part name, shape)] of the state: (h,) or (h, c), each (num_layers * D, B, ·)."""
+    def state_shapes(self, B: int) -> list:
+        """[(part name, shape)] of the state for a batch of B: one per part of the cell's state
+        ((h,) or (h, c)), each (num_layers * D, B, ·)."""
         rows = self.num_layers * self.num_directions
-        shapes = [("h", (rows, B, self.output_size))]
-        if self.mode == "LSTM":
-            shapes.append(("c", (rows, B, self.hidden_size)))
-        return shapes
+        return [(part, (rows, B, size)) for part, size in self.cell.state_sizes(self.hidden_size, self.options).items()]
 
     def _state_legend(self, part):
-        size = "proj_size" if part == "h" and self.proj_size else "H"
+        size = "proj_size" if part == "h" and self.output_size != self.hidden_size else "H"
         return f"(num_layers * num_directions, B, {size})"
 
     def _read_state(self, state, name: str, B: int, allow_none: bool):
         """The state argument -> a list of arrays (or None) in the layer's dtype, one per part."""
-        shapes = self._state_shapes(B)
+        shapes = self.state_shapes(B)
         if state is None:
             return [None] * len(shapes)
-        if self.mode == "LSTM":
-            if not isinstance(state, (tuple, list)) or len(state) != 2:
+        if len(shapes) > 1:
+            if not isinstance(state, (tuple, list)) or len(state) != len(shapes):
                 got = (f"{type(state).__name__} of length {len(state)}" if isinstance(state, (tuple, list))
                        else type(state).__name__)
-                (_, h_shape), (_, c_shape) = shapes
-                raise TypeError(f"{name}: expected a tuple (h, c) of two arrays, h of shape {self._state_legend('h')} "
-                                f"= {h_shape} and c of shape {self._state_legend('c')} = {c_shape}, or None; got {got}")
+                parts = " and ".join(f"{part} of shape {self._state_legend(part)} = {shape}" for part, shape in shapes)
+                raise TypeError(f"{name}: expected a tuple ({', '.join(p for p, _ in shapes)}) of {_WORDS.get(len(shapes), len(shapes))} arrays, "
+                                f"{parts}, or None; got {got}")
             parts = [(f"{name}[{k}] ({part})", part, shape, value)
                      for k, ((part, shape), value) in enumerate(zip(shapes, state))]
         else:
             if isinstance(state, (tuple, list)):
                 raise TypeError(f"{name}: expected one array h of shape (num_layers * num_directions, B, H) = "
-                                f"{shapes[0][1]}, or None; got {type(state).__name__} ({self.mode} has no cell "
+                                f"{shapes[0][1]}, or None; got {type(state).__name__} ({self.cell.name} has no cell "
                                 "state)")
             parts = [(name, "h", shapes[0][1], state)]
         out = []
@@ -263,62 +260,45 @@ class RNNBase(Module):
         return out
 
     def _pack_state(self, parts):
-        return tuple(parts) if self.mode == "LSTM" else parts[0]
+        """A list with one array per part -> the state as users see it: a tuple (h, c), or h alone."""
+        return tuple(parts) if len(parts) > 1 else parts[0]
 
     # -- one layer (both its directions), over the compiled core -----------------------------------
 
-    def _layer_parameters(self, k, name, source=None):
-        """Parameter ``name`` of layer k: its array for one direction, the pair (forward, reverse)
-        for two (the core's bidirectional call); None when the layer has no such parameter."""
+    def _layer_weights(self, k, source=None) -> dict:
+        """{base name: weight} of layer k: its array for one direction, the pair (forward, reverse)
+        for two (the core's bidirectional call). `source` defaults to the parameters."""
         source = self._parameters if source is None else source
-        values = [source.get(name + suffix) for suffix in self._suffixes(k)]
-        if values[0] is None:
-            return None
-        return values[0] if len(values) == 1 else tuple(values)
+        weights = {}
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr"):
+            values = [source.get(name + suffix) for suffix in self._suffixes(k)]
+            if values[0] is not None:
+                weights[name] = values[0] if len(values) == 1 else tuple(values)
+        return weights
 
-    def _forward_layer(self, x, k, h0, c0, lengths):
-        """-> (y (T, B, D * H_out), h_n, c_n or None, workspace or None) of layer k, both directions
-        in one core call; states (B, ·) for one direction, (2, B, ·) for two."""
-        weight = lambda name: self._layer_parameters(k, name)  # noqa: E731
-        common = dict(lengths=lengths, training=self.training, bidirectional=self.bidirectional)
-        if self.mode == "LSTM":
-            return tuple(F.lstm_forward(x, weight("weight_ih"), weight("weight_hh"), weight("bias_ih"),
-                                        weight("bias_hh"), h0, c0, w_hr=weight("weight_hr"), **common))
-        if self.mode == "GRU":
-            y, h_n, ws = F.gru_forward(x, weight("weight_ih"), weight("weight_hh"), weight("bias_ih"),
-                                       weight("bias_hh"), h0, **common)
-        else:
-            y, h_n, ws = F.rnn_forward(x, weight("weight_ih"), weight("weight_hh"), weight("bias_ih"),
-                                       weight("bias_hh"), h0, nonlinearity=self.nonlinearity, **common)
-        return y, h_n, None, ws
+    def _forward_layer(self, x, k, state0, lengths):
+        """-> (y (T, B, D * H_out), state_n (a list, one array per part), workspace or None) of
+        layer k, both directions in one core call; states (B, ·) for one direction, (2, B, ·) for two."""
+        return self.cell.forward(x, self._layer_weights(k), state0, self.options, lengths=lengths,
+                                 training=self.training, bidirectional=self.bidirectional)
 
-    def _backward_layer(self, dy, dh_n, dc_n, saved, lengths):
-        """-> (dx, dh0, dc0 or None, {parameter name: gradient}) of one layer, both directions in
-        one core call (dy (T, B, D * H_out), states as in _forward_layer)."""
+    def _backward_layer(self, dy, dstate_n, saved, lengths):
+        """-> (dx, dstate0 (a list, one per part), {parameter name: gradient}) of one layer, both
+        directions in one core call (dy (T, B, D * H_out), states as in _forward_layer)."""
         x, ws, weights, k = saved
-        weight = lambda name: self._layer_parameters(k, name, weights)  # noqa: E731
-        common = dict(lengths=lengths, bias=self.bias, bidirectional=self.bidirectional)
-        if self.mode == "LSTM":
-            g = F.lstm_backward(dy, dh_n, dc_n, x, weight("weight_ih"), weight("weight_hh"), ws,
-                                w_hr=weight("weight_hr"), **common)
-            dc0 = g.dc0
-        elif self.mode == "GRU":
-            g = F.gru_backward(dy, dh_n, x, weight("weight_ih"), weight("weight_hh"), ws, **common)
-            dc0 = None
-        else:
-            g = F.rnn_backward(dy, dh_n, x, weight("weight_ih"), weight("weight_hh"), ws,
-                               nonlinearity=self.nonlinearity, **common)
-            dc0 = None
-        named = {"weight_ih": g.dw_ih, "weight_hh": g.dw_hh}
-        if self.bias:
-            named.update({"bias_ih": g.db_ih, "bias_hh": g.db_hh})
-        if self.proj_size:
-            named["weight_hr"] = g.dw_hr
+        dx, dstate0, named = self.cell.backward(dy, dstate_n, x, self._layer_weights(k, weights), ws, self.options,
+                                                lengths=lengths, bias=self.bias, bidirectional=self.bidirectional)
         grads = {}
         for direction, suffix in enumerate(self._suffixes(k)):  # a leading axis of 2 for two directions
             for name, grad in named.items():
                 grads[name + suffix] = grad[direction] if self.bidirectional else grad
-        return g.dx, g.dh0, dc0, grads
+        return dx, dstate0, grads
+
+    def _layer_rows(self, parts, k):
+        """Layer k's rows of a state given as a list of parts (None or (num_layers * D, B, ·) each):
+        (B, ·) for one direction, (D, B, ·) for two."""
+        D = self.num_directions
+        return [None if part is None else (part[k] if D == 1 else part[k * D:(k + 1) * D]) for part in parts]
 
     # -- forward and backward ---------------------------------------------------------------------
 
@@ -349,17 +329,14 @@ class RNNBase(Module):
         # No copy of the input is kept for backward: the core's workspace holds what backward needs
         # of it, so changing x after the forward does not change the gradients.
         layer_input = np.ascontiguousarray(x_tm)
-        h0, c0 = state0[0], state0[1] if self.mode == "LSTM" else None
         D = self.num_directions
-        rows = (lambda state, k: None if state is None else state[k]) if D == 1 else \
-            (lambda state, k: None if state is None else state[k * D:(k + 1) * D])  # layer k's (D, B, ·)
-        saved, masks, h_n, c_n = [], [], [], []
+        saved, masks = [], []
+        state_n = [[] for _ in state0]  # per part, the (B, ·) rows of every layer and direction
         for k in range(self.num_layers):
             # Both directions in one core call: y (T, B, D * H_out), the directions side by side.
-            layer_output, h_last, c_last, ws = self._forward_layer(layer_input, k, rows(h0, k), rows(c0, k), lengths)
-            h_n.extend(h_last.reshape(D, B, -1))
-            if c_last is not None:
-                c_n.extend(c_last.reshape(D, B, -1))
+            layer_output, layer_state, ws = self._forward_layer(layer_input, k, self._layer_rows(state0, k), lengths)
+            for rows, part in zip(state_n, layer_state):
+                rows.extend(part.reshape(D, B, -1))
             if self.training:
                 # The weights as they were: an update between forward and backward must not leak in.
                 weights = {name + suffix: self._weights_at_forward(name + suffix)
@@ -379,8 +356,7 @@ class RNNBase(Module):
             layer_input = layer_output
         if self.training:
             self._saved = (saved, masks, lengths, T, B)
-        state_n = [np.stack(h_n)] + ([np.stack(c_n)] if self.mode == "LSTM" else [])
-        return self._time_major(layer_input), self._pack_state(state_n)
+        return self._time_major(layer_input), self._pack_state([np.stack(rows) for rows in state_n])
 
     def _weights_at_forward(self, name: str) -> np.ndarray:
         """A copy of parameter `name` for backward, in a buffer the layer keeps from one forward to the
@@ -414,15 +390,12 @@ class RNNBase(Module):
             check_shape(dy_array, "dy", y_shape, "of y " + ("(B, T, H)" if self.batch_first else "(T, B, H)"))
             d_output = self._time_major(dy_array)
         dstate_n = self._read_state(dstate, "dstate", B, allow_none=True)
-        dh_n, dc_n = dstate_n[0], dstate_n[1] if self.mode == "LSTM" else None
 
         # From here on the forward's workspaces are this call's: each is dropped as soon as its layer
         # is done, so that its memory serves the layers below.
         self._saved = None
         D = self.num_directions
-        rows = (lambda state, k: None if state is None else state[k]) if D == 1 else \
-            (lambda state, k: None if state is None else state[k * D:(k + 1) * D])  # layer k's (D, B, ·)
-        dh0, dc0 = [None] * self.num_layers, [None] * self.num_layers
+        dstate0 = [[None] * self.num_layers for _ in dstate_n]  # per part, per layer: (D, B, ·) or (B, ·)
         for k in reversed(range(self.num_layers)):
             if masks[k] is not None:
                 d_output = d_output * masks[k]
@@ -430,14 +403,15 @@ class RNNBase(Module):
                 d_output = np.ascontiguousarray(d_output)
             # Both directions in one core call: it reads each direction's columns of dy and returns
             # dx with both directions' parts added.
-            d_output, dh0[k], dc0[k], layer_grads = self._backward_layer(
-                d_output, rows(dh_n, k), rows(dc_n, k), saved[k], lengths)
+            d_output, layer_dstate0, layer_grads = self._backward_layer(
+                d_output, self._layer_rows(dstate_n, k), saved[k], lengths)
             saved[k] = None
+            for per_layer, part in zip(dstate0, layer_dstate0):
+                per_layer[k] = part
             for name, grad in layer_grads.items():
                 self.grads[name] += grad
         stack = lambda parts: np.concatenate([p.reshape(D, B, -1) for p in parts])  # noqa: E731
-        dstate0 = [stack(dh0)] + ([stack(dc0)] if self.mode == "LSTM" else [])
-        return self._time_major(d_output), self._pack_state(dstate0)
+        return self._time_major(d_output), self._pack_state([stack(per_layer) for per_layer in dstate0])
 
 
 class LSTM(RNNBase):
@@ -452,19 +426,17 @@ class LSTM(RNNBase):
     proj_size or hidden_size.
     """
 
-    mode, gates = "LSTM", 4
+    cell = cells.LSTM
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, proj_size=0, dtype=np.float32, seed=None):
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         proj_size, "tanh", dtype, seed)
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
+                         proj_size=proj_size)
 
     def stream(self, batch_size: int = 1, state=None):
         """A :class:`lstm_ext.stream.Stream` of this layer's current weights: ``step(x_t)`` with
         x_t (batch_size, input_size) returns h_t (batch_size, hidden_size) of the last layer and
         keeps (h, c), each (num_layers, batch_size, hidden_size), for the next step."""
-        from .stream import Stream
-
         return Stream(self, batch_size, state)
 
 
@@ -476,12 +448,11 @@ class GRU(RNNBase):
     array h (num_layers * D, B, H).
     """
 
-    mode, gates = "GRU", 3
+    cell = cells.GRU
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, dtype=np.float32, seed=None):
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, 0,
-                         "tanh", dtype, seed)
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed)
 
 
 class RNN(RNNBase):
@@ -490,9 +461,9 @@ class RNN(RNNBase):
     Arguments as GRU's plus ``nonlinearity='tanh' | 'relu'``; weights (H, ·), biases (H,).
     """
 
-    mode, gates = "RNN", 1
+    cell = cells.RNN
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype=np.float32, seed=None):
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, 0,
-                         nonlinearity, dtype, seed)
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
+                         nonlinearity=nonlinearity)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ._checks import as_real_array
 
-__all__ = ["mse_loss", "cross_entropy"]
+__all__ = ["mse_loss", "cross_entropy", "LOSSES"]
 
 _REDUCTIONS = ("mean", "sum")
 
@@ -117,3 +117,6 @@ def cross_entropy(logits, target, mask=None, ignore_index=None, reduction="mean"
         return total, grad
     scale = 1.0 / max(float(np.sum(weights)), 1.0)
     return total * scale, grad * z.dtype.type(scale)
+
+
+LOSSES = {"mse": mse_loss, "cross_entropy": cross_entropy}  # by the name compile() takes

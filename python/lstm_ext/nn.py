@@ -17,9 +17,9 @@ import math
 import numpy as np
 
 from ._checks import as_real_array, check_positive_int, check_shape, read_lengths
-from .layers import Module
+from .layers import GRU, LSTM, RNN, Module
 
-__all__ = ["Linear", "Embedding", "LastStep", "Tanh", "ReLU", "Sigmoid"]
+__all__ = ["Linear", "Embedding", "LastStep", "Tanh", "ReLU", "Sigmoid", "LAYER_TYPES"]
 
 
 def _keep(array, source):
@@ -231,3 +231,7 @@ class Sigmoid(_Activation):
 
     def _slope(self, y):
         return y * (1 - y)
+
+
+# The layer types a Sequential holds and a checkpoint rebuilds, by class name.
+LAYER_TYPES = {cls.__name__: cls for cls in (LSTM, GRU, RNN, Linear, Embedding, LastStep, Tanh, ReLU, Sigmoid)}

@@ -28,7 +28,7 @@ import numpy as np
 
 from ._checks import as_real_array
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm", "OPTIMIZERS"]
 
 
 def _check_number(value, name, low=0.0, high=None, low_open=False):
@@ -219,3 +219,6 @@ def clip_grad_norm(grads, max_norm: float) -> float:
         for a in arrays:
             a *= a.dtype.type(scale)
     return total
+
+
+OPTIMIZERS = {cls.__name__: cls for cls in (SGD, Adam, AdamW)}  # by the name a checkpoint stores

@@ -30,7 +30,9 @@ RNN: w_ih (H, I), w_hh (H, H), b_ih and b_hh (H,)::
 The single-layer functions run every sequence of the batch for all T steps. ``stack_forward``
 and ``stack_backward`` build PyTorch's multi-layer, bidirectional, variable-length network from
 them the textbook way: each sequence on its own, cut to its length, and the reverse direction
-as the forward cell run over the time-reversed sequence.
+as the forward cell run over the time-reversed sequence. They take the kind's description
+(``lstm_ext.cells``, passed in: this module imports NumPy only) for its single-layer functions and
+the parts of its state.
 """
 
 from __future__ import annotations
@@ -307,89 +309,82 @@ def rnn_backward(dy, dh_n, cache):
 # =============================================================================================
 # PyTorch's multi-layer network, the textbook way
 
-_GRAD_OF = {"w_ih": "weight_ih", "w_hh": "weight_hh", "b_ih": "bias_ih", "b_hh": "bias_hh", "w_hr": "weight_hr"}
+_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")  # PyTorch's base names
+_SHORT = {"weight_ih": "w_ih", "weight_hh": "w_hh", "bias_ih": "b_ih", "bias_hh": "b_hh", "weight_hr": "w_hr"}
 
 
-def _layer_params(params, k, direction):
-    """{'w_ih': ..., ...} of layer k and direction (0 forward, 1 reverse) from PyTorch's names."""
+def _layer_weights(params, k, direction):
+    """{base name: array} of layer k and direction (0 forward, 1 reverse) from PyTorch's names."""
     suffix = f"_l{k}" + ("_reverse" if direction else "")
-    return {short: params.get(long + suffix) for short, long in _GRAD_OF.items()}
+    return {name: params[name + suffix] for name in _WEIGHTS if params.get(name + suffix) is not None}
 
 
-def _run_one(mode, x, p, h0, c0, nonlinearity):
-    """One layer, one direction, one group of sequences: (y, h_n, c_n or None, cache)."""
-    if mode == "LSTM":
-        return lstm_forward(x, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], h0, c0, p["w_hr"])
-    if mode == "GRU":
-        y, h_n, cache = gru_forward(x, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], h0)
-    else:
-        y, h_n, cache = rnn_forward(x, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], h0, nonlinearity)
-    return y, h_n, None, cache
-
-
-def _back_one(mode, dy, dh_n, dc_n, cache):
-    if mode == "LSTM":
-        return lstm_backward(dy, dh_n, dc_n, cache)
-    return (gru_backward if mode == "GRU" else rnn_backward)(dy, dh_n, cache)
-
-
-def stack_forward(mode, x, params, num_layers=1, bidirectional=False, lengths=None, h0=None, c0=None,
-                  dropout_masks=None, nonlinearity="tanh"):
+def stack_forward(cell, x, params, num_layers=1, bidirectional=False, lengths=None, state0=None,
+                  dropout_masks=None, options=None):
     """PyTorch's torch.nn.LSTM / GRU / RNN forward, from the single-layer functions above.
 
-    mode 'LSTM', 'GRU' or 'RNN'; x (T, B, I); params PyTorch's state dict as NumPy arrays;
-    lengths (B,) or None; h0 (L*D, B, H_out) and c0 (L*D, B, H) or None; dropout_masks a list of
-    L − 1 arrays (T, B, D*H_out) multiplying the outputs of every layer but the last (already
-    scaled by 1 / (1 − p)), or None. Returns (y (T, B, D*H_out), h_n, c_n or None, cache).
+    cell: the kind's description (``lstm_ext.cells.LSTM``, ``GRU`` or ``RNN``, or ``layer.cell``),
+    which names its single-layer reference functions and the parts of its state; options: the
+    kind's own options (``layer.options``: proj_size, nonlinearity). x (T, B, I); params PyTorch's
+    state dict as NumPy arrays; lengths (B,) or None; state0 None or a list with one array or None
+    per part of the state (h0 (L*D, B, H_out), and c0 (L*D, B, H) for the LSTM); dropout_masks a
+    list of L − 1 arrays (T, B, D*H_out) multiplying the outputs of every layer but the last
+    (already scaled by 1 / (1 − p)), or None. Returns (y (T, B, D*H_out), state_n (a list, one
+    (L*D, B, ·) array per part), cache).
 
     Each sequence b runs on its own over its first lengths[b] steps; the reverse direction runs
     the same cell over those steps reversed. Outputs past a sequence's length are zero.
     """
     T, B, _ = x.shape
     D = 2 if bidirectional else 1
+    options = {} if options is None else options
+    parts = len(cell.state)
+    state0 = [None] * parts if state0 is None else list(state0)
     lengths = np.full(B, T) if lengths is None else np.asarray(lengths)
-    layer_input, h_n, c_n, caches = x, [], [], []
+    layer_input, state_n, caches = x, [[] for _ in range(parts)], []
     for k in range(num_layers):
         outputs = []
         for direction in range(D):
-            p = _layer_params(params, k, direction)
+            w = _layer_weights(params, k, direction)
             state_row = k * D + direction
-            H_out = p["w_hh"].shape[1]
+            H_out = w["weight_hh"].shape[1]
             y = np.zeros((T, B, H_out), dtype=x.dtype)
-            h_last, c_last, per_sequence = [], [], []
+            last, per_sequence = [[] for _ in range(parts)], []
             for b in range(B):
                 steps = slice(None, lengths[b])
                 x_b = layer_input[steps, b:b + 1]
                 if direction:
                     x_b = x_b[::-1]
-                h0_b = None if h0 is None else h0[state_row, b:b + 1]
-                c0_b = None if c0 is None else c0[state_row, b:b + 1]
-                y_b, h_b, c_b, cache = _run_one(mode, x_b, p, h0_b, c0_b, nonlinearity)
+                state0_b = [None if s is None else s[state_row, b:b + 1] for s in state0]
+                y_b, state_b, cache = cell.reference_forward(x_b, w, state0_b, options)
                 y[steps, b] = (y_b[::-1] if direction else y_b)[:, 0]
-                h_last.append(h_b[0])
-                c_last.append(None if c_b is None else c_b[0])
+                for rows, s in zip(last, state_b):
+                    rows.append(s[0])
                 per_sequence.append(cache)
             outputs.append(y)
-            h_n.append(np.stack(h_last))
-            if mode == "LSTM":
-                c_n.append(np.stack(c_last))
+            for rows, sequences in zip(state_n, last):
+                rows.append(np.stack(sequences))
             caches.append(per_sequence)
         layer_output = np.concatenate(outputs, axis=2)
         if dropout_masks is not None and k < num_layers - 1:
             layer_output = layer_output * dropout_masks[k]
         layer_input = layer_output
-    cache = {"mode": mode, "num_layers": num_layers, "D": D, "lengths": lengths, "caches": caches,
+    cache = {"cell": cell, "num_layers": num_layers, "D": D, "lengths": lengths, "caches": caches,
              "dropout_masks": dropout_masks, "x": x}
-    return layer_input, np.stack(h_n), (np.stack(c_n) if mode == "LSTM" else None), cache
+    return layer_input, [np.stack(rows) for rows in state_n], cache
 
 
-def stack_backward(dy, dh_n, dc_n, cache):
-    """Backward of stack_forward: dy (T, B, D*H_out), dh_n (L*D, B, H_out), dc_n (L*D, B, H),
-    each None for zeros. Returns {'dx', 'dh0', 'dc0' (LSTM), and 'd' + each PyTorch parameter name}."""
-    mode, L, D, lengths = cache["mode"], cache["num_layers"], cache["D"], cache["lengths"]
+def stack_backward(dy, dstate_n, cache):
+    """Backward of stack_forward: dy (T, B, D*H_out) and dstate_n (None, or a list with one array
+    or None per part of the state: dh_n (L*D, B, H_out), dc_n (L*D, B, H)), None for zeros.
+    Returns {'dx', 'dstate0' (a list, one (L*D, B, ·) array per part), and 'd' + each PyTorch
+    parameter name}."""
+    cell, L, D, lengths = cache["cell"], cache["num_layers"], cache["D"], cache["lengths"]
     x, masks = cache["x"], cache["dropout_masks"]
+    parts = len(cell.state)
+    dstate_n = [None] * parts if dstate_n is None else list(dstate_n)
     T, B, _ = x.shape
-    grads, dh0, dc0 = {}, {}, {}
+    grads, dstate0 = {}, [{} for _ in range(parts)]
     d_output = dy
     for k in reversed(range(L)):
         if masks is not None and k < L - 1:
@@ -400,31 +395,25 @@ def stack_backward(dy, dh_n, dc_n, cache):
             per_sequence = cache["caches"][state_row]
             H_out = per_sequence[0]["w_hh"].shape[1]
             dy_dir = None if d_output is None else d_output[:, :, direction * H_out:(direction + 1) * H_out]
-            dh_rows, dc_rows = [], []
+            first = [[] for _ in range(parts)]
             for b in range(B):
                 steps = slice(None, lengths[b])
                 dy_b = None if dy_dir is None else dy_dir[steps, b:b + 1]
                 if direction and dy_b is not None:
                     dy_b = dy_b[::-1]
-                dh_b = None if dh_n is None else dh_n[state_row, b:b + 1]
-                dc_b = None if dc_n is None or mode != "LSTM" else dc_n[state_row, b:b + 1]
-                g = _back_one(mode, dy_b, dh_b, dc_b, per_sequence[b])
+                dstate_b = [None if d is None else d[state_row, b:b + 1] for d in dstate_n]
+                g = cell.reference_backward(dy_b, dstate_b, per_sequence[b])
                 if d_input is None:
                     d_input = np.zeros((T, B, g["dx"].shape[2]), dtype=x.dtype)
                 d_input[steps, b] += (g["dx"][::-1] if direction else g["dx"])[:, 0]
-                dh_rows.append(g["dh0"][0])
-                if mode == "LSTM":
-                    dc_rows.append(g["dc0"][0])
+                for rows, part in zip(first, cell.state):
+                    rows.append(g["d" + part + "0"][0])
                 suffix = f"_l{k}" + ("_reverse" if direction else "")
-                for short, long in _GRAD_OF.items():
+                for name, short in _SHORT.items():
                     if g.get("d" + short) is not None:
-                        name = "d" + long + suffix
-                        grads[name] = grads.get(name, 0.0) + g["d" + short]
-            dh0[state_row] = np.stack(dh_rows)
-            if mode == "LSTM":
-                dc0[state_row] = np.stack(dc_rows)
+                        grads["d" + name + suffix] = grads.get("d" + name + suffix, 0.0) + g["d" + short]
+            for per_row, rows in zip(dstate0, first):
+                per_row[state_row] = np.stack(rows)
         d_output = d_input
-    out = {"dx": d_output, "dh0": np.stack([dh0[r] for r in range(L * D)]), **grads}
-    if mode == "LSTM":
-        out["dc0"] = np.stack([dc0[r] for r in range(L * D)])
-    return out
+    return {"dx": d_output, "dstate0": [np.stack([per_row[r] for r in range(L * D)]) for per_row in dstate0],
+            **grads}

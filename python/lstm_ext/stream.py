@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _core
+from . import _core, cells
 
 __all__ = ["Stream"]
 
@@ -23,9 +23,7 @@ class Stream:
     """
 
     def __init__(self, layer, batch_size: int = 1, state=None):
-        from .layers import LSTM
-
-        if not isinstance(layer, LSTM):
+        if getattr(layer, "cell", None) is not cells.LSTM:
             raise TypeError(f"Stream: expected an lstm_ext.LSTM, got {type(layer).__name__}")
         if layer.bidirectional or layer.proj_size:
             raise ValueError("Stream: a stream runs one direction without projection; got "

@@ -25,73 +25,17 @@ import platform
 import statistics
 import subprocess
 import sys
-import textwrap
 import time
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
-from . import _core, reference
-from ._io import write_text_atomic
-from .layers import GRU, LSTM, RNN
+from lstm_ext import _core, cells
+from lstm_ext._io import write_text_atomic
+
+from .measure import BLOCK, GAP_SECONDS, Config, load_torch, measure, paired_ratio, runners, time_call
 
 __all__ = ["Config", "CONFIGS", "main", "run"]
-
-# The timing protocol (measure): the libraries take turns by rounds, each round one block per
-# library: a call that is not timed, then _BLOCK timed calls with a pause of _GAP_SECONDS after
-# each. The pause is the time between a user's calls; the untimed call absorbs the other
-# library's idle threads, still spinning after its block. Those spin long: torch's libgomp
-# OpenMP threads about 10 ms after a call (measured on a 2-CPU AMD EPYC VM from their run time,
-# /proc/<tid>/schedstat: 9.7-10.8 ms of CPU in the 8 ms after a call, none after 12 ms), and
-# once asleep they take about 10 ms to wake there (torch at T = 1, B = 1, H = 64: 0.7 ms per call
-# 10 ms apart, 9.8 ms 30 ms apart). Alternating call by call, a pause short enough for one meets
-# the other's spinning threads, one long enough makes torch pay their wake-up at every call.
-# Within a block each library meets its own threads' state. (A quarter of lstm_ext's calls at
-# (50, 1, 128) that followed torch's once took 17-27 ms instead of 0.9 ms: that was its caller
-# sitting on its pinned worker's CPU, fixed in the core, parallel.cpp CallerOffWorkers.)
-_GAP_SECONDS = 0.010
-_BLOCK = 3  # timed calls per block
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    """One row of the benchmark."""
-
-    kind: str                 # "inference", "training" or "streaming"
-    T: int
-    B: int
-    H: int                    # hidden size
-    dtype: str = "float32"
-    cell: str = "LSTM"        # "LSTM", "GRU" or "RNN"
-    num_layers: int = 1
-    bidirectional: bool = False
-    proj_size: int = 0
-    I: int = 0                # input size; 0: the hidden size
-
-    @property
-    def input_size(self) -> int:
-        return self.I or self.H
-
-    @property
-    def label(self) -> str:
-        extra = [] if self.dtype == "float32" else [self.dtype]
-        if self.cell != "LSTM":
-            extra.append(self.cell)
-        if self.I:
-            extra.append(f"input {self.I}")
-        if self.proj_size:
-            extra.append(f"proj {self.proj_size}")
-        if self.num_layers > 1 or self.bidirectional:
-            extra.append(f"{self.num_layers} layers" + (" bidirectional" if self.bidirectional else ""))
-        if self.kind == "streaming":
-            extra.append("stream step")
-        suffix = f" ({', '.join(extra)})" if extra else ""
-        return f"{self.kind} ({self.T}, {self.B}, {self.H}){suffix}"
-
-    @property
-    def gates(self) -> int:
-        return {"LSTM": 4, "GRU": 3, "RNN": 1}[self.cell]
-
 
 # DeepBench's RNN set scaled to 2 cores, input size = hidden size, float32, one layer; then the
 # other paths the library has.
@@ -193,14 +137,6 @@ def _caches() -> str:
     return ", ".join(f"{level} {size}" for level, size in sorted(sizes.items()))
 
 
-def _torch():
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch
-
-
 def gemm_peak(dtype: str, threads: int, torch=None) -> float:
     """FLOP/s of the best square matrix product on this machine at `threads` threads: torch's
     (MKL) when installed, NumPy's otherwise (its BLAS uses its own thread count)."""
@@ -241,200 +177,12 @@ def machine_info(threads: int, torch=None) -> dict:
 
 
 def _core_version() -> str:
-    from . import __version__
+    from lstm_ext import __version__
 
     return __version__
 
 
-# -- the runners ---------------------------------------------------------------------------------
-
-def _inputs(cfg: Config, width: int, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((cfg.T, cfg.B, cfg.input_size)).astype(cfg.dtype)
-    dy = rng.standard_normal((cfg.T, cfg.B, width)).astype(cfg.dtype)
-    return x, dy
-
-
-def _layer(cfg: Config):
-    kwargs = dict(num_layers=cfg.num_layers, bidirectional=cfg.bidirectional, dtype=np.dtype(cfg.dtype), seed=0)
-    if cfg.cell == "LSTM":
-        return LSTM(cfg.input_size, cfg.H, proj_size=cfg.proj_size, **kwargs)
-    return {"GRU": GRU, "RNN": RNN}[cfg.cell](cfg.input_size, cfg.H, **kwargs)
-
-
-def runners(cfg: Config, torch=None) -> dict[str, Callable[[], object]]:
-    """One zero-argument call per library: 'lstm_ext', 'torch' (when installed), 'reference'."""
-    layer = _layer(cfg)
-    width = layer.num_directions * layer.output_size
-    x, dy = _inputs(cfg, width)
-    calls = {}
-
-    if cfg.kind == "streaming":
-        w = layer.state_dict()
-        w_ih, w_hh, b_ih, b_hh = (w[f"{n}_l0"] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-
-        stream = layer.eval().stream(batch_size=cfg.B)
-
-        def ours():
-            stream.reset()
-            for t in range(cfg.T):
-                stream.step(x[t])
-
-        calls["lstm_ext"] = ours
-        if torch is not None:
-            cell = torch.nn.LSTMCell(cfg.H, cfg.H, dtype=getattr(torch, cfg.dtype))
-            cell.load_state_dict({k.replace("_l0", ""): torch.from_numpy(v) for k, v in w.items()})
-            xt = torch.from_numpy(x)
-
-            def theirs():
-                with torch.inference_mode():
-                    state = None
-                    for t in range(cfg.T):
-                        state = cell(xt[t], state)
-
-            calls["torch"] = theirs
-
-        def textbook():
-            h = np.zeros((cfg.B, cfg.H), cfg.dtype)
-            c = np.zeros((cfg.B, cfg.H), cfg.dtype)
-            for t in range(cfg.T):
-                h, c, _ = reference.lstm_cell(x[t], h, c, w_ih, w_hh, b_ih, b_hh)
-
-        calls["reference"] = textbook
-        return calls
-
-    training = cfg.kind == "training"
-    layer.train(training)
-
-    def ours():
-        layer(x)
-        if training:
-            layer.backward(dy)
-
-    calls["lstm_ext"] = ours
-    ours.layer = layer  # for the memory probe
-    if torch is not None:
-        module = layer.to_torch()
-        xt = torch.from_numpy(x.copy()).requires_grad_(training)
-        dyt = torch.from_numpy(dy)
-
-        def theirs():
-            if training:
-                y, _ = module(xt)
-                y.backward(dyt)
-            else:
-                with torch.inference_mode():
-                    module(xt)
-
-        calls["torch"] = theirs
-
-    params = {k: v for k, v in layer.state_dict().items()}
-    simple = cfg.num_layers == 1 and not cfg.bidirectional and not cfg.proj_size
-
-    def textbook():
-        if simple and cfg.cell == "LSTM":
-            p = [params[f"{n}_l0"] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-            *_, cache = reference.lstm_forward(x, *p)
-            if training:
-                reference.lstm_backward(dy, None, None, cache)
-        elif simple and cfg.cell == "GRU":
-            p = [params[f"{n}_l0"] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-            *_, cache = reference.gru_forward(x, *p)
-            if training:
-                reference.gru_backward(dy, None, cache)
-        else:
-            *_, cache = reference.stack_forward(cfg.cell, x, params, cfg.num_layers, cfg.bidirectional)
-            if training:
-                reference.stack_backward(dy, None, None, cache)
-
-    calls["reference"] = textbook
-    return calls
-
-
-def _time(call: Callable[[], object], gap: float = _GAP_SECONDS) -> float:
-    start = time.perf_counter()
-    call()
-    seconds = time.perf_counter() - start
-    if gap:
-        time.sleep(gap)
-    return seconds
-
-
-def measure(timed: dict[str, Callable[[], object]], repeats: int, warmup: int, budget: float = 3.0,
-            max_rounds: int = 101, gap: float = _GAP_SECONDS) -> dict[str, list[float]]:
-    """Seconds per call of each library, {name: [one per round]}.
-
-    A warm-up of `warmup` calls each, then at least `repeats` rounds (more for fast calls, about
-    `budget` seconds of timing, at most `max_rounds`). In each round every library runs one block
-    (the order alternating from round to round): a call that is not timed, then _BLOCK timed
-    calls (one for calls of 50 ms or more) with a pause of `gap` seconds after each; the round's
-    sample is the block's median.
-    """
-    slowest = 0.0  # the slowest library's last warm-up call (its first call may allocate and fault pages)
-    for call in timed.values():
-        for _ in range(warmup):
-            start = time.perf_counter()
-            call()
-            last = time.perf_counter() - start
-        slowest = max(slowest, last if warmup else 0.0)
-    block = _BLOCK if slowest < 0.05 else 1  # (slower calls: a median of several would take long)
-    rounds = repeats
-    if repeats >= 3:
-        per_round = len(timed) * ((block + 1) * slowest + (block + 1) * gap)
-        rounds = max(repeats, min(max_rounds, int(budget / per_round)))
-    samples: dict[str, list[float]] = {name: [] for name in timed}
-    names = list(timed)
-    for r in range(rounds):
-        for name in (names if r % 2 == 0 else names[::-1]):
-            _time(timed[name], gap)  # not counted: the other library's threads may still be spinning
-            samples[name].append(statistics.median(_time(timed[name], gap) for _ in range(block)))
-    return samples
-
-
-def paired_ratio(samples: dict[str, list[float]], other: str = "torch") -> float:
-    """The median over the rounds of the other library's time over lstm_ext's: the two calls of a
-    round share the machine's moment."""
-    return statistics.median(t / o for t, o in zip(samples[other], samples["lstm_ext"]))
-
-
 # -- peak memory of a training step ----------------------------------------------------------------
-
-_RSS_PROBE = textwrap.dedent("""
-    import json, sys
-    import numpy as np
-    from lstm_ext.bench import Config, runners, _torch
-    cfg = Config(**json.loads(sys.argv[1]))
-    library = sys.argv[2]
-    torch = _torch() if library == "torch" else None
-    if torch is not None:
-        torch.set_num_threads(int(sys.argv[3]))
-    call = runners(cfg, torch)[library]
-    call()  # once, so that one-time costs (lazy initialisation, thread stacks) are not counted
-    import ctypes, gc
-    gc.collect()
-    # Hand the freed buffers back to the system, so that the step has to take them again: lstm_ext's
-    # cache of blocks for the next call, then the C library's free lists.
-    # (The weight copies a layer keeps for backward go too: torch's autograd needs none.)
-    import lstm_ext
-    if hasattr(call, "layer"):
-        call.layer._forward_copies.clear()
-    lstm_ext.release_scratch_cache()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-    def status(field):
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith(field))
-
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # resets the peak resident set size
-    before = status("VmRSS:")
-    call()
-    print(json.dumps({"peak_kib": status("VmHWM:") - before}))
-""")
-
 
 def step_peak_memory(cfg: Config, library: str, threads: int) -> Optional[float]:
     """MiB by which a call raises the resident set at its peak, measured in a fresh process
@@ -444,29 +192,14 @@ def step_peak_memory(cfg: Config, library: str, threads: int) -> Optional[float]
     if not os.path.exists("/proc/self/clear_refs"):
         return None
     env = {**os.environ, "LSTM_EXT_NUM_THREADS": str(threads)}
-    out = subprocess.run([sys.executable, "-c", _RSS_PROBE, json.dumps(dataclasses.asdict(cfg)), library,
-                          str(threads)], capture_output=True, text=True, env=env, timeout=600)
+    out = subprocess.run([sys.executable, "-m", "lstm_ext.tools.probes", "memory", json.dumps(dataclasses.asdict(cfg)),
+                          library, str(threads)], capture_output=True, text=True, env=env, timeout=600)
     if out.returncode != 0:
         return None
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_kib"] / 1024.0
 
 
 # -- kernel levels and builds, side by side in alternating processes ----------------------------------
-
-def time_child(argv: list[str]) -> None:
-    """In a child process: lstm_ext's median time per configuration at this process's kernel level,
-    printed as one JSON line {label: seconds}. argv: the configurations (JSON) and calls per
-    configuration."""
-    configs = [Config(**c) for c in json.loads(argv[0])]
-    calls = int(argv[1])
-    times = {}
-    for cfg in configs:
-        call = runners(cfg)["lstm_ext"]
-        for _ in range(2):
-            call()
-        times[cfg.label] = statistics.median(_time(call) for _ in range(calls))
-    print(json.dumps(times))
-
 
 def time_in_processes(variants: dict, configs, rounds: int, calls: int, threads: int, log=print) -> dict:
     """lstm_ext alone, once per variant, in processes that alternate: per round one process per
@@ -481,8 +214,8 @@ def time_in_processes(variants: dict, configs, rounds: int, calls: int, threads:
         for name in (names if r % 2 == 0 else names[::-1]):
             python, extra = variants[name]
             env = {**os.environ, "LSTM_EXT_NUM_THREADS": str(threads), **extra}
-            out = subprocess.run([*python, "-c", "import sys; from lstm_ext import bench; bench.time_child(sys.argv[1:])",
-                                  spec, str(calls)], capture_output=True, text=True, env=env, timeout=3600)
+            out = subprocess.run([*python, "-m", "lstm_ext.tools.probes", "time", spec, str(calls)], capture_output=True,
+                                 text=True, env=env, timeout=3600)
             if out.returncode != 0:
                 raise RuntimeError(f"{name}: the timing process failed: {out.stderr.strip()[-2000:]}")
             samples[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -530,23 +263,6 @@ CONTENTION_SCENARIOS = {
 _BUSY = "while True: pass"
 
 
-def contention_child(argv: list[str]) -> None:
-    """In a child process: training steps of CONTENTION_CONFIG with `library` ('lstm_ext' or
-    'torch') at its default thread count, for `seconds` from the moment the parent says go.
-    Prints 'ready' once warm, waits for a line on stdin, then one JSON line {steps_per_second}."""
-    library, seconds = argv[0], float(argv[1])
-    call = runners(CONTENTION_CONFIG, _torch() if library == "torch" else None)[library]
-    for _ in range(3):
-        call()
-    print("ready", flush=True)
-    sys.stdin.readline()
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        call()
-        steps += 1
-    print(json.dumps({"steps_per_second": steps / (time.perf_counter() - start)}), flush=True)
-
-
 @dataclasses.dataclass
 class ContentionResult:
     scenario: str
@@ -556,8 +272,7 @@ class ContentionResult:
 def _contend(library: str, trainers: int, busy: int, seconds: float, env: dict) -> float:
     """Steps per second of `trainers` processes of `library` together, next to `busy` spinning ones."""
     spinners = [subprocess.Popen([sys.executable, "-c", _BUSY]) for _ in range(busy)]
-    children = [subprocess.Popen([sys.executable, "-c", "import sys; from lstm_ext import bench; "
-                                  "bench.contention_child(sys.argv[1:])", library, str(seconds)],
+    children = [subprocess.Popen([sys.executable, "-m", "lstm_ext.tools.probes", "contention", library, str(seconds)],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
                 for _ in range(trainers)]
     try:
@@ -585,7 +300,7 @@ def contention(rounds: int, seconds: float, log=print) -> list[ContentionResult]
     """Training steps per second of lstm_ext and torch (when installed), each at its default thread
     count and unpinned, alone, next to a busy process, and as two processes at once; libraries and
     scenarios alternate over the rounds, and each figure is the median over the rounds."""
-    libraries = ["lstm_ext"] + (["torch"] if _torch() is not None else [])
+    libraries = ["lstm_ext"] + (["torch"] if load_torch() is not None else [])
     env = {k: v for k, v in os.environ.items() if k not in ("LSTM_EXT_NUM_THREADS", "OMP_NUM_THREADS")}
     env["LSTM_EXT_PIN_THREADS"] = "0"
     samples = {(s, lib): [] for s in CONTENTION_SCENARIOS for lib in libraries}
@@ -665,7 +380,7 @@ class Result:
 def run(configs=CONFIGS, repeats=15, warmup=3, threads=None, with_reference=True, with_memory=True,
         log=print) -> tuple[dict, list[Result]]:
     """Time every configuration; returns (machine info, results)."""
-    torch = _torch()
+    torch = load_torch()
     threads = threads or _core.get_num_threads()
     _core.set_num_threads(threads)
     if torch is not None:
@@ -688,7 +403,7 @@ def run(configs=CONFIGS, repeats=15, warmup=3, threads=None, with_reference=True
         if "torch" in samples:
             ratios["torch"] = paired_ratio(samples)
         if with_reference:
-            seconds["reference"] = _time(calls["reference"])
+            seconds["reference"] = time_call(calls["reference"])
 
         total_bytes, working_set = streamed_bytes(cfg)
         bandwidth = _core.read_bandwidth(int(working_set), threads, max(2, int(2e8 // working_set)), 5)
@@ -754,7 +469,7 @@ def render(machine: dict, results: list[Result], repeats: int, levels: Optional[
         f"Protocol: one process; per configuration a warm-up, then at least {repeats} rounds (more for fast "
         "configurations, about 3 s of timing, up to 101) in which the libraries "
         f"take turns by blocks: a call that is not counted (it absorbs the other library's threads, still "
-        f"spinning), then {_BLOCK} timed calls (one for calls of 50 ms or more), a {_GAP_SECONDS * 1e3:.0f} ms "
+        f"spinning), then {BLOCK} timed calls (one for calls of 50 ms or more), a {GAP_SECONDS * 1e3:.0f} ms "
         "pause after each; the table gives medians, and the speedup is the median over the rounds of torch's "
         "time over lstm_ext's (the two blocks of a round share the machine's moment). Inference is a forward in eval mode (torch: inference_mode); a training step is forward and "
         "backward with every gradient (dx and all parameters). Input size = hidden size. The NumPy reference "
@@ -898,7 +613,7 @@ def _aims(results: list[Result], machine: dict) -> list[str]:
             lines.append(f"- Aim 2× torch at batch <= 4, {cfg.label}: {verdict(r, 2.0)}.")
     for r in compared:
         cfg = r.config
-        if cfg.kind == "training" and cfg.B >= 32 and cfg.cell == "LSTM" and cfg.dtype == "float32":
+        if cfg.kind == "training" and cfg.B >= 32 and cfg.cell_kind is cells.LSTM and cfg.dtype == "float32":
             lines.append(f"- Aim 1.3× torch at the large training sizes, {cfg.label}: {verdict(r, 1.3)}.")
             if (cfg.T, cfg.B, cfg.H) == (25, 32, 1024):
                 peak = machine.get("gemm_peak_float32")
@@ -909,7 +624,7 @@ def _aims(results: list[Result], machine: dict) -> list[str]:
                                  f"{flops(cfg) / r.seconds['torch'] / peak:.0%}).")
     for r in compared:
         cfg = r.config
-        if cfg.kind == "training" and (cfg.dtype == "float64" or cfg.cell == "GRU" or cfg.proj_size):
+        if cfg.kind == "training" and (cfg.dtype == "float64" or cfg.cell_kind is cells.GRU or cfg.proj_size):
             lines.append(f"- Aim 2× torch, {cfg.label}: {verdict(r, 2.0)}.")
     for r in results:
         if r.config.kind == "streaming":
@@ -947,9 +662,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="write the Markdown report to this file (e.g. BENCHMARKS.md)")
     parser.add_argument("--grid", action="store_true",
                         help="run the grid alone: batch 1-256 by hidden 32-1024 and slices across input size, cell, "
-                        "dtype and length, side by side with torch (lstm_ext.grid); with --quick a small slice")
-    parser.add_argument("--gap-ms", type=float, default=_GAP_SECONDS * 1e3,
-                        help=f"pause after each timed call in the grid, in ms (default {_GAP_SECONDS * 1e3:.0f}; 0: "
+                        "dtype and length, side by side with torch (lstm_ext.tools.grid); with --quick a small slice")
+    parser.add_argument("--gap-ms", type=float, default=GAP_SECONDS * 1e3,
+                        help=f"pause after each timed call in the grid, in ms (default {GAP_SECONDS * 1e3:.0f}; 0: "
                         "back to back, each library right after the other's threads)")
     args = parser.parse_args(argv)
     repeats = args.repeats if args.repeats is not None else (2 if args.quick else 15)
@@ -962,10 +677,10 @@ def main(argv=None) -> int:
     if args.grid:
         from . import grid
 
-        if _torch() is None:
+        if load_torch() is None:
             parser.error("the grid compares with torch: pip install torch==2.13.0 (CPU)")
         threads = args.threads or _core.get_num_threads()
-        machine = machine_info(threads, _torch())
+        machine = machine_info(threads, load_torch())
         results = grid.run_grid(grid.grid_configs(quick=args.quick), threads=threads, gap=args.gap_ms / 1e3)
         report = "\n".join(["# lstm_ext benchmarks: the grid", "", _machine_line(machine), "",
                              *grid.grid_section(results, gap=args.gap_ms / 1e3)]) + "\n"
@@ -975,7 +690,7 @@ def main(argv=None) -> int:
         return 0
     if args.only == "shared":  # the shared-machine section alone
         threads = args.threads or _core.get_num_threads()
-        machine = machine_info(threads, _torch())
+        machine = machine_info(threads, load_torch())
         shared = contention(rounds=1 if args.quick else 5, seconds=0.5 if args.quick else 4.0)
         report = "\n".join(["# lstm_ext benchmarks: a shared machine", "", _machine_line(machine), "",
                              *_contention_section(shared)]) + "\n"
@@ -992,7 +707,7 @@ def main(argv=None) -> int:
                             threads=machine["threads"])
     shared = contention(rounds=1 if args.quick else 5, seconds=0.5 if args.quick else 4.0) if args.only is None else None
     grid_results = None
-    if args.only is None and _torch() is not None:
+    if args.only is None and load_torch() is not None:
         from . import grid
 
         grid_results = grid.run_grid(grid.grid_configs(quick=args.quick), threads=machine["threads"],

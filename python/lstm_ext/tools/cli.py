@@ -5,10 +5,10 @@ random data, float64 and float32, forward and backward; it prints the worst rela
 tensor and the time per step of both, and exits 1 if parity fails.
 
 ``demo`` runs the main job: demos of what an LSTM does that a plain RNN cannot, on built-in
-data (``lstm_ext.demos``).
+data (``lstm_ext.tools.demos``).
 
 ``bench`` runs the side-by-side benchmark against torch.nn and the NumPy reference
-(``lstm_ext.bench``); ``--out BENCHMARKS.md`` writes its report.
+(``lstm_ext.tools.bench``); ``--out BENCHMARKS.md`` writes its report.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 input size = hidden size, float32, LSTM; inference and training), then slices across the other
 axes: a handful of input features (I = 4), the GRU and the vanilla RNN, float64, and sequences of
 1 and 1000 steps. Every configuration is timed as in the main table (one process, the libraries
-taking turns by blocks of calls with a pause after each call, bench.measure; the speedup the
+taking turns by blocks of calls with a pause after each call, measure.measure; the speedup the
 median over the rounds of torch's time over lstm_ext's), with about a second of timing per
 configuration. The summary
 names the configurations below 1.0×, the minimum and the geometric mean.
@@ -18,8 +18,10 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from . import _core, ort_bench
-from .bench import _BLOCK, _GAP_SECONDS, Config, _inputs, measure, paired_ratio, runners
+from lstm_ext import _core
+
+from . import ort_bench
+from .measure import BLOCK, GAP_SECONDS, Config, inputs, load_torch, measure, paired_ratio, runners
 
 __all__ = ["GRID_B", "GRID_H", "GridResult", "grid_configs", "run_grid", "grid_section"]
 
@@ -56,13 +58,12 @@ class GridResult:
     ort_speedup: Optional[float] = None  # the same against ONNX Runtime (float32 inference)
 
 
-def run_grid(configs: list[Config], threads: Optional[int] = None, gap: float = _GAP_SECONDS, budget: float = 1.0,
+def run_grid(configs: list[Config], threads: Optional[int] = None, gap: float = GAP_SECONDS, budget: float = 1.0,
              with_onnxruntime: bool = True, log: Callable[[str], None] = print) -> list[GridResult]:
     """Time every configuration against torch (which must be installed), and the float32
     inference configurations against ONNX Runtime when it is installed (ort_bench)."""
-    from .bench import _torch
 
-    torch = _torch()
+    torch = load_torch()
     if torch is None:
         raise RuntimeError("the grid compares with torch: pip install torch==2.13.0 (CPU)")
     threads = threads or _core.get_num_threads()
@@ -81,7 +82,7 @@ def run_grid(configs: list[Config], threads: Optional[int] = None, gap: float = 
             # A pass of its own, without torch's module: two copies of the weights in the caches, not three.
             del calls, timed
             ours = runners(cfg, None)["lstm_ext"]
-            x, _ = _inputs(cfg, 1)
+            x, _ = inputs(cfg, 1)
             theirs = ort_bench.runner(ours.layer, x, threads, spinning=False)
             ort_samples = measure({"lstm_ext": ours, "onnxruntime": theirs}, repeats=3, warmup=1, budget=budget,
                                   max_rounds=41, gap=gap)
@@ -138,20 +139,20 @@ def _table(results: list[GridResult], kind: str, library: str = "torch") -> list
     return lines
 
 
-def grid_section(results: list[GridResult], gap: float = _GAP_SECONDS) -> list[str]:
+def grid_section(results: list[GridResult], gap: float = GAP_SECONDS) -> list[str]:
     """The grid as Markdown: the protocol, the summaries, the B x H tables and the slices."""
     pause = f"with a {gap * 1e3:.0f} ms pause after each call" if gap else "with no pause between calls"
     with_ort = any(r.ort_speedup is not None for r in results)
     lines = [
         "Speedup over torch.nn (torch's time over lstm_ext's, median over the rounds of one process in which "
-        f"the two take turns by blocks (a call not counted, then up to {_BLOCK} timed calls, bench.measure), "
+        f"the two take turns by blocks (a call not counted, then up to {BLOCK} timed calls, measure.measure), "
         f"{pause}; about a second of timing per configuration, at least 3 rounds). Input size = hidden size, float32, LSTM, unless the label says otherwise; inference is a "
         "forward in eval mode (torch: inference_mode), training a forward and backward with every gradient. "
         "Below 1.0× in bold.",
     ]
     if with_ort:
         lines += ["", "ONNX Runtime (float32 inference; it has no float64 LSTM): one ONNX node per layer with the "
-                  "same weights (lstm_ext.ort_bench), the same number of intra-op threads, graph optimizations on, "
+                  "same weights (lstm_ext.tools.ort_bench), the same number of intra-op threads, graph optimizations on, "
                   "its idle threads not spinning (session.intra_op.allow_spinning = 0: with its default spinning "
                   "they kept taking the CPUs through a 10 ms pause and slowed the next call by up to 25×); "
                   "timed against lstm_ext in a pass of its own, without torch's module, so that two copies of the "

@@ -14,10 +14,9 @@ from typing import Callable, Optional
 
 import numpy as np
 
-__all__ = ["available", "onnx_model", "session", "runner"]
+from lstm_ext.cells import reorder_gates
 
-# torch's gate blocks -> ONNX's: LSTM [i, f, g, o] -> [i, o, f, c]; GRU [r, z, n] -> [z, r, h].
-_GATE_ORDER = {"LSTM": [0, 3, 1, 2], "GRU": [1, 0, 2], "RNN": [0]}
+__all__ = ["available", "onnx_model", "session", "runner"]
 
 
 def available() -> bool:
@@ -29,12 +28,6 @@ def available() -> bool:
     return True
 
 
-def _reorder(weight: np.ndarray, mode: str) -> np.ndarray:
-    """Gate blocks along the first axis, torch's order -> ONNX's."""
-    blocks = np.split(weight, len(_GATE_ORDER[mode]), axis=0)
-    return np.concatenate([blocks[k] for k in _GATE_ORDER[mode]], axis=0)
-
-
 def onnx_model(layer):
     """An ONNX model computing ``layer``'s output y (T, B, H) from x (T, B, I): one node per layer.
 
@@ -42,37 +35,33 @@ def onnx_model(layer):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    if layer.num_directions != 1 or getattr(layer, "proj_size", 0):
+    if layer.num_directions != 1 or layer.output_size != layer.hidden_size:
         raise ValueError("onnx_model: one direction and no projection only")
-    mode, H = layer.mode, layer.hidden_size
+    cell, H = layer.cell, layer.hidden_size
     elem = TensorProto.DOUBLE if layer.dtype == np.float64 else TensorProto.FLOAT
     params = layer.state_dict()
     nodes, inits = [], []
     current = "x"
     for k in range(layer.num_layers):
-        w = _reorder(params[f"weight_ih_l{k}"], mode)[None]
-        r = _reorder(params[f"weight_hh_l{k}"], mode)[None]
+        # torch's gate blocks -> ONNX's (LSTM i, f, g, o -> i, o, f, c; GRU r, z, n -> z, r, h)
+        w = reorder_gates(params[f"weight_ih_l{k}"], cell.onnx_gates)[None]
+        r = reorder_gates(params[f"weight_hh_l{k}"], cell.onnx_gates)[None]
         b_ih = params.get(f"bias_ih_l{k}")
         b_hh = params.get(f"bias_hh_l{k}")
         zeros = np.zeros(w.shape[1], layer.dtype)
-        b = np.concatenate([_reorder(b_ih, mode) if b_ih is not None else zeros,
-                            _reorder(b_hh, mode) if b_hh is not None else zeros])[None]
+        b = np.concatenate([reorder_gates(b_ih, cell.onnx_gates) if b_ih is not None else zeros,
+                            reorder_gates(b_hh, cell.onnx_gates) if b_hh is not None else zeros])[None]
         inits += [numpy_helper.from_array(w, f"W{k}"), numpy_helper.from_array(r, f"R{k}"),
                   numpy_helper.from_array(b, f"B{k}")]
-        attrs = {"hidden_size": H}
-        if mode == "GRU":
-            attrs["linear_before_reset"] = 1
-        if mode == "RNN":
-            attrs["activations"] = ["Relu" if layer.nonlinearity == "relu" else "Tanh"]
-        op = {"LSTM": "LSTM", "GRU": "GRU", "RNN": "RNN"}[mode]
-        nodes.append(helper.make_node(op, [current, f"W{k}", f"R{k}", f"B{k}"], [f"Y{k}"], **attrs))
+        attrs = {"hidden_size": H, **cell.onnx_attributes(layer.options)}
+        nodes.append(helper.make_node(cell.name, [current, f"W{k}", f"R{k}", f"B{k}"], [f"Y{k}"], **attrs))
         # Y (T, 1, B, H) -> (T, B, H)
         axes = f"axes{k}"
         inits.append(numpy_helper.from_array(np.array([1], np.int64), axes))
         nodes.append(helper.make_node("Squeeze", [f"Y{k}", axes], [f"h{k}"]))
         current = f"h{k}"
     nodes.append(helper.make_node("Identity", [current], ["y"]))
-    graph = helper.make_graph(nodes, f"lstm_ext_{mode.lower()}",
+    graph = helper.make_graph(nodes, f"lstm_ext_{cell.name.lower()}",
                               [helper.make_tensor_value_info("x", elem, ["T", "B", layer.input_size])],
                               [helper.make_tensor_value_info("y", elem, ["T", "B", H])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

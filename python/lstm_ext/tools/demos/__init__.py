@@ -23,53 +23,13 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Optional
 
-from .._io import write_text_atomic
-from .._parallel import get_num_threads
+from lstm_ext._io import write_text_atomic
+from lstm_ext._parallel import get_num_threads
 
-__all__ = ["DEMOS", "Context", "main", "run_demos"]
+from .common import Context, Result
 
-
-@dataclass
-class Context:
-    """What every demo gets: the budget, the seed, where to write, how to report."""
-
-    out_dir: str
-    quick: bool = False
-    seed: int = 0
-    text_path: Optional[str] = None
-    log: Callable[[str], None] = print
-    plots: bool = True  # False when matplotlib is missing
-
-    def pyplot(self):
-        """matplotlib.pyplot on a file-only backend, or None without matplotlib."""
-        if not self.plots:
-            return None
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        return plt
-
-    def save_figure(self, figure, name: str) -> str:
-        path = os.path.join(self.out_dir, name)
-        figure.savefig(path, dpi=110, bbox_inches="tight")
-        self.pyplot().close(figure)
-        return name
-
-
-@dataclass
-class Result:
-    """One demo's outcome: its metrics, its threshold and whether it met it."""
-
-    metrics: dict
-    threshold: str
-    passed: bool
-    plot: Optional[str] = None
-    details: dict = field(default_factory=dict)
+__all__ = ["DEMOS", "Context", "Result", "main", "run_demos"]
 
 
 def _demos():
@@ -93,7 +53,7 @@ def _has_matplotlib() -> bool:
 def run_demos(names, context: Context) -> dict:
     """Run the named demos in order; returns the summary (also written to summary.json)."""
     os.makedirs(context.out_dir, exist_ok=True)
-    from .. import __version__
+    from lstm_ext import __version__
 
     summary = {"lstm_ext": __version__, "quick": context.quick, "seed": context.seed, "threads": get_num_threads(),
                "plots": context.plots, "demos": {}}

@@ -20,8 +20,8 @@ import importlib.resources
 
 import numpy as np
 
-from .. import LSTM, Adam, LastStep, Linear, Sequential
-from . import Result
+from lstm_ext import LSTM, Adam, LastStep, Linear, Sequential
+from .common import Result
 
 TRAIN_MONTHS = 120   # 1949-1958
 WINDOW = 12          # months of growth the model reads

@@ -24,8 +24,8 @@ import math
 
 import numpy as np
 
-from .. import LSTM, Adam, Embedding, Linear, Sequential, cross_entropy
-from . import Result
+from lstm_ext import LSTM, Adam, Embedding, Linear, Sequential, cross_entropy
+from .common import Result
 
 STREAMS, CHUNK, TEMPERATURE, PATIENCE = 16, 64, 0.7, 4
 

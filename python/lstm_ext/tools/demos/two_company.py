@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import LSTM, Adam, LastStep, Linear, Sequential
-from . import Result
+from lstm_ext import LSTM, Adam, LastStep, Linear, Sequential
+from .common import Result
 
 PRICES = np.array([[0.0, 0.5, 0.25, 1.0], [1.0, 0.5, 0.25, 1.0]], dtype=np.float32)  # (company, day 1-4)
 DAY_5 = np.array([[0.0], [1.0]], dtype=np.float32)

@@ -1,0 +1,373 @@
+"""Training a model: fit, evaluate and predict, with truncated BPTT, early stopping, checkpoints
+and a progress bar. ``Sequential.fit`` / ``evaluate`` / ``predict`` call these.
+
+The loop, top to bottom (``fit``):
+
+    for each epoch:                     the batches in an order drawn from (seed, epoch)
+        for each batch:                 train_batch: forward, loss, backward, optimizer step
+                                        (train_chunks with tbptt: one step per chunk of steps,
+                                        the state carried from chunk to chunk)
+        end_epoch:                      history, validation loss, early stopping
+        a checkpoint                    (also every checkpoint_every optimizer steps)
+
+Where the run is (epoch, batch, chunk, steps, running loss, history, early stopping, the carried
+state) is a :class:`FitState`, which a checkpoint stores and a resumed run starts from: a run
+killed at any moment and resumed ends with the same weights, bit for bit, as one never stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+
+import numpy as np
+
+from . import checkpoint as ckpt
+from ._checks import as_real_array, check_positive_int
+from .layers import RNNBase
+from .losses import LOSSES
+from .nn import Embedding
+from .optim import clip_grad_norm
+
+__all__ = ["fit", "evaluate", "predict", "FitState"]
+
+
+def _positive_int_or_none(value, name):
+    return None if value is None else check_positive_int(value, name)
+
+
+# -- the pieces of a step --------------------------------------------------------------------------
+
+def read_data(model, X, y, lengths, name="X"):
+    """(X, y, lengths) checked and converted: X batch-major ((N, T, ·), or (N, T) integer tokens
+    for an Embedding), y with N samples (labels for cross-entropy), lengths N integers or None."""
+    if isinstance(model.layers[0], Embedding):
+        X = np.asarray(X)
+        if X.dtype.kind not in "iu":
+            raise TypeError(f"{name}: expected integer tokens for the Embedding, got dtype {X.dtype}")
+    else:
+        X = as_real_array(X, name, model.dtype)
+    if X.ndim < 2:
+        raise ValueError(f"{name}: expected samples on the first axis and steps on the second, got shape {X.shape}")
+    if y is not None:
+        y = np.asarray(y) if model.loss_name == "cross_entropy" else as_real_array(y, "y", model.dtype)
+        if len(y) != len(X):
+            raise ValueError(f"y: expected {len(X)} samples (as {name}), got {len(y)}")
+    if lengths is not None:
+        lengths = np.asarray(lengths)
+        if lengths.dtype.kind not in "iu" or lengths.shape != (len(X),):
+            raise ValueError(f"lengths: expected {len(X)} integers, got {lengths.dtype} array of shape {lengths.shape}")
+    return X, y, lengths
+
+
+def loss_and_gradient(model, output, target, lengths):
+    """(loss, gradient w.r.t. the output); a sequence-to-sequence output (B, T, ·) leaves the
+    padded steps out."""
+    mask = None
+    if lengths is not None and output.ndim == 3:
+        mask = np.arange(output.shape[1])[None, :] < np.asarray(lengths)[:, None]
+    return LOSSES[model.loss_name](output, target, mask=mask)
+
+
+def optimizer_step(model) -> None:
+    """Clip the gradients (when compiled with clip_grad_norm), update, zero the gradients."""
+    if model.clip_norm is not None:
+        clip_grad_norm(model.grads, model.clip_norm)
+    model.optimizer.step(model.grads)
+    model.zero_grad()
+
+
+def train_batch(model, x_b, y_b, l_b) -> float:
+    """One optimizer step on one batch; returns its loss."""
+    out = model.forward(x_b, lengths=l_b)
+    loss, d_out = loss_and_gradient(model, out, y_b, l_b)
+    model.backward(d_out)
+    optimizer_step(model)
+    return loss
+
+
+def train_chunk(model, x_b, y_b, steps: slice, carried):
+    """Truncated BPTT: one optimizer step on the time steps `steps` of a batch, starting from the
+    states `carried` from the chunk before (None at the first). Returns (loss, the final states,
+    copied: no gradient crosses into the next chunk)."""
+    out = model.forward(x_b[:, steps], states=carried)
+    loss, d_out = loss_and_gradient(model, out, y_b[:, steps], None)
+    model.backward(d_out)
+    optimizer_step(model)
+    return loss, _copy_states(model.states)
+
+
+def _copy_states(states):
+    return [tuple(part.copy() for part in s) if isinstance(s, tuple) else s.copy() for s in states]
+
+
+# -- where a run is -------------------------------------------------------------------------------
+
+class FitState:
+    """Where a fit is: epoch, batch and chunk, steps, running loss, history, early stopping."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.epoch = self.batch = self.chunk = self.steps = 0
+        self.loss_sum, self.loss_count = 0.0, 0
+        self.history: list[dict] = []
+        self.best, self.bad_epochs, self.stopped = None, 0, False
+        self.best_params = None
+        self.carried = None  # truncated BPTT: the state carried into the next chunk
+
+    def add_loss(self, loss, count):
+        self.loss_sum += loss * count
+        self.loss_count += count
+
+    def header(self) -> dict:
+        """What a checkpoint's header keeps of the run (JSON)."""
+        carried = None
+        if self.carried is not None:
+            carried = [len(s) if isinstance(s, tuple) else 0 for s in self.carried]
+        return {"settings": self.settings, "epoch": self.epoch, "batch": self.batch, "chunk": self.chunk,
+                "steps": self.steps, "loss_sum": self.loss_sum, "loss_count": self.loss_count,
+                "history": self.history, "best": self.best, "bad_epochs": self.bad_epochs, "stopped": self.stopped,
+                "has_best": self.best_params is not None, "carried": carried}
+
+    def arrays(self) -> dict:
+        """What a checkpoint's arrays keep of the run: the best weights, the carried states."""
+        out = {}
+        if self.best_params is not None:
+            out.update({f"best:{name}": value for name, value in self.best_params.items()})
+        for k, state in enumerate(self.carried or []):
+            parts = state if isinstance(state, tuple) else (state,)
+            out.update({f"carried:{k}:{j}": part for j, part in enumerate(parts)})
+        return out
+
+    @classmethod
+    def from_checkpoint(cls, header, arrays, model) -> "FitState":
+        """Where the fit was, from a checkpoint's header and arrays, each field checked (against
+        `model` for the best weights and the carried states): ValueError or TypeError otherwise."""
+        f = header["fit"]
+        run = cls(f["settings"])
+        for key in ("epoch", "batch", "chunk", "steps", "loss_count", "bad_epochs"):
+            if isinstance(f[key], bool) or not isinstance(f[key], int) or f[key] < 0:
+                raise ValueError(f"fit.{key}: expected an integer >= 0, got {f[key]!r:.100}")
+            setattr(run, key, f[key])
+        for key, optional in (("loss_sum", False), ("best", True)):
+            if not (optional and f[key] is None) and (isinstance(f[key], bool) or not isinstance(f[key], (int, float))):
+                raise ValueError(f"fit.{key}: expected a number, got {f[key]!r:.100}")
+        run.loss_sum, run.best = f["loss_sum"], f["best"]
+        if not isinstance(f["stopped"], bool) or not isinstance(f["history"], list):
+            raise ValueError("fit.stopped, fit.history: expected a bool and a list")
+        run.stopped, run.history = f["stopped"], list(f["history"])
+        if f["has_best"]:
+            best = {name[len("best:"):]: value for name, value in arrays.items() if name.startswith("best:")}
+            shapes = {name: value.shape for name, value in model.named_parameters().items()}
+            if {name: value.shape for name, value in best.items()} != shapes:
+                raise ValueError("fit: the best weights kept for early stopping do not match the model's parameters")
+            run.best_params = best
+        if f["carried"] is not None:
+            run.carried = _carried_from_checkpoint(f["carried"], arrays, model)
+        return run
+
+
+def _carried_from_checkpoint(carried, arrays, model) -> list:
+    """The states carried between chunks, one per recurrent layer: a tuple of its parts when the
+    state has several (the header counts them), else one array (the header says 0)."""
+    recurrent = [layer for layer in model.layers if isinstance(layer, RNNBase)]
+    if not isinstance(carried, list) or len(carried) != len(recurrent):
+        raise ValueError(f"fit.carried: expected one state per recurrent layer ({len(recurrent)})")
+    states = []
+    for k, (parts, layer) in enumerate(zip(carried, recurrent)):
+        shapes = layer.state_shapes(B=0)
+        if parts != (len(shapes) if len(shapes) > 1 else 0):
+            raise ValueError(f"fit.carried[{k}]: a state of {parts!r} parts for {layer.mode}")
+        state = tuple(arrays[f"carried:{k}:{j}"] for j in range(len(shapes)))
+        if any(s.ndim != 3 or s.shape[0] != rows or s.shape[2] != size or s.shape[1] != state[0].shape[1]
+               for s, (_, (rows, _, size)) in zip(state, shapes)):
+            raise ValueError(f"fit.carried[{k}]: shapes {[s.shape for s in state]} do not fit {layer!r}")
+        states.append(state if parts else state[0])
+    return states
+
+
+# -- fit ------------------------------------------------------------------------------------------
+
+def fit(model, X, y, *, epochs=1, batch_size=32, lengths=None, validation_data=None, shuffle=True, seed=0,
+        early_stopping=None, tbptt=None, checkpoint=None, checkpoint_every=None, resume=False, verbose=1):
+    """Train `model` on (X, y): Sequential.fit's arguments and history (see its docstring)."""
+    if model.optimizer is None:
+        raise RuntimeError("fit: call compile() first (loss and optimizer)")
+    epochs = check_positive_int(epochs, "epochs")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    tbptt = _positive_int_or_none(tbptt, "tbptt")
+    early_stopping = _positive_int_or_none(early_stopping, "early_stopping")
+    checkpoint_every = _positive_int_or_none(checkpoint_every, "checkpoint_every")
+    if checkpoint_every is not None and checkpoint is None:
+        raise ValueError("checkpoint_every: needs checkpoint= (a file to write)")
+    if resume and checkpoint is None:
+        raise ValueError("resume: needs checkpoint= (the file to resume from)")
+    X, y, lengths = read_data(model, X, y, lengths)
+    if tbptt is not None and (lengths is not None or y.ndim < 2 or y.shape[1] != X.shape[1]):
+        raise ValueError("tbptt: needs sequence-to-sequence targets y (N, T, ...) and sequences of equal length "
+                         "(lengths=None)")
+    validation = _read_validation(model, validation_data)
+
+    N = len(X)
+    settings = {"samples": N, "batch_size": batch_size, "shuffle": bool(shuffle), "seed": int(seed),
+                "tbptt": tbptt, "early_stopping": early_stopping}
+    run = FitState(settings)
+    if resume and os.path.exists(checkpoint):
+        run = _resume(model, checkpoint, settings)
+
+    def after_step():
+        """Count an optimizer step (the position has already moved past it); a checkpoint every
+        checkpoint_every steps."""
+        run.steps += 1
+        if checkpoint_every is not None and run.steps % checkpoint_every == 0:
+            ckpt.write_model(checkpoint, model, run)
+
+    model.train()
+    batches_per_epoch = math.ceil(N / batch_size)
+    bar = _progress_bar(verbose, epochs * batches_per_epoch, run.epoch * batches_per_epoch + run.batch)
+    try:
+        while run.epoch < epochs and not run.stopped:
+            order = np.random.default_rng([settings["seed"], run.epoch]).permutation(N) if shuffle else np.arange(N)
+            while run.batch < batches_per_epoch:
+                index = order[run.batch * batch_size:(run.batch + 1) * batch_size]
+                x_b, y_b, l_b = X[index], y[index], None if lengths is None else lengths[index]
+                if tbptt is None:
+                    run.add_loss(train_batch(model, x_b, y_b, l_b), len(index))
+                    run.batch += 1
+                    after_step()
+                else:
+                    _train_chunks(model, run, x_b, y_b, tbptt, after_step)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{run.loss_sum / max(run.loss_count, 1):.4g}")
+            _end_epoch(model, run, validation, early_stopping, verbose, bar)
+            if checkpoint is not None:
+                ckpt.write_model(checkpoint, model, run)
+    finally:
+        if bar is not None:
+            bar.close()
+    if run.best_params is not None:
+        model.load_state_dict(run.best_params)
+    model.history = run.history
+    return model.history
+
+
+def _train_chunks(model, run, x_b, y_b, tbptt, after_step) -> None:
+    """The batch's chunks of tbptt steps from run.chunk on, one optimizer step each; the position
+    (chunk, then batch) moves past each chunk before after_step() may write a checkpoint."""
+    chunks = math.ceil(x_b.shape[1] / tbptt)
+    while True:
+        steps = slice(run.chunk * tbptt, (run.chunk + 1) * tbptt)
+        loss, run.carried = train_chunk(model, x_b, y_b, steps, run.carried)
+        run.add_loss(loss, len(x_b))
+        run.chunk += 1
+        last = run.chunk == chunks
+        if last:
+            run.chunk, run.carried = 0, None
+            run.batch += 1
+        after_step()
+        if last:
+            return
+
+
+def _end_epoch(model, run, validation, early_stopping, verbose, bar) -> None:
+    """The epoch's record in the history (loss, val_loss), early stopping, the report."""
+    record = {"epoch": run.epoch + 1, "loss": run.loss_sum / max(run.loss_count, 1)}
+    if validation is not None:
+        record["val_loss"] = evaluate(model, *validation)
+        model.train()
+    run.history.append(record)
+    watched = record.get("val_loss", record["loss"])
+    if early_stopping is not None:
+        if run.best is None or watched < run.best:
+            run.best, run.bad_epochs = watched, 0
+            run.best_params = model.state_dict()
+        else:
+            run.bad_epochs += 1
+            run.stopped = run.bad_epochs >= early_stopping
+    if verbose == 2:
+        extra = f"  val_loss {record['val_loss']:.6g}" if "val_loss" in record else ""
+        print(f"epoch {record['epoch']}: loss {record['loss']:.6g}{extra}", flush=True)
+    if bar is not None and "val_loss" in record:
+        bar.set_postfix(loss=f"{record['loss']:.4g}", val_loss=f"{record['val_loss']:.4g}")
+    run.epoch += 1
+    run.batch, run.loss_sum, run.loss_count = 0, 0.0, 0
+
+
+def _read_validation(model, validation_data):
+    if validation_data is None:
+        return None
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+        raise TypeError("validation_data: expected (X_val, y_val) or (X_val, y_val, lengths_val)")
+    if len(validation_data) == 2:
+        return read_data(model, *validation_data, None, name="X_val")
+    return read_data(model, *validation_data, name="X_val")
+
+
+def _resume(model, path, settings) -> FitState:
+    """Where the fit stopped, from the checkpoint at `path`, and the model (weights, optimizer,
+    generators) as it was then; refused unless it was written by a fit of this model with these
+    settings."""
+    header, arrays = ckpt.read_checkpoint(path)
+    if not isinstance(header.get("fit"), dict):
+        raise ckpt.CheckpointError(f"{path}: a saved model, not a training checkpoint: nothing to resume")
+    expected = ckpt.layer_specs(model)
+    if header.get("model") != expected:
+        raise ckpt.CheckpointError(f"{path}: written for another model ({header.get('model')}), not this one "
+                                   f"({expected})")
+    ckpt.check_parameters(path, header, arrays)
+    saved = header["fit"].get("settings")
+    if saved != settings:
+        differ = ({k: (saved.get(k), settings.get(k)) for k in settings if saved.get(k) != settings.get(k)}
+                  if isinstance(saved, dict) else saved)
+        raise ValueError(f"resume: the checkpoint {path} comes from a fit with other settings "
+                         f"(saved, now): {differ}")
+    with ckpt.contents_of(path):
+        run = FitState.from_checkpoint(header, arrays, model)
+        ckpt.restore_model(model, header, arrays)
+    return run
+
+
+def _progress_bar(verbose, total, done):
+    """A tqdm bar on stderr when verbose == 1, tqdm is installed and stderr is a terminal."""
+    if verbose != 1 or not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, initial=done, unit="batch", dynamic_ncols=True, leave=True)
+
+
+# -- evaluate and predict -------------------------------------------------------------------------
+
+def evaluate(model, X, y, lengths=None, batch_size=256) -> float:
+    """The loss on (X, y) in inference mode: the mean over batches, weighted by their sizes."""
+    if model.loss_name is None:
+        raise RuntimeError("evaluate: call compile() first (the loss)")
+    X, y, lengths = read_data(model, X, y, lengths)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    for start in range(0, len(X), batch_size):
+        part = slice(start, start + batch_size)
+        l_b = None if lengths is None else lengths[part]
+        loss, _ = loss_and_gradient(model, model.forward(X[part], lengths=l_b), y[part], l_b)
+        total += loss * len(X[part])
+    model.train(was_training)
+    return total / len(X)
+
+
+def predict(model, X, lengths=None, batch_size=256) -> np.ndarray:
+    """The model's outputs for X in inference mode, batch by batch."""
+    X, _, lengths = read_data(model, X, None, lengths)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    was_training = model.training
+    model.eval()
+    outputs = [model.forward(X[start:start + batch_size],
+                             lengths=None if lengths is None else lengths[start:start + batch_size])
+               for start in range(0, len(X), batch_size)]
+    model.train(was_training)
+    return np.concatenate(outputs)
