@@ -90,84 +90,133 @@ class Buffer {
   Index size_ = 0;            // elements in use
 };
 
-// Which rows of a batch a helper touches at time t.
-enum class Rows { Active, Inactive, All };
+// ---------------------------------------------------------------------------------------------
+// Blocks of rows. A member of a team works on some columns of every (B, ·) buffer (its units, its
+// columns of h), in all rows of the batch or in its own rows; Columns names those columns, and
+// the helpers below take the rows. Every buffer is row-major.
+
+// The columns [col0, col0 + width) of every row of a buffer whose rows are ld elements apart.
+struct Columns {
+  Index ld;     // elements from one row to the next
+  Index col0;   // the first column
+  Index width;  // how many columns
+
+  // Where these columns of row b of `rows` start.
+  template <typename Scalar>
+  Scalar* in_row(Scalar* rows, Index b) const {
+    return rows + b * ld + col0;
+  }
+};
+
+// The columns `cols` of B rows: copied from `from` to `to`, or set to zero; copy_or_zero copies,
+// or sets zeros when `from` is nullptr (an absent initial state or gradient).
+template <typename Scalar>
+void copy_columns(Scalar* to, const Scalar* from, Columns cols, Index B) {
+  for (Index b = 0; b < B; ++b) std::copy_n(cols.in_row(from, b), cols.width, cols.in_row(to, b));
+}
+template <typename Scalar>
+void zero_columns(Scalar* to, Columns cols, Index B) {
+  for (Index b = 0; b < B; ++b) std::fill_n(cols.in_row(to, b), cols.width, Scalar(0));
+}
+template <typename Scalar>
+void copy_or_zero(Scalar* to, const Scalar* from, Columns cols, Index B) {
+  if (from != nullptr) {
+    copy_columns(to, from, cols, B);
+  } else {
+    zero_columns(to, cols, B);
+  }
+}
+
+// Which rows of a batch a helper touches at time t: the sequences within their length (Active) or
+// past it (Inactive).
+enum class Rows { Active, Inactive };
 
 // f(b) for every row b of B that is `which` at time t.
 template <typename F>
 void for_rows(Rows which, const SequenceOptions& seq, Index t, Index B, F&& f) {
   for (Index b = 0; b < B; ++b) {
-    if (which == Rows::All || seq.active(b, t) == (which == Rows::Active)) f(b);
+    if (seq.active(b, t) == (which == Rows::Active)) f(b);
   }
 }
 
-// In row-major (B, ld) buffers, the columns [col0, col0 + cols) of the `which` rows at time t:
-// copied from `from` to `to`, added from `from` to `to`, or set to zero.
+// In the `which` rows at time t: to's columns `to_cols` = from's columns `from_cols` (as many),
+// or += them. The two buffers may have different row strides and first columns, e.g. a
+// direction's own h and its columns of a shared (T, B, D * H) output, or a product's block and
+// a member's columns of h.
 template <typename Scalar>
-void copy_rows(Rows which, Scalar* to, const Scalar* from, Index ld, Index col0, Index cols,
+void copy_rows(Rows which, Scalar* to, Columns to_cols, const Scalar* from, Columns from_cols,
                const SequenceOptions& seq, Index t, Index B) {
-  for_rows(which, seq, t, B, [&](Index b) { std::copy_n(from + b * ld + col0, cols, to + b * ld + col0); });
+  for_rows(which, seq, t, B,
+           [&](Index b) { std::copy_n(from_cols.in_row(from, b), to_cols.width, to_cols.in_row(to, b)); });
 }
 template <typename Scalar>
-void add_rows(Rows which, Scalar* to, const Scalar* from, Index ld, Index col0, Index cols,
+void copy_rows(Rows which, Scalar* to, const Scalar* from, Columns cols, const SequenceOptions& seq, Index t, Index B) {
+  copy_rows(which, to, cols, from, cols, seq, t, B);
+}
+template <typename Scalar>
+void add_rows(Rows which, Scalar* to, Columns to_cols, const Scalar* from, Columns from_cols,
               const SequenceOptions& seq, Index t, Index B) {
   for_rows(which, seq, t, B, [&](Index b) {
-    for (Index j = col0; j < col0 + cols; ++j) to[b * ld + j] += from[b * ld + j];
+    Scalar* sum = to_cols.in_row(to, b);
+    const Scalar* term = from_cols.in_row(from, b);
+    for (Index j = 0; j < to_cols.width; ++j) sum[j] += term[j];
   });
-}
-// The same between buffers of different row strides: (B, ld_to) and (B, ld_from), e.g. a
-// direction's own h and its columns of a shared (T, B, D * H) output.
-template <typename Scalar>
-void copy_rows(Rows which, Scalar* to, Index ld_to, const Scalar* from, Index ld_from, Index col0, Index cols,
-               const SequenceOptions& seq, Index t, Index B) {
-  for_rows(which, seq, t, B, [&](Index b) { std::copy_n(from + b * ld_from + col0, cols, to + b * ld_to + col0); });
-}
-template <typename Scalar>
-void add_rows(Rows which, Scalar* to, Index ld_to, const Scalar* from, Index ld_from, Index col0, Index cols,
-              const SequenceOptions& seq, Index t, Index B) {
-  for_rows(which, seq, t, B, [&](Index b) {
-    for (Index j = col0; j < col0 + cols; ++j) to[b * ld_to + j] += from[b * ld_from + j];
-  });
-}
-template <typename Scalar>
-void zero_rows(Rows which, Scalar* rows, Index ld, Index col0, Index cols, const SequenceOptions& seq, Index t,
-               Index B) {
-  for_rows(which, seq, t, B, [&](Index b) { std::fill_n(rows + b * ld + col0, cols, Scalar(0)); });
 }
 
-// sums[c] for the columns [col0, col0 + cols) of m (rows, ld): column sums, added row by row in a
-// fixed order: a column-sum expression would sum in an order that depends on the buffers'
-// alignment, and bias gradients must be bitwise reproducible.
+// What the time loops of every cell do for the sequences past their length (types.hpp): their
+// state is carried, their output is zero, their gradients pass through.
+
+// Zeros in the rows past their length at time t: a step there has no output, and adds nothing to
+// a weight's gradient.
 template <typename Scalar>
-void column_sums(Scalar* sums, const Scalar* m, Index rows, Index ld, Index col0, Index cols) {
-  RowVectorMap<Scalar> total(sums + col0, cols);
+void zero_past_length(Scalar* rows, Columns cols, const SequenceOptions& seq, Index t, Index B) {
+  for_rows(Rows::Inactive, seq, t, B, [&](Index b) { std::fill_n(cols.in_row(rows, b), cols.width, Scalar(0)); });
+}
+
+// The rows past their length at time t keep the state they entered with: state_t = state_prev
+// there. (A gradient passes such a step the same way.)
+template <typename Scalar>
+void carry_past_length(Scalar* state_t, const Scalar* state_prev, Columns cols, const SequenceOptions& seq, Index t,
+                       Index B) {
+  copy_rows(Rows::Inactive, state_t, state_prev, cols, seq, t, B);
+}
+
+// y_t, the output of step t: h_t in the rows within their length, zeros past it.
+template <typename Scalar>
+void write_output(Scalar* y_t, Columns y_cols, const Scalar* h_t, Columns h_cols, const SequenceOptions& seq,
+                  Index t, Index B) {
+  copy_rows(Rows::Active, y_t, y_cols, h_t, h_cols, seq, t, B);
+  zero_past_length(y_t, y_cols, seq, t, B);
+}
+
+// dh_t += dy_t, the gradient of step t's output, in the rows within their length (past it a step
+// has no output, and its dy is ignored). dy (T, B, y_cols.ld), nullptr = zeros: nothing to add.
+template <typename Scalar>
+void add_output_gradient(Scalar* dh_t, Columns dh_cols, const Scalar* dy, Columns y_cols, const SequenceOptions& seq,
+                         Index t, Index B) {
+  if (dy != nullptr) add_rows(Rows::Active, dh_t, dh_cols, dy + t * B * y_cols.ld, y_cols, seq, t, B);
+}
+
+// sums[c] for the columns `cols` of m (rows, cols.ld): column sums, added row by row in a fixed
+// order: a column-sum expression would sum in an order that depends on the buffers' alignment,
+// and bias gradients must be bitwise reproducible.
+template <typename Scalar>
+void column_sums(Scalar* sums, const Scalar* m, Index rows, Columns cols) {
+  RowVectorMap<Scalar> total(sums + cols.col0, cols.width);
   total.setZero();
-  for (Index r = 0; r < rows; ++r) total += ConstRowVectorMap<Scalar>(m + r * ld + col0, cols);
+  for (Index r = 0; r < rows; ++r) total += ConstRowVectorMap<Scalar>(cols.in_row(m, r), cols.width);
 }
 
-// In row-major (B, ld) buffers, the columns [col0, col0 + cols) of every row: a copy of `from`,
-// or zeros when `from` is nullptr (an absent initial state or gradient).
+// Asks the cache for the columns `cols` of B rows, in each of `blocks` column blocks
+// `block_stride` apart (gate blocks): what the next time step will read, fetched while this step
+// computes.
 template <typename Scalar>
-void copy_or_zero(Scalar* to, const Scalar* from, Index ld, Index col0, Index cols, Index B) {
-  for (Index b = 0; b < B; ++b) {
-    if (from != nullptr) {
-      std::copy_n(from + b * ld + col0, cols, to + b * ld + col0);
-    } else {
-      std::fill_n(to + b * ld + col0, cols, Scalar(0));
-    }
-  }
-}
-
-// Asks the cache for the columns [col0, col0 + cols) of `blocks` column blocks `block_stride`
-// apart (gate blocks), in every row of a row-major (B, ld) buffer: what the next time step will
-// read, fetched while this step computes.
-template <typename Scalar>
-void prefetch_rows(const Scalar* rows, Index ld, Index col0, Index cols, Index blocks, Index block_stride, Index B) {
+void prefetch_rows(const Scalar* rows, Columns cols, Index B, Index blocks = 1, Index block_stride = 0) {
   constexpr Index kLine = 64 / sizeof(Scalar);
   for (Index b = 0; b < B; ++b) {
     for (Index q = 0; q < blocks; ++q) {
-      const Scalar* first = rows + b * ld + q * block_stride + col0;
-      for (Index j = 0; j < cols; j += kLine) Eigen::internal::prefetch(first + j);
+      const Scalar* first = cols.in_row(rows, b) + q * block_stride;
+      for (Index j = 0; j < cols.width; j += kLine) Eigen::internal::prefetch(first + j);
     }
   }
 }

@@ -176,6 +176,8 @@ void gru_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
     const Index rec_gate_stride = unit_panels * L, ld_rec = 3 * rec_gate_stride;
     const SequenceOptions seq_rows = seq.rows_from(b0);  // its sequences' lengths
     const Scalar* packed_hh = by_rows ? shared_packed.data() : mine.packed.data();
+    // Its columns: its units of h, of y and of gate block 0 of gx.
+    const Columns unit_cols{H, u0, nu}, y_cols{ld_y, u0, nu}, gate_cols{G, u0, nu};
 
     // 1. Input projection of all steps at once (b_hh belongs to the recurrent part: reset gate).
     input_projection(team, input_tasks, mine.packed_task.data(), gx, x, w_ih, b_ih, static_cast<const Scalar*>(nullptr),
@@ -190,7 +192,7 @@ void gru_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
         pack_rows(mine.packed.data() + q * unit_panels * H * L, w_hh + (q * H + u0) * H, H, nu, H);
       }
     }
-    copy_or_zero(h_steps.data() + b0 * H, h0 ? h0 + b0 * H : nullptr, H, u0, nu, nb);
+    copy_or_zero(h_steps.data() + b0 * H, h0 ? h0 + b0 * H : nullptr, unit_cols, nb);
     team.barrier();
 
     // 2. The recurrence, over its rows [b0, b0 + nb) of every (B, ·) buffer.
@@ -199,20 +201,19 @@ void gru_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
       const Scalar* h_prev = h_steps.data() + (s % 2) * B * H + b0 * H;  // (nb, H) h_{t-1}
       Scalar* h_next = h_steps.data() + ((s + 1) % 2) * B * H + b0 * H;  // (nb, H) h_t
       Scalar* y_t = y + (t * B + b0) * ld_y;                               // (nb, ld_y)
-      if (s + 1 < T) prefetch_rows(gx + (seq.time_at(s + 1, T) * B + b0) * G, G, u0, nu, 3, H, nb);  // the next gx
+      if (s + 1 < T) prefetch_rows(gx + (seq.time_at(s + 1, T) * B + b0) * G, gate_cols, nb, 3, H);  // the next gx
       panel_product(mine.product.data(), ld_rec, ld_rec, rows_of(h_prev, H), packed_hh, 3 * unit_panels, H, nb);
-      if (training) store_packed_rows(kept.h_prev, TB, t * B + b0, h_prev, H, u0, nu, nb);
+      if (training) store_packed_rows(kept.h_prev, TB, t * B + b0, h_prev, unit_cols, nb);
       Scalar* hn_t = training ? kept.hn + (t * B + b0) * H : nullptr;
       gru_pointwise_forward(gx + (t * B + b0) * G, hn_t, h_next, mine.product.data(), ld_rec, rec_gate_stride, b_hh,
                             h_prev, seq_rows, t, nb, H, u0, nu);
       // h_t is the output; sequences past their length: zero output, h carried.
-      copy_rows(Rows::Active, y_t, ld_y, h_next, H, u0, nu, seq_rows, t, nb);
-      zero_rows(Rows::Inactive, y_t, ld_y, u0, nu, seq_rows, t, nb);
-      if (training) zero_rows(Rows::Inactive, hn_t, H, u0, nu, seq_rows, t, nb);
-      copy_rows(Rows::Inactive, h_next, h_prev, H, u0, nu, seq_rows, t, nb);
+      write_output(y_t, y_cols, h_next, unit_cols, seq_rows, t, nb);
+      if (training) zero_past_length(hn_t, unit_cols, seq_rows, t, nb);
+      carry_past_length(h_next, h_prev, unit_cols, seq_rows, t, nb);
       if (!by_rows) team.barrier();  // h_t complete
     }
-    copy_rows(Rows::All, h_n + b0 * H, h_steps.data() + (T % 2) * B * H + b0 * H, H, u0, nu, seq_rows, 0, nb);
+    copy_columns(h_n + b0 * H, h_steps.data() + (T % 2) * B * H + b0 * H, unit_cols, nb);
   });
 }
 
@@ -241,40 +242,40 @@ void gru_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar*
     MemberScratch<Scalar>& mine = scratch[team.rank()];
     const Team::Range units = team.part(H, granule);
     const Index u0 = units.begin, nu = units.size(), unit_panels = panel_count<Scalar>(nu);
-    pack_columns(mine.packed.data(), w_hh, H, u0, nu, G);
-    copy_or_zero(dh_state.data(), dh_n, H, u0, nu, B);
+    // Its columns: its units of h, of dy and of gate block 0 of dG, and the block of the product
+    // that holds them.
+    const Columns unit_cols{H, u0, nu}, y_cols{ld_y, u0, nu}, gate_cols{G, u0, nu};
+    const Columns product_cols{unit_panels * L, 0, nu};
+    pack_columns(mine.packed.data(), w_hh, unit_cols, G);
+    copy_or_zero(dh_state.data(), dh_n, unit_cols, B);
     team.barrier();
 
     // 1. Reverse walk.
     for (Index s = T - 1; s >= 0; --s) {
       const Index t = seq.time_at(s, T);
-      if (dy != nullptr) add_rows(Rows::Active, dh_state.data(), H, dy + t * B * ld_y, ld_y, u0, nu, seq, t, B);  // dh_t
+      add_output_gradient(dh_state.data(), unit_cols, dy, y_cols, seq, t, B);  // dh_t
       Scalar* dgx_t = scratch_dgx.data() + t * B * G;
       Scalar* dgh_t = scratch_dgh.data() + t * B * G;
       if (s > 0) {  // what the next step reads, fetched while this one computes
         const Index t_next = seq.time_at(s - 1, T);
-        prefetch_rows(kept.gates + t_next * B * G, G, u0, nu, 3, H, B);
-        prefetch_rows(kept.hn + t_next * B * H, H, u0, nu, 1, 0, B);
-        if (dy != nullptr) prefetch_rows(dy + t_next * B * ld_y, ld_y, u0, nu, 1, 0, B);
+        prefetch_rows(kept.gates + t_next * B * G, gate_cols, B, 3, H);
+        prefetch_rows(kept.hn + t_next * B * H, unit_cols, B);
+        if (dy != nullptr) prefetch_rows(dy + t_next * B * ld_y, y_cols, B);
       }
       // dh_state becomes dh_t ⊙ z_t for the active rows; inactive rows pass through unchanged.
       gru_pointwise_backward(dgx_t, dgh_t, dh_state.data(), kept.gates + t * B * G, kept.hn + t * B * H, kept.h_prev,
                              TB, seq, t, B, H, u0, nu);
       for (Index q = 0; q < 3; ++q) {
-        zero_rows(Rows::Inactive, dgx_t, G, q * H + u0, nu, seq, t, B);
-        zero_rows(Rows::Inactive, dgh_t, G, q * H + u0, nu, seq, t, B);
+        zero_past_length(dgx_t, Columns{G, q * H + u0, nu}, seq, t, B);
+        zero_past_length(dgh_t, Columns{G, q * H + u0, nu}, seq, t, B);
       }
       team.barrier();  // dGh_t complete
       // Its units of dh_{t-1} = dh_t ⊙ z + dGh_t · W_hh.
       panel_product(mine.product.data(), unit_panels * L, unit_panels * L, rows_of<Scalar>(dgh_t, G),
                     mine.packed.data(), unit_panels, G, B);
-      for_rows(Rows::Active, seq, t, B, [&](Index b) {
-        const Scalar* from = mine.product.data() + b * unit_panels * L;
-        Scalar* to = dh_state.data() + b * H + u0;
-        for (Index j = 0; j < nu; ++j) to[j] += from[j];
-      });
+      add_rows(Rows::Active, dh_state.data(), unit_cols, mine.product.data(), product_cols, seq, t, B);
     }
-    copy_rows(Rows::All, dh0, dh_state.data(), H, u0, nu, seq, 0, B);
+    copy_columns(dh0, dh_state.data(), unit_cols, B);
     // Every dGx_t and dGh_t is complete: the last step wrote them before its barrier.
 
     // 2. Gradients of the inputs and weights over all steps (products.hpp).

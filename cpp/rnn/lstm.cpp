@@ -193,6 +193,10 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
     const SequenceOptions seq_rows = seq.rows_from(b0);  // its sequences' lengths
     const Scalar* packed_hh = by_rows ? shared_packed.data() : mine.packed.data();
     const Scalar* packed_hr = by_rows ? shared_packed_proj.data() : mine.packed_proj.data();
+    // Its columns: its units of c and m (and of gate block 0 of the gates), its columns of h and y,
+    // and the block of the projection's product that holds them.
+    const Columns unit_cols{H, u0, nu}, gate_cols{G, u0, nu}, out_cols{H_out, o0, no}, y_cols{ld_y, o0, no};
+    const Columns proj_product_cols{out_panels * L, 0, no};
 
     // 1. Input projection of all steps and both biases; when training, X packed for dW_ih
     //    (products.hpp).
@@ -215,9 +219,9 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
       }
       if (projected) pack_rows(mine.packed_proj.data(), w_hr + o0 * H, H, no, H);
     }
-    copy_or_zero(h_steps.data() + b0 * H_out, h0 ? h0 + b0 * H_out : nullptr, H_out, o0, no, nb);
-    copy_or_zero(c_state.data() + b0 * H, c0 ? c0 + b0 * H : nullptr, H, u0, nu, nb);
-    if (training) copy_rows(Rows::All, kept.c0 + b0 * H, c_state.data() + b0 * H, H, u0, nu, seq_rows, 0, nb);
+    copy_or_zero(h_steps.data() + b0 * H_out, h0 ? h0 + b0 * H_out : nullptr, out_cols, nb);
+    copy_or_zero(c_state.data() + b0 * H, c0 ? c0 + b0 * H : nullptr, unit_cols, nb);
+    if (training) copy_columns(kept.c0 + b0 * H, c_state.data() + b0 * H, unit_cols, nb);
     team.barrier();
 
     // 2. The recurrence, over its rows [b0, b0 + nb) of every (B, ·) buffer.
@@ -228,40 +232,36 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
       Scalar* h_next = h_steps.data() + ((s + 1) % 2) * B * H_out + b0 * H_out;  // (nb, H_out) h_t
       Scalar* y_t = y + (t * B + b0) * ld_y;                                       // (nb, ld_y)
       Scalar* gates_t = gates + (t * B + b0) * G;                                  // (nb, G)
-      if (s + 1 < T) prefetch_rows(gates + (seq.time_at(s + 1, T) * B + b0) * G, G, u0, nu, 4, H, nb);  // the next gx
+      if (s + 1 < T) prefetch_rows(gates + (seq.time_at(s + 1, T) * B + b0) * G, gate_cols, nb, 4, H);  // the next gx
       // rec (nb, 4 gate blocks of its units) = h_{t-1} · W_hh[its rows]ᵀ
       panel_product(mine.product.data(), ld_rec, ld_rec, rows_of(h_prev, H_out), packed_hh, 4 * unit_panels, H_out, nb);
-      if (training) store_packed_rows(kept.h_prev, TB, t * B + b0, h_prev, H_out, o0, no, nb);
+      if (training) store_packed_rows(kept.h_prev, TB, t * B + b0, h_prev, out_cols, nb);
       // c_t goes to the workspace (training) or over c_{t-1} in place; m_t is h_t unless projected.
       Scalar* c_t = training ? kept.c + (t * B + b0) * H : c_carried;
       Scalar* m_t = projected ? m_step.data() + b0 * H : h_next;
       lstm_pointwise_forward(gates_t, c_t, m_t, mine.product.data(), ld_rec, rec_gate_stride, c_carried, training,
                              seq_rows, t, nb, H, u0, nu);
       if (training) {  // sequences past their length carry c (also in the workspace)
-        copy_rows(Rows::Inactive, c_t, c_carried, H, u0, nu, seq_rows, t, nb);
-        copy_rows(Rows::Active, c_carried, c_t, H, u0, nu, seq_rows, t, nb);
+        carry_past_length(c_t, c_carried, unit_cols, seq_rows, t, nb);
+        copy_rows(Rows::Active, c_carried, c_t, unit_cols, seq_rows, t, nb);
       }
       if (projected) {
-        zero_rows(Rows::Inactive, m_t, H, u0, nu, seq_rows, t, nb);
-        if (training) store_packed_rows(kept.m, TB, t * B + b0, m_t, H, u0, nu, nb);
+        zero_past_length(m_t, unit_cols, seq_rows, t, nb);
+        if (training) store_packed_rows(kept.m, TB, t * B + b0, m_t, unit_cols, nb);
         if (!by_rows) team.barrier();  // m_t complete
         // its columns of h_t = m_t · W_hr[its rows]ᵀ
         panel_product(mine.product_proj.data(), out_panels * L, out_panels * L, rows_of<Scalar>(m_t, H), packed_hr,
                       out_panels, H, nb);
-        for_rows(Rows::Active, seq_rows, t, nb, [&](Index b) {
-          std::copy_n(mine.product_proj.data() + b * out_panels * L, no, h_next + b * H_out + o0);
-        });
+        copy_rows(Rows::Active, h_next, out_cols, mine.product_proj.data(), proj_product_cols, seq_rows, t, nb);
       }
       // h_t is the output; sequences past their length: zero output, h carried.
-      copy_rows(Rows::Active, y_t, ld_y, h_next, H_out, o0, no, seq_rows, t, nb);
-      zero_rows(Rows::Inactive, y_t, ld_y, o0, no, seq_rows, t, nb);
-      copy_rows(Rows::Inactive, h_next, h_prev, H_out, o0, no, seq_rows, t, nb);
+      write_output(y_t, y_cols, h_next, out_cols, seq_rows, t, nb);
+      carry_past_length(h_next, h_prev, out_cols, seq_rows, t, nb);
       if (!by_rows) team.barrier();  // h_t complete
     }
 
-    copy_rows(Rows::All, h_n + b0 * H_out, h_steps.data() + (T % 2) * B * H_out + b0 * H_out, H_out, o0, no,
-              seq_rows, 0, nb);
-    copy_rows(Rows::All, c_n + b0 * H, c_carried, H, u0, nu, seq_rows, 0, nb);
+    copy_columns(h_n + b0 * H_out, h_steps.data() + (T % 2) * B * H_out + b0 * H_out, out_cols, nb);
+    copy_columns(c_n + b0 * H, c_carried, unit_cols, nb);
   });
 }
 
@@ -308,20 +308,27 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
     const Team::Range outs = team.part(H_out, granule);                // its columns of h
     const Index u0 = units.begin, nu = units.size(), o0 = outs.begin, no = outs.size();
     const Index unit_panels = panel_count<Scalar>(nu), out_panels = panel_count<Scalar>(no);
+    // Its columns: its units of c (and of gate block 0 of dG), its columns of h and dy (without
+    // a projection, its units), and the blocks of the products that hold them.
+    const Columns unit_cols{H, u0, nu}, gate_cols{G, u0, nu}, out_cols{H_out, o0, no}, y_cols{ld_y, o0, no};
+    const Columns product_cols{out_panels * L, 0, no};
+    // With a projection, dh_t complete (every member reads all of it): its part of dy_t added,
+    // and kept for dW_hr (zero past a length).
+    auto add_dy_and_keep = [&](Scalar* dh, Index t) {
+      add_output_gradient(dh, out_cols, dy, y_cols, seq, t, B);
+      Scalar* dh_kept = scratch_dh_all.data() + t * B * P;  // (B, P)
+      copy_columns(dh_kept, dh, out_cols, B);
+      zero_past_length(dh_kept, out_cols, seq, t, B);
+    };
 
     // Its weights, packed once for all steps: columns of W_hh for dh_{t-1} = dG_t · W_hh, and
     // with a projection columns of W_hr for dm_t = dh_t · W_hr. Its part of the final state's
     // gradient (with a projection, with the first step's dy added).
-    pack_columns(mine.packed.data(), w_hh, H_out, o0, no, G);
-    if (projected) pack_columns(mine.packed_proj.data(), w_hr, H, u0, nu, P);
-    copy_or_zero(dc_state.data(), dc_n, H, u0, nu, B);
-    copy_or_zero(dh_steps.data(), dh_n, H_out, o0, no, B);
-    if (projected) {
-      const Index t = seq.time_at(T - 1, T);
-      if (dy != nullptr) add_rows(Rows::Active, dh_steps.data(), P, dy + t * B * ld_y, ld_y, o0, no, seq, t, B);
-      copy_rows(Rows::All, scratch_dh_all.data() + t * B * P, dh_steps.data(), P, o0, no, seq, t, B);
-      zero_rows(Rows::Inactive, scratch_dh_all.data() + t * B * P, P, o0, no, seq, t, B);
-    }
+    pack_columns(mine.packed.data(), w_hh, out_cols, G);
+    if (projected) pack_columns(mine.packed_proj.data(), w_hr, unit_cols, P);
+    copy_or_zero(dc_state.data(), dc_n, unit_cols, B);
+    copy_or_zero(dh_steps.data(), dh_n, out_cols, B);
+    if (projected) add_dy_and_keep(dh_steps.data(), seq.time_at(T - 1, T));
     team.barrier();
 
     // 1. Reverse walk.
@@ -330,16 +337,16 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
       Scalar* dgates_t = scratch_dgates.data() + t * B * G;  // (B, G)
       if (s > 0) {  // what the next step reads, fetched while this one computes
         const Index t_next = seq.time_at(s - 1, T);
-        prefetch_rows(kept.gates + t_next * B * G, G, u0, nu, 4, H, B);
-        prefetch_rows(kept.c + t_next * B * H, H, u0, nu, 1, 0, B);
-        prefetch_rows(c_entering(s - 1), H, u0, nu, 1, 0, B);
-        if (dy != nullptr) prefetch_rows(dy + t_next * B * ld_y, ld_y, o0, no, 1, 0, B);
+        prefetch_rows(kept.gates + t_next * B * G, gate_cols, B, 4, H);
+        prefetch_rows(kept.c + t_next * B * H, unit_cols, B);
+        prefetch_rows(c_entering(s - 1), unit_cols, B);
+        if (dy != nullptr) prefetch_rows(dy + t_next * B * ld_y, y_cols, B);
       }
       const Scalar* dm = nullptr;                              // its units of dm_t
       Index ld_dm = 0;
       Scalar* dh_t = dh_steps.data() + (projected ? (walked % 2) * B * P : 0);  // (B, H_out) dh_t
       if (!projected) {
-        if (dy != nullptr) add_rows(Rows::Active, dh_t, H, dy + t * B * ld_y, ld_y, u0, nu, seq, t, B);
+        add_output_gradient(dh_t, unit_cols, dy, y_cols, seq, t, B);
         dm = dh_t + u0;
         ld_dm = H;
       } else {
@@ -351,31 +358,23 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
       }
       lstm_pointwise_backward(dgates_t, dc_state.data(), dm, ld_dm, kept.gates + t * B * G, kept.c + t * B * H,
                               c_entering(s), seq, t, B, H, u0, nu);
-      for (Index q = 0; q < 4; ++q) zero_rows(Rows::Inactive, dgates_t, G, q * H + u0, nu, seq, t, B);
+      for (Index q = 0; q < 4; ++q) zero_past_length(dgates_t, Columns{G, q * H + u0, nu}, seq, t, B);
       team.barrier();  // dG_t complete
 
       // Its columns of dh_{t-1} = dG_t · W_hh; sequences past their length pass dh_t through.
       panel_product(mine.product.data(), out_panels * L, out_panels * L, rows_of<Scalar>(dgates_t, G),
                     mine.packed.data(), out_panels, G, B);
       Scalar* dh_prev = dh_steps.data() + (projected ? ((walked + 1) % 2) * B * P : 0);  // (B, H_out)
-      for_rows(Rows::Active, seq, t, B, [&](Index b) {
-        std::copy_n(mine.product.data() + b * out_panels * L, no, dh_prev + b * H_out + o0);
-      });
+      copy_rows(Rows::Active, dh_prev, out_cols, mine.product.data(), product_cols, seq, t, B);
       if (projected) {
-        copy_rows(Rows::Inactive, dh_prev, dh_t, P, o0, no, seq, t, B);
-        if (s > 0) {  // the next step's dh: add its dy, keep it for dW_hr
-          const Index t_next = seq.time_at(s - 1, T);
-          if (dy != nullptr) add_rows(Rows::Active, dh_prev, P, dy + t_next * B * ld_y, ld_y, o0, no, seq, t_next, B);
-          Scalar* dh_kept = scratch_dh_all.data() + t_next * B * P;
-          copy_rows(Rows::All, dh_kept, dh_prev, P, o0, no, seq, t_next, B);
-          zero_rows(Rows::Inactive, dh_kept, P, o0, no, seq, t_next, B);
-        }
+        carry_past_length(dh_prev, dh_t, out_cols, seq, t, B);
+        if (s > 0) add_dy_and_keep(dh_prev, seq.time_at(s - 1, T));  // the next step's dh
         team.barrier();  // dh_{t-1} complete
       }
     }
     const Scalar* dh_first = dh_steps.data() + (projected ? (T % 2) * B * P : 0);
-    copy_rows(Rows::All, dh0, dh_first, H_out, o0, no, seq, 0, B);
-    copy_rows(Rows::All, dc0, dc_state.data(), H, u0, nu, seq, 0, B);
+    copy_columns(dh0, dh_first, out_cols, B);
+    copy_columns(dc0, dc_state.data(), unit_cols, B);
     // Every dG_t (and dh_t) is complete: the last step ended with a barrier after writing them.
 
     // 2. Gradients of the inputs and weights over all steps (products.hpp); b_ih and b_hh share db;
@@ -423,7 +422,7 @@ void lstm_cell_into(Scalar* h_new, Scalar* c_new, Scalar* scratch_gx, Scalar* sc
     // A missing c is zeros: start c_new at zero and update it in place.
     const Scalar* c_prev = c;
     if (c_prev == nullptr) {
-      copy_or_zero(c_new, static_cast<const Scalar*>(nullptr), H, u0, nu, B);
+      zero_columns(c_new, Columns{H, u0, nu}, B);
       c_prev = c_new;
     }
     lstm_pointwise_forward(scratch_gx, c_new, h_new, scratch_rec + u0, G, H, c_prev, false, SequenceOptions{}, 0, B,

@@ -71,16 +71,16 @@ void pack_rows(Scalar* packed, const Scalar* m, Index ld, Index rows, Index K) {
   }
 }
 
-// Packs M = the transpose of `cols` consecutive columns of a row-major matrix m (K rows, row
-// stride ld), starting at column col0: M[r][k] = m[k * ld + col0 + r].
+// Packs M = the transpose of the columns `cols` of a row-major matrix m of K rows:
+// M[r][k] = m[k * cols.ld + cols.col0 + r].
 template <typename Scalar>
-void pack_columns(Scalar* packed, const Scalar* m, Index ld, Index col0, Index cols, Index K) {
+void pack_columns(Scalar* packed, const Scalar* m, Columns cols, Index K) {
   constexpr Index L = kPacket<Scalar>;
-  for (Index p = 0; p < panel_count<Scalar>(cols); ++p) {
-    const Index lanes = std::min(L, cols - p * L);
+  for (Index p = 0; p < panel_count<Scalar>(cols.width); ++p) {
+    const Index lanes = std::min(L, cols.width - p * L);
     Scalar* panel = packed + p * K * L;
     for (Index k = 0; k < K; ++k) {
-      const Scalar* from = m + k * ld + col0 + p * L;
+      const Scalar* from = cols.in_row(m, k) + p * L;
       std::copy_n(from, lanes, panel + k * L);
       std::fill(panel + k * L + lanes, panel + (k + 1) * L, Scalar(0));
     }
@@ -95,20 +95,20 @@ struct ProductInput {
   Index row_stride, col_stride;
 };
 
-// Stores B rows of a row-major buffer (row stride ld), columns [col0, col0 + cols), as the rows
-// [row0, row0 + B) of a packed matrix of `rows` rows (its panels cover the columns): the
-// transpose of pack_columns, filled a step at a time. col0 is a multiple of kPacket; the lanes of
-// a partial last panel are set to zero.
+// Stores the columns `cols` of B rows of a row-major buffer as the rows [row0, row0 + B) of a
+// packed matrix of `rows` rows (its panels cover the columns): the transpose of pack_columns,
+// filled a step at a time. cols.col0 is a multiple of kPacket; the lanes of a partial last panel
+// are set to zero.
 template <typename Scalar>
-void store_packed_rows(Scalar* packed, Index rows, Index row0, const Scalar* from, Index ld, Index col0, Index cols,
-                       Index B) {
+void store_packed_rows(Scalar* packed, Index rows, Index row0, const Scalar* from, Columns cols, Index B) {
   constexpr Index L = kPacket<Scalar>;
-  for (Index c = col0; c < col0 + cols; c += L) {
-    const Index lanes = std::min(L, col0 + cols - c);
+  const Index col_end = cols.col0 + cols.width;
+  for (Index c = cols.col0; c < col_end; c += L) {
+    const Index lanes = std::min(L, col_end - c);
     Scalar* panel = packed + (c / L) * rows * L;
     for (Index b = 0; b < B; ++b) {
       Scalar* to = panel + (row0 + b) * L;
-      std::copy_n(from + b * ld + c, lanes, to);
+      std::copy_n(from + b * cols.ld + c, lanes, to);
       std::fill(to + lanes, to + L, Scalar(0));
     }
   }

@@ -161,7 +161,7 @@ void pack_columns_in_tasks(Team& team, Scalar* packed, const Scalar* a, Index TB
   const Index panels = panel_count<Scalar>(N);
   team.tasks((panels + kPanelsPerTask - 1) / kPanelsPerTask, [&](Index i) {
     const Index c0 = i * kPanelsPerTask * L, cols = std::min(kPanelsPerTask * L, N - c0);
-    pack_columns(packed + c0 * TB, a, N, c0, cols, TB);  // panel c0 / L starts at c0 * TB
+    pack_columns(packed + c0 * TB, a, Columns{N, c0, cols}, TB);  // panel c0 / L starts at c0 * TB
   });
 }
 
@@ -213,15 +213,15 @@ void input_and_weight_gradients(Team& team, const ColumnTasks<Scalar>& dx_tasks,
   // dX = dG_x · W_ih: M = W_ihᵀ, whose rows are the columns of W_ih.
   team.tasks(dx_tasks.count(), [&](Index i) {
     const Index c0 = dx_tasks.first_column(i), cols = dx_tasks.columns(i);
-    pack_columns(task_scratch, w_ih, I, c0, cols, G);
+    pack_columns(task_scratch, w_ih, Columns{I, c0, cols}, G);
     panel_product(dx + c0, I, cols, rows_of(dg_x, G), task_scratch, dx_tasks.panels(i), G, TB);
   });
   // db_ih, db_hh = column sums of dG_x, dG_h.
   const OutputBlocks db_blocks{1, G};
   team.tasks(db_blocks.count(), [&](Index i) {
     const OutputBlocks::Block blk = db_blocks[i];
-    if (db_ih != nullptr) column_sums(db_ih, dg_x, TB, G, blk.c0, blk.nc);
-    if (db_hh != nullptr) column_sums(db_hh, dg_h, TB, G, blk.c0, blk.nc);
+    if (db_ih != nullptr) column_sums(db_ih, dg_x, TB, Columns{G, blk.c0, blk.nc});
+    if (db_hh != nullptr) column_sums(db_hh, dg_h, TB, Columns{G, blk.c0, blk.nc});
   });
   // dW_ih = dG_xᵀ · X and dW_hh = dG_hᵀ · H_prev (one strip of dG for both when it is the same).
   const WeightGradient<Scalar> grad_ih{dw_ih, packed_x, I}, grad_hh{dw_hh, packed_h_prev, H_out};

@@ -124,6 +124,7 @@ void rnn_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
     const Index u0 = units.begin, nu = units.size(), unit_panels = panel_count<Scalar>(nu);
     const SequenceOptions seq_rows = seq.rows_from(b0);  // its sequences' lengths
     const Scalar* packed_hh = by_rows ? shared_packed.data() : mine.packed.data();
+    const Columns unit_cols{H, u0, nu}, y_cols{ld_y, u0, nu};  // its units of a and h, of y
 
     // 1. Input projection of all steps at once, and both biases.
     input_projection(team, input_tasks, mine.packed_task.data(), a, x, w_ih, b_ih, b_hh, TB, I, H);
@@ -133,7 +134,7 @@ void rnn_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
     } else {
       pack_rows(mine.packed.data(), w_hh + u0 * H, H, nu, H);
     }
-    copy_or_zero(h_steps.data() + b0 * H, h0 ? h0 + b0 * H : nullptr, H, u0, nu, nb);
+    copy_or_zero(h_steps.data() + b0 * H, h0 ? h0 + b0 * H : nullptr, unit_cols, nb);
     team.barrier();
 
     // 2. The recurrence, over its rows [b0, b0 + nb) of every (B, ·) buffer.
@@ -143,19 +144,18 @@ void rnn_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
       Scalar* h_next = h_steps.data() + ((s + 1) % 2) * B * H + b0 * H;  // (nb, H) h_t
       Scalar* a_t = a + (t * B + b0) * H;                                  // (nb, H)
       Scalar* y_t = y + (t * B + b0) * ld_y;                               // (nb, ld_y)
-      if (s + 1 < T) prefetch_rows(a + (seq.time_at(s + 1, T) * B + b0) * H, H, u0, nu, 1, H, nb);  // the next a_t
+      if (s + 1 < T) prefetch_rows(a + (seq.time_at(s + 1, T) * B + b0) * H, unit_cols, nb);  // the next a_t
       panel_product(mine.product.data(), unit_panels * L, unit_panels * L, rows_of(h_prev, H), packed_hh, unit_panels,
                     H, nb);
-      if (training) store_packed_rows(kept.h_prev, TB, t * B + b0, h_prev, H, u0, nu, nb);
+      if (training) store_packed_rows(kept.h_prev, TB, t * B + b0, h_prev, unit_cols, nb);
       rnn_pointwise_forward(a_t, a_t, mine.product.data(), unit_panels * L, act, seq_rows, t, nb, H, u0, nu);
       // Outputs: h_t, zero past a sequence's length; h carried there.
-      copy_rows(Rows::Active, y_t, ld_y, a_t, H, u0, nu, seq_rows, t, nb);
-      zero_rows(Rows::Inactive, y_t, ld_y, u0, nu, seq_rows, t, nb);
-      copy_rows(Rows::Active, h_next, a_t, H, u0, nu, seq_rows, t, nb);
-      copy_rows(Rows::Inactive, h_next, h_prev, H, u0, nu, seq_rows, t, nb);
+      write_output(y_t, y_cols, a_t, unit_cols, seq_rows, t, nb);
+      copy_rows(Rows::Active, h_next, a_t, unit_cols, seq_rows, t, nb);
+      carry_past_length(h_next, h_prev, unit_cols, seq_rows, t, nb);
       if (!by_rows) team.barrier();  // h_t complete
     }
-    copy_rows(Rows::All, h_n + b0 * H, h_steps.data() + (T % 2) * B * H + b0 * H, H, u0, nu, seq_rows, 0, nb);
+    copy_columns(h_n + b0 * H, h_steps.data() + (T % 2) * B * H + b0 * H, unit_cols, nb);
   });
 }
 
@@ -183,31 +183,31 @@ void rnn_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar*
     MemberScratch<Scalar>& mine = scratch[team.rank()];
     const Team::Range units = team.part(H, granule);
     const Index u0 = units.begin, nu = units.size(), unit_panels = panel_count<Scalar>(nu);
-    pack_columns(mine.packed.data(), w_hh, H, u0, nu, H);
-    copy_or_zero(dh_state.data(), dh_n, H, u0, nu, B);
+    // Its columns: its units of h, a and dy, and the block of the product that holds them.
+    const Columns unit_cols{H, u0, nu}, y_cols{ld_y, u0, nu}, product_cols{unit_panels * L, 0, nu};
+    pack_columns(mine.packed.data(), w_hh, unit_cols, H);
+    copy_or_zero(dh_state.data(), dh_n, unit_cols, B);
     team.barrier();
 
     // 1. Reverse walk.
     for (Index s = T - 1; s >= 0; --s) {
       const Index t = seq.time_at(s, T);
-      if (dy != nullptr) add_rows(Rows::Active, dh_state.data(), H, dy + t * B * ld_y, ld_y, u0, nu, seq, t, B);  // dh_t
+      add_output_gradient(dh_state.data(), unit_cols, dy, y_cols, seq, t, B);  // dh_t
       Scalar* da_t = scratch_da.data() + t * B * H;
       if (s > 0) {  // what the next step reads, fetched while this one computes
         const Index t_next = seq.time_at(s - 1, T);
-        prefetch_rows(kept.h + t_next * B * H, H, u0, nu, 1, 0, B);
-        if (dy != nullptr) prefetch_rows(dy + t_next * B * ld_y, ld_y, u0, nu, 1, 0, B);
+        prefetch_rows(kept.h + t_next * B * H, unit_cols, B);
+        if (dy != nullptr) prefetch_rows(dy + t_next * B * ld_y, y_cols, B);
       }
       rnn_pointwise_backward(da_t, dh_state.data(), kept.h + t * B * H, act, seq, t, B, H, u0, nu);
-      zero_rows(Rows::Inactive, da_t, H, u0, nu, seq, t, B);
+      zero_past_length(da_t, unit_cols, seq, t, B);
       team.barrier();  // da_t complete
       // Its units of dh_{t-1} = da_t · W_hh; sequences past their length pass dh through.
       panel_product(mine.product.data(), unit_panels * L, unit_panels * L, rows_of<Scalar>(da_t, H),
                     mine.packed.data(), unit_panels, H, B);
-      for_rows(Rows::Active, seq, t, B, [&](Index b) {
-        std::copy_n(mine.product.data() + b * unit_panels * L, nu, dh_state.data() + b * H + u0);
-      });
+      copy_rows(Rows::Active, dh_state.data(), unit_cols, mine.product.data(), product_cols, seq, t, B);
     }
-    copy_rows(Rows::All, dh0, dh_state.data(), H, u0, nu, seq, 0, B);
+    copy_columns(dh0, dh_state.data(), unit_cols, B);
 
     // 2. Gradients of the inputs and weights over all steps (products.hpp); b_ih and b_hh share db.
     input_and_weight_gradients(team, dx_tasks, mine.packed_task.data(), mine.strip.data(), dx, dw_ih, dw_hh, db,
