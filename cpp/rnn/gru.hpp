@@ -17,17 +17,8 @@
 
 namespace lstm_ext {
 
-struct GruDims {
-  Index T;  // time steps
-  Index B;  // batch size
-  Index I;  // input features
-  Index H;  // hidden units
-  Index y_stride = 0;  // elements from one row of y (and dy) to the next: 0 = H (see ld_y)
-  // Row stride of y and dy: H, or D * H when the D directions of a layer share the (T, B, D * H)
-  // output (each at its own column offset).
-  Index ld_y() const { return y_stride > 0 ? y_stride : H; }
-  Index G() const { return 3 * H; }
-};
+// T, B, I, H and the row stride of y (CellDims, types.hpp); G = 3H gate rows r, z, n.
+using GruDims = CellDims<3>;
 
 // The workspace a training forward keeps for the backward pass. Rows t * B + b are indexed by
 // time step t (not by the order of the walk).
@@ -58,6 +49,18 @@ Count gru_backward_scratch_size(const GruDims& d, int members, Index lanes) {
   const Count gradients = Count(96) * members * d.T * d.B;  // a strip of 96 rows of dG per member
   return (d.H + padding) * (Count(d.G()) + d.B) + Count(2) * d.T * d.B * d.G() + Count(d.B) * d.H +
          (d.I + 6 * padding) * d.G() + gradients;
+}
+
+// Elements a call of one direction needs at most, counted as above: a forward's outputs, its
+// workspace when training and its scratch; a backward's gradients and its scratch.
+template <typename Count = Index>
+Count gru_forward_call_size(const GruDims& d, bool training, int members, Index lanes) {
+  return d.output_elements<Count>() + (training ? gru_workspace_size<Count>(d, lanes) : Count(0)) +
+         gru_forward_scratch_size<Count>(d, training, members, lanes);
+}
+template <typename Count = Index>
+Count gru_backward_call_size(const GruDims& d, int members, Index lanes) {
+  return d.gradient_elements<Count>() + gru_backward_scratch_size<Count>(d, members, lanes);
 }
 
 // The GRU kernels of one kernel level: gru.cpp defines them once per level (kernels.hpp).

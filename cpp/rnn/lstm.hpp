@@ -34,6 +34,25 @@ struct LstmDims {
   // Row stride of y and dy: H_out when this direction has y to itself, D * H_out when the D
   // directions of a layer share the (T, B, D * H_out) output (each at its own column offset).
   Index ld_y() const { return y_stride > 0 ? y_stride : H_out(); }
+
+  // Elements of what a call of one direction returns (Count = double: a size that cannot
+  // overflow, for the memory check before anything is allocated):
+  //   forward   y (T, B, H_out), h_n (B, H_out), c_n (B, H)
+  //   backward  dx (T, B, I), dh0 (B, H_out), dc0 (B, H), dw_ih (4H, I), dw_hh (4H, H_out),
+  //             db_ih, db_hh (4H), dw_hr (P, H)
+  template <typename Count = Index>
+  Count output_elements() const {
+    return Count(T) * B * H_out() + Count(B) * (H_out() + H);
+  }
+  template <typename Count = Index>
+  Count gradient_elements() const {
+    return Count(T) * B * I + Count(B) * (H_out() + H) + Count(G()) * (I + H_out() + 2) + Count(P) * H;
+  }
+  // Bytes of the recurrent weights W_hh and W_hr, which every step reads.
+  template <typename Scalar>
+  double recurrent_weight_bytes() const {
+    return (double(G()) * H_out() + double(P) * H) * sizeof(Scalar);
+  }
 };
 
 // The workspace a training forward keeps for the backward pass: one buffer of six blocks. Rows
@@ -79,6 +98,18 @@ Count lstm_backward_scratch_size(const LstmDims& d, int members, Index lanes) {
   const Count gradients = Count(96) * members * TB;        // a strip of 96 rows of dG per member
   return recurrent + projection + input + gradients + TB * d.G() + (d.P > 0 ? TB * d.P : Count(0)) +
          Count(d.B) * (2 * d.H_out() + d.H);
+}
+
+// Elements a call of one direction needs at most, counted as above: a forward's outputs, its
+// workspace when training and its scratch; a backward's gradients and its scratch.
+template <typename Count = Index>
+Count lstm_forward_call_size(const LstmDims& d, bool training, int members, Index lanes) {
+  return d.output_elements<Count>() + (training ? lstm_workspace_size<Count>(d, lanes) : Count(0)) +
+         lstm_forward_scratch_size<Count>(d, training, members, lanes);
+}
+template <typename Count = Index>
+Count lstm_backward_call_size(const LstmDims& d, int members, Index lanes) {
+  return d.gradient_elements<Count>() + lstm_backward_scratch_size<Count>(d, members, lanes);
 }
 
 // The LSTM kernels of one kernel level: lstm.cpp defines them once per level, and kernels.hpp

@@ -14,16 +14,8 @@ namespace lstm_ext {
 
 enum class RnnActivation { Tanh, Relu };
 
-struct RnnDims {
-  Index T;  // time steps
-  Index B;  // batch size
-  Index I;  // input features
-  Index H;  // hidden units
-  Index y_stride = 0;  // elements from one row of y (and dy) to the next: 0 = H (see ld_y)
-  // Row stride of y and dy: H, or D * H when the D directions of a layer share the (T, B, D * H)
-  // output (each at its own column offset).
-  Index ld_y() const { return y_stride > 0 ? y_stride : H; }
-};
+// T, B, I, H and the row stride of y (CellDims, types.hpp); G = H rows.
+using RnnDims = CellDims<1>;
 
 // The workspace a training forward keeps for the backward pass. Rows t * B + b are indexed by
 // time step t (not by the order of the walk).
@@ -53,6 +45,18 @@ Count rnn_backward_scratch_size(const RnnDims& d, int members, Index lanes) {
   const Count gradients = Count(96) * members * d.T * d.B;  // a strip of 96 rows of dG per member
   return (d.H + padding) * (Count(d.H) + d.B) + Count(d.T) * d.B * d.H + Count(d.B) * d.H +
          (d.I + 6 * padding) * d.H + gradients;
+}
+
+// Elements a call of one direction needs at most, counted as above: a forward's outputs, its
+// workspace when training and its scratch; a backward's gradients and its scratch.
+template <typename Count = Index>
+Count rnn_forward_call_size(const RnnDims& d, bool training, int members, Index lanes) {
+  return d.output_elements<Count>() + (training ? rnn_workspace_size<Count>(d, lanes) : Count(0)) +
+         rnn_forward_scratch_size<Count>(d, training, members, lanes);
+}
+template <typename Count = Index>
+Count rnn_backward_call_size(const RnnDims& d, int members, Index lanes) {
+  return d.gradient_elements<Count>() + rnn_backward_scratch_size<Count>(d, members, lanes);
 }
 
 // The vanilla RNN kernels of one kernel level: rnn.cpp defines them once per level (kernels.hpp).

@@ -40,6 +40,40 @@ struct SequenceOptions {
   SequenceOptions rows_from(Index b0) const { return {reverse, lengths == nullptr ? nullptr : lengths + b0}; }
 };
 
+// The sizes of one layer's call, in one direction, for a cell whose state is h alone and whose
+// gates are `Gates` blocks of H rows: the GRU (3 gates) and the vanilla RNN (1). The LSTM, with
+// its cell state and projection, has LstmDims (lstm.hpp).
+template <int Gates>
+struct CellDims {
+  Index T;  // time steps
+  Index B;  // batch size
+  Index I;  // input features
+  Index H;  // hidden units
+  Index y_stride = 0;  // elements from one row of y (and dy) to the next: 0 = H (see ld_y)
+  // Row stride of y and dy: H, or D * H when the D directions of a layer share the (T, B, D * H)
+  // output (each at its own column offset).
+  Index ld_y() const { return y_stride > 0 ? y_stride : H; }
+  Index G() const { return Gates * H; }  // gate rows of the weights
+
+  // Elements of what a call of one direction returns (Count = double: a size that cannot
+  // overflow, for the memory check before anything is allocated):
+  //   forward   y (T, B, H), h_n (B, H)
+  //   backward  dx (T, B, I), dh0 (B, H), dw_ih (G, I), dw_hh (G, H), db_ih, db_hh (G)
+  template <typename Count = Index>
+  Count output_elements() const {
+    return Count(T) * B * H + Count(B) * H;
+  }
+  template <typename Count = Index>
+  Count gradient_elements() const {
+    return Count(T) * B * I + Count(B) * H + Count(G()) * (I + H + 2);
+  }
+  // Bytes of the recurrent weights W_hh, which every step reads.
+  template <typename Scalar>
+  double recurrent_weight_bytes() const {
+    return double(G()) * H * sizeof(Scalar);
+  }
+};
+
 // Elements of `columns` columns over `rows` rows packed in panels of `lanes` columns (panel.hpp):
 // the packed blocks of the workspaces. `lanes` is the kernel level's SIMD width in values
 // (Kernels::lanes), so a workspace's size and layout belong to the level that made it.
