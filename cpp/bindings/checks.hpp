@@ -185,6 +185,15 @@ struct Directions {
 Directions read_directions(bool bidirectional, bool reverse);
 // The float32-or-float64 choice of a call: the dtype of (the first direction's) w_ih.
 bool is_float32_weights(py::handle w_ih, bool bidirectional);
+// The dtype of a call, decided here and nowhere else: returns op(float{}) when (the first
+// direction's) w_ih is a float32 array, op(double{}) otherwise. `op` takes its Scalar from the type
+// of its argument (a lambda `[&](auto scalar) { using Scalar = decltype(scalar); ... }`), so that
+// an op's body is written once for both dtypes; it returns a tuple of arrays of that dtype.
+template <typename Op>
+py::tuple dispatch_dtype(py::handle w_ih, bool bidirectional, Op&& op) {
+  if (is_float32_weights(w_ih, bidirectional)) return op(float{});
+  return op(double{});
+}
 // ValueError unless the reverse direction's array `a` has the shape of the forward's `like`.
 void require_same_shape(const py::array& a, const py::array& like, const std::string& name);
 

@@ -64,145 +64,154 @@ std::vector<LstmWeights<Scalar>> read_lstm_direction_weights(const Directions& d
 }
 
 // ---------------------------------------------------------------------------------------------
-template <typename Scalar>
-py::tuple forward(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_obj, py::handle b_ih_obj,
-                  py::handle b_hh_obj, py::handle h0_obj, py::handle c0_obj, bool training, py::handle w_hr_obj,
-                  py::handle lengths_obj, bool reverse, bool bidirectional) {
-  const Directions dirs = read_directions(bidirectional, reverse);
-  const int D = dirs.count;
-  const auto lw = read_lstm_direction_weights<Scalar>(dirs, w_ih_obj, w_hh_obj, w_hr_obj);
-  const auto x = read_sequence<Scalar>(x_obj, lw[0].w.I);
-  LstmDims d = lstm_dims(x.shape(0), x.shape(1), lw[0]);
-  const Index B = d.B, H = d.H, H_out = d.H_out();
-  d.y_stride = D * H_out;  // the directions side by side in y
-  const Kernels<Scalar>& kernel = kernels<Scalar>();
-  const auto b_ih = read_direction_biases<Scalar>(dirs, b_ih_obj, "b_ih", d.G(), "(4H,)");
-  const auto b_hh = read_direction_biases<Scalar>(dirs, b_hh_obj, "b_hh", d.G(), "(4H,)");
-  const auto h0 = read_optional<Scalar>(h0_obj, "h0", dirs.shape({B, H_out}), dirs.legend(d.P > 0 ? "(B, P)" : "(B, H)"));
-  const auto c0 = read_optional<Scalar>(c0_obj, "c0", dirs.shape({B, H}), dirs.legend("(B, H)"));
-  const auto lengths = read_lengths(lengths_obj, d.T, B);
+// The ops take the arguments of their functions in functional.py, in the same order, with the
+// same keyword-only ones (bind_lstm), and compute in the dtype of w_ih (dispatch_dtype).
 
-  // Outputs y, h_n, c_n, the workspaces and the core's scratch, counted in double (no overflow).
-  const Index ws_size = lstm_workspace_size(d, kernel.lanes);
-  require_memory(D * (double(d.T) * B * H_out + double(B) * (H_out + H) +
-                      (training ? lstm_workspace_size<double>(d, kernel.lanes) : 0.0) +
-                      lstm_forward_scratch_size<double>(d, training, get_num_threads(), kernel.lanes)),
-                 sizeof(Scalar), "lstm_forward");
+py::tuple lstm_forward(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_obj, py::handle b_ih_obj,
+                       py::handle b_hh_obj, py::handle h0_obj, py::handle c0_obj, py::handle w_hr_obj,
+                       py::handle lengths_obj, bool reverse, bool training, bool bidirectional) {
+  return dispatch_dtype(w_ih_obj, bidirectional, [&](auto scalar) {
+    using Scalar = decltype(scalar);
+    const Directions dirs = read_directions(bidirectional, reverse);
+    const int D = dirs.count;
+    const auto lw = read_lstm_direction_weights<Scalar>(dirs, w_ih_obj, w_hh_obj, w_hr_obj);
+    const auto x = read_sequence<Scalar>(x_obj, lw[0].w.I);
+    LstmDims d = lstm_dims(x.shape(0), x.shape(1), lw[0]);
+    const Index B = d.B, H = d.H, H_out = d.H_out();
+    d.y_stride = D * H_out;  // the directions side by side in y
+    const Kernels<Scalar>& kernel = kernels<Scalar>();
+    const auto b_ih = read_direction_biases<Scalar>(dirs, b_ih_obj, "b_ih", d.G(), "(4H,)");
+    const auto b_hh = read_direction_biases<Scalar>(dirs, b_hh_obj, "b_hh", d.G(), "(4H,)");
+    const auto h0 =
+        read_optional<Scalar>(h0_obj, "h0", dirs.shape({B, H_out}), dirs.legend(d.P > 0 ? "(B, P)" : "(B, H)"));
+    const auto c0 = read_optional<Scalar>(c0_obj, "c0", dirs.shape({B, H}), dirs.legend("(B, H)"));
+    const auto lengths = read_lengths(lengths_obj, d.T, B);
 
-  auto y = new_array<Scalar>({d.T, B, D * H_out});
-  auto h_n = new_array<Scalar>(dirs.shape({B, H_out}));
-  auto c_n = new_array<Scalar>(dirs.shape({B, H}));
-  std::optional<CArray<Scalar>> ws;
-  if (training) ws.emplace(new_array<Scalar>(dirs.shape({ws_size})));
+    // Outputs y, h_n, c_n, the workspaces and the core's scratch of every direction.
+    const Index ws_size = lstm_workspace_size(d, kernel.lanes);
+    require_memory(D * lstm_forward_call_size<double>(d, training, get_num_threads(), kernel.lanes), sizeof(Scalar),
+                   "lstm_forward");
 
-  Scalar* ws_data = ws ? ws->mutable_data() : nullptr;
-  const Scalar* h0_data = data_or_null(h0);
-  const Scalar* c0_data = data_or_null(c0);
-  Scalar *y_data = y.mutable_data(), *h_n_data = h_n.mutable_data(), *c_n_data = c_n.mutable_data();
-  const double recurrent_bytes = (double(d.G()) * H_out + double(d.P) * H) * sizeof(Scalar);  // W_hh, W_hr
-  without_gil([&] {
-    run_directions(D, recurrent_bytes, [&](int k) {  // direction k: its columns of y, its rows of the states
-      kernel.lstm.forward(y_data + k * H_out, h_n_data + k * B * H_out, c_n_data + k * B * H,
-                          ws_data ? ws_data + k * ws_size : nullptr, x.data(), h0_data ? h0_data + k * B * H_out : nullptr,
-                          c0_data ? c0_data + k * B * H : nullptr, lw[k].w.w_ih.data(), lw[k].w.w_hh.data(),
-                          data_or_null(b_ih[k]), data_or_null(b_hh[k]), data_or_null(lw[k].w_hr), d,
-                          sequence_options(reverse || k == 1, lengths));
+    auto y = new_array<Scalar>({d.T, B, D * H_out});
+    auto h_n = new_array<Scalar>(dirs.shape({B, H_out}));
+    auto c_n = new_array<Scalar>(dirs.shape({B, H}));
+    std::optional<CArray<Scalar>> ws;
+    if (training) ws.emplace(new_array<Scalar>(dirs.shape({ws_size})));
+
+    Scalar* ws_data = ws ? ws->mutable_data() : nullptr;
+    const Scalar* h0_data = data_or_null(h0);
+    const Scalar* c0_data = data_or_null(c0);
+    Scalar *y_data = y.mutable_data(), *h_n_data = h_n.mutable_data(), *c_n_data = c_n.mutable_data();
+    without_gil([&] {
+      // direction k: its columns of y, its rows of the states
+      run_directions(D, d.recurrent_weight_bytes<Scalar>(), [&](int k) {
+        kernel.lstm.forward(y_data + k * H_out, h_n_data + k * B * H_out, c_n_data + k * B * H,
+                            ws_data ? ws_data + k * ws_size : nullptr, x.data(),
+                            h0_data ? h0_data + k * B * H_out : nullptr, c0_data ? c0_data + k * B * H : nullptr,
+                            lw[k].w.w_ih.data(), lw[k].w.w_hh.data(), data_or_null(b_ih[k]), data_or_null(b_hh[k]),
+                            data_or_null(lw[k].w_hr), d, sequence_options(reverse || k == 1, lengths));
+      });
     });
+    return py::make_tuple(y, h_n, c_n, or_none(ws));
   });
-  return py::make_tuple(y, h_n, c_n, or_none(ws));
 }
 
 // ---------------------------------------------------------------------------------------------
-template <typename Scalar>
-py::tuple backward(py::handle dy_obj, py::handle dh_n_obj, py::handle dc_n_obj, py::handle x_obj,
-                   py::handle w_ih_obj, py::handle w_hh_obj, py::handle ws_obj, bool bias, py::handle w_hr_obj,
-                   py::handle lengths_obj, bool reverse, bool bidirectional) {
-  const Directions dirs = read_directions(bidirectional, reverse);
-  const int D = dirs.count;
-  const auto lw = read_lstm_direction_weights<Scalar>(dirs, w_ih_obj, w_hh_obj, w_hr_obj);
-  const auto [T, B_x] = read_sequence_sizes(x_obj, lw[0].w.I);
-  LstmDims d = lstm_dims(T, B_x, lw[0]);
-  const Index B = d.B, H = d.H, H_out = d.H_out(), G = d.G(), I = d.I, P = d.P;
-  d.y_stride = D * H_out;
-  const Kernels<Scalar>& kernel = kernels<Scalar>();
-  const Index ws_size = lstm_workspace_size(d, kernel.lanes);
-  const auto ws = read_workspace<Scalar>(ws_obj, dirs.shape({ws_size}), sizes_str(d));
-  const auto dy = read_optional<Scalar>(dy_obj, "dy", {d.T, B, D * H_out},
-                                        D > 1 ? "(T, B, 2 * H_out)" : (P > 0 ? "(T, B, P)" : "(T, B, H)"));
-  const auto dh_n = read_optional<Scalar>(dh_n_obj, "dh_n", dirs.shape({B, H_out}), dirs.legend(P > 0 ? "(B, P)" : "(B, H)"));
-  const auto dc_n = read_optional<Scalar>(dc_n_obj, "dc_n", dirs.shape({B, H}), dirs.legend("(B, H)"));
-  const auto lengths = read_lengths(lengths_obj, d.T, B);
+py::tuple lstm_backward(py::handle dy_obj, py::handle dh_n_obj, py::handle dc_n_obj, py::handle x_obj,
+                        py::handle w_ih_obj, py::handle w_hh_obj, py::handle ws_obj, py::handle w_hr_obj,
+                        py::handle lengths_obj, bool reverse, bool bias, bool bidirectional) {
+  return dispatch_dtype(w_ih_obj, bidirectional, [&](auto scalar) {
+    using Scalar = decltype(scalar);
+    const Directions dirs = read_directions(bidirectional, reverse);
+    const int D = dirs.count;
+    const auto lw = read_lstm_direction_weights<Scalar>(dirs, w_ih_obj, w_hh_obj, w_hr_obj);
+    const auto [T, B_x] = read_sequence_sizes(x_obj, lw[0].w.I);
+    LstmDims d = lstm_dims(T, B_x, lw[0]);
+    const Index B = d.B, H = d.H, H_out = d.H_out(), G = d.G(), I = d.I, P = d.P;
+    d.y_stride = D * H_out;
+    const Kernels<Scalar>& kernel = kernels<Scalar>();
+    const Index ws_size = lstm_workspace_size(d, kernel.lanes);
+    const auto ws = read_workspace<Scalar>(ws_obj, dirs.shape({ws_size}), sizes_str(d));
+    const auto dy = read_optional<Scalar>(dy_obj, "dy", {d.T, B, D * H_out},
+                                          D > 1 ? "(T, B, 2 * H_out)" : (P > 0 ? "(T, B, P)" : "(T, B, H)"));
+    const auto dh_n =
+        read_optional<Scalar>(dh_n_obj, "dh_n", dirs.shape({B, H_out}), dirs.legend(P > 0 ? "(B, P)" : "(B, H)"));
+    const auto dc_n = read_optional<Scalar>(dc_n_obj, "dc_n", dirs.shape({B, H}), dirs.legend("(B, H)"));
+    const auto lengths = read_lengths(lengths_obj, d.T, B);
 
-  // The gradients and the core's scratch, counted in double (no overflow).
-  require_memory(D * (double(d.T) * B * I + double(B) * (H_out + H) + double(G) * (I + H_out + 2) + double(P) * H +
-                      lstm_backward_scratch_size<double>(d, get_num_threads(), kernel.lanes)),
-                 sizeof(Scalar), "lstm_backward");
+    // The gradients and the core's scratch of every direction.
+    require_memory(D * lstm_backward_call_size<double>(d, get_num_threads(), kernel.lanes), sizeof(Scalar),
+                   "lstm_backward");
 
-  auto dx = new_array<Scalar>({d.T, B, I});
-  std::optional<CArray<Scalar>> dx_reverse;  // (T, B, I) the reverse direction's part of dx
-  if (D > 1) dx_reverse.emplace(new_array<Scalar>({d.T, B, I}));
-  auto dh0 = new_array<Scalar>(dirs.shape({B, H_out}));
-  auto dc0 = new_array<Scalar>(dirs.shape({B, H}));
-  auto dw_ih = new_array<Scalar>(dirs.shape({G, I}));
-  auto dw_hh = new_array<Scalar>(dirs.shape({G, H_out}));
-  std::optional<CArray<Scalar>> dw_hr, db_ih, db_hh;  // (P, H); (4H) each, per direction
-  if (P > 0) dw_hr.emplace(new_array<Scalar>(dirs.shape({P, H})));
-  if (bias) {
-    db_ih.emplace(new_array<Scalar>(dirs.shape({G})));
-    db_hh.emplace(new_array<Scalar>(dirs.shape({G})));
-  }
+    auto dx = new_array<Scalar>({d.T, B, I});
+    std::optional<CArray<Scalar>> dx_reverse;  // (T, B, I) the reverse direction's part of dx
+    if (D > 1) dx_reverse.emplace(new_array<Scalar>({d.T, B, I}));
+    auto dh0 = new_array<Scalar>(dirs.shape({B, H_out}));
+    auto dc0 = new_array<Scalar>(dirs.shape({B, H}));
+    auto dw_ih = new_array<Scalar>(dirs.shape({G, I}));
+    auto dw_hh = new_array<Scalar>(dirs.shape({G, H_out}));
+    std::optional<CArray<Scalar>> dw_hr, db_ih, db_hh;  // (P, H); (4H) each, per direction
+    if (P > 0) dw_hr.emplace(new_array<Scalar>(dirs.shape({P, H})));
+    if (bias) {
+      db_ih.emplace(new_array<Scalar>(dirs.shape({G})));
+      db_hh.emplace(new_array<Scalar>(dirs.shape({G})));
+    }
 
-  Scalar* dw_hr_data = dw_hr ? dw_hr->mutable_data() : nullptr;
-  Scalar* db_ih_data = bias ? db_ih->mutable_data() : nullptr;
-  Scalar* db_hh_data = bias ? db_hh->mutable_data() : nullptr;
-  Scalar* dx_parts[2] = {dx.mutable_data(), dx_reverse ? dx_reverse->mutable_data() : nullptr};
-  const Scalar *dy_data = data_or_null(dy), *dh_n_data = data_or_null(dh_n), *dc_n_data = data_or_null(dc_n);
-  Scalar *dh0_data = dh0.mutable_data(), *dc0_data = dc0.mutable_data();
-  Scalar *dw_ih_data = dw_ih.mutable_data(), *dw_hh_data = dw_hh.mutable_data();
-  const double recurrent_bytes = (double(d.G()) * H_out + double(d.P) * H) * sizeof(Scalar);  // W_hh, W_hr
-  without_gil([&] {
-    run_directions(D, recurrent_bytes, [&](int k) {  // direction k: its columns of dy, its rows of the states, its gradients
-      kernel.lstm.backward(dx_parts[k], dh0_data + k * B * H_out, dc0_data + k * B * H, dw_ih_data + k * G * I,
-                           dw_hh_data + k * G * H_out, dw_hr_data ? dw_hr_data + k * P * H : nullptr,
-                           db_ih_data ? db_ih_data + k * G : nullptr, dy_data ? dy_data + k * H_out : nullptr,
-                           dh_n_data ? dh_n_data + k * B * H_out : nullptr, dc_n_data ? dc_n_data + k * B * H : nullptr,
-                           ws.data() + k * ws_size, lw[k].w.w_ih.data(), lw[k].w.w_hh.data(), data_or_null(lw[k].w_hr),
-                           d, sequence_options(reverse || k == 1, lengths));
+    Scalar* dw_hr_data = dw_hr ? dw_hr->mutable_data() : nullptr;
+    Scalar* db_ih_data = bias ? db_ih->mutable_data() : nullptr;
+    Scalar* db_hh_data = bias ? db_hh->mutable_data() : nullptr;
+    Scalar* dx_parts[2] = {dx.mutable_data(), dx_reverse ? dx_reverse->mutable_data() : nullptr};
+    const Scalar *dy_data = data_or_null(dy), *dh_n_data = data_or_null(dh_n), *dc_n_data = data_or_null(dc_n);
+    Scalar *dh0_data = dh0.mutable_data(), *dc0_data = dc0.mutable_data();
+    Scalar *dw_ih_data = dw_ih.mutable_data(), *dw_hh_data = dw_hh.mutable_data();
+    without_gil([&] {
+      // direction k: its columns of dy, its rows of the states, its gradients
+      run_directions(D, d.recurrent_weight_bytes<Scalar>(), [&](int k) {
+        kernel.lstm.backward(dx_parts[k], dh0_data + k * B * H_out, dc0_data + k * B * H, dw_ih_data + k * G * I,
+                             dw_hh_data + k * G * H_out, dw_hr_data ? dw_hr_data + k * P * H : nullptr,
+                             db_ih_data ? db_ih_data + k * G : nullptr, dy_data ? dy_data + k * H_out : nullptr,
+                             dh_n_data ? dh_n_data + k * B * H_out : nullptr,
+                             dc_n_data ? dc_n_data + k * B * H : nullptr, ws.data() + k * ws_size,
+                             lw[k].w.w_ih.data(), lw[k].w.w_hh.data(), data_or_null(lw[k].w_hr), d,
+                             sequence_options(reverse || k == 1, lengths));
+      });
+      if (D > 1) add_into(dx_parts[0], dx_parts[1], d.T * B * I);  // dx = the forward's part + the reverse's
+      // b_ih and b_hh enter the gates the same way: their gradients are equal, returned as two arrays.
+      if (bias) std::copy_n(db_ih_data, D * G, db_hh_data);
     });
-    if (D > 1) add_into(dx_parts[0], dx_parts[1], d.T * B * I);  // dx = the forward's part + the reverse's
-    // b_ih and b_hh enter the gates the same way: their gradients are equal, returned as two arrays.
-    if (bias) std::copy_n(db_ih_data, D * G, db_hh_data);
+    return py::make_tuple(dx, dh0, dc0, dw_ih, dw_hh, or_none(db_ih), or_none(db_hh), or_none(dw_hr));
   });
-  return py::make_tuple(dx, dh0, dc0, dw_ih, dw_hh, or_none(db_ih), or_none(db_hh), or_none(dw_hr));
 }
 
 // ---------------------------------------------------------------------------------------------
-template <typename Scalar>
-py::tuple cell(py::handle x_obj, py::handle h_obj, py::handle c_obj, py::handle w_ih_obj, py::handle w_hh_obj,
-               py::handle b_ih_obj, py::handle b_hh_obj) {
-  const auto w = read_weights<Scalar>(w_ih_obj, w_hh_obj, 4, "4H", false);
-  const Index I = w.I, H = w.H, G = 4 * H;
-  const Kernels<Scalar>& kernel = kernels<Scalar>();
-  auto x = to_array<Scalar>(x_obj, "x");
-  require_ndim(x, "x", 2, "(B, I)");
-  const Index B = x.shape(0);
-  if (B < 1 || x.shape(1) != I) {
-    throw py::value_error("x: expected shape (B, I) with B >= 1 and I = " + std::to_string(I) +
-                          " (from w_ih), got " + shape_str(x));
-  }
-  const auto h = read_optional<Scalar>(h_obj, "h", {B, H}, "(B, H)");
-  const auto c = read_optional<Scalar>(c_obj, "c", {B, H}, "(B, H)");
-  const auto b_ih = read_optional<Scalar>(b_ih_obj, "b_ih", {G}, "(4H,)");
-  const auto b_hh = read_optional<Scalar>(b_hh_obj, "b_hh", {G}, "(4H,)");
-  require_memory(static_cast<double>(B) * (2.0 * H + 4.0 * H), sizeof(Scalar), "lstm_cell");
+py::tuple lstm_cell(py::handle x_obj, py::handle h_obj, py::handle c_obj, py::handle w_ih_obj, py::handle w_hh_obj,
+                    py::handle b_ih_obj, py::handle b_hh_obj) {
+  return dispatch_dtype(w_ih_obj, /*bidirectional=*/false, [&](auto scalar) {
+    using Scalar = decltype(scalar);
+    const auto w = read_weights<Scalar>(w_ih_obj, w_hh_obj, 4, "4H", false);
+    const Index I = w.I, H = w.H, G = 4 * H;
+    const Kernels<Scalar>& kernel = kernels<Scalar>();
+    auto x = to_array<Scalar>(x_obj, "x");
+    require_ndim(x, "x", 2, "(B, I)");
+    const Index B = x.shape(0);
+    if (B < 1 || x.shape(1) != I) {
+      throw py::value_error("x: expected shape (B, I) with B >= 1 and I = " + std::to_string(I) +
+                            " (from w_ih), got " + shape_str(x));
+    }
+    const auto h = read_optional<Scalar>(h_obj, "h", {B, H}, "(B, H)");
+    const auto c = read_optional<Scalar>(c_obj, "c", {B, H}, "(B, H)");
+    const auto b_ih = read_optional<Scalar>(b_ih_obj, "b_ih", {G}, "(4H,)");
+    const auto b_hh = read_optional<Scalar>(b_hh_obj, "b_hh", {G}, "(4H,)");
+    require_memory(static_cast<double>(B) * (2.0 * H + 4.0 * H), sizeof(Scalar), "lstm_cell");
 
-  auto h_new = new_array<Scalar>({B, H});
-  auto c_new = new_array<Scalar>({B, H});
-  without_gil([&] {
-    kernel.lstm.cell(h_new.mutable_data(), c_new.mutable_data(), x.data(), data_or_null(h), data_or_null(c),
-                     w.w_ih.data(), w.w_hh.data(), data_or_null(b_ih), data_or_null(b_hh), B, I, H);
+    auto h_new = new_array<Scalar>({B, H});
+    auto c_new = new_array<Scalar>({B, H});
+    without_gil([&] {
+      kernel.lstm.cell(h_new.mutable_data(), c_new.mutable_data(), x.data(), data_or_null(h), data_or_null(c),
+                       w.w_ih.data(), w.w_hh.data(), data_or_null(b_ih), data_or_null(b_hh), B, I, H);
+    });
+    return py::make_tuple(h_new, c_new);
   });
-  return py::make_tuple(h_new, c_new);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -346,43 +355,21 @@ void bind_stream(py::module_& m, const char* name) {
 void bind_lstm(py::module_& m) {
   bind_stream<float>(m, "LstmStream32");
   bind_stream<double>(m, "LstmStream64");
-  m.def(
-      "lstm_forward",
-      [](py::handle x, py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh, py::handle h0,
-         py::handle c0, bool training, py::handle w_hr, py::handle lengths, bool reverse, bool bidirectional) {
-        return is_float32_weights(w_ih, bidirectional)
-                   ? forward<float>(x, w_ih, w_hh, b_ih, b_hh, h0, c0, training, w_hr, lengths, reverse, bidirectional)
-                   : forward<double>(x, w_ih, w_hh, b_ih, b_hh, h0, c0, training, w_hr, lengths, reverse, bidirectional);
-      },
-      py::arg("x"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih") = py::none(), py::arg("b_hh") = py::none(),
-      py::arg("h0") = py::none(), py::arg("c0") = py::none(), py::arg("training") = false,
-      py::arg("w_hr") = py::none(), py::arg("lengths") = py::none(), py::arg("reverse") = false,
-      py::arg("bidirectional") = false,
-      "LSTM forward over a sequence: x (T, B, I) -> (y (T, B, H_out), h_n (B, H_out), c_n (B, H), workspace or "
-      "None); bidirectional: weights in pairs, y (T, B, 2 * H_out), states (2, B, ·).");
-  m.def(
-      "lstm_backward",
-      [](py::handle dy, py::handle dh_n, py::handle dc_n, py::handle x, py::handle w_ih, py::handle w_hh,
-         py::handle workspace, bool bias, py::handle w_hr, py::handle lengths, bool reverse, bool bidirectional) {
-        return is_float32_weights(w_ih, bidirectional)
-                   ? backward<float>(dy, dh_n, dc_n, x, w_ih, w_hh, workspace, bias, w_hr, lengths, reverse, bidirectional)
-                   : backward<double>(dy, dh_n, dc_n, x, w_ih, w_hh, workspace, bias, w_hr, lengths, reverse,
-                                      bidirectional);
-      },
-      py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("x"), py::arg("w_ih"), py::arg("w_hh"),
-      py::arg("workspace"), py::arg("bias") = true, py::arg("w_hr") = py::none(), py::arg("lengths") = py::none(),
-      py::arg("reverse") = false, py::arg("bidirectional") = false,
-      "LSTM backward through time -> (dx, dh0, dc0, dw_ih, dw_hh, db_ih or None, db_hh or None, dw_hr or None); "
-      "bidirectional: a leading axis of 2 on every gradient but dx.");
-  m.def(
-      "lstm_cell",
-      [](py::handle x, py::handle h, py::handle c, py::handle w_ih, py::handle w_hh, py::handle b_ih,
-         py::handle b_hh) {
-        return is_float32_array(w_ih) ? cell<float>(x, h, c, w_ih, w_hh, b_ih, b_hh)
-                                      : cell<double>(x, h, c, w_ih, w_hh, b_ih, b_hh);
-      },
-      py::arg("x"), py::arg("h"), py::arg("c"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih") = py::none(),
-      py::arg("b_hh") = py::none(), "One LSTM step: x (B, I), h, c (B, H) -> (h', c').");
+  m.def("lstm_forward", &lstm_forward, py::arg("x"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih") = py::none(),
+        py::arg("b_hh") = py::none(), py::arg("h0") = py::none(), py::arg("c0") = py::none(), py::kw_only(),
+        py::arg("w_hr") = py::none(), py::arg("lengths") = py::none(), py::arg("reverse") = false,
+        py::arg("training") = false, py::arg("bidirectional") = false,
+        "LSTM forward over a sequence: x (T, B, I) -> (y (T, B, H_out), h_n (B, H_out), c_n (B, H), workspace or "
+        "None); bidirectional: weights in pairs, y (T, B, 2 * H_out), states (2, B, ·).");
+  m.def("lstm_backward", &lstm_backward, py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("x"),
+        py::arg("w_ih"), py::arg("w_hh"), py::arg("workspace"), py::kw_only(), py::arg("w_hr") = py::none(),
+        py::arg("lengths") = py::none(), py::arg("reverse") = false, py::arg("bias") = true,
+        py::arg("bidirectional") = false,
+        "LSTM backward through time -> (dx, dh0, dc0, dw_ih, dw_hh, db_ih or None, db_hh or None, dw_hr or None); "
+        "bidirectional: a leading axis of 2 on every gradient but dx.");
+  m.def("lstm_cell", &lstm_cell, py::arg("x"), py::arg("h"), py::arg("c"), py::arg("w_ih"), py::arg("w_hh"),
+        py::arg("b_ih") = py::none(), py::arg("b_hh") = py::none(),
+        "One LSTM step: x (B, I), h, c (B, H) -> (h', c').");
 }
 
 }  // namespace lstm_ext::bindings

@@ -27,10 +27,11 @@ def lstm_forward(
     b_hh: Optional[ArrayLike] = None,      # (4H,)
     h0: Optional[ArrayLike] = None,        # (B, H_out), None = zeros
     c0: Optional[ArrayLike] = None,        # (B, H), None = zeros
-    training: bool = False,
+    *,
     w_hr: Optional[ArrayLike] = None,      # (P, H): projection h_t = W_hr (o_t ⊙ tanh c_t)
     lengths: Optional[ArrayLike] = None,   # (B,)
     reverse: bool = False,
+    training: bool = False,
     bidirectional: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]:
     """-> (y (T, B, H_out), h_n (B, H_out), c_n (B, H), workspace (1-D) if training else None)"""
@@ -43,10 +44,11 @@ def lstm_backward(
     w_ih: ArrayLike,                       # (4H, I)
     w_hh: ArrayLike,                       # (4H, H_out)
     workspace: ArrayLike,                  # from lstm_forward(..., training=True)
-    bias: bool = True,
+    *,
     w_hr: Optional[ArrayLike] = None,      # (P, H)
     lengths: Optional[ArrayLike] = None,   # (B,)
     reverse: bool = False,
+    bias: bool = True,
     bidirectional: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray], Optional[np.ndarray],
            Optional[np.ndarray]]:
@@ -89,9 +91,10 @@ def gru_forward(
     b_ih: Optional[ArrayLike] = None,      # (3H,)
     b_hh: Optional[ArrayLike] = None,      # (3H,)
     h0: Optional[ArrayLike] = None,        # (B, H), None = zeros
-    training: bool = False,
+    *,
     lengths: Optional[ArrayLike] = None,   # (B,)
     reverse: bool = False,
+    training: bool = False,
     bidirectional: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
     """-> (y (T, B, H), h_n (B, H), workspace (1-D) if training else None)"""
@@ -103,9 +106,10 @@ def gru_backward(
     w_ih: ArrayLike,                       # (3H, I)
     w_hh: ArrayLike,                       # (3H, H)
     workspace: ArrayLike,                  # from gru_forward(..., training=True)
-    bias: bool = True,
+    *,
     lengths: Optional[ArrayLike] = None,   # (B,)
     reverse: bool = False,
+    bias: bool = True,
     bidirectional: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
     """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh); db_* None without bias"""
@@ -117,10 +121,11 @@ def rnn_forward(
     b_ih: Optional[ArrayLike] = None,      # (H,)
     b_hh: Optional[ArrayLike] = None,      # (H,)
     h0: Optional[ArrayLike] = None,        # (B, H), None = zeros
-    training: bool = False,
+    *,
     nonlinearity: str = "tanh",            # or "relu"
     lengths: Optional[ArrayLike] = None,   # (B,)
     reverse: bool = False,
+    training: bool = False,
     bidirectional: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
     """-> (y (T, B, H), h_n (B, H), workspace (1-D) if training else None)"""
@@ -132,10 +137,11 @@ def rnn_backward(
     w_ih: ArrayLike,                       # (H, I)
     w_hh: ArrayLike,                       # (H, H)
     workspace: ArrayLike,                  # from rnn_forward(..., training=True)
-    bias: bool = True,
+    *,
     nonlinearity: str = "tanh",
     lengths: Optional[ArrayLike] = None,   # (B,)
     reverse: bool = False,
+    bias: bool = True,
     bidirectional: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
     """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh); db_* None without bias"""

@@ -66,8 +66,9 @@ def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, w_hr=
     h_t = W_hr (o_t ⊙ tanh c_t), with h0 (B, P). With ``training=True`` the result carries the
     workspace that :func:`lstm_backward` needs; otherwise nothing is kept.
     """
-    return LstmOutput(*_core.lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, c0, bool(training), w_hr, lengths,
-                                          bool(reverse), bool(bidirectional)))
+    return LstmOutput(*_core.lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr=w_hr, lengths=lengths,
+                                          reverse=bool(reverse), training=bool(training),
+                                          bidirectional=bool(bidirectional)))
 
 
 def _require_workspace(workspace, op):
@@ -86,8 +87,8 @@ def lstm_backward(dy, dh_n, dc_n, x, w_ih, w_hh, workspace, *, w_hr=None, length
     With ``bias=False`` the bias gradients are None.
     """
     _require_workspace(workspace, "lstm_forward")
-    return LstmGrads(*_core.lstm_backward(dy, dh_n, dc_n, x, w_ih, w_hh, workspace, bool(bias), w_hr, lengths,
-                                          bool(reverse), bool(bidirectional)))
+    return LstmGrads(*_core.lstm_backward(dy, dh_n, dc_n, x, w_ih, w_hh, workspace, w_hr=w_hr, lengths=lengths,
+                                          reverse=bool(reverse), bias=bool(bias), bidirectional=bool(bidirectional)))
 
 
 def lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
@@ -117,16 +118,16 @@ class GruGrads(NamedTuple):
 def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, lengths=None, reverse=False,
                 training=False, bidirectional=False) -> GruOutput:
     """GRU forward over a whole sequence (PyTorch's formulation, gates r, z, n)."""
-    return GruOutput(*_core.gru_forward(x, w_ih, w_hh, b_ih, b_hh, h0, bool(training), lengths, bool(reverse),
-                                        bool(bidirectional)))
+    return GruOutput(*_core.gru_forward(x, w_ih, w_hh, b_ih, b_hh, h0, lengths=lengths, reverse=bool(reverse),
+                                        training=bool(training), bidirectional=bool(bidirectional)))
 
 
 def gru_backward(dy, dh_n, x, w_ih, w_hh, workspace, *, lengths=None, reverse=False, bias=True,
                  bidirectional=False) -> GruGrads:
     """Backpropagation through time for a training-mode :func:`gru_forward`."""
     _require_workspace(workspace, "gru_forward")
-    return GruGrads(*_core.gru_backward(dy, dh_n, x, w_ih, w_hh, workspace, bool(bias), lengths, bool(reverse),
-                                        bool(bidirectional)))
+    return GruGrads(*_core.gru_backward(dy, dh_n, x, w_ih, w_hh, workspace, lengths=lengths, reverse=bool(reverse),
+                                        bias=bool(bias), bidirectional=bool(bidirectional)))
 
 
 class RnnOutput(NamedTuple):
@@ -151,13 +152,15 @@ class RnnGrads(NamedTuple):
 def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, nonlinearity="tanh", lengths=None,
                 reverse=False, training=False, bidirectional=False) -> RnnOutput:
     """Vanilla RNN forward: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), act 'tanh' or 'relu'."""
-    return RnnOutput(*_core.rnn_forward(x, w_ih, w_hh, b_ih, b_hh, h0, bool(training), nonlinearity, lengths,
-                                        bool(reverse), bool(bidirectional)))
+    return RnnOutput(*_core.rnn_forward(x, w_ih, w_hh, b_ih, b_hh, h0, nonlinearity=nonlinearity, lengths=lengths,
+                                        reverse=bool(reverse), training=bool(training),
+                                        bidirectional=bool(bidirectional)))
 
 
 def rnn_backward(dy, dh_n, x, w_ih, w_hh, workspace, *, nonlinearity="tanh", lengths=None, reverse=False,
                  bias=True, bidirectional=False) -> RnnGrads:
     """Backpropagation through time for a training-mode :func:`rnn_forward`."""
     _require_workspace(workspace, "rnn_forward")
-    return RnnGrads(*_core.rnn_backward(dy, dh_n, x, w_ih, w_hh, workspace, bool(bias), nonlinearity, lengths,
-                                        bool(reverse), bool(bidirectional)))
+    return RnnGrads(*_core.rnn_backward(dy, dh_n, x, w_ih, w_hh, workspace, nonlinearity=nonlinearity,
+                                        lengths=lengths, reverse=bool(reverse), bias=bool(bias),
+                                        bidirectional=bool(bidirectional)))
