@@ -15,7 +15,7 @@ import numpy as np
 
 from ._checks import as_real_array
 
-__all__ = ["mse_loss", "cross_entropy", "LOSSES"]
+__all__ = ["mse_loss", "cross_entropy", "counted_elements", "LOSSES"]
 
 _REDUCTIONS = ("mean", "sum")
 
@@ -44,6 +44,37 @@ def _read_mask(mask, shape, name="mask"):
         raise ValueError(f"{name}: expected a shape broadcastable to {shape}, got {array.shape}") from None
 
 
+def _mse_weights(mask, p):
+    """The mask as 0/1 weights broadcastable to the prediction p, or None."""
+    if mask is None:
+        return None
+    m = np.asarray(mask)
+    m = _read_mask(m, p.shape[:m.ndim] if m.ndim < p.ndim else p.shape)
+    return m.reshape(m.shape + (1,) * (p.ndim - m.ndim)).astype(p.dtype)
+
+
+def _mse_count(weights, p) -> float:
+    return float(p.size) if weights is None else float(np.sum(np.broadcast_to(weights, p.shape)))
+
+
+def _cross_entropy_counted(labels, mask, ignore_index):
+    counted = np.ones(labels.shape, dtype=bool)
+    if ignore_index is not None:
+        counted &= labels != ignore_index
+    if mask is not None:
+        counted &= _read_mask(mask, labels.shape)
+    return counted
+
+
+def counted_elements(loss_name: str, prediction, target, mask=None) -> float:
+    """The number of elements loss `loss_name` ('mse' or 'cross_entropy', default arguments)
+    averages over with reduction='mean': its 'sum' divided by this is its 'mean'."""
+    if loss_name == "mse":
+        p = _float_array(prediction, "prediction")
+        return _mse_count(_mse_weights(mask, p), p)
+    return float(np.sum(_cross_entropy_counted(np.asarray(target), mask, None)))
+
+
 def mse_loss(prediction, target, mask=None, reduction="mean"):
     """Mean squared error: L = mean (or sum) of (prediction − target)² over the counted elements.
 
@@ -57,15 +88,10 @@ def mse_loss(prediction, target, mask=None, reduction="mean"):
     if t.shape != p.shape:
         raise ValueError(f"target: expected the prediction's shape {p.shape}, got {t.shape}")
     diff = p - t
-    if mask is None:
-        count = diff.size
-        weights = None
-    else:
-        m = np.asarray(mask)
-        m = _read_mask(m, p.shape[:m.ndim] if m.ndim < p.ndim else p.shape)
-        weights = m.reshape(m.shape + (1,) * (p.ndim - m.ndim)).astype(p.dtype)
+    weights = _mse_weights(mask, p)
+    if weights is not None:
         diff = diff * weights
-        count = float(np.sum(np.broadcast_to(weights, p.shape)))
+    count = _mse_count(weights, p)
     total = float(np.sum(diff * diff))
     if reduction == "sum":
         return total, 2.0 * diff
@@ -90,11 +116,7 @@ def cross_entropy(logits, target, mask=None, ignore_index=None, reduction="mean"
     if labels.shape != z.shape[:-1]:
         raise ValueError(f"target: expected shape {z.shape[:-1]} (the logits' shape without the class axis), "
                          f"got {labels.shape}")
-    counted = np.ones(labels.shape, dtype=bool)
-    if ignore_index is not None:
-        counted &= labels != ignore_index
-    if mask is not None:
-        counted &= _read_mask(mask, labels.shape)
+    counted = _cross_entropy_counted(labels, mask, ignore_index)
     C = z.shape[-1]
     bad = counted & ((labels < 0) | (labels >= C))
     if bad.any():

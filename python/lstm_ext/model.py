@@ -182,7 +182,8 @@ class Sequential:
         return self
 
     def fit(self, X, y, *, epochs=1, batch_size=32, lengths=None, validation_data=None, shuffle=True, seed=0,
-            early_stopping=None, tbptt=None, checkpoint=None, checkpoint_every=None, resume=False, verbose=1):
+            early_stopping=None, tbptt=None, checkpoint=None, checkpoint_every=None, resume=False, verbose=1,
+            distributed=False):
         """Train on (X, y) for `epochs` passes; returns the history (a dict per epoch: 'loss' and,
         with validation data, 'val_loss').
 
@@ -197,11 +198,15 @@ class Sequential:
             training continues where it stopped.
         verbose: 0 quiet, 1 a progress bar (tqdm, when installed and the output is a terminal),
             2 a line per epoch.
+        distributed: True to train data-parallel over MPI when the script runs under mpiexec
+            (lstm_ext.distributed: every rank passes the same data; batch_size is the global
+            batch; rank 0 writes the checkpoints and prints), or an lstm_ext.distributed.Group.
         """
         return training.fit(self, X, y, epochs=epochs, batch_size=batch_size, lengths=lengths,
                             validation_data=validation_data, shuffle=shuffle, seed=seed,
                             early_stopping=early_stopping, tbptt=tbptt, checkpoint=checkpoint,
-                            checkpoint_every=checkpoint_every, resume=resume, verbose=verbose)
+                            checkpoint_every=checkpoint_every, resume=resume, verbose=verbose,
+                            distributed=distributed)
 
     def evaluate(self, X, y, lengths=None, batch_size=256) -> float:
         """The loss on (X, y) in inference mode: the mean over batches, weighted by their sizes."""

@@ -17,6 +17,7 @@ killed at any moment and resumed ends with the same weights, bit for bit, as one
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
@@ -26,7 +27,8 @@ import numpy as np
 from . import checkpoint as ckpt
 from ._checks import as_real_array, check_positive_int
 from .layers import RNNBase
-from .losses import LOSSES
+from .distributed import make_group
+from .losses import LOSSES, counted_elements
 from .nn import Embedding
 from .optim import clip_grad_norm
 
@@ -85,6 +87,76 @@ def train_batch(model, x_b, y_b, l_b) -> float:
     model.backward(d_out)
     optimizer_step(model)
     return loss
+
+
+def _train_global_batch(model, X, y, lengths, index) -> float:
+    """One process: one optimizer step on the samples `index`; returns their loss."""
+    return train_batch(model, X[index], y[index], None if lengths is None else lengths[index])
+
+
+class _DistributedStep:
+    """One optimizer step on a global batch, each rank on its shard (lstm_ext.distributed): the
+    summed loss's gradients, the loss and the counted elements added over the ranks in one fused
+    allreduce, then divided by the count: the gradient of the global batch's mean loss."""
+
+    def __init__(self, model, group):
+        self.model, self.group = model, group
+        self.grads = list(model.grads.values())  # the arrays themselves, in a fixed order
+        sizes = [g.size for g in self.grads]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self.buffer = np.zeros(self.offsets[-1] + 2, dtype=model.dtype)  # gradients, loss sum, count
+
+    def __call__(self, X, y, lengths, index) -> float:
+        model, buffer = self.model, self.buffer
+        mine = self.group.shard(index)
+        loss_sum, count = 0.0, 0.0
+        if len(mine):  # (a rank with no samples in a short last batch adds zeros)
+            l_b = None if lengths is None else lengths[mine]
+            out = model.forward(X[mine], lengths=l_b)
+            loss_sum, count, d_out = summed_loss(model, out, y[mine], l_b)
+            model.backward(d_out)
+        for grad, start, end in zip(self.grads, self.offsets[:-1], self.offsets[1:]):
+            buffer[start:end] = grad.ravel()
+        buffer[-2:] = loss_sum, count
+        self.group.allreduce_sum(buffer, "the allreduce of a training step's gradients")
+        total_count = max(float(buffer[-1]), 1.0)
+        scale = model.dtype.type(1.0 / total_count)
+        for grad, start, end in zip(self.grads, self.offsets[:-1], self.offsets[1:]):
+            np.multiply(buffer[start:end].reshape(grad.shape), scale, out=grad)
+        optimizer_step(model)
+        return float(buffer[-2]) / total_count
+
+
+def summed_loss(model, output, target, lengths):
+    """(loss summed over the counted elements, their number, gradient of the sum)."""
+    mask = None
+    if lengths is not None and output.ndim == 3:
+        mask = np.arange(output.shape[1])[None, :] < np.asarray(lengths)[:, None]
+    loss = LOSSES[model.loss_name]
+    total, grad = loss(output, target, mask=mask, reduction="sum")
+    return total, counted_elements(model.loss_name, output, target, mask), grad
+
+
+def _start_together(model, run, group) -> FitState:
+    """Every rank starts where rank 0 is (its weights, optimizer state, generators and, after a
+    resume, the position of the run), each rank's dropout generators then jumped by its rank."""
+    state = None
+    if group.is_root:
+        state = {"params": model.state_dict(), "optimizer": model.optimizer.state_dict(),
+                 "rng": [layer.rng_state() if isinstance(layer, RNNBase) else None for layer in model.layers],
+                 "fit": run.header(), "fit_arrays": run.arrays(), "history": model.history}
+    state = group.broadcast(state, "the broadcast of rank 0's weights at the start")
+    if not group.is_root:
+        model.load_state_dict(state["params"])
+        model.optimizer.load_state_dict(state["optimizer"])
+        model.history = state["history"]
+        run = FitState.from_checkpoint({"fit": state["fit"]}, state["fit_arrays"], model)
+    for layer, rng in zip(model.layers, state["rng"]):
+        if rng is not None:
+            generator = np.random.PCG64()
+            generator.state = rng
+            layer.set_rng_state(generator.jumped(group.rank).state)
+    return run
 
 
 def train_chunk(model, x_b, y_b, steps: slice, carried):
@@ -190,8 +262,11 @@ def _carried_from_checkpoint(carried, arrays, model) -> list:
 # -- fit ------------------------------------------------------------------------------------------
 
 def fit(model, X, y, *, epochs=1, batch_size=32, lengths=None, validation_data=None, shuffle=True, seed=0,
-        early_stopping=None, tbptt=None, checkpoint=None, checkpoint_every=None, resume=False, verbose=1):
-    """Train `model` on (X, y): Sequential.fit's arguments and history (see its docstring)."""
+        early_stopping=None, tbptt=None, checkpoint=None, checkpoint_every=None, resume=False, verbose=1,
+        distributed=None):
+    """Train `model` on (X, y): Sequential.fit's arguments and history (see its docstring).
+    distributed: True (or an lstm_ext.distributed.Group) for data-parallel training over MPI,
+    batch_size then being the global batch (lstm_ext.distributed)."""
     if model.optimizer is None:
         raise RuntimeError("fit: call compile() first (loss and optimizer)")
     epochs = check_positive_int(epochs, "epochs")
@@ -208,41 +283,49 @@ def fit(model, X, y, *, epochs=1, batch_size=32, lengths=None, validation_data=N
         raise ValueError("tbptt: needs sequence-to-sequence targets y (N, T, ...) and sequences of equal length "
                          "(lengths=None)")
     validation = _read_validation(model, validation_data)
+    if distributed not in (None, False) and tbptt is not None:
+        raise ValueError("tbptt: truncated BPTT is not supported with distributed=True")
+    group = make_group(distributed)
+    root = group is None or group.is_root  # the rank that writes files and prints
 
     N = len(X)
     settings = {"samples": N, "batch_size": batch_size, "shuffle": bool(shuffle), "seed": int(seed),
                 "tbptt": tbptt, "early_stopping": early_stopping}
     run = FitState(settings)
-    if resume and os.path.exists(checkpoint):
+    if resume and root and os.path.exists(checkpoint):
         run = _resume(model, checkpoint, settings)
+    step = functools.partial(_train_global_batch, model)
+    if group is not None:
+        group.share_cpus()
+        run = _start_together(model, run, group)
+        step = _DistributedStep(model, group)
 
     def after_step():
         """Count an optimizer step (the position has already moved past it); a checkpoint every
         checkpoint_every steps."""
         run.steps += 1
-        if checkpoint_every is not None and run.steps % checkpoint_every == 0:
+        if root and checkpoint_every is not None and run.steps % checkpoint_every == 0:
             ckpt.write_model(checkpoint, model, run)
 
     model.train()
     batches_per_epoch = math.ceil(N / batch_size)
-    bar = _progress_bar(verbose, epochs * batches_per_epoch, run.epoch * batches_per_epoch + run.batch)
+    bar = _progress_bar(verbose if root else 0, epochs * batches_per_epoch, run.epoch * batches_per_epoch + run.batch)
     try:
         while run.epoch < epochs and not run.stopped:
             order = np.random.default_rng([settings["seed"], run.epoch]).permutation(N) if shuffle else np.arange(N)
             while run.batch < batches_per_epoch:
                 index = order[run.batch * batch_size:(run.batch + 1) * batch_size]
-                x_b, y_b, l_b = X[index], y[index], None if lengths is None else lengths[index]
                 if tbptt is None:
-                    run.add_loss(train_batch(model, x_b, y_b, l_b), len(index))
+                    run.add_loss(step(X, y, lengths, index), len(index))
                     run.batch += 1
                     after_step()
                 else:
-                    _train_chunks(model, run, x_b, y_b, tbptt, after_step)
+                    _train_chunks(model, run, X[index], y[index], tbptt, after_step)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{run.loss_sum / max(run.loss_count, 1):.4g}")
-            _end_epoch(model, run, validation, early_stopping, verbose, bar)
-            if checkpoint is not None:
+            _end_epoch(model, run, validation, early_stopping, verbose if root else 0, bar, group)
+            if root and checkpoint is not None:
                 ckpt.write_model(checkpoint, model, run)
     finally:
         if bar is not None:
@@ -271,11 +354,11 @@ def _train_chunks(model, run, x_b, y_b, tbptt, after_step) -> None:
             return
 
 
-def _end_epoch(model, run, validation, early_stopping, verbose, bar) -> None:
+def _end_epoch(model, run, validation, early_stopping, verbose, bar, group=None) -> None:
     """The epoch's record in the history (loss, val_loss), early stopping, the report."""
     record = {"epoch": run.epoch + 1, "loss": run.loss_sum / max(run.loss_count, 1)}
     if validation is not None:
-        record["val_loss"] = evaluate(model, *validation)
+        record["val_loss"] = evaluate(model, *validation, group=group)
         model.train()
     run.history.append(record)
     watched = record.get("val_loss", record["loss"])
@@ -342,21 +425,28 @@ def _progress_bar(verbose, total, done):
 
 # -- evaluate and predict -------------------------------------------------------------------------
 
-def evaluate(model, X, y, lengths=None, batch_size=256) -> float:
-    """The loss on (X, y) in inference mode: the mean over batches, weighted by their sizes."""
+def evaluate(model, X, y, lengths=None, batch_size=256, group=None) -> float:
+    """The loss on (X, y) in inference mode: the mean over batches, weighted by their sizes.
+    With a distributed Group each rank evaluates its contiguous share of the samples and the
+    sums are added over the ranks."""
     if model.loss_name is None:
         raise RuntimeError("evaluate: call compile() first (the loss)")
     X, y, lengths = read_data(model, X, y, lengths)
     batch_size = check_positive_int(batch_size, "batch_size")
+    samples = np.arange(len(X)) if group is None else group.shard(np.arange(len(X)))
     was_training = model.training
     model.eval()
     total = 0.0
-    for start in range(0, len(X), batch_size):
-        part = slice(start, start + batch_size)
+    for start in range(0, len(samples), batch_size):
+        part = samples[start:start + batch_size]
         l_b = None if lengths is None else lengths[part]
         loss, _ = loss_and_gradient(model, model.forward(X[part], lengths=l_b), y[part], l_b)
-        total += loss * len(X[part])
+        total += loss * len(part)
     model.train(was_training)
+    if group is not None:
+        sums = np.array([total])
+        group.allreduce_sum(sums, "the allreduce of a validation loss")
+        total = float(sums[0])
     return total / len(X)
 
 

@@ -52,7 +52,8 @@ def _has_matplotlib() -> bool:
 
 def run_demos(names, context: Context) -> dict:
     """Run the named demos in order; returns the summary (also written to summary.json)."""
-    os.makedirs(context.out_dir, exist_ok=True)
+    if context.writes:
+        os.makedirs(context.out_dir, exist_ok=True)
     from lstm_ext import __version__
 
     summary = {"lstm_ext": __version__, "quick": context.quick, "seed": context.seed, "threads": get_num_threads(),
@@ -70,7 +71,8 @@ def run_demos(names, context: Context) -> dict:
         context.log(f"  {verdict}: {result.threshold} ({seconds:.1f} s)")
     summary["seconds"] = round(time.perf_counter() - start, 2)
     summary["passed"] = all(d["passed"] for d in summary["demos"].values())
-    write_text_atomic(os.path.join(context.out_dir, "summary.json"), json.dumps(summary, indent=2) + "\n")
+    if context.writes:
+        write_text_atomic(os.path.join(context.out_dir, "summary.json"), json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -83,19 +85,34 @@ def main(argv=None) -> int:
     parser.add_argument("--text", default=None, help="a UTF-8 text file for the text demo (default: an essay "
                         "shipped with lstm_ext)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--distributed", action="store_true", help="train data-parallel over MPI, run under "
+                        "mpiexec (lstm_ext.distributed; not the text demo, which uses truncated BPTT)")
     args = parser.parse_args(argv)
     if args.text is not None and not os.path.isfile(args.text):
         parser.error(f"--text {args.text}: no such file")
     names = [name for name in DEMOS if args.only is None or name in args.only]
+    if args.distributed and "text" in names:
+        parser.error("--distributed: the text demo trains with truncated BPTT, which distributed training does not "
+                     "support; choose the others with --only (e.g. --only forecasting)")
     plots = _has_matplotlib()
     context = Context(out_dir=args.out, quick=args.quick, seed=args.seed, text_path=args.text, plots=plots)
-    print(f"lstm_ext demos{' (quick)' if args.quick else ''}: {', '.join(names)}; output in {args.out}/, "
-          f"{get_num_threads()} threads")
+    ranks = ""
+    if args.distributed:
+        from lstm_ext.distributed import Group
+
+        context.distributed = Group()
+        context.distributed.share_cpus()
+        ranks = f" on each of {context.distributed.size} MPI ranks"
+        if not context.distributed.is_root:  # rank 0 reports and writes
+            context.writes, context.plots, context.log = False, False, lambda line: None
+    say = context.log
+    say(f"lstm_ext demos{' (quick)' if args.quick else ''}: {', '.join(names)}; output in {args.out}/, "
+        f"{get_num_threads()} threads{ranks}")
     if not plots:
-        print("matplotlib is not installed: no plots (pip install 'lstm_ext[demo]' or matplotlib to get them)")
+        say("matplotlib is not installed: no plots (pip install 'lstm_ext[demo]' or matplotlib to get them)")
     summary = run_demos(names, context)
-    print(f"\n{sum(d['passed'] for d in summary['demos'].values())} of {len(names)} demos met their thresholds in "
-          f"{summary['seconds']:.0f} s; summary in {os.path.join(args.out, 'summary.json')}")
+    say(f"\n{sum(d['passed'] for d in summary['demos'].values())} of {len(names)} demos met their thresholds in "
+        f"{summary['seconds']:.0f} s; summary in {os.path.join(args.out, 'summary.json')}")
     return 0 if summary["passed"] else 1
 
 

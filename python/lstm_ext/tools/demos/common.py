@@ -19,6 +19,8 @@ class Context:
     text_path: Optional[str] = None
     log: Callable[[str], None] = print
     plots: bool = True  # False when matplotlib is missing
+    distributed: object = False  # an lstm_ext.distributed.Group with --distributed: fit's `distributed`
+    writes: bool = True  # False on the ranks other than 0 of a distributed run: no files, no output
 
     def pyplot(self):
         """matplotlib.pyplot on a file-only backend, or None without matplotlib."""

@@ -34,7 +34,7 @@ def passengers() -> np.ndarray:
     return np.array([float(v) for row in rows for v in row.split(",")[1:]])
 
 
-def _growth_model(growth_norm, seed, quick):
+def _growth_model(growth_norm, seed, quick, distributed=False):
     """Train one model on the standardised growth; returns it."""
     # Window ending at month m (exclusive) -> growth at month m; growth index = month − 12.
     months = np.arange(12 + WINDOW, TRAIN_MONTHS)
@@ -44,7 +44,7 @@ def _growth_model(growth_norm, seed, quick):
     model = Sequential(LSTM(1, 8, batch_first=True, seed=seed), LastStep(), Linear(8, 1, seed=seed))
     model.compile(loss="mse", optimizer=Adam(lr=1e-2))
     model.fit(X[~validation], y[~validation], epochs=150 if quick else 300, batch_size=16, seed=seed, verbose=0,
-              validation_data=(X[validation], y[validation]), early_stopping=20)
+              validation_data=(X[validation], y[validation]), early_stopping=20, distributed=distributed)
     return model
 
 
@@ -72,7 +72,8 @@ def run(context) -> Result:
     members = 3 if context.quick else 5
     forecasts = []
     for k in range(members):
-        model = _growth_model(growth_norm, seed=context.seed * 100 + k, quick=context.quick)
+        model = _growth_model(growth_norm, seed=context.seed * 100 + k, quick=context.quick,
+                              distributed=context.distributed)
         forecasts.append(_forecast(model, growth_norm, log_y, mean, std))
         context.log(f"  model {k + 1}/{members}: {len(model.history)} epochs (early stopping on 1958)")
     forecast = np.mean(forecasts, axis=0)

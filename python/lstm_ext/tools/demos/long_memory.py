@@ -61,7 +61,7 @@ def run(context) -> Result:
         for kind in (LSTM, RNN):
             model = build(kind, context.seed)
             x, y = sequences(batch * steps, length, np.random.default_rng([context.seed, length, 0]))
-            model.fit(x, y, epochs=1, batch_size=batch, seed=context.seed, verbose=0)
+            model.fit(x, y, epochs=1, batch_size=batch, seed=context.seed, verbose=0, distributed=context.distributed)
             accuracy[kind][length] = float(np.mean(model.predict(test_x).argmax(axis=-1) == test_y))
             if length == 100:
                 models[kind] = (model, test_x[:64])

@@ -23,7 +23,8 @@ def run(context) -> Result:
     model = Sequential(LSTM(1, 8, batch_first=True, seed=context.seed), LastStep(), Linear(8, 1, seed=context.seed))
     model.compile(loss="mse", optimizer=Adam(lr=0.05))
     epochs = 150 if context.quick else 300
-    history = model.fit(X, DAY_5, epochs=epochs, batch_size=2, verbose=0, seed=context.seed)
+    history = model.fit(X, DAY_5, epochs=epochs, batch_size=2, verbose=0, seed=context.seed,
+                        distributed=context.distributed)
     prediction = model.predict(X)[:, 0]
     errors = np.abs(prediction - DAY_5[:, 0])
     context.log(f"  trained {epochs} epochs, final loss {history[-1]['loss']:.2e}")

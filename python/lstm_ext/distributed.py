@@ -1,0 +1,184 @@
+"""Data-parallel training over MPI (mpi4py): the same script on many processes and machines.
+
+    mpiexec -n 4 python train.py          # train.py calls model.fit(..., distributed=True)
+
+Every rank holds the whole model. Rank 0's initial weights (and optimizer state) are broadcast
+to the others; each global batch (``batch_size`` samples, drawn from the same permutation of
+(seed, epoch) on every rank) is cut into one contiguous shard per rank; each rank runs forward and
+backward on its shard with the loss *summed*, and one allreduce per step adds every parameter's
+gradient, the loss and the number of counted elements in one fused buffer. Dividing by that
+number gives the gradient of the global batch's mean loss: the update, the optimizer state and
+the weights are those of one process training on the global batch (equal to rounding; the tests
+hold them to 1e-6 relative in float32, 1e-12 in float64), on every rank alike.
+
+- The remainder: a global batch of n samples on p ranks gives rank r the samples
+  [r·n // p, (r + 1)·n // p) of it, so shards differ by at most one sample; a rank whose shard is
+  empty (n < p, the last batch of an epoch) contributes nothing and still takes the step.
+- Threads: ranks on one machine split its CPUs (the CPUs this process may use, divided among the
+  ranks of the machine, found with an MPI shared-memory split); each rank's thread team takes its
+  share, so no two ranks pin workers to the same CPU. Where mpiexec already bound each rank to
+  its own CPUs, that binding is kept.
+- Checkpoints are written by rank 0 only (atomically, as always) and hold no rank count: a run
+  resumes on any number of ranks (rank 0 reads the file and broadcasts what it holds). Progress
+  bars and per-epoch lines are printed by rank 0 only; validation losses are reduced over ranks.
+- Dropout masks are drawn per rank from the layer's generator advanced by a fixed jump per rank:
+  different on every rank, reproducible for a given number of ranks, but not those of a single
+  process (whose masks cover the whole batch), and not carried bit for bit across a resume.
+- Truncated BPTT (tbptt=) is not supported with distributed=True (ValueError).
+- A rank that stops answering (a crashed machine whose MPI does not end the job, a hang) makes
+  the others raise :class:`DistributedError` after ``timeout`` seconds instead of waiting forever
+  (MPICH's mpiexec ends every rank as soon as one dies).
+
+mpi4py is imported only when a Group is made; any MPI that mpi4py is built against works (MPICH
+from the ``distributed`` extra, Open MPI, Intel MPI, a vendor's).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import time
+from typing import Optional
+
+import numpy as np
+
+from ._parallel import set_num_threads
+
+__all__ = ["DistributedError", "Group"]
+
+
+class DistributedError(RuntimeError):
+    """The ranks of a distributed run lost each other (one stopped answering)."""
+
+
+def _mpi():
+    try:
+        from mpi4py import MPI
+    except ImportError as error:
+        raise ImportError("distributed=True needs mpi4py and an MPI: pip install \"lstm_ext[distributed]\" "
+                          "(mpi4py and MPICH), or mpi4py built against your cluster's MPI") from error
+    return MPI
+
+
+class Group:
+    """The ranks of one training run: an MPI communicator (COMM_WORLD by default) and what they
+    share. ``timeout`` (seconds): how long a rank waits for the others at a step before it
+    raises DistributedError."""
+
+    def __init__(self, comm=None, timeout: float = 600.0):
+        MPI = _mpi()
+        self.MPI = MPI
+        self.comm = MPI.COMM_WORLD if comm is None else comm
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        machine = self.comm.Split_type(MPI.COMM_TYPE_SHARED)  # the ranks on this machine
+        self.local_rank, self.local_size = machine.Get_rank(), machine.Get_size()
+        self._machine_cpus = machine.allgather(sorted(os.sched_getaffinity(0)))
+        machine.Free()
+        self.timeout = float(timeout)
+        self.seconds_communicating = 0.0  # time spent in allreduce (for the scaling figures)
+        _abort_on_uncaught_exceptions(self.comm)
+
+    @property
+    def is_root(self) -> bool:
+        return self.rank == 0
+
+    # -- the machine's CPUs ---------------------------------------------------------------------
+
+    def share_cpus(self) -> list[int]:
+        """Give this rank its share of the machine's CPUs and a thread team of that size; returns
+        the CPUs. Ranks that mpiexec bound to disjoint CPUs keep their binding."""
+        mine = self._machine_cpus[self.local_rank]
+        others = [set(cpus) for k, cpus in enumerate(self._machine_cpus) if k != self.local_rank]
+        if any(set(mine) & cpus for cpus in others):  # shared: split them
+            share = _split(mine, self.local_size)[self.local_rank]
+            if len(share) > 0:
+                os.sched_setaffinity(0, share)
+                mine = share
+            else:  # more ranks than CPUs: share one, unpinned
+                mine = [mine[self.local_rank % len(mine)]]
+                os.sched_setaffinity(0, mine)
+        set_num_threads(len(mine))
+        return list(mine)
+
+    # -- data -----------------------------------------------------------------------------------
+
+    def shard(self, index: np.ndarray) -> np.ndarray:
+        """This rank's contiguous part of a global batch's sample indices (module docstring)."""
+        n = len(index)
+        return index[self.rank * n // self.size:(self.rank + 1) * n // self.size]
+
+    # -- communication --------------------------------------------------------------------------
+
+    def allreduce_sum(self, buffer: np.ndarray, what: str) -> None:
+        """buffer ← the sum of every rank's buffer, in place; DistributedError when the others do
+        not answer within the timeout."""
+        start = time.perf_counter()
+        request = self.comm.Iallreduce(self.MPI.IN_PLACE, buffer, op=self.MPI.SUM)
+        self._wait(request, what)
+        self.seconds_communicating += time.perf_counter() - start
+
+    def broadcast(self, value, what: str):
+        """Rank 0's `value` on every rank: a Python object pickled in memory by rank 0 of the same
+        job (pickle.loads here never reads a file)."""
+        payload = pickle.dumps(value) if self.is_root else b""
+        size = np.array([len(payload)], dtype=np.int64)
+        self._wait(self.comm.Ibcast(size, root=0), what)
+        data = np.frombuffer(payload, dtype=np.uint8).copy() if self.is_root else np.empty(int(size[0]), np.uint8)
+        self._wait(self.comm.Ibcast(data, root=0), what)
+        return value if self.is_root else pickle.loads(data.tobytes())
+
+    def _wait(self, request, what: str) -> None:
+        deadline = time.monotonic() + self.timeout
+        pause = 0.0
+        while True:
+            if request.Test():
+                return
+            if time.monotonic() > deadline:
+                raise DistributedError(f"rank {self.rank} of {self.size}: no answer from the other ranks for "
+                                       f"{self.timeout:g} s at {what}; a rank has probably died or hangs. The "
+                                       "last checkpoint (if any) resumes the run on any number of ranks")
+            time.sleep(pause)
+            pause = min(1e-3, pause + 1e-5)  # spin briefly, then poll every millisecond
+
+    def abort(self, code: int = 1) -> None:
+        """End every rank of the job (after an error on this one)."""
+        self.comm.Abort(code)
+
+
+_hooked = False
+
+
+def _abort_on_uncaught_exceptions(comm) -> None:
+    """An exception no one catches on one rank (a DistributedError, a bad argument) ends the whole
+    job after its traceback is printed, as ``python -m mpi4py`` does: otherwise the others would
+    wait for that rank in their next collective call, or at MPI_Finalize, forever."""
+    global _hooked
+    if _hooked:
+        return
+    _hooked = True
+    previous = sys.excepthook
+
+    def hook(kind, value, traceback):
+        previous(kind, value, traceback)
+        sys.stderr.flush()
+        comm.Abort(1)
+
+    sys.excepthook = hook
+
+
+def _split(cpus: list[int], parts: int) -> list[list[int]]:
+    """`cpus` cut into `parts` contiguous shares, sizes differing by at most one."""
+    return [cpus[k * len(cpus) // parts:(k + 1) * len(cpus) // parts] for k in range(parts)]
+
+
+def make_group(distributed) -> Optional[Group]:
+    """fit's `distributed` argument -> a Group (True: COMM_WORLD) or None (False / None)."""
+    if distributed is None or distributed is False:
+        return None
+    if distributed is True:
+        return Group()
+    if isinstance(distributed, Group):
+        return distributed
+    raise TypeError(f"distributed: expected True, False or an lstm_ext.distributed.Group, got "
+                    f"{type(distributed).__name__}")
