@@ -209,3 +209,17 @@ def test_the_grid_covers_the_sizes_users_meet():
     assert {c.kind for c in configs} == {"inference", "training"}
     quick = grid.grid_configs(quick=True)
     assert 0 < len(quick) <= 6 and {c.kind for c in quick} == {"inference", "training"}
+
+
+def test_the_console_line_gives_figures_that_can_be_checked_against_each_other():
+    # bench --quick once printed "lstm_ext 23.47 ms  torch 1.83 ms  speedup 0.71x" (a median of two
+    # rounds' ratios next to medians whose ratio is 0.08) and rooflines of 114-156 % "(peak so far)".
+    cfg = Config("inference", 25, 4, 512)
+    line = bench._row_text(Result(cfg, {"lstm_ext": 0.02347, "torch": 0.00183}, 0.010, "compute", {}, rounds=2,
+                                  paired_speedup=0.71))
+    assert "speedup 0.71x (median of 2 rounds' ratios; ratio of the medians 0.08x)" in line
+    assert "43% of roofline" in line and "above 100 %" not in line
+    fast = bench._row_text(Result(cfg, {"lstm_ext": 0.010}, 0.0125, "compute", {}))
+    assert "125% of roofline (above 100 %: faster than the GEMM peak measured so far" in fast
+    streamed = bench._row_text(Result(cfg, {"lstm_ext": 0.010}, 0.0125, "memory (4 MiB at 100 GB/s)", {}))
+    assert "(above 100 %: faster than streaming the weights at the bandwidth measured" in streamed

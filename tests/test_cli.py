@@ -1,11 +1,14 @@
-"""python -m lstm_ext: the self-check main job."""
+"""python -m lstm_ext: the self-check, the top-level usage, and the commands' own errors."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 
 import numpy as np
+import pytest
 
 from lstm_ext import functional, testing
 from lstm_ext.__main__ import main
@@ -51,3 +54,53 @@ def test_a_parity_failure_exits_nonzero(monkeypatch, capsys):
 
 def test_self_check_tolerances_are_the_standard():
     assert testing.TOLERANCE == {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-5}
+
+
+# -- the command line's own errors: one line, exit code 2, before any work ---------------------------
+
+def run_cli(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "lstm_ext", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_top_level_help_lists_the_commands():
+    done = run_cli("--help")
+    assert done.returncode == 0
+    assert done.stdout.startswith("usage: python -m lstm_ext [COMMAND] [OPTIONS]")
+    for command in ("check", "demo", "bench"):
+        assert f"\n  {command} " in done.stdout
+    assert "``" not in done.stdout and ":func:" not in done.stdout  # no reST markup
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--quick"], "--quick is not an option of check (the default command); the options go after their command"),
+    (["nope"], "unknown command 'nope'; expected one of check, demo, bench"),
+])
+def test_misplaced_options_and_unknown_commands_exit_2(args, message):
+    done = run_cli(*args)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="uses /proc as a place that takes no files")
+@pytest.mark.parametrize("command, out, message", [
+    ("demo", "/proc/nope", "--out cannot make the folder /proc/nope"),
+    ("demo", "/proc", "--out cannot write files in /proc"),
+    ("bench", "/proc/nope/B.md", "--out the folder /proc/nope does not exist"),
+])
+def test_an_unwritable_output_place_fails_before_any_work(command, out, message):
+    started = time.perf_counter()
+    done = run_cli(command, "--quick", "--out", out)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert time.perf_counter() - started < 30  # nothing was trained or timed
+
+
+def test_an_output_path_of_the_wrong_kind_or_an_empty_text_fails_at_once(tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    done = run_cli("demo", "--quick", "--out", str(a_file))
+    assert done.returncode == 2 and f"--out {a_file} exists and is not a folder" in done.stderr
+    done = run_cli("bench", "--quick", "--out", str(tmp_path))
+    assert done.returncode == 2 and f"--out {tmp_path} is a folder, not a file" in done.stderr
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n")
+    done = run_cli("demo", "--only", "text", "--text", str(empty))
+    assert done.returncode == 2 and f"--text {empty}: the file is empty" in done.stderr

@@ -163,3 +163,21 @@ def test_fit_argument_errors():
         model.fit(X, y, checkpoint_every=3)
     with pytest.raises(TypeError, match="validation_data: expected"):
         model.fit(X, y, validation_data=X)
+
+
+def test_targets_of_the_wrong_shape_are_reported_with_the_whole_arrays_shape():
+    # A classifier given labels (N, 1) was told about the first batch's (16, 1).
+    model = lstm_ext.Sequential(lstm_ext.LSTM(2, 4, batch_first=True, seed=0), lstm_ext.LastStep(),
+                                lstm_ext.Linear(4, 3, seed=0))
+    model.compile("cross_entropy")
+    X = np.zeros((50, 5, 2), np.float32)
+    with pytest.raises(ValueError, match=r"y: expected shape \(50,\) \(class labels: the model's output \(50, 3\) "
+                                         r"without its class axis\), got \(50, 1\)"):
+        model.fit(X, np.zeros((50, 1), int), batch_size=16, verbose=0)
+    with pytest.raises(ValueError, match=r"y_val: expected shape \(10,\)"):
+        model.fit(X, np.zeros(50, int), validation_data=(X[:10], np.zeros((10, 1), int)), verbose=0)
+    with pytest.raises(ValueError, match=r"y: expected shape \(50,\)"):
+        model.evaluate(X, np.zeros((50, 1), int))
+    model.compile("mse")
+    with pytest.raises(ValueError, match=r"y: expected shape \(50, 3\) \(the model's output shape\), got \(50, 2\)"):
+        model.fit(X, np.zeros((50, 2), np.float32), verbose=0)

@@ -123,13 +123,19 @@ def test_a_team_that_splits_the_batch_gives_the_same_bits(cell, reverse, dtype, 
 
 
 def test_set_num_threads_checks_its_argument(restore_threads):
-    lstm_ext.set_num_threads(3)
-    assert lstm_ext.get_num_threads() == 3
-    with pytest.raises(ValueError, match=r"n: expected an integer >= 1, got 0"):
-        lstm_ext.set_num_threads(0)
-    with pytest.raises(TypeError, match=r"n: expected an integer >= 1, got float 2.0"):
-        lstm_ext.set_num_threads(2.0)
-    assert lstm_ext.get_num_threads() == 3
+    cpus = len(os.sched_getaffinity(0))
+    lstm_ext.set_num_threads(cpus)
+    with pytest.warns(lstm_ext.OversubscriptionWarning, match=rf"n = {cpus + 1}: more threads than the {cpus} CPUs "
+                      r"this process may run on.*calls get slower, not faster"):
+        lstm_ext.set_num_threads(cpus + 1)
+    assert lstm_ext.get_num_threads() == cpus + 1
+    for bad in (0, -1, 4097):
+        with pytest.raises(ValueError, match=rf"n: expected a number of threads in \[1, 4096\], got {bad}"):
+            lstm_ext.set_num_threads(bad)
+    for bad, shown in ((2.0, "float 2.0"), ("2", "str '2'"), (True, "bool True")):
+        with pytest.raises(TypeError, match=rf"n: expected a number of threads in \[1, 4096\], got {shown}"):
+            lstm_ext.set_num_threads(bad)
+    assert lstm_ext.get_num_threads() == cpus + 1
 
 
 def cpus_for_this_process() -> int:
@@ -145,14 +151,18 @@ def cpus_for_this_process() -> int:
 
 def test_default_comes_from_the_environment():
     code = "import lstm_ext; print(lstm_ext.get_num_threads())"
-    for value, expected in (("3", "3"), ("junk", None), ("0", None)):
-        env = {**os.environ, "LSTM_EXT_NUM_THREADS": value}
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0, out.stderr
-        if expected is None:  # ignored: the CPUs this process may run on
-            assert int(out.stdout) == cpus_for_this_process()
-        else:
-            assert out.stdout.strip() == expected
+    env = {k: v for k, v in os.environ.items() if k != "LSTM_EXT_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and int(out.stdout) == cpus_for_this_process(), out.stderr
+    for value in ("1", "3"):
+        out = subprocess.run([sys.executable, "-c", code], env={**env, "LSTM_EXT_NUM_THREADS": value},
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and out.stdout.strip() == value, out.stderr
+    # Nonsense is refused with the variable's name, not ignored.
+    for value in ("junk", "0", "2.5", "99999"):
+        out = subprocess.run([sys.executable, "-c", code], env={**env, "LSTM_EXT_NUM_THREADS": value},
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode != 0 and "LSTM_EXT_NUM_THREADS: expected a number of threads in [1, 4096]" in out.stderr
 
 
 @pytest.mark.parametrize("T, B, I, H", [(40, 3, 16, 32), (30, 6, 48, 96)], ids=["one thread each", "pool"])

@@ -14,7 +14,7 @@ compare against), ``lstm_ext.cells`` the description of each cell kind that the 
 
 from . import cells, functional, reference
 from ._core import build_info, release_scratch_cache, scratch_cache_bytes
-from ._parallel import get_num_threads, set_num_threads
+from ._parallel import OversubscriptionWarning, get_num_threads, set_num_threads
 from .functional import (gru_backward, gru_forward, lstm_backward, lstm_cell, lstm_forward, rnn_backward,
                          rnn_forward)
 from .checkpoint import CheckpointError
@@ -31,7 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SGD", "Adam", "AdamW", "CheckpointError", "Embedding", "GRU", "LSTM", "LastStep", "Linear", "Module",
-    "Optimizer", "RNN", "RNNBase", "ReLU", "Sequential", "Sigmoid", "Stream", "Tanh",
+    "Optimizer", "OversubscriptionWarning", "RNN", "RNNBase", "ReLU", "Sequential", "Sigmoid", "Stream", "Tanh",
     "build_info", "cells", "clip_grad_norm", "cross_entropy", "from_keras", "from_torch", "functional", "get_num_threads",
     "gradient_flow", "gru_backward", "gru_forward", "load", "lstm_backward", "lstm_cell", "lstm_forward", "mse_loss",
     "reference", "release_scratch_cache", "rnn_backward", "rnn_forward", "scratch_cache_bytes", "set_num_threads",

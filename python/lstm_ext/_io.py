@@ -3,12 +3,15 @@
 A write goes to a temporary file in the destination's folder, is flushed and fsync'ed, then
 renamed over the destination (atomic on POSIX and Windows), and the folder is fsync'ed so that
 the rename itself survives a crash. An interrupted write leaves the previous file intact and at
-worst a stray temporary file, which is removed when the write fails in Python.
+worst a stray temporary file, which is removed when the write fails in Python. The file gets
+the mode a plain open() would give it: an existing file's own mode, a new file 0666 less the
+user's umask (the temporary file starts at 0600).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 
 __all__ = ["write_bytes_atomic", "write_text_atomic"]
@@ -18,11 +21,14 @@ def write_bytes_atomic(path, data: bytes) -> None:
     """Replace the file at `path` with `data`, atomically."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
+    mode = _mode_for(path)
     descriptor, temporary = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(descriptor, "wb") as f:
             f.write(data)
             f.flush()
+            if hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
         os.replace(temporary, path)
     except BaseException:
@@ -32,6 +38,28 @@ def write_bytes_atomic(path, data: bytes) -> None:
             pass
         raise
     _fsync_folder(folder)
+
+
+def _mode_for(path: str) -> int:
+    """The permission bits open(path, "w") would leave: the file's own if it exists, else 0666
+    less the umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    try:
+        with open("/proc/self/status") as f:  # Linux: read it without changing it
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not thread-safe, but brief)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path, text: str, encoding: str = "utf-8") -> None:

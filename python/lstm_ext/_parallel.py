@@ -8,22 +8,70 @@ whichever thread computes it.
 
 from __future__ import annotations
 
-from . import _core
-from ._checks import check_positive_int
+import numbers
+import os
+import warnings
 
-__all__ = ["get_num_threads", "set_num_threads"]
+from . import _core
+
+__all__ = ["get_num_threads", "set_num_threads", "OversubscriptionWarning"]
+
+MAX_THREADS = 4096  # the core's limit
+
+
+class OversubscriptionWarning(UserWarning):
+    """More threads asked for than the CPUs this process may run on."""
+
+
+def _available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _check_threads(n, name: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"{name}: expected a number of threads in [1, {MAX_THREADS}], got {type(n).__name__} {n!r}")
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"{name}: expected a number of threads in [1, {MAX_THREADS}], got {n}")
+    cpus = _available_cpus()
+    if n > cpus:
+        warnings.warn(f"{name} = {n}: more threads than the {cpus} CPUs this process may run on. The core "
+                      f"would run teams of up to {n} threads taking turns on {cpus} CPUs, each waiting for the "
+                      "others at every step: calls get slower, not faster (results stay the same).",
+                      OversubscriptionWarning, stacklevel=3)
+    return int(n)
 
 
 def set_num_threads(n: int) -> None:
-    """Use up to ``n`` threads (n >= 1) from the next call on.
+    """Use up to ``n`` threads (1 <= n <= 4096) from the next call on.
 
-    The default is the environment variable ``LSTM_EXT_NUM_THREADS`` when set, else the number
-    of CPUs this process may run on. Small problems use fewer threads than allowed, and a call
-    made while another thread's call holds the pool runs on its own thread alone.
+    The default is the environment variable ``LSTM_EXT_NUM_THREADS`` when set (checked at import
+    the same way), else the number of CPUs this process may run on. More threads than those CPUs
+    are allowed, with an :class:`OversubscriptionWarning`: the threads take turns on the CPUs and
+    calls get slower (the results do not change). Small problems use fewer threads than allowed,
+    and a call made while another thread's call holds the pool runs on its own thread alone.
     """
-    _core.set_num_threads(check_positive_int(n, "n"))
+    _core.set_num_threads(_check_threads(n, "n"))
 
 
 def get_num_threads() -> int:
     """The number of threads the core may use (see :func:`set_num_threads`)."""
     return _core.get_num_threads()
+
+
+def _check_environment() -> None:
+    """LSTM_EXT_NUM_THREADS, when set, must be a number of threads (the core would ignore a bad one)."""
+    value = os.environ.get("LSTM_EXT_NUM_THREADS")
+    if value is None:
+        return
+    try:
+        n = int(value.strip())
+    except ValueError:
+        raise ValueError(f"LSTM_EXT_NUM_THREADS: expected a number of threads in [1, {MAX_THREADS}], got "
+                         f"{value!r}") from None
+    _check_threads(n, "LSTM_EXT_NUM_THREADS")
+
+
+_check_environment()

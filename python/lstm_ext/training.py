@@ -63,6 +63,24 @@ def read_data(model, X, y, lengths, name="X"):
     return X, y, lengths
 
 
+def check_targets(model, X, y, lengths, name="y") -> None:
+    """y's shape against what the model outputs for X (one sample run in inference mode, which
+    draws no dropout mask and keeps nothing): the error names the whole array's shape."""
+    was_training = model.training
+    model.eval()
+    try:
+        out = model.forward(X[:1], lengths=None if lengths is None else lengths[:1])
+    finally:
+        model.train(was_training)
+    N = len(X)
+    if model.loss_name == "cross_entropy":
+        expected, what = (N,) + out.shape[1:-1], f"class labels: the model's output {(N,) + out.shape[1:]} without its class axis"
+    else:
+        expected, what = (N,) + out.shape[1:], "the model's output shape"
+    if tuple(y.shape) != expected:
+        raise ValueError(f"{name}: expected shape {expected} ({what}), got {tuple(y.shape)}")
+
+
 def loss_and_gradient(model, output, target, lengths):
     """(loss, gradient w.r.t. the output); a sequence-to-sequence output (B, T, ·) leaves the
     padded steps out."""
@@ -282,7 +300,10 @@ def fit(model, X, y, *, epochs=1, batch_size=32, lengths=None, validation_data=N
     if tbptt is not None and (lengths is not None or y.ndim < 2 or y.shape[1] != X.shape[1]):
         raise ValueError("tbptt: needs sequence-to-sequence targets y (N, T, ...) and sequences of equal length "
                          "(lengths=None)")
+    check_targets(model, X, y, lengths)
     validation = _read_validation(model, validation_data)
+    if validation is not None:
+        check_targets(model, *validation, name="y_val")
     if distributed not in (None, False) and tbptt is not None:
         raise ValueError("tbptt: truncated BPTT is not supported with distributed=True")
     group = make_group(distributed)
@@ -432,6 +453,7 @@ def evaluate(model, X, y, lengths=None, batch_size=256, group=None) -> float:
     if model.loss_name is None:
         raise RuntimeError("evaluate: call compile() first (the loss)")
     X, y, lengths = read_data(model, X, y, lengths)
+    check_targets(model, X, y, lengths)
     batch_size = check_positive_int(batch_size, "batch_size")
     samples = np.arange(len(X)) if group is None else group.shard(np.arange(len(X)))
     was_training = model.training

@@ -1,15 +1,4 @@
-"""Command line: ``python -m lstm_ext [check | demo | bench] [options]``.
-
-``check`` (the default) runs the self-check: the compiled core against the NumPy reference on
-random data, float64 and float32, forward and backward; it prints the worst relative error per
-tensor and the time per step of both, and exits 1 if parity fails.
-
-``demo`` runs the main job: demos of what an LSTM does that a plain RNN cannot, on built-in
-data (``lstm_ext.tools.demos``).
-
-``bench`` runs the side-by-side benchmark against torch.nn and the NumPy reference
-(``lstm_ext.tools.bench``); ``--out BENCHMARKS.md`` writes its report.
-"""
+"""The command line, ``python -m lstm_ext [COMMAND] [OPTIONS]``: USAGE below is what --help prints."""
 
 from __future__ import annotations
 
@@ -18,7 +7,27 @@ import sys
 
 from . import selfcheck
 
-COMMANDS = ("check", "demo", "bench")
+COMMANDS = {
+    "check": "the compiled core against the NumPy reference: parity and time per step (the default)",
+    "demo": "the main job: LSTM, GRU and vanilla RNN side by side on built-in data, with plots",
+    "bench": "the benchmark against torch.nn (and ONNX Runtime); --out FILE writes its report",
+}
+
+USAGE = "\n".join([
+    "usage: python -m lstm_ext [COMMAND] [OPTIONS]",
+    "",
+    "commands (the options go after the command; COMMAND --help lists them):",
+    *(f"  {name:6} {text}" for name, text in COMMANDS.items()),
+    "",
+    "examples:",
+    "  python -m lstm_ext demo                 every demo on built-in data, written to ./lstm_ext_demo",
+    "  python -m lstm_ext demo --quick --only long-memory",
+    "  python -m lstm_ext bench --quick        a short benchmark against torch",
+    "  python -m lstm_ext check --H 128",
+])
+
+
+_CHECK_OPTIONS = ("--T", "--B", "--I", "--H", "--seed", "--repeats")
 
 
 def check(argv) -> int:
@@ -39,22 +48,29 @@ def check(argv) -> int:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("-h", "--help"):
-        print(__doc__.strip())
+    if argv and argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
         return 0
     command = argv.pop(0) if argv and not argv[0].startswith("-") else "check"
+    if command not in COMMANDS:
+        print(f"python -m lstm_ext: unknown command {command!r}; expected one of {', '.join(COMMANDS)} "
+              "(python -m lstm_ext --help)", file=sys.stderr)
+        return 2
+    if command == "check" and argv and argv[0].startswith("-") and argv[0].split("=")[0] not in _CHECK_OPTIONS:
+        # Options with no command are check's: one of another command's options is a misplaced one.
+        print(f"python -m lstm_ext: {argv[0]} is not an option of check (the default command); the options go "
+              f"after their command, e.g. python -m lstm_ext demo {argv[0]} (python -m lstm_ext --help)",
+              file=sys.stderr)
+        return 2
     if command == "check":
         return check(argv)
     if command == "demo":
         from . import demos
 
         return demos.main(argv)
-    if command == "bench":
-        from . import bench
+    from . import bench
 
-        return bench.main(argv)
-    print(f"python -m lstm_ext: unknown command {command!r}; expected one of {', '.join(COMMANDS)}", file=sys.stderr)
-    return 2
+    return bench.main(argv)
 
 
 if __name__ == "__main__":

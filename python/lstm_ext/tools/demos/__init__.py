@@ -27,6 +27,7 @@ import time
 from lstm_ext._io import write_text_atomic
 from lstm_ext._parallel import get_num_threads
 
+from ..paths import readable_text_problem, writable_folder_problem
 from .common import Context, Result
 
 __all__ = ["DEMOS", "Context", "Result", "main", "run_demos"]
@@ -88,8 +89,10 @@ def main(argv=None) -> int:
     parser.add_argument("--distributed", action="store_true", help="train data-parallel over MPI, run under "
                         "mpiexec (lstm_ext.distributed; not the text demo, which uses truncated BPTT)")
     args = parser.parse_args(argv)
-    if args.text is not None and not os.path.isfile(args.text):
-        parser.error(f"--text {args.text}: no such file")
+    if args.text is not None and readable_text_problem(args.text):
+        parser.error(f"--text {readable_text_problem(args.text)}")
+    if writable_folder_problem(args.out):  # before any work: a bad --out fails at once
+        parser.error(f"--out {writable_folder_problem(args.out)}")
     names = [name for name in DEMOS if args.only is None or name in args.only]
     if args.distributed and "text" in names:
         parser.error("--distributed: the text demo trains with truncated BPTT, which distributed training does not "
