@@ -18,6 +18,7 @@ from ._parallel import OversubscriptionWarning, get_num_threads, set_num_threads
 from .functional import (gru_backward, gru_forward, lstm_backward, lstm_cell, lstm_forward, rnn_backward,
                          rnn_forward)
 from .checkpoint import CheckpointError
+from .export import export_onnx
 from .flow import gradient_flow
 from .interop import from_keras, from_torch, to_torch
 from .layers import GRU, LSTM, RNN, Module, RNNBase
@@ -30,10 +31,10 @@ from .stream import Stream
 __version__ = "0.1.0"
 
 __all__ = [
-    "SGD", "Adam", "AdamW", "CheckpointError", "Embedding", "GRU", "LSTM", "LastStep", "Linear", "Module",
-    "Optimizer", "OversubscriptionWarning", "RNN", "RNNBase", "ReLU", "Sequential", "Sigmoid", "Stream", "Tanh",
-    "build_info", "cells", "clip_grad_norm", "cross_entropy", "from_keras", "from_torch", "functional", "get_num_threads",
-    "gradient_flow", "gru_backward", "gru_forward", "load", "lstm_backward", "lstm_cell", "lstm_forward", "mse_loss",
-    "reference", "release_scratch_cache", "rnn_backward", "rnn_forward", "scratch_cache_bytes", "set_num_threads",
-    "to_torch",
+    "Adam", "AdamW", "CheckpointError", "Embedding", "GRU", "LSTM", "LastStep", "Linear", "Module", "Optimizer",
+    "OversubscriptionWarning", "RNN", "RNNBase", "ReLU", "SGD", "Sequential", "Sigmoid", "Stream", "Tanh",
+    "build_info", "cells", "clip_grad_norm", "cross_entropy", "export_onnx", "from_keras", "from_torch",
+    "functional", "get_num_threads", "gradient_flow", "gru_backward", "gru_forward", "load", "lstm_backward",
+    "lstm_cell", "lstm_forward", "mse_loss", "reference", "release_scratch_cache", "rnn_backward", "rnn_forward",
+    "scratch_cache_bytes", "set_num_threads", "to_torch",
 ]

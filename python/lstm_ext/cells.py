@@ -90,9 +90,9 @@ class CellKind:
     keras_gates: tuple[int, ...]
     keras_reset_after: bool
     # ONNX: which of PyTorch's gate blocks each of ONNX's gate blocks is, and the node's attributes
-    # beyond hidden_size.
+    # beyond hidden_size and direction, from the options and the number of directions.
     onnx_gates: tuple[int, ...]
-    onnx_attributes: Callable[[dict], dict] = field(default=lambda options: {})
+    onnx_attributes: Callable[[dict, int], dict] = field(default=lambda options, directions: {})
 
     @property
     def num_gates(self) -> int:
@@ -208,7 +208,7 @@ GRU = CellKind(
     keras_names=("gru",), keras_gates=(1, 0, 2), keras_reset_after=True,  # Keras z, r, h
     onnx_gates=(1, 0, 2),  # ONNX z, r, h
     # PyTorch's GRU applies the reset gate after the recurrent product, ONNX's linear_before_reset.
-    onnx_attributes=lambda options: {"linear_before_reset": 1},
+    onnx_attributes=lambda options, directions: {"linear_before_reset": 1},
 )
 
 
@@ -244,7 +244,7 @@ RNN = CellKind(
     reference_forward=_rnn_reference_forward, reference_backward=_rnn_reference_backward,
     keras_names=("simple_rnn", "simplernn", "rnn"), keras_gates=(0,), keras_reset_after=False,
     onnx_gates=(0,),
-    onnx_attributes=lambda options: {"activations": [options["nonlinearity"].capitalize()]},  # Tanh, Relu
+    onnx_attributes=lambda options, directions: {"activations": [options["nonlinearity"].capitalize()] * directions},
 )
 
 

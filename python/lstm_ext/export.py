@@ -1,0 +1,122 @@
+"""ONNX export: a layer as an ONNX graph that ONNX Runtime (or any ONNX runtime) runs.
+
+    lstm_ext.export_onnx(layer, "model.onnx")                # inputs x [, h0, c0]; outputs y, h_n [, c_n]
+    lstm_ext.export_onnx(layer, "model.onnx", lengths=True)  # and an input lengths (B,) int32
+
+Each layer of the stack is one ONNX LSTM / GRU / RNN node (opset 17), in a chain; both directions
+of a bidirectional layer are the node's two directions. The graph speaks the layer's own layout:
+
+- input ``x`` (T, B, I), or (B, T, I) with batch_first; output ``y`` (T, B, D·H) (or batch-first),
+  the directions side by side as in the layer's forward;
+- inputs ``h0`` (num_layers·D, B, H) (and ``c0`` for the LSTM) and outputs ``h_n`` (and ``c_n``)
+  in the layer's state layout; zeros give the layer's default initial state;
+- with ``lengths=True`` an input ``lengths`` (B,) int32, each sequence's valid length (ONNX's
+  sequence_lens): outputs past it are zero and the final states are those after its last valid
+  step, the reverse direction starting there, as in the layer's forward with ``lengths``.
+
+The graph adds the transposes and reshapes between that layout and ONNX's (T, D, B, H). Gates are
+reordered from PyTorch's to ONNX's (the cell descriptions' ``onnx_gates``), the GRU is exported
+with linear_before_reset = 1 (PyTorch's formulation). A projected LSTM (proj_size > 0) has no
+ONNX equivalent and is refused. Dropout between layers is a training-time operation: the graph
+is the layer in inference mode. Needs the ``onnx`` package (the ``onnx`` extra).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ._io import write_bytes_atomic
+from .cells import reorder_gates
+from .layers import RNNBase
+
+__all__ = ["export_onnx", "onnx_model"]
+
+OPSET = 17
+
+
+def onnx_model(layer: RNNBase, *, lengths: bool = False, states: bool = True):
+    """The ONNX ModelProto of `layer` (see the module docstring); checked by onnx.checker.
+    states=False leaves out the state inputs and outputs (zeros in, only y out)."""
+    try:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError as error:
+        raise ImportError("export_onnx needs the onnx package: pip install \"lstm_ext[onnx]\"") from error
+    if not isinstance(layer, RNNBase):
+        raise TypeError(f"layer: expected an lstm_ext LSTM, GRU or RNN, got {type(layer).__name__}")
+    if layer.output_size != layer.hidden_size:
+        raise ValueError(f"layer: an LSTM with proj_size={layer.output_size} has no ONNX equivalent (ONNX's LSTM "
+                         "has no projection)")
+    cell, H, D, L = layer.cell, layer.hidden_size, layer.num_directions, layer.num_layers
+    element = TensorProto.DOUBLE if layer.dtype == np.float64 else TensorProto.FLOAT
+    params = layer.state_dict()
+    nodes, initializers = [], []
+
+    def constant(name, value):
+        if all(existing.name != name for existing in initializers):
+            initializers.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def node(op, inputs, outputs, **attributes):
+        nodes.append(helper.make_node(op, inputs, outputs, **attributes))
+        return outputs[0]
+
+    # The layer's layout -> ONNX's: x (B, T, I) -> (T, B, I).
+    current = node("Transpose", ["x"], ["x_time_major"], perm=[1, 0, 2]) if layer.batch_first else "x"
+    state_names = (["h"] + (["c"] if cell.has_cell_state else [])) if states else []
+    sequence_lens = "lengths" if lengths else ""  # ONNX's sequence_lens (B,) int32
+    finals = {part: [] for part in state_names}
+    for k in range(L):
+        suffixes = [f"_l{k}", f"_l{k}_reverse"][:D]
+        W = np.stack([reorder_gates(params["weight_ih" + s], cell.onnx_gates) for s in suffixes])  # (D, G·H, I_k)
+        R = np.stack([reorder_gates(params["weight_hh" + s], cell.onnx_gates) for s in suffixes])  # (D, G·H, H)
+        zeros = np.zeros(W.shape[1], layer.dtype)
+        B = np.stack([np.concatenate([reorder_gates(params.get("bias_ih" + s, zeros), cell.onnx_gates),
+                                      reorder_gates(params.get("bias_hh" + s, zeros), cell.onnx_gates)])
+                      for s in suffixes])  # (D, 2·G·H): Wb then Rb
+        inputs = [current, constant(f"W{k}", W), constant(f"R{k}", R), constant(f"B{k}", B), sequence_lens]
+        outputs = [f"Y{k}"]
+        # This layer's rows of the initial states: (D, B, H).
+        rows = (constant(f"rows_start{k}", np.array([k * D], np.int64)),
+                constant(f"rows_end{k}", np.array([(k + 1) * D], np.int64)), constant("axis0", np.array([0], np.int64)))
+        for part in state_names:
+            inputs.append(node("Slice", [f"{part}0", *rows], [f"{part}0_l{k}"]))
+            outputs.append(f"Y_{part}{k}")
+        attributes = {"hidden_size": H, "direction": "bidirectional" if D == 2 else "forward",
+                      **cell.onnx_attributes(layer.options, D)}
+        node(cell.name, inputs, outputs, **attributes)
+        for part in state_names:
+            finals[part].append(f"Y_{part}{k}")
+        # Y (T, D, B, H) -> (T, B, D·H), the next layer's input: the directions side by side.
+        if D == 1:
+            current = node("Squeeze", [f"Y{k}", constant("axis1", np.array([1], np.int64))], [f"y{k}"])
+        else:
+            swapped = node("Transpose", [f"Y{k}"], [f"Y{k}_tbdh"], perm=[0, 2, 1, 3])
+            current = node("Reshape", [swapped, constant("shape_tb_flat", np.array([0, 0, -1], np.int64))],
+                           [f"y{k}"])
+    # Outputs in the layer's layout.
+    node("Transpose", [current], ["y"], perm=[1, 0, 2]) if layer.batch_first else node("Identity", [current], ["y"])
+    for part in state_names:
+        node("Concat", finals[part], [f"{part}_n"], axis=0)  # (L·D, B, H)
+
+    T, Bn, I = ("B", "T", layer.input_size) if layer.batch_first else ("T", "B", layer.input_size)
+    graph_inputs = [helper.make_tensor_value_info("x", element, [T, Bn, I])]
+    graph_inputs += [helper.make_tensor_value_info(f"{part}0", element, [L * D, "B", H]) for part in state_names]
+    if lengths:
+        graph_inputs.append(helper.make_tensor_value_info("lengths", TensorProto.INT32, ["B"]))
+    y_shape = ["B", "T", D * H] if layer.batch_first else ["T", "B", D * H]
+    graph_outputs = [helper.make_tensor_value_info("y", element, y_shape)]
+    graph_outputs += [helper.make_tensor_value_info(f"{part}_n", element, [L * D, "B", H]) for part in state_names]
+    graph = helper.make_graph(nodes, f"lstm_ext_{cell.name.lower()}", graph_inputs, graph_outputs, initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="lstm_ext")
+    onnx.checker.check_model(model)
+    return model
+
+
+def export_onnx(layer: RNNBase, path, *, lengths: bool = False, states: bool = True) -> None:
+    """Write `layer` as an ONNX model to `path`, atomically (see the module docstring for its
+    inputs and outputs; states=False: x (and lengths) in, y out)."""
+    model = onnx_model(layer, lengths=lengths, states=states)
+    write_bytes_atomic(os.fspath(path), model.SerializeToString())
