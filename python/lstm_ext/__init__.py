@@ -1,5 +1,7 @@
 """lstm_ext: LSTM, GRU and RNN forward and backpropagation through time in C++/Eigen, with a NumPy API.
 
+For example::
+
     import lstm_ext
     layer = lstm_ext.LSTM(input_size=8, hidden_size=32, num_layers=2, bidirectional=True, seed=0)
     y, (h_n, c_n) = layer(x, lengths=lengths)   # x (T, B, 8) -> y (T, B, 64)

@@ -7,6 +7,8 @@ map to torch.nn, Keras and ONNX. Layers, gradient flow, interop, the reference n
 tools read the description; none of them compares kind names. A new kind or a variant of one is a
 new or extended description here, its core functions and its tests.
 
+For example::
+
     from lstm_ext import cells
     cells.LSTM.gates, cells.LSTM.state      # 4, ('h', 'c')
     cells.by_name("gru")                    # the GRU description (names as torch.nn and Keras spell them)

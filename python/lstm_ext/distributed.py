@@ -1,5 +1,7 @@
 """Data-parallel training over MPI (mpi4py): the same script on many processes and machines.
 
+For example::
+
     mpiexec -n 4 python train.py          # train.py calls model.fit(..., distributed=True)
 
 Every rank holds the whole model. Rank 0's initial weights (and optimizer state) are broadcast

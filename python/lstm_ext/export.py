@@ -1,5 +1,7 @@
 """ONNX export: a layer as an ONNX graph that ONNX Runtime (or any ONNX runtime) runs.
 
+For example::
+
     lstm_ext.export_onnx(layer, "model.onnx")                # inputs x [, h0, c0]; outputs y, h_n [, c_n]
     lstm_ext.export_onnx(layer, "model.onnx", lengths=True)  # and an input lengths (B,) int32
 

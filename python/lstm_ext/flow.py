@@ -1,5 +1,7 @@
 """Gradient flow: how much of a loss's gradient reaches each earlier time step.
 
+For example::
+
     flow = lstm_ext.gradient_flow(layer, x)      # flow["h"][t] = mean over the batch of ‖∂L/∂h_t‖
     flow["c"]                                    # LSTM: ‖∂L/∂c_t‖, the cell path
 

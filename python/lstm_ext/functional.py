@@ -62,8 +62,10 @@ def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, w_hr=
                  reverse=False, training=False, bidirectional=False) -> LstmOutput:
     """LSTM forward over a whole sequence.
 
-    h0 / c0 None mean zeros; b_ih / b_hh None mean no bias; w_hr (P, H), P < H, adds the projection
-    h_t = W_hr (o_t ⊙ tanh c_t), with h0 (B, P). With ``training=True`` the result carries the
+    x (T, B, I), w_ih (4H, I), w_hh (4H, H), b_ih and b_hh (4H,), h0 and c0 (B, H); returns y
+    (T, B, H_out), h_n (B, H_out) and c_n (B, H) (:class:`LstmOutput`). h0 / c0 None mean zeros;
+    b_ih / b_hh None mean no bias; w_hr (P, H), P < H, adds the projection
+    h_t = W_hr (o_t ⊙ tanh c_t), with w_hh (4H, P) and h0 (B, P). With ``training=True`` the result carries the
     workspace that :func:`lstm_backward` needs; otherwise nothing is kept.
     """
     return LstmOutput(*_core.lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr=w_hr, lengths=lengths,
@@ -117,14 +119,24 @@ class GruGrads(NamedTuple):
 
 def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, lengths=None, reverse=False,
                 training=False, bidirectional=False) -> GruOutput:
-    """GRU forward over a whole sequence (PyTorch's formulation, gates r, z, n)."""
+    """GRU forward over a whole sequence (PyTorch's formulation, gates r, z, n).
+
+    x (T, B, I), w_ih (3H, I), w_hh (3H, H), b_ih and b_hh (3H,) (None: no bias), h0 (B, H) (None:
+    zeros); returns y (T, B, H) and h_n (B, H) (:class:`GruOutput`), with the workspace that
+    :func:`gru_backward` needs when ``training=True``.
+    """
     return GruOutput(*_core.gru_forward(x, w_ih, w_hh, b_ih, b_hh, h0, lengths=lengths, reverse=bool(reverse),
                                         training=bool(training), bidirectional=bool(bidirectional)))
 
 
 def gru_backward(dy, dh_n, x, w_ih, w_hh, workspace, *, lengths=None, reverse=False, bias=True,
                  bidirectional=False) -> GruGrads:
-    """Backpropagation through time for a training-mode :func:`gru_forward`."""
+    """Backpropagation through time for a training-mode :func:`gru_forward`.
+
+    dy (T, B, H) and dh_n (B, H) are the gradients of the loss w.r.t. the outputs and the final
+    state, each None for zeros; x (T, B, I), the weights, workspace, lengths and reverse are those
+    of the forward. Returns :class:`GruGrads`; with ``bias=False`` the bias gradients are None.
+    """
     _require_workspace(workspace, "gru_forward")
     return GruGrads(*_core.gru_backward(dy, dh_n, x, w_ih, w_hh, workspace, lengths=lengths, reverse=bool(reverse),
                                         bias=bool(bias), bidirectional=bool(bidirectional)))
@@ -151,7 +163,12 @@ class RnnGrads(NamedTuple):
 
 def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, nonlinearity="tanh", lengths=None,
                 reverse=False, training=False, bidirectional=False) -> RnnOutput:
-    """Vanilla RNN forward: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), act 'tanh' or 'relu'."""
+    """Vanilla RNN forward: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), act 'tanh' or 'relu'.
+
+    x (T, B, I), w_ih (H, I), w_hh (H, H), b_ih and b_hh (H,) (None: no bias), h0 (B, H) (None:
+    zeros); returns y (T, B, H) and h_n (B, H) (:class:`RnnOutput`), with the workspace that
+    :func:`rnn_backward` needs when ``training=True``.
+    """
     return RnnOutput(*_core.rnn_forward(x, w_ih, w_hh, b_ih, b_hh, h0, nonlinearity=nonlinearity, lengths=lengths,
                                         reverse=bool(reverse), training=bool(training),
                                         bidirectional=bool(bidirectional)))
@@ -159,7 +176,13 @@ def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, nonlinearity="t
 
 def rnn_backward(dy, dh_n, x, w_ih, w_hh, workspace, *, nonlinearity="tanh", lengths=None, reverse=False,
                  bias=True, bidirectional=False) -> RnnGrads:
-    """Backpropagation through time for a training-mode :func:`rnn_forward`."""
+    """Backpropagation through time for a training-mode :func:`rnn_forward`.
+
+    dy (T, B, H) and dh_n (B, H) are the gradients of the loss w.r.t. the outputs and the final
+    state, each None for zeros; x (T, B, I), the weights, workspace, nonlinearity, lengths and
+    reverse are those of the forward. Returns :class:`RnnGrads`; with ``bias=False`` the bias
+    gradients are None.
+    """
     _require_workspace(workspace, "rnn_forward")
     return RnnGrads(*_core.rnn_backward(dy, dh_n, x, w_ih, w_hh, workspace, nonlinearity=nonlinearity,
                                         lengths=lengths, reverse=bool(reverse), bias=bool(bias),

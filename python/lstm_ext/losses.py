@@ -1,5 +1,7 @@
 """Loss functions: each returns (loss, gradient of the loss with respect to its first argument).
 
+For example::
+
     loss, dy = lstm_ext.mse_loss(prediction, target)
     loss, dlogits = lstm_ext.cross_entropy(logits, labels, ignore_index=-1)
 

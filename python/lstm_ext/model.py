@@ -1,5 +1,7 @@
 """A model: layers in a row, trained with fit(), saved and resumed from one checkpoint file.
 
+For example::
+
     model = lstm_ext.Sequential(
         lstm_ext.LSTM(1, 32, batch_first=True, seed=0),
         lstm_ext.LastStep(),                     # sequence to one; leave it out for sequence to sequence
@@ -132,8 +134,10 @@ class Sequential:
     # -- forward and backward ---------------------------------------------------------------------
 
     def forward(self, x, lengths=None, states=None):
-        """The model's output for x (batch-major). ``states`` (optional) gives each recurrent
-        layer's initial state, in order; after the call ``self.states`` holds their final states."""
+        """The model's output for x (batch-major): x (B, T, features), or (B, T) integer tokens
+        before an Embedding, and ``lengths`` (B,) or None; the output is (B, T, F), or (B, F)
+        after a LastStep. ``states`` (optional) gives each recurrent layer's initial state, in
+        order; after the call ``self.states`` holds their final states."""
         recurrent = [layer for layer in self.layers if isinstance(layer, RNNBase)]
         if states is not None and len(states) != len(recurrent):
             raise ValueError(f"states: expected one state per recurrent layer ({len(recurrent)}), got {len(states)}")
@@ -154,7 +158,8 @@ class Sequential:
 
     def backward(self, d_output):
         """Backpropagate through the last training-mode forward; adds into every layer's grads
-        and returns the gradient of the input (None after an Embedding)."""
+        and returns the gradient of the input (None after an Embedding). d_output has the
+        shape of the forward's output."""
         d = d_output
         for layer in reversed(self.layers):
             if isinstance(layer, RNNBase):
@@ -187,20 +192,26 @@ class Sequential:
         """Train on (X, y) for `epochs` passes; returns the history (a dict per epoch: 'loss' and,
         with validation data, 'val_loss').
 
-        validation_data: (X_val, y_val) or (X_val, y_val, lengths_val), evaluated after every epoch.
-        early_stopping: stop after that many epochs without a lower validation loss (training
-            loss without validation data) and restore the best weights.
-        tbptt: truncated backpropagation through time for sequence-to-sequence targets: each
-            batch is cut into chunks of that many steps, one optimizer step per chunk, the state
-            carried from chunk to chunk without gradient across the border.
-        checkpoint: a file written (atomically) every `checkpoint_every` optimizer steps and at
-            the end of every epoch; with resume=True an existing checkpoint is loaded first and
-            training continues where it stopped.
-        verbose: 0 quiet, 1 a progress bar (tqdm, when installed and the output is a terminal),
-            2 a line per epoch.
-        distributed: True to train data-parallel over MPI when the script runs under mpiexec
-            (lstm_ext.distributed: every rank passes the same data; batch_size is the global
-            batch; rank 0 writes the checkpoints and prints), or an lstm_ext.distributed.Group.
+        Args:
+            X: (N, T, features), or (N, T) integer tokens when the first layer is an Embedding.
+            y: (N, outputs) for sequence to one; (N, T, outputs), or (N, T) class labels, for
+                sequence to sequence.
+            lengths: (N,) valid steps per sequence, or None for all T.
+            validation_data: (X_val, y_val) or (X_val, y_val, lengths_val), evaluated after every
+                epoch.
+            early_stopping: stop after that many epochs without a lower validation loss (training
+                loss without validation data) and restore the best weights.
+            tbptt: truncated backpropagation through time for sequence-to-sequence targets: each
+                batch is cut into chunks of that many steps, one optimizer step per chunk, the
+                state carried from chunk to chunk without gradient across the border.
+            checkpoint: a file written (atomically) every `checkpoint_every` optimizer steps and
+                at the end of every epoch; with resume=True an existing checkpoint is loaded
+                first and training continues where it stopped.
+            verbose: 0 quiet, 1 a progress bar (tqdm, when installed and the output is a
+                terminal), 2 a line per epoch.
+            distributed: True to train data-parallel over MPI when the script runs under mpiexec
+                (lstm_ext.distributed: every rank passes the same data; batch_size is the global
+                batch; rank 0 writes the checkpoints and prints), or an lstm_ext.distributed.Group.
         """
         return training.fit(self, X, y, epochs=epochs, batch_size=batch_size, lengths=lengths,
                             validation_data=validation_data, shuffle=shuffle, seed=seed,
@@ -213,7 +224,8 @@ class Sequential:
         return training.evaluate(self, X, y, lengths, batch_size)
 
     def predict(self, X, lengths=None, batch_size=256) -> np.ndarray:
-        """The model's outputs for X in inference mode, batch by batch."""
+        """The model's outputs for X (N, T, features) or (N, T) tokens, lengths (N,) or None, in
+        inference mode, batch by batch: (N, outputs), or (N, T, outputs) for sequence to sequence."""
         return training.predict(self, X, lengths, batch_size)
 
     # -- the file ---------------------------------------------------------------------------------

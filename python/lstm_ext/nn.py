@@ -5,6 +5,8 @@ what ``backward(d_output)`` needs; ``backward`` adds the parameter gradients int
 returns the gradient of the input. Arithmetic is NumPy (a single matrix product or a gather per
 call: nothing to gain from the compiled core).
 
+For example::
+
     head = lstm_ext.Linear(32, 1)          # (..., 32) -> (..., 1), any leading shape
     embed = lstm_ext.Embedding(100, 16)    # integer tokens (...) -> (..., 16)
     last = lstm_ext.LastStep()             # (B, T, F) + lengths -> (B, F): each sequence's last valid step

@@ -1,5 +1,7 @@
 """Optimizers with torch.optim's update rules, over NumPy parameters updated in place.
 
+For example::
+
     optimizer = lstm_ext.Adam(layer.named_parameters(), lr=1e-3)
     ...
     layer.backward(dy)
@@ -12,11 +14,13 @@ gradients by the same names. ``state_dict()`` / ``load_state_dict()`` carry the 
 hyper-parameters and the per-parameter buffers (momentum, moments), so that training resumed
 from a checkpoint continues exactly.
 
-SGD:   g = grad + wd·p;  with momentum: b = μ·b + (1 − dampening)·g (b = g at the first step),
-       g = g + μ·b (Nesterov) or g = b;  p −= lr·g
-Adam:  g = grad + wd·p;  m = β1·m + (1 − β1)·g;  v = β2·v + (1 − β2)·g²;
-       p −= lr · (m / (1 − β1ᵗ)) / (√(v / (1 − β2ᵗ)) + eps)
-AdamW: p −= lr·wd·p first (decoupled weight decay), then Adam without the wd term.
+The update rules::
+
+    SGD:   g = grad + wd·p;  with momentum: b = μ·b + (1 − dampening)·g (b = g at the first step),
+           g = g + μ·b (Nesterov) or g = b;  p −= lr·g
+    Adam:  g = grad + wd·p;  m = β1·m + (1 − β1)·g;  v = β2·v + (1 − β2)·g²;
+           p −= lr · (m / (1 − β1ᵗ)) / (√(v / (1 − β2ᵗ)) + eps)
+    AdamW: p −= lr·wd·p first (decoupled weight decay), then Adam without the wd term.
 """
 
 from __future__ import annotations
@@ -200,7 +204,7 @@ def clip_grad_norm(grads, max_norm: float) -> float:
     """Scale every gradient in place so that their joint L2 norm is at most max_norm.
 
     grads: {name: array} (e.g. a module's .grads) or a list of arrays. Returns the norm before
-    clipping (torch.nn.utils.clip_grad_norm_'s rule: scale by max_norm / (norm + 1e-6) when that
+    clipping (``torch.nn.utils.clip_grad_norm_``'s rule: scale by max_norm / (norm + 1e-6) when that
     is below 1).
     """
     max_norm = _check_number(max_norm, "max_norm", low_open=True)

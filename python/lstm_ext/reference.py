@@ -46,7 +46,7 @@ __all__ = [
 
 
 def sigmoid(z):
-    """σ(z) = 1 / (1 + e^(−z)), evaluated without overflow for large |z|."""
+    """σ(z) = 1 / (1 + e^(−z)), evaluated without overflow for large ``|z|``; z any shape."""
     z = np.asarray(z)
     out = np.empty_like(z)
     positive = z >= 0

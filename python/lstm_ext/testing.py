@@ -1,6 +1,8 @@
 """What the self-check and the tests share: the parity tolerances, the error measure, and a
 random LSTM case run through the compiled core and through the NumPy reference.
 
+For example::
+
     from lstm_ext.testing import TOLERANCE, relative_error, random_case, run_compiled, run_reference
     case = random_case(T=5, B=3, I=4, H=8)
     errors = compare(run_compiled(case), run_reference(case))   # worst relative error per tensor
@@ -23,7 +25,7 @@ TENSORS = ("y", "h_n", "c_n", "dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db
 
 
 def relative_error(actual, expected) -> float:
-    """max |actual − expected| / max |expected|: the worst error relative to the tensor's scale.
+    """``max |actual − expected| / max |expected|``: the worst error relative to the tensor's scale.
 
     Relative to the largest magnitude rather than element by element, so that entries that are
     near zero by cancellation do not dominate. An all-zero expected tensor compares absolutely.

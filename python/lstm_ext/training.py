@@ -1,7 +1,7 @@
 """Training a model: fit, evaluate and predict, with truncated BPTT, early stopping, checkpoints
 and a progress bar. ``Sequential.fit`` / ``evaluate`` / ``predict`` call these.
 
-The loop, top to bottom (``fit``):
+The loop, top to bottom (``fit``)::
 
     for each epoch:                     the batches in an order drawn from (seed, epoch)
         for each batch:                 train_batch: forward, loss, backward, optimizer step
@@ -473,7 +473,8 @@ def evaluate(model, X, y, lengths=None, batch_size=256, group=None) -> float:
 
 
 def predict(model, X, lengths=None, batch_size=256) -> np.ndarray:
-    """The model's outputs for X in inference mode, batch by batch."""
+    """The model's outputs for X (N, T, features) or (N, T) tokens, lengths (N,) or None, in
+    inference mode, batch by batch: (N, outputs), or (N, T, outputs) for sequence to sequence."""
     X, _, lengths = read_data(model, X, None, lengths)
     batch_size = check_positive_int(batch_size, "batch_size")
     was_training = model.training
