@@ -35,23 +35,59 @@ def test_every_demo_meets_its_threshold_in_quick_mode(quick_run, name):
         assert result["plot"] is None
 
 
+KINDS = ("LSTM", "GRU", "RNN")
+
+
+def test_every_demo_compares_lstm_gru_and_rnn_of_the_same_size(quick_run):
+    _, summary, _ = quick_run
+    for name, result in summary["demos"].items():
+        metrics = result["metrics"]
+        assert set(KINDS) <= set(metrics), f"{name}: {sorted(metrics)}"
+        assert all(word in result["threshold"] for word in KINDS), f"{name}: {result['threshold']}"
+        assert isinstance(metrics["hidden"], int), name
+
+
 def test_the_demos_report_what_they_promise(quick_run):
     out, summary, lines = quick_run
     assert json.loads((out / "summary.json").read_text()) == summary
     assert summary["passed"] and summary["quick"]
-    company = summary["demos"]["two-company"]["metrics"]
-    assert abs(company["prediction_A"]) < 0.05 and abs(company["prediction_B"] - 1) < 0.05
-    forecast = summary["demos"]["forecasting"]
-    assert forecast["metrics"]["lstm_mape_percent"] < forecast["metrics"]["seasonal_naive_mape_percent"]
-    assert len(forecast["forecast"]) == 24
-    memory = summary["demos"]["long-memory"]["metrics"]
-    assert memory["lengths"] == [10, 50, 100] and min(memory["lstm_accuracy"][1:]) >= 0.9
-    assert memory["gradient_decay_rnn"] < 1e-6 < memory["gradient_decay_lstm_c"]
+    demo = {name: result["metrics"] for name, result in summary["demos"].items()}
+
+    # two-company: all three carry day 1 through three identical days.
+    for kind in KINDS:
+        company = demo["two-company"][kind]
+        assert abs(company["prediction_A"]) < 0.05 and abs(company["prediction_B"] - 1) < 0.05, kind
+        assert company["max_abs_error"] == max(abs(company["prediction_A"]), abs(company["prediction_B"] - 1))
+    assert [line.split()[0] for line in lines if "day 5 predicted" in line] == list(KINDS)
+
+    # forecasting: each kind's forecast (a mean of models) beats seasonal naive on both measures.
+    naive = demo["forecasting"]["seasonal naive"]
+    for kind in KINDS:
+        forecast = demo["forecasting"][kind]
+        assert forecast["rmse"] < naive["rmse"] and forecast["mape_percent"] < naive["mape_percent"], kind
+        assert len(forecast["epochs"]) == demo["forecasting"]["models"] == 3
+        assert len(summary["demos"]["forecasting"]["forecast"][kind]) == 24
+
+    # long-memory: the gated layers solve the long lengths, the RNN does not, and its gradient fades.
+    memory = demo["long-memory"]
+    assert memory["lengths"] == [10, 50, 100]
+    for kind in ("LSTM", "GRU"):
+        assert min(memory[kind]["accuracy"][1:]) >= 0.9, kind
+    assert max(memory["RNN"]["accuracy"][1:]) < 0.9
+    assert memory["RNN"]["gradient_kept_at_step_0"] < 1e-6 < memory["LSTM"]["cell_gradient_kept_at_step_0"]
+    assert memory["RNN"]["gradient_kept_at_step_0"] < min(memory[k]["gradient_kept_at_step_0"] for k in ("LSTM", "GRU"))
+    assert set(summary["demos"]["long-memory"]["gradient_flow"]) == set(KINDS)
+    flow_lines = [line for line in lines if "gradient flow" in line or "LSTM's cell" in line]
+    assert any("as a fraction of its value at step 99" in line for line in flow_lines)
+    assert any("of its value at step 98" in line for line in flow_lines)
+
+    # text: every language model beats the unigram baseline on the test part, and writes a line.
     text = summary["demos"]["text"]
-    assert text["metrics"]["test_loss"] < text["metrics"]["unigram_baseline"]
-    assert 1 <= text["metrics"]["best_epoch"] <= text["metrics"]["epochs"]
-    assert len(text["samples"]) == 3 and all(len(s) > 80 for s in text["samples"])
-    assert any("company A: day 5 predicted" in line for line in lines)
+    for kind in KINDS:
+        model = text["metrics"][kind]
+        assert model["test_loss"] < text["metrics"]["unigram_baseline"], kind
+        assert 1 <= model["best_epoch"] <= model["epochs"], kind
+        assert text["samples"][kind].startswith(text["prompt"]) and len(text["samples"][kind]) > 80, kind
 
 
 def test_command_line(tmp_path):

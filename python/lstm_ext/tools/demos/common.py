@@ -6,7 +6,32 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-__all__ = ["Context", "Result"]
+__all__ = ["COLOURS", "KINDS", "Context", "Result", "integer_epochs", "layer_class", "legend_outside"]
+
+# The three recurrent layers every demo compares, at the same hidden size, in this order.
+KINDS = ("LSTM", "GRU", "RNN")
+
+# One colour per model in every panel of every demo; baselines and data are grey and black.
+COLOURS = {**dict(zip(KINDS, ("tab:blue", "tab:green", "tab:red"))), "baseline": "tab:gray", "data": "black"}
+
+
+def layer_class(kind: str):
+    """lstm_ext.LSTM, GRU or RNN (the vanilla tanh RNN) by its name in KINDS."""
+    import lstm_ext
+
+    return getattr(lstm_ext, kind)
+
+
+def legend_outside(axis, **options):
+    """The legend to the right of the axes, where it covers no data."""
+    return axis.legend(loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0, **options)
+
+
+def integer_epochs(axis):
+    """Whole-number ticks on the epoch axis."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 @dataclass
