@@ -7,13 +7,15 @@ wrong kind of value, ValueError for the wrong shape or an out-of-range value.
 from __future__ import annotations
 
 import numbers
+from typing import Any, Optional, overload
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 _REAL_KINDS = "biuf"  # bool, signed and unsigned integers, floating point
 
 
-def as_real_array(value, name: str, dtype) -> np.ndarray:
+def as_real_array(value: object, name: str, dtype: DTypeLike) -> np.ndarray:
     """Convert an array-like of real numbers to an array of `dtype` (no copy when it already is one).
 
     Complex, object and string data raise TypeError: converting them would silently drop or
@@ -27,17 +29,18 @@ def as_real_array(value, name: str, dtype) -> np.ndarray:
         source = "" if isinstance(value, np.ndarray) else f" (read from a {type(value).__name__})"
         raise TypeError(f"{name}: expected real numbers (float32, float64 or integers), "
                         f"got dtype {array.dtype}{source}")
-    return array.astype(dtype, copy=False)
+    result: np.ndarray = array.astype(dtype, copy=False)
+    return result
 
 
-def check_shape(array: np.ndarray, name: str, expected: tuple, legend: str = "") -> None:
+def check_shape(array: np.ndarray, name: str, expected: tuple[int, ...], legend: str = "") -> None:
     """ValueError unless `array` has exactly the `expected` shape; `legend` names its axes."""
     if array.shape != tuple(expected):
         named = f"{legend} = " if legend else ""
         raise ValueError(f"{name}: expected shape {named}{tuple(expected)}, got {array.shape}")
 
 
-def check_positive_int(value, name: str) -> int:
+def check_positive_int(value: object, name: str) -> int:
     """The value as an int >= 1; TypeError for non-integers (bool included), ValueError for < 1."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an integer >= 1, got {type(value).__name__} {value!r}")
@@ -46,10 +49,10 @@ def check_positive_int(value, name: str) -> int:
     return int(value)
 
 
-def check_float_dtype(dtype) -> np.dtype:
+def check_float_dtype(dtype: object) -> np.dtype[Any]:
     """float32 or float64 as a NumPy dtype; anything else is a TypeError."""
     try:
-        resolved = np.dtype(dtype)
+        resolved: np.dtype[Any] = np.dtype(dtype)
     except TypeError as error:
         raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}") from error
     if resolved not in (np.dtype(np.float32), np.dtype(np.float64)):
@@ -57,7 +60,11 @@ def check_float_dtype(dtype) -> np.dtype:
     return resolved
 
 
-def read_lengths(lengths, T: int, B: int):
+@overload
+def read_lengths(lengths: None, T: int, B: int) -> None: ...
+@overload
+def read_lengths(lengths: ArrayLike, T: int, B: int) -> NDArray[np.int64]: ...
+def read_lengths(lengths: Optional[ArrayLike], T: int, B: int) -> Optional[NDArray[np.int64]]:
     """lengths (B,) integers in [1, T] -> an int64 array (a copy), or None."""
     if lengths is None:
         return None

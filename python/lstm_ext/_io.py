@@ -13,11 +13,14 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+from typing import Union
 
 __all__ = ["write_bytes_atomic", "write_text_atomic"]
 
+PathLike = Union[str, "os.PathLike[str]"]
 
-def write_bytes_atomic(path, data: bytes) -> None:
+
+def write_bytes_atomic(path: PathLike, data: bytes) -> None:
     """Replace the file at `path` with `data`, atomically."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -62,7 +65,7 @@ def _umask() -> int:
     return mask
 
 
-def write_text_atomic(path, text: str, encoding: str = "utf-8") -> None:
+def write_text_atomic(path: PathLike, text: str, encoding: str = "utf-8") -> None:
     """Replace the file at `path` with `text`, atomically."""
     write_bytes_atomic(path, text.encode(encoding))
 

@@ -30,13 +30,13 @@ def _available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _check_threads(n, name: str) -> int:
+def _check_threads(n: object, name: str) -> int:
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):
         raise TypeError(f"{name}: expected a number of threads in [1, {MAX_THREADS}], got {type(n).__name__} {n!r}")
-    if not 1 <= n <= MAX_THREADS:
+    if not 1 <= int(n) <= MAX_THREADS:
         raise ValueError(f"{name}: expected a number of threads in [1, {MAX_THREADS}], got {n}")
     cpus = _available_cpus()
-    if n > cpus:
+    if int(n) > cpus:
         warnings.warn(f"{name} = {n}: more threads than the {cpus} CPUs this process may run on. The core "
                       f"would run teams of up to {n} threads taking turns on {cpus} CPUs, each waiting for the "
                       "others at every step: calls get slower, not faster (results stay the same).",

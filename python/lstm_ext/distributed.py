@@ -41,7 +41,8 @@ import os
 import pickle
 import sys
 import time
-from typing import Optional
+from types import TracebackType
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -54,7 +55,7 @@ class DistributedError(RuntimeError):
     """The ranks of a distributed run lost each other (one stopped answering)."""
 
 
-def _mpi():
+def _mpi() -> Any:  # the module mpi4py.MPI
     try:
         from mpi4py import MPI
     except ImportError as error:
@@ -68,14 +69,16 @@ class Group:
     share. ``timeout`` (seconds): how long a rank waits for the others at a step before it
     raises DistributedError."""
 
-    def __init__(self, comm=None, timeout: float = 600.0):
+    def __init__(self, comm: Any = None, timeout: float = 600.0) -> None:  # comm: an mpi4py communicator
         MPI = _mpi()
         self.MPI = MPI
         self.comm = MPI.COMM_WORLD if comm is None else comm
-        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        self.rank: int = self.comm.Get_rank()
+        self.size: int = self.comm.Get_size()
         machine = self.comm.Split_type(MPI.COMM_TYPE_SHARED)  # the ranks on this machine
-        self.local_rank, self.local_size = machine.Get_rank(), machine.Get_size()
-        self._machine_cpus = machine.allgather(sorted(os.sched_getaffinity(0)))
+        self.local_rank: int = machine.Get_rank()
+        self.local_size: int = machine.Get_size()
+        self._machine_cpus: list[list[int]] = machine.allgather(sorted(os.sched_getaffinity(0)))
         machine.Free()
         self.timeout = float(timeout)
         self.seconds_communicating = 0.0  # time spent in allreduce (for the scaling figures)
@@ -120,7 +123,7 @@ class Group:
         self._wait(request, what)
         self.seconds_communicating += time.perf_counter() - start
 
-    def broadcast(self, value, what: str):
+    def broadcast(self, value: Any, what: str) -> Any:
         """Rank 0's `value` on every rank: a Python object pickled in memory by rank 0 of the same
         job (pickle.loads here never reads a file)."""
         payload = pickle.dumps(value) if self.is_root else b""
@@ -130,7 +133,7 @@ class Group:
         self._wait(self.comm.Ibcast(data, root=0), what)
         return value if self.is_root else pickle.loads(data.tobytes())
 
-    def _wait(self, request, what: str) -> None:
+    def _wait(self, request: Any, what: str) -> None:  # request: an mpi4py.MPI.Request
         deadline = time.monotonic() + self.timeout
         pause = 0.0
         while True:
@@ -151,7 +154,7 @@ class Group:
 _hooked = False
 
 
-def _abort_on_uncaught_exceptions(comm) -> None:
+def _abort_on_uncaught_exceptions(comm: Any) -> None:
     """An exception no one catches on one rank (a DistributedError, a bad argument) ends the whole
     job after its traceback is printed, as ``python -m mpi4py`` does: otherwise the others would
     wait for that rank in their next collective call, or at MPI_Finalize, forever."""
@@ -161,7 +164,7 @@ def _abort_on_uncaught_exceptions(comm) -> None:
     _hooked = True
     previous = sys.excepthook
 
-    def hook(kind, value, traceback):
+    def hook(kind: type[BaseException], value: BaseException, traceback: Optional[TracebackType]) -> None:
         previous(kind, value, traceback)
         sys.stderr.flush()
         comm.Abort(1)
@@ -174,7 +177,7 @@ def _split(cpus: list[int], parts: int) -> list[list[int]]:
     return [cpus[k * len(cpus) // parts:(k + 1) * len(cpus) // parts] for k in range(parts)]
 
 
-def make_group(distributed) -> Optional[Group]:
+def make_group(distributed: Union[bool, Group, None]) -> Optional[Group]:
     """fit's `distributed` argument -> a Group (True: COMM_WORLD) or None (False / None)."""
     if distributed is None or distributed is False:
         return None

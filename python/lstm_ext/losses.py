@@ -13,7 +13,10 @@ gradient of a left-out position is zero. Arithmetic is in the prediction's dtype
 
 from __future__ import annotations
 
+from typing import Any, Callable, Optional, overload
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from ._checks import as_real_array
 
@@ -22,18 +25,22 @@ __all__ = ["mse_loss", "cross_entropy", "counted_elements", "LOSSES"]
 _REDUCTIONS = ("mean", "sum")
 
 
-def _check_reduction(reduction):
+def _check_reduction(reduction: str) -> None:
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction: expected 'mean' or 'sum', got {reduction!r}")
 
 
-def _float_array(value, name):
+def _float_array(value: ArrayLike, name: str) -> np.ndarray:
     array = np.asarray(value)
     dtype = array.dtype if array.dtype in (np.float32, np.float64) else np.float64
     return as_real_array(value, name, dtype)
 
 
-def _read_mask(mask, shape, name="mask"):
+@overload
+def _read_mask(mask: None, shape: tuple[int, ...], name: str = ...) -> None: ...
+@overload
+def _read_mask(mask: ArrayLike, shape: tuple[int, ...], name: str = ...) -> NDArray[np.bool_]: ...
+def _read_mask(mask: Optional[ArrayLike], shape: tuple[int, ...], name: str = "mask") -> Optional[NDArray[np.bool_]]:
     """A boolean mask broadcast to `shape` (the leading axes of the prediction), or None."""
     if mask is None:
         return None
@@ -46,20 +53,22 @@ def _read_mask(mask, shape, name="mask"):
         raise ValueError(f"{name}: expected a shape broadcastable to {shape}, got {array.shape}") from None
 
 
-def _mse_weights(mask, p):
+def _mse_weights(mask: Optional[ArrayLike], p: np.ndarray) -> Optional[np.ndarray]:
     """The mask as 0/1 weights broadcastable to the prediction p, or None."""
     if mask is None:
         return None
     m = np.asarray(mask)
     m = _read_mask(m, p.shape[:m.ndim] if m.ndim < p.ndim else p.shape)
-    return m.reshape(m.shape + (1,) * (p.ndim - m.ndim)).astype(p.dtype)
+    weights: np.ndarray = m.reshape(m.shape + (1,) * (p.ndim - m.ndim)).astype(p.dtype)
+    return weights
 
 
-def _mse_count(weights, p) -> float:
+def _mse_count(weights: Optional[np.ndarray], p: np.ndarray) -> float:
     return float(p.size) if weights is None else float(np.sum(np.broadcast_to(weights, p.shape)))
 
 
-def _cross_entropy_counted(labels, mask, ignore_index):
+def _cross_entropy_counted(labels: np.ndarray, mask: Optional[ArrayLike],
+                           ignore_index: Optional[int]) -> NDArray[np.bool_]:
     counted = np.ones(labels.shape, dtype=bool)
     if ignore_index is not None:
         counted &= labels != ignore_index
@@ -68,7 +77,8 @@ def _cross_entropy_counted(labels, mask, ignore_index):
     return counted
 
 
-def counted_elements(loss_name: str, prediction, target, mask=None) -> float:
+def counted_elements(loss_name: str, prediction: ArrayLike, target: ArrayLike,
+                     mask: Optional[ArrayLike] = None) -> float:
     """The number of elements loss `loss_name` ('mse' or 'cross_entropy', default arguments)
     averages over with reduction='mean': its 'sum' divided by this is its 'mean'."""
     if loss_name == "mse":
@@ -77,7 +87,8 @@ def counted_elements(loss_name: str, prediction, target, mask=None) -> float:
     return float(np.sum(_cross_entropy_counted(np.asarray(target), mask, None)))
 
 
-def mse_loss(prediction, target, mask=None, reduction="mean"):
+def mse_loss(prediction: ArrayLike, target: ArrayLike, mask: Optional[ArrayLike] = None,
+             reduction: str = "mean") -> tuple[float, np.ndarray]:
     """Mean squared error: L = mean (or sum) of (prediction − target)² over the counted elements.
 
     prediction and target have the same shape; mask (optional) covers the prediction's shape or
@@ -101,7 +112,8 @@ def mse_loss(prediction, target, mask=None, reduction="mean"):
     return total * scale, (2.0 * scale) * diff
 
 
-def cross_entropy(logits, target, mask=None, ignore_index=None, reduction="mean"):
+def cross_entropy(logits: ArrayLike, target: ArrayLike, mask: Optional[ArrayLike] = None,
+                  ignore_index: Optional[int] = None, reduction: str = "mean") -> tuple[float, np.ndarray]:
     """Softmax cross-entropy over the last axis of `logits` with integer class `target`.
 
     logits (..., C), target (...) integers in [0, C) (or ignore_index). Positions where mask is
@@ -143,4 +155,6 @@ def cross_entropy(logits, target, mask=None, ignore_index=None, reduction="mean"
     return total * scale, grad * z.dtype.type(scale)
 
 
-LOSSES = {"mse": mse_loss, "cross_entropy": cross_entropy}  # by the name compile() takes
+# (prediction, target, mask=None, reduction="mean") -> (loss, gradient)
+Loss = Callable[..., tuple[float, np.ndarray]]
+LOSSES: dict[str, Loss] = {"mse": mse_loss, "cross_entropy": cross_entropy}  # by the name compile() takes

@@ -34,12 +34,16 @@ was never interrupted.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import checkpoint as ckpt
 from . import training
 from ._checks import as_real_array
+from ._typing import LayerState, PathLike
 from .layers import Module, RNNBase
 from .losses import LOSSES
 from .nn import LAYER_TYPES, Embedding, LastStep
@@ -47,12 +51,15 @@ from .optim import Adam, Optimizer
 
 __all__ = ["Sequential", "load"]
 
+if TYPE_CHECKING:
+    from .distributed import Group
+
 
 class Sequential:
     """Layers applied in turn: recurrent layers (LSTM, GRU, RNN with batch_first=True), LastStep,
     Linear, Embedding (first only) and activations."""
 
-    def __init__(self, *layers):
+    def __init__(self, *layers: Module) -> None:
         if not layers:
             raise ValueError("layers: expected at least one layer")
         for i, layer in enumerate(layers):
@@ -68,11 +75,11 @@ class Sequential:
             raise TypeError(f"layers: expected one dtype for every layer, got {dtypes}")
         self.layers = list(layers)
         self.dtype = layers[0].dtype
-        self.loss_name = None
-        self.optimizer = None
-        self.clip_norm = None
-        self.history: list[dict] = []
-        self.states = []  # the final state of each recurrent layer after the last forward
+        self.loss_name: Optional[str] = None
+        self.optimizer: Optional[Optimizer] = None
+        self.clip_norm: Optional[float] = None
+        self.history: list[dict[str, float]] = []
+        self.states: list[LayerState] = []  # the final state of each recurrent layer after the last forward
 
     # -- parameters, like a module ----------------------------------------------------------------
 
@@ -90,12 +97,12 @@ class Sequential:
         for layer in self.layers:
             layer.zero_grad()
 
-    def train(self, mode: bool = True) -> "Sequential":
+    def train(self, mode: bool = True) -> Sequential:
         for layer in self.layers:
             layer.train(mode)
         return self
 
-    def eval(self) -> "Sequential":
+    def eval(self) -> Sequential:
         return self.train(False)
 
     @property
@@ -105,18 +112,18 @@ class Sequential:
     def state_dict(self) -> dict[str, np.ndarray]:
         return {name: value.copy() for name, value in self.named_parameters().items()}
 
-    def load_state_dict(self, state_dict) -> None:
+    def load_state_dict(self, state_dict: Mapping[str, ArrayLike]) -> None:
         """Load every parameter ('{index}.{name}' keys); nothing changes unless all of it is valid."""
         expected = self.named_parameters()
         missing = [k for k in expected if k not in state_dict]
         unexpected = [k for k in state_dict if k not in expected]
         if missing or unexpected:
             raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
-        per_layer = [{} for _ in self.layers]
+        per_layer: list[dict[str, ArrayLike]] = [{} for _ in self.layers]
         for key, value in state_dict.items():
             index, name = key.split(".", 1)
             per_layer[int(index)][name] = value
-        staged = []
+        staged: list[dict[str, np.ndarray]] = []
         for layer, values in zip(self.layers, per_layer):
             copy = {name: as_real_array(values[name], name, layer.dtype) for name in values}
             for name, value in copy.items():
@@ -127,13 +134,14 @@ class Sequential:
             if values:
                 layer.load_state_dict(values)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         inner = ",\n".join(f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
         return f"Sequential(\n{inner}\n)"
 
     # -- forward and backward ---------------------------------------------------------------------
 
-    def forward(self, x, lengths=None, states=None):
+    def forward(self, x: ArrayLike, lengths: Optional[ArrayLike] = None,
+                states: Optional[Sequence[Optional[LayerState]]] = None) -> np.ndarray:
         """The model's output for x (batch-major): x (B, T, features), or (B, T) integer tokens
         before an Embedding, and ``lengths`` (B,) or None; the output is (B, T, F), or (B, F)
         after a LastStep. ``states`` (optional) gives each recurrent layer's initial state, in
@@ -141,7 +149,9 @@ class Sequential:
         recurrent = [layer for layer in self.layers if isinstance(layer, RNNBase)]
         if states is not None and len(states) != len(recurrent):
             raise ValueError(f"states: expected one state per recurrent layer ({len(recurrent)}), got {len(states)}")
-        out, finals, k = x, [], 0
+        out: Any = x  # each layer's output, the next one's input
+        finals: list[LayerState] = []
+        k = 0
         for layer in self.layers:
             if isinstance(layer, RNNBase):
                 out, state = layer(out, None if states is None else states[k], lengths=lengths)
@@ -152,25 +162,28 @@ class Sequential:
             else:
                 out = layer(out)
         self.states = finals
-        return out
+        y: np.ndarray = out
+        return y
 
     __call__ = forward
 
-    def backward(self, d_output):
+    def backward(self, d_output: ArrayLike) -> Optional[np.ndarray]:
         """Backpropagate through the last training-mode forward; adds into every layer's grads
         and returns the gradient of the input (None after an Embedding). d_output has the
         shape of the forward's output."""
-        d = d_output
+        d: Any = d_output  # the gradient of each layer's output, then of its input
         for layer in reversed(self.layers):
             if isinstance(layer, RNNBase):
                 d, _ = layer.backward(d)
             else:
                 d = layer.backward(d)
-        return d
+        dx: Optional[np.ndarray] = d
+        return dx
 
     # -- training ---------------------------------------------------------------------------------
 
-    def compile(self, loss="mse", optimizer=None, clip_grad_norm=None) -> "Sequential":
+    def compile(self, loss: str = "mse", optimizer: Optional[Optimizer] = None,
+                clip_grad_norm: Optional[float] = None) -> Sequential:
         """Choose the loss ('mse' or 'cross_entropy'), the optimizer (default Adam(lr=1e-3)) and
         an optional gradient-norm clip applied before every step."""
         if loss not in LOSSES:
@@ -186,9 +199,11 @@ class Sequential:
         self.clip_norm = None if clip_grad_norm is None else float(clip_grad_norm)
         return self
 
-    def fit(self, X, y, *, epochs=1, batch_size=32, lengths=None, validation_data=None, shuffle=True, seed=0,
-            early_stopping=None, tbptt=None, checkpoint=None, checkpoint_every=None, resume=False, verbose=1,
-            distributed=False):
+    def fit(self, X: ArrayLike, y: ArrayLike, *, epochs: int = 1, batch_size: int = 32,
+            lengths: Optional[ArrayLike] = None, validation_data: Optional[Sequence[Any]] = None,
+            shuffle: bool = True, seed: int = 0, early_stopping: Optional[int] = None, tbptt: Optional[int] = None,
+            checkpoint: Optional[PathLike] = None, checkpoint_every: Optional[int] = None, resume: bool = False,
+            verbose: int = 1, distributed: Union[bool, Group, None] = False) -> list[dict[str, float]]:
         """Train on (X, y) for `epochs` passes; returns the history (a dict per epoch: 'loss' and,
         with validation data, 'val_loss').
 
@@ -219,24 +234,24 @@ class Sequential:
                             checkpoint_every=checkpoint_every, resume=resume, verbose=verbose,
                             distributed=distributed)
 
-    def evaluate(self, X, y, lengths=None, batch_size=256) -> float:
+    def evaluate(self, X: ArrayLike, y: ArrayLike, lengths: Optional[ArrayLike] = None, batch_size: int = 256) -> float:
         """The loss on (X, y) in inference mode: the mean over batches, weighted by their sizes."""
         return training.evaluate(self, X, y, lengths, batch_size)
 
-    def predict(self, X, lengths=None, batch_size=256) -> np.ndarray:
+    def predict(self, X: ArrayLike, lengths: Optional[ArrayLike] = None, batch_size: int = 256) -> np.ndarray:
         """The model's outputs for X (N, T, features) or (N, T) tokens, lengths (N,) or None, in
         inference mode, batch by batch: (N, outputs), or (N, T, outputs) for sequence to sequence."""
         return training.predict(self, X, lengths, batch_size)
 
     # -- the file ---------------------------------------------------------------------------------
 
-    def save(self, path) -> None:
+    def save(self, path: PathLike) -> None:
         """Write the model (layers and weights), its compile settings and optimizer state and its
         history to one file, atomically."""
         ckpt.write_model(path, self)
 
 
-def load(path) -> Sequential:
+def load(path: PathLike) -> Sequential:
     """The model saved at `path` (by save() or as a fit checkpoint): layers, weights, compile
     settings with the optimizer's state, dropout generators and history. The file is read
     without unpickling anything; a truncated or corrupted file raises CheckpointError."""

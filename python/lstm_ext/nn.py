@@ -15,8 +15,10 @@ For example::
 from __future__ import annotations
 
 import math
+from typing import Any, Optional
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from ._checks import as_real_array, check_positive_int, check_shape, read_lengths
 from .layers import GRU, LSTM, RNN, Module
@@ -24,7 +26,7 @@ from .layers import GRU, LSTM, RNN, Module
 __all__ = ["Linear", "Embedding", "LastStep", "Tanh", "ReLU", "Sigmoid", "LAYER_TYPES"]
 
 
-def _keep(array, source):
+def _keep(array: np.ndarray, source: object) -> np.ndarray:
     """The array to keep for backward: a copy when it shares memory with the caller's input, so
     that changing that input after the forward does not change the gradients."""
     return array.copy() if np.may_share_memory(array, source) else array
@@ -37,7 +39,8 @@ class Linear(Module):
     like torch.nn.Linear: U(−1/√in, 1/√in) from a generator seeded with ``seed``.
     """
 
-    def __init__(self, in_features, out_features, bias=True, dtype=np.float32, seed=None):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype: DTypeLike = np.float32,
+                 seed: Optional[int] = None) -> None:
         super().__init__(dtype)
         self.in_features = check_positive_int(in_features, "in_features")
         self.out_features = check_positive_int(out_features, "out_features")
@@ -47,31 +50,32 @@ class Linear(Module):
         bound = 1.0 / math.sqrt(self.in_features)
         for name, shape in self.parameter_shapes(self.config()).items():
             self._add_parameter(name, rng.uniform(-bound, bound, size=shape))
-        self._saved = None
+        self._saved: Optional[np.ndarray] = None
 
     @classmethod
-    def parameter_shapes(cls, config: dict) -> dict[str, tuple]:
+    def parameter_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
         out_features = check_positive_int(config["out_features"], "out_features")
-        shapes = {"weight": (out_features, check_positive_int(config["in_features"], "in_features"))}
+        in_features = check_positive_int(config["in_features"], "in_features")
+        shapes: dict[str, tuple[int, ...]] = {"weight": (out_features, in_features)}
         if config.get("bias", True):
             shapes["bias"] = (out_features,)
         return shapes
 
-    def config(self) -> dict:
+    def config(self) -> dict[str, Any]:
         return {"in_features": self.in_features, "out_features": self.out_features, "bias": self.has_bias,
                 "dtype": self.dtype.name, "seed": self.seed}
 
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> np.ndarray:
         x_array = as_real_array(x, "x", self.dtype)
         if x_array.ndim < 1 or x_array.shape[-1] != self.in_features:
             raise ValueError(f"x: expected shape (..., in_features) = (..., {self.in_features}), got {x_array.shape}")
-        y = x_array @ self._parameters["weight"].T
+        y: np.ndarray = x_array @ self._parameters["weight"].T
         if self.has_bias:
             y += self._parameters["bias"]
         self._saved = _keep(x_array, x) if self.training else None
         return y
 
-    def backward(self, dy):
+    def backward(self, dy: ArrayLike) -> np.ndarray:
         if self._saved is None:
             raise RuntimeError("backward: no training-mode forward to backpropagate through")
         x = self._saved
@@ -82,9 +86,10 @@ class Linear(Module):
         if self.has_bias:
             self.grads["bias"] += dy2.sum(axis=0)
         self._saved = None
-        return dy @ self._parameters["weight"]
+        dx: np.ndarray = dy @ self._parameters["weight"]
+        return dx
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Linear({self.in_features}, {self.out_features}, bias={self.has_bias}, dtype={self.dtype.name})"
 
 
@@ -95,25 +100,26 @@ class Embedding(Module):
     backward adds into the rows of the tokens seen and returns None (tokens have no gradient).
     """
 
-    def __init__(self, num_embeddings, embedding_dim, dtype=np.float32, seed=None):
+    def __init__(self, num_embeddings: int, embedding_dim: int, dtype: DTypeLike = np.float32,
+                 seed: Optional[int] = None) -> None:
         super().__init__(dtype)
         self.num_embeddings = check_positive_int(num_embeddings, "num_embeddings")
         self.embedding_dim = check_positive_int(embedding_dim, "embedding_dim")
         self.seed = seed
         rng = np.random.default_rng(seed)
         self._add_parameter("weight", rng.standard_normal(self.parameter_shapes(self.config())["weight"]))
-        self._saved = None
+        self._saved: Optional[NDArray[np.integer[Any]]] = None
 
     @classmethod
-    def parameter_shapes(cls, config: dict) -> dict[str, tuple]:
+    def parameter_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
         return {"weight": (check_positive_int(config["num_embeddings"], "num_embeddings"),
                            check_positive_int(config["embedding_dim"], "embedding_dim"))}
 
-    def config(self) -> dict:
+    def config(self) -> dict[str, Any]:
         return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim,
                 "dtype": self.dtype.name, "seed": self.seed}
 
-    def forward(self, tokens):
+    def forward(self, tokens: ArrayLike) -> np.ndarray:
         index = np.asarray(tokens)
         if index.dtype.kind not in "iu":
             raise TypeError(f"tokens: expected integers in [0, {self.num_embeddings}), got dtype {index.dtype}")
@@ -123,9 +129,10 @@ class Embedding(Module):
             raise ValueError(f"tokens: expected integers in [0, {self.num_embeddings}), got {index[where]} at "
                              f"index {where}")
         self._saved = index.copy() if self.training else None
-        return self._parameters["weight"][index]
+        y: np.ndarray = self._parameters["weight"][index]
+        return y
 
-    def backward(self, dy):
+    def backward(self, dy: ArrayLike) -> None:
         if self._saved is None:
             raise RuntimeError("backward: no training-mode forward to backpropagate through")
         index = self._saved
@@ -135,7 +142,7 @@ class Embedding(Module):
         self._saved = None
         return None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Embedding({self.num_embeddings}, {self.embedding_dim}, dtype={self.dtype.name})"
 
 
@@ -143,14 +150,14 @@ class LastStep(Module):
     """Sequence to one: y (B, T, F) -> (B, F), each sequence's output at its last valid step
     (lengths[b] − 1, or T − 1 without lengths). Batch-major, as in a Sequential model."""
 
-    def __init__(self, dtype=np.float32):
+    def __init__(self, dtype: DTypeLike = np.float32) -> None:
         super().__init__(dtype)
-        self._saved = None
+        self._saved: Optional[tuple[tuple[int, ...], NDArray[np.integer[Any]]]] = None
 
-    def config(self) -> dict:
+    def config(self) -> dict[str, Any]:
         return {"dtype": self.dtype.name}
 
-    def forward(self, y, lengths=None):
+    def forward(self, y: ArrayLike, lengths: Optional[ArrayLike] = None) -> np.ndarray:
         y = as_real_array(y, "y", self.dtype)
         if y.ndim != 3:
             raise ValueError(f"y: expected a 3-D array (B, T, F), got shape {y.shape}")
@@ -160,80 +167,97 @@ class LastStep(Module):
         last = np.full(B, T - 1) if lengths is None else read_lengths(lengths, T, B) - 1
         if self.training:
             self._saved = (y.shape, last)
-        return y[np.arange(B), last]
+        y_last: np.ndarray = y[np.arange(B), last]
+        return y_last
 
-    def backward(self, dy):
+    def backward(self, dy: ArrayLike) -> np.ndarray:
         if self._saved is None:
             raise RuntimeError("backward: no training-mode forward to backpropagate through")
         shape, last = self._saved
         dy = as_real_array(dy, "dy", self.dtype)
         check_shape(dy, "dy", (shape[0], shape[2]), "(B, F)")
-        dx = np.zeros(shape, dtype=self.dtype)
+        dx: np.ndarray = np.zeros(shape, dtype=self.dtype)
         dx[np.arange(shape[0]), last] = dy
         self._saved = None
         return dx
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "LastStep()"
 
 
 class _Activation(Module):
     """An elementwise function with no parameters; backward from the kept output."""
 
-    def __init__(self, dtype=np.float32):
+    def __init__(self, dtype: DTypeLike = np.float32) -> None:
         super().__init__(dtype)
-        self._saved = None
+        self._saved: Optional[np.ndarray] = None
 
-    def config(self) -> dict:
+    def config(self) -> dict[str, Any]:
         return {"dtype": self.dtype.name}
 
-    def forward(self, x):
+    def _apply(self, x: np.ndarray) -> np.ndarray:
+        """y = f(x), elementwise."""
+        raise NotImplementedError
+
+    def _slope(self, y: np.ndarray) -> np.ndarray:
+        """f'(x) from y = f(x)."""
+        raise NotImplementedError
+
+    def forward(self, x: ArrayLike) -> np.ndarray:
         y = self._apply(as_real_array(x, "x", self.dtype))
         self._saved = y if self.training else None
         return y
 
-    def backward(self, dy):
+    def backward(self, dy: ArrayLike) -> np.ndarray:
         if self._saved is None:
             raise RuntimeError("backward: no training-mode forward to backpropagate through")
         y, self._saved = self._saved, None
         dy = as_real_array(dy, "dy", self.dtype)
         check_shape(dy, "dy", y.shape, "of y")
-        return dy * self._slope(y)
+        dx: np.ndarray = dy * self._slope(y)
+        return dx
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
 
 class Tanh(_Activation):
     """y = tanh(x)."""
 
-    def _apply(self, x):
-        return np.tanh(x)
+    def _apply(self, x: np.ndarray) -> np.ndarray:
+        y: np.ndarray = np.tanh(x)
+        return y
 
-    def _slope(self, y):
-        return 1 - y * y
+    def _slope(self, y: np.ndarray) -> np.ndarray:
+        slope: np.ndarray = 1 - y * y
+        return slope
 
 
 class ReLU(_Activation):
     """y = max(x, 0)."""
 
-    def _apply(self, x):
-        return np.maximum(x, 0)
+    def _apply(self, x: np.ndarray) -> np.ndarray:
+        y: np.ndarray = np.maximum(x, 0)
+        return y
 
-    def _slope(self, y):
-        return (y > 0).astype(self.dtype)
+    def _slope(self, y: np.ndarray) -> np.ndarray:
+        slope: np.ndarray = (y > 0).astype(self.dtype)
+        return slope
 
 
 class Sigmoid(_Activation):
     """y = 1 / (1 + e^(−x))."""
 
-    def _apply(self, x):
+    def _apply(self, x: np.ndarray) -> np.ndarray:
         e = np.exp(-np.abs(x))  # never overflows: σ(x) = 1 / (1 + e^−x) for x >= 0, e^x / (1 + e^x) below
-        return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(self.dtype)
+        y: np.ndarray = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(self.dtype)
+        return y
 
-    def _slope(self, y):
-        return y * (1 - y)
+    def _slope(self, y: np.ndarray) -> np.ndarray:
+        slope: np.ndarray = y * (1 - y)
+        return slope
 
 
 # The layer types a Sequential holds and a checkpoint rebuilds, by class name.
-LAYER_TYPES = {cls.__name__: cls for cls in (LSTM, GRU, RNN, Linear, Embedding, LastStep, Tanh, ReLU, Sigmoid)}
+LAYER_TYPES: dict[str, type[Module]] = {cls.__name__: cls for cls in (LSTM, GRU, RNN, Linear, Embedding, LastStep, Tanh,
+                                                                     ReLU, Sigmoid)}

@@ -27,19 +27,33 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional, Protocol, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._checks import as_real_array
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm", "OPTIMIZERS"]
 
 
-def _check_number(value, name, low=0.0, high=None, low_open=False):
+class HasParameters(Protocol):
+    """A module: anything with named_parameters()."""
+
+    def named_parameters(self) -> dict[str, np.ndarray]: ...
+
+
+# What an optimizer updates: {name: array} or a module.
+Params = Union[dict[str, np.ndarray], HasParameters]
+
+
+def _check_number(value: object, name: str, low: float = 0.0, high: Optional[float] = None,
+                  low_open: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise TypeError(f"{name}: expected a finite number, got {type(value).__name__} {value!r}")
     too_low = value <= low if low_open else value < low
-    if too_low or (high is not None and value >= high):
+    if too_low or (high is not None and value >= high):  # type: ignore[operator]  # typeshed: Real lacks __ge__
         bounds = f"{'(' if low_open else '['}{low}, {high if high is not None else '∞'})"
         raise ValueError(f"{name}: expected a value in {bounds}, got {value}")
     return float(value)
@@ -48,9 +62,9 @@ def _check_number(value, name, low=0.0, high=None, low_open=False):
 class Optimizer:
     """What every optimizer shares: the parameters by name, the step count, the buffers."""
 
-    hyper_names: tuple = ()
+    hyper_names: tuple[str, ...] = ()
 
-    def __init__(self, params=None, *, lr):
+    def __init__(self, params: Optional[Params] = None, *, lr: float) -> None:
         self.lr = _check_number(lr, "lr", low_open=True)
         self.params: dict[str, np.ndarray] = {}
         self.steps = 0
@@ -58,7 +72,7 @@ class Optimizer:
         if params is not None:
             self.bind(params)
 
-    def bind(self, params) -> "Optimizer":
+    def bind(self, params: Params) -> Optimizer:
         """Attach the parameters to update: a dict {name: array} (or anything with named_parameters())."""
         if hasattr(params, "named_parameters"):
             params = params.named_parameters()
@@ -70,14 +84,14 @@ class Optimizer:
         self.params = dict(params)
         return self
 
-    def step(self, grads) -> None:
+    def step(self, grads: Mapping[str, ArrayLike]) -> None:
         """Update every parameter in place from its gradient (grads: {name: array}, the same names)."""
         if not self.params:
             raise RuntimeError("step: no parameters; give them to the constructor or to bind()")
         missing = [name for name in self.params if name not in grads]
         if missing:
             raise KeyError(f"grads: missing gradients for {missing}")
-        checked = {}
+        checked: dict[str, np.ndarray] = {}
         for name, p in self.params.items():
             g = as_real_array(grads[name], f"grads[{name!r}]", p.dtype)  # complex, object, text: TypeError
             if g.shape != p.shape:
@@ -87,31 +101,31 @@ class Optimizer:
         for name, p in self.params.items():
             self._update(name, p, checked[name])
 
-    def _buffer(self, kind, name, like):
+    def _buffer(self, kind: str, name: str, like: np.ndarray) -> np.ndarray:
         store = self.buffers.setdefault(kind, {})
         if name not in store:
             store[name] = np.zeros_like(like)
         return store[name]
 
-    def _update(self, name, p, g):
+    def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
         raise NotImplementedError
 
     # -- state ------------------------------------------------------------------------------------
 
-    def hyper(self) -> dict:
+    def hyper(self) -> dict[str, Any]:
         """The hyper-parameters (JSON-able)."""
         return {"lr": self.lr, **{name: getattr(self, name) for name in self.hyper_names}}
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         """{'type', 'hyper', 'steps', 'buffers': {kind: {name: array copy}}}."""
         return {"type": type(self).__name__, "hyper": self.hyper(), "steps": self.steps,
                 "buffers": {kind: {n: a.copy() for n, a in store.items()} for kind, store in self.buffers.items()}}
 
-    def load_state_dict(self, state) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore the step count, hyper-parameters and buffers (checked against the parameters)."""
         if state.get("type") != type(self).__name__:
             raise ValueError(f"state: an optimizer state of type {state.get('type')!r}, expected {type(self).__name__!r}")
-        buffers = {}
+        buffers: dict[str, dict[str, np.ndarray]] = {}
         for kind, store in state["buffers"].items():
             buffers[kind] = {}
             for name, value in store.items():
@@ -124,7 +138,7 @@ class Optimizer:
         self.steps = int(state["steps"])
         self.buffers = buffers
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyper().items())
         return f"{type(self).__name__}({args})"
 
@@ -134,7 +148,8 @@ class SGD(Optimizer):
 
     hyper_names = ("momentum", "dampening", "nesterov", "weight_decay")
 
-    def __init__(self, params=None, *, lr=0.01, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
+    def __init__(self, params: Optional[Params] = None, *, lr: float = 0.01, momentum: float = 0.0,
+                 dampening: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0) -> None:
         self.momentum = _check_number(momentum, "momentum", 0.0)
         self.dampening = _check_number(dampening, "dampening", 0.0)
         self.weight_decay = _check_number(weight_decay, "weight_decay", 0.0)
@@ -143,7 +158,7 @@ class SGD(Optimizer):
             raise ValueError("nesterov: needs momentum > 0 and dampening = 0")
         super().__init__(params, lr=lr)
 
-    def _update(self, name, p, g):
+    def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
         if self.weight_decay:
             g = g + self.weight_decay * p
         if self.momentum:
@@ -164,7 +179,8 @@ class Adam(Optimizer):
     hyper_names = ("betas", "eps", "weight_decay")
     decoupled = False
 
-    def __init__(self, params=None, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    def __init__(self, params: Optional[Params] = None, *, lr: float = 1e-3,
+                 betas: Sequence[float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0) -> None:
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise TypeError(f"betas: expected a pair (beta1, beta2), got {betas!r}")
         self.betas = (_check_number(betas[0], "betas[0]", 0.0, 1.0), _check_number(betas[1], "betas[1]", 0.0, 1.0))
@@ -172,7 +188,7 @@ class Adam(Optimizer):
         self.weight_decay = _check_number(weight_decay, "weight_decay", 0.0)
         super().__init__(params, lr=lr)
 
-    def _update(self, name, p, g):
+    def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
         beta1, beta2 = self.betas
         if self.weight_decay:
             if self.decoupled:
@@ -196,11 +212,12 @@ class AdamW(Adam):
 
     decoupled = True
 
-    def __init__(self, params=None, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+    def __init__(self, params: Optional[Params] = None, *, lr: float = 1e-3,
+                 betas: Sequence[float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
 
-def clip_grad_norm(grads, max_norm: float) -> float:
+def clip_grad_norm(grads: Union[Mapping[str, np.ndarray], Sequence[np.ndarray]], max_norm: float) -> float:
     """Scale every gradient in place so that their joint L2 norm is at most max_norm.
 
     grads: {name: array} (e.g. a module's .grads) or a list of arrays. Returns the norm before
@@ -225,4 +242,5 @@ def clip_grad_norm(grads, max_norm: float) -> float:
     return total
 
 
-OPTIMIZERS = {cls.__name__: cls for cls in (SGD, Adam, AdamW)}  # by the name a checkpoint stores
+# By the name a checkpoint stores.
+OPTIMIZERS: dict[str, type[Optimizer]] = {cls.__name__: cls for cls in (SGD, Adam, AdamW)}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
+from typing import Optional
 
 from . import selfcheck
 
@@ -30,7 +32,7 @@ USAGE = "\n".join([
 _CHECK_OPTIONS = ("--T", "--B", "--I", "--H", "--seed", "--repeats")
 
 
-def check(argv) -> int:
+def check(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m lstm_ext check",
                                      description="compiled core vs NumPy reference: parity and time per step")
     parser.add_argument("--T", type=int, default=64, help="time steps (default 64)")
@@ -46,7 +48,7 @@ def check(argv) -> int:
     return selfcheck.run(T=args.T, B=args.B, I=args.I, H=args.H, seed=args.seed, repeats=args.repeats)
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("-h", "--help", "help"):
         print(USAGE)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
+from collections.abc import Iterable
 from typing import Callable, Optional
 
 import numpy as np
@@ -52,7 +53,7 @@ def grid_configs(quick: bool = False) -> list[Config]:
 @dataclasses.dataclass
 class GridResult:
     config: Config
-    seconds: dict          # library -> median seconds per call
+    seconds: dict[str, float]  # library -> median seconds per call
     speedup: float         # median over rounds of torch's time over lstm_ext's
     rounds: int
     ort_speedup: Optional[float] = None  # the same against ONNX Runtime (float32 inference)
@@ -69,7 +70,7 @@ def run_grid(configs: list[Config], threads: Optional[int] = None, gap: float = 
     threads = threads or _core.get_num_threads()
     _core.set_num_threads(threads)
     torch.set_num_threads(threads)
-    results = []
+    results: list[GridResult] = []
     for cfg in configs:
         calls = runners(cfg, torch)
         timed = {name: calls[name] for name in ("lstm_ext", "torch")}
@@ -83,7 +84,9 @@ def run_grid(configs: list[Config], threads: Optional[int] = None, gap: float = 
             del calls, timed
             ours = runners(cfg, None)["lstm_ext"]
             x, _ = inputs(cfg, 1)
-            theirs = ort_bench.runner(ours.layer, x, threads, spinning=False)
+            # (measure.runners keeps lstm_ext's layer on its call, a function attribute)
+            theirs = ort_bench.runner(ours.layer, x, threads, spinning=False)  # type: ignore[attr-defined]
+            assert theirs is not None  # ort_bench.available()
             ort_samples = measure({"lstm_ext": ours, "onnxruntime": theirs}, repeats=3, warmup=1, budget=budget,
                                   max_rounds=41, gap=gap)
             result.seconds["onnxruntime"] = statistics.median(ort_samples["onnxruntime"])
@@ -94,21 +97,27 @@ def run_grid(configs: list[Config], threads: Optional[int] = None, gap: float = 
     return results
 
 
-def _geomean(values) -> float:
+def _geomean(values: Iterable[float]) -> float:
     return float(np.exp(np.mean(np.log(list(values)))))
 
 
 def summary(results: list[GridResult], library: str = "torch") -> str:
     """One line: how many configurations, how many below 1.0x (named), the minimum, the geometric
     mean, of the speedup over `library` ("torch" or "onnxruntime")."""
-    def value(r):
+    def value(r: GridResult) -> Optional[float]:
         return r.speedup if library == "torch" else r.ort_speedup
 
     results = [r for r in results if value(r) is not None]
-    ratios = [value(r) for r in results]
-    below = [r for r in results if value(r) < 1.0]
-    worst = min(results, key=value)
-    text = (f"{len(results)} configurations: {len(below)} below 1.0× {library}, minimum {value(worst):.2f}× "
+
+    def known(r: GridResult) -> float:  # the value of a result kept above
+        v = value(r)
+        assert v is not None
+        return v
+
+    ratios = [known(r) for r in results]
+    below = [r for r in results if known(r) < 1.0]
+    worst = min(results, key=known)
+    text = (f"{len(results)} configurations: {len(below)} below 1.0× {library}, minimum {known(worst):.2f}× "
             f"({worst.config.label}), geometric mean {_geomean(ratios):.2f}×")
     if below:
         text += "; below 1.0×: " + ", ".join(f"{r.config.label} {value(r):.2f}×" for r in below)

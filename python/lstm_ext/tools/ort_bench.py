@@ -10,11 +10,14 @@ nodes.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
 from lstm_ext import export
+
+if TYPE_CHECKING:
+    from lstm_ext.layers import RNNBase
 
 __all__ = ["available", "onnx_model", "session", "runner"]
 
@@ -28,13 +31,13 @@ def available() -> bool:
     return True
 
 
-def onnx_model(layer):
+def onnx_model(layer: RNNBase) -> Any:  # an onnx.ModelProto
     """The graph the benchmark times: lstm_ext.export's, without state inputs and outputs (x in,
     y out), one ONNX node per layer."""
     return export.onnx_model(layer, states=False)
 
 
-def session(layer, threads: int, spinning: bool = True):
+def session(layer: RNNBase, threads: int, spinning: bool = True) -> Any:  # an onnxruntime.InferenceSession
     """An onnxruntime InferenceSession of ``onnx_model(layer)`` on `threads` intra-op threads.
 
     spinning: whether its idle threads spin after a call (ONNX Runtime's default) or sleep."""
@@ -50,15 +53,15 @@ def session(layer, threads: int, spinning: bool = True):
                                         providers=["CPUExecutionProvider"])
 
 
-def runner(layer, x: np.ndarray, threads: int, spinning: bool = True) -> Optional[Callable[[], object]]:
+def runner(layer: RNNBase, x: np.ndarray, threads: int, spinning: bool = True) -> Optional[Callable[[], object]]:
     """A zero-argument call running ``layer``'s inference on x in ONNX Runtime, or None without it."""
     if not available():
         return None
     sess = session(layer, threads, spinning)
     feed = {"x": np.ascontiguousarray(x)}
 
-    def call():
+    def call() -> Any:
         return sess.run(None, feed)[0]
 
-    call.session = sess
+    call.session = sess  # type: ignore[attr-defined]  # the session, kept with the call (a function attribute)
     return call

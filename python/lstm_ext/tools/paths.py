@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+from typing import Optional
 
 __all__ = ["writable_folder_problem", "writable_file_problem", "readable_text_problem"]
 
 
-def _cannot_create_in(folder: str):
+def _cannot_create_in(folder: str) -> Optional[str]:
     """Why no file can be created in `folder` (None when one can): tried, not guessed."""
     try:
         with tempfile.TemporaryFile(dir=folder):
@@ -19,7 +20,7 @@ def _cannot_create_in(folder: str):
     return None
 
 
-def writable_folder_problem(path: str):
+def writable_folder_problem(path: str) -> Optional[str]:
     """None when `path` is a folder (made here if missing) where files can be written; else why not."""
     if os.path.exists(path) and not os.path.isdir(path):
         return f"{path} exists and is not a folder"
@@ -31,7 +32,7 @@ def writable_folder_problem(path: str):
     return None if problem is None else f"cannot write files in {path} ({problem})"
 
 
-def writable_file_problem(path: str):
+def writable_file_problem(path: str) -> Optional[str]:
     """None when a file can be written at `path` (its folder exists and takes files); else why not."""
     if os.path.isdir(path):
         return f"{path} is a folder, not a file"
@@ -42,7 +43,7 @@ def writable_file_problem(path: str):
     return None if problem is None else f"cannot write files in {folder} ({problem})"
 
 
-def readable_text_problem(path: str):
+def readable_text_problem(path: str) -> Optional[str]:
     """None when `path` is a file with some text in it; else why not."""
     if not os.path.isfile(path):
         return f"{path}: no such file"

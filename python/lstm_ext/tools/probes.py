@@ -18,6 +18,7 @@ import json
 import statistics
 import sys
 import time
+from typing import Callable
 
 import lstm_ext
 from lstm_ext.tools.bench import CONTENTION_CONFIG
@@ -45,7 +46,7 @@ def memory(config_json: str, library: str, threads: str) -> None:
     except (OSError, AttributeError):
         pass
 
-    def status(field):
+    def status(field: str) -> int:
         with open("/proc/self/status") as f:
             return next(int(line.split()[1]) for line in f if line.startswith(field))
 
@@ -84,7 +85,7 @@ def contention(library: str, seconds: str) -> None:
     print(json.dumps({"steps_per_second": steps / (time.perf_counter() - start)}), flush=True)
 
 
-PROBES = {"memory": memory, "time": timing, "contention": contention}
+PROBES: dict[str, Callable[..., None]] = {"memory": memory, "time": timing, "contention": contention}
 
 if __name__ == "__main__":
     what, *args = sys.argv[1:]

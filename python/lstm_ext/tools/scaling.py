@@ -15,15 +15,20 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
 import lstm_ext
 
+if TYPE_CHECKING:
+    from lstm_ext.distributed import Group
+
 SIZES = (128, 512)  # hidden sizes; T = 50, input 32, global batch 64, float32
 
 
-def measure(hidden: int, T: int, batch: int, steps: int, warmup: int, group) -> dict:
+def measure(hidden: int, T: int, batch: int, steps: int, warmup: int, group: Optional[Group]) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     samples = batch * (steps + warmup)
     X = rng.standard_normal((samples, T, 32)).astype(np.float32)
@@ -55,7 +60,7 @@ def allreduce_seconds(gradient_bytes: float, machines: int, bandwidth: float, la
 
 
 def estimate(gradient_bytes: float, step_seconds: float, batch: int, machines: int, bandwidth: float,
-             latency: float) -> dict:
+             latency: float) -> dict[str, float]:
     """N machines like this one on a fixed global batch (each computes batch / N: its step takes
     step_seconds / N, the allreduce not overlapped) and on a fixed batch per machine (each
     computes `batch`); samples per second and the allreduce's share of a step, for both."""
@@ -67,7 +72,7 @@ def estimate(gradient_bytes: float, step_seconds: float, batch: int, machines: i
             "per_machine_samples_per_second": machines * batch / weak, "per_machine_exchange_share": exchange / weak}
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lstm_ext.tools.scaling", description=__doc__.splitlines()[0])
     parser.add_argument("--hidden", type=int, action="append", help="hidden size (repeatable); default 128 and 512")
     parser.add_argument("--T", type=int, default=50)
@@ -77,7 +82,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-share", action="store_true", help="every rank keeps all the machine's CPUs and "
                         "threads (what the ranks did before they split the CPUs; for comparison)")
     args = parser.parse_args(argv)
-    group = None
+    group: Optional[Group] = None
     from lstm_ext.distributed import Group
 
     try:
@@ -87,7 +92,7 @@ def main(argv=None) -> int:
     if group is not None and group.size == 1:
         group = None  # one process: no MPI in the loop at all
     if group is not None and args.no_share:
-        group.share_cpus = lambda: None
+        group.share_cpus = lambda: None  # type: ignore[method-assign, assignment, return-value]  # a no-op
     for hidden in args.hidden or SIZES:
         result = measure(hidden, args.T, args.batch, args.steps, args.warmup, group)
         if group is None or group.is_root:

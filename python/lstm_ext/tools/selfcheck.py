@@ -8,6 +8,7 @@ any error exceeds its tolerance. ``python -m lstm_ext check`` runs it.
 from __future__ import annotations
 
 import time
+from typing import Any, Callable
 
 import numpy as np
 
@@ -15,8 +16,8 @@ from lstm_ext import _core
 from lstm_ext.testing import TENSORS, TOLERANCE, cast_case, compare, random_case, run_compiled, run_reference
 
 
-def _median_seconds(fn, repeats):
-    times = []
+def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    times: list[float] = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
@@ -24,14 +25,16 @@ def _median_seconds(fn, repeats):
     return float(np.median(times))
 
 
-def run(T=64, B=8, I=32, H=64, seed=0, repeats=3, out=print) -> int:
+def run(T: int = 64, B: int = 8, I: int = 32, H: int = 64, seed: int = 0, repeats: int = 3,
+        out: Callable[[str], object] = print) -> int:
     """Run the self-check, print its report through `out`; 0 when every tensor is within tolerance."""
     case64 = random_case(T, B, I, H, seed)
     level = _core.build_info()["kernel_level"]
     out(f"lstm_ext self-check: compiled core ({level} kernels) vs NumPy reference, T={T} B={B} I={I} H={H} "
         f"seed={seed}")
     out("worst relative error per tensor (max |a - b| / max |b|), forward and backward:")
-    errors, compiled_seconds = {}, {}
+    errors: dict[np.dtype[Any], dict[str, float]] = {}
+    compiled_seconds: dict[np.dtype[Any], float] = {}
     for dtype in (np.float64, np.float32):
         case = cast_case(case64, dtype)
         errors[np.dtype(dtype)] = compare(run_compiled(case), run_reference(case))

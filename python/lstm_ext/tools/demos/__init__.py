@@ -25,6 +25,8 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
+from typing import Any, Callable, Optional
 
 from lstm_ext._io import write_text_atomic
 from lstm_ext._parallel import get_num_threads
@@ -35,7 +37,7 @@ from .common import Context, Result
 __all__ = ["DEMOS", "Context", "Result", "main", "run_demos"]
 
 
-def _demos():
+def _demos() -> dict[str, Callable[[Context], Result]]:
     from . import long_memory, text, two_company, forecasting
 
     return {"two-company": two_company.run, "forecasting": forecasting.run, "long-memory": long_memory.run,
@@ -53,14 +55,15 @@ def _has_matplotlib() -> bool:
     return True
 
 
-def run_demos(names, context: Context) -> dict:
+def run_demos(names: Sequence[str], context: Context) -> dict[str, Any]:
     """Run the named demos in order; returns the summary (also written to summary.json)."""
     if context.writes:
         os.makedirs(context.out_dir, exist_ok=True)
     from lstm_ext import __version__
 
-    summary = {"lstm_ext": __version__, "quick": context.quick, "seed": context.seed, "threads": get_num_threads(),
-               "plots": context.plots, "demos": {}}
+    demos: dict[str, dict[str, Any]] = {}
+    summary: dict[str, Any] = {"lstm_ext": __version__, "quick": context.quick, "seed": context.seed, "threads": get_num_threads(),
+               "plots": context.plots, "demos": demos}
     functions = _demos()
     start = time.perf_counter()
     for k, name in enumerate(names, 1):
@@ -68,18 +71,18 @@ def run_demos(names, context: Context) -> dict:
         began = time.perf_counter()
         result = functions[name](context)
         seconds = time.perf_counter() - began
-        summary["demos"][name] = {"passed": result.passed, "threshold": result.threshold, "metrics": result.metrics,
+        demos[name] = {"passed": result.passed, "threshold": result.threshold, "metrics": result.metrics,
                                   "plot": result.plot, "seconds": round(seconds, 2), **result.details}
         verdict = "passed" if result.passed else "FAILED"
         context.log(f"  {verdict}: {result.threshold} ({seconds:.1f} s)")
     summary["seconds"] = round(time.perf_counter() - start, 2)
-    summary["passed"] = all(d["passed"] for d in summary["demos"].values())
+    summary["passed"] = all(d["passed"] for d in demos.values())
     if context.writes:
         write_text_atomic(os.path.join(context.out_dir, "summary.json"), json.dumps(summary, indent=2) + "\n")
     return summary
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lstm_ext demo", description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=DEMOS, action="append", help="run this demo (repeatable); default: all")
     parser.add_argument("--quick", action="store_true", help="a smaller training budget (the same thresholds)")

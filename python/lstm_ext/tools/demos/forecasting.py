@@ -20,11 +20,15 @@ series rather than on memory. The threshold: each of the three kinds' RMSE and M
 from __future__ import annotations
 
 import importlib.resources
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
 from lstm_ext import Adam, LastStep, Linear, Sequential
-from .common import COLOURS, KINDS, Result, layer_class, legend_outside
+from .common import COLOURS, KINDS, Context, Result, layer_class, legend_outside
+
+if TYPE_CHECKING:
+    from lstm_ext.distributed import Group
 
 TRAIN_MONTHS = 120   # 1949-1958
 WINDOW = 12          # months of growth the model reads
@@ -35,10 +39,12 @@ def passengers() -> np.ndarray:
     """(144,) monthly totals in thousands, January 1949 to December 1960."""
     text = (importlib.resources.files(__package__) / "data" / "airline_passengers.csv").read_text()
     rows = [line for line in text.splitlines() if line and not line.startswith(("#", "year"))]
-    return np.array([float(v) for row in rows for v in row.split(",")[1:]])
+    totals: np.ndarray = np.array([float(v) for row in rows for v in row.split(",")[1:]])
+    return totals
 
 
-def _growth_model(kind, growth_norm, seed, quick, distributed=False):
+def _growth_model(kind: str, growth_norm: np.ndarray, seed: int, quick: bool,
+                  distributed: Union[bool, Group] = False) -> Sequential:
     """Train one model of `kind` (in KINDS) on the standardised growth; returns it."""
     # Window ending at month m (exclusive) -> growth at month m; growth index = month − 12.
     months = np.arange(12 + WINDOW, TRAIN_MONTHS)
@@ -53,7 +59,7 @@ def _growth_model(kind, growth_norm, seed, quick, distributed=False):
     return model
 
 
-def _forecast(model, growth_norm, log_y, mean, std):
+def _forecast(model: Sequential, growth_norm: np.ndarray, log_y: np.ndarray, mean: float, std: float) -> np.ndarray:
     """The 24 months after TRAIN_MONTHS, each forecast fed back into the next."""
     growth = list(growth_norm[:TRAIN_MONTHS - 12])
     log_forecast = list(log_y[:TRAIN_MONTHS])
@@ -62,10 +68,11 @@ def _forecast(model, growth_norm, log_y, mean, std):
         g = float(model.predict(window)[0, 0])
         growth.append(g)
         log_forecast.append(log_forecast[m - 12] + g * std + mean)
-    return np.exp(np.array(log_forecast[TRAIN_MONTHS:]))
+    forecast: np.ndarray = np.exp(np.array(log_forecast[TRAIN_MONTHS:]))
+    return forecast
 
 
-def run(context) -> Result:
+def run(context: Context) -> Result:
     y = passengers()
     log_y = np.log(y)
     growth = log_y[12:] - log_y[:-12]                      # growth[i]: month i + 12 over month i
@@ -77,15 +84,17 @@ def run(context) -> Result:
     members = 3 if context.quick else 5
     naive = np.tile(y[TRAIN_MONTHS - 12:TRAIN_MONTHS], 2)  # 1958 repeated
 
-    def rmse(p):
+    def rmse(p: np.ndarray) -> float:
         return float(np.sqrt(np.mean((p - truth) ** 2)))
 
-    def mape(p):
+    def mape(p: np.ndarray) -> float:
         return float(np.mean(np.abs(p - truth) / truth) * 100)
 
-    forecast, metrics = {}, {}
+    forecast: dict[str, np.ndarray] = {}
+    metrics: dict[str, dict[str, Any]] = {}
     for kind in KINDS:
-        forecasts, epochs = [], []
+        forecasts: list[np.ndarray] = []
+        epochs: list[int] = []
         for k in range(members):
             model = _growth_model(kind, growth_norm, seed=context.seed * 100 + k, quick=context.quick,
                                   distributed=context.distributed)

@@ -20,17 +20,19 @@ length >= 50 the LSTM and the GRU solve the task and the RNN does not.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from lstm_ext import GRU, LSTM, RNN, Adam, Embedding, LastStep, Linear, Sequential, gradient_flow
-from .common import COLOURS, KINDS, Result, layer_class, legend_outside
+from .common import COLOURS, KINDS, Context, Result, layer_class, legend_outside
 
 SYMBOLS = 8
 HIDDEN = 32
 SOLVED = 0.9  # accuracy at which a length counts as solved
 
 
-def sequences(count, length, rng):
+def sequences(count: int, length: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(tokens (count, length) int16, targets (count,)): token = symbol + 8 · [marked]."""
     symbols = rng.integers(0, SYMBOLS, size=(count, length))
     tokens = symbols.astype(np.int16)
@@ -38,30 +40,32 @@ def sequences(count, length, rng):
     return tokens, symbols[:, 0]
 
 
-def build(kind, seed):
+def build(kind: str, seed: int) -> Sequential:
     """The model with a `kind` (in KINDS) recurrent layer, its gates (if any) set to keep the state."""
     cls = layer_class(kind)
     recurrent = cls(16, HIDDEN, batch_first=True, seed=seed)
     H = HIDDEN  # gate order r, z, n (GRU) and i, f, g, o (LSTM), PyTorch's
+    params = recurrent.named_parameters()  # the layer's arrays themselves
+    b_ih, b_hh = params["bias_ih_l0"], params["bias_hh_l0"]
     if cls is GRU:
-        recurrent.bias_ih_l0[H:2 * H] = 4.0   # update gate shut: h_t ≈ h_{t−1}
-        recurrent.bias_hh_l0[H:2 * H] = 0.0
+        b_ih[H:2 * H] = 4.0   # update gate shut: h_t ≈ h_{t−1}
+        b_hh[H:2 * H] = 0.0
     if cls is LSTM:
-        recurrent.bias_ih_l0[H:2 * H] = 6.0   # forget gate open
-        recurrent.bias_hh_l0[H:2 * H] = 0.0
-        recurrent.bias_ih_l0[:H] = -4.0       # input gate nearly shut
-        recurrent.bias_hh_l0[:H] = 0.0
+        b_ih[H:2 * H] = 6.0   # forget gate open
+        b_hh[H:2 * H] = 0.0
+        b_ih[:H] = -4.0       # input gate nearly shut
+        b_hh[:H] = 0.0
     model = Sequential(Embedding(2 * SYMBOLS, 16, seed=seed), recurrent, LastStep(), Linear(HIDDEN, SYMBOLS, seed=seed))
     model.compile(loss="cross_entropy", optimizer=Adam(lr=2e-2), clip_grad_norm=1.0)
     return model
 
 
-def run(context) -> Result:
+def run(context: Context) -> Result:
     lengths = [10, 50, 100] if context.quick else [10, 25, 50, 100, 200]
     steps = 400 if context.quick else 500
     batch = 64
-    accuracy = {kind: {} for kind in KINDS}  # by the kind, then the length
-    models = {}
+    accuracy: dict[str, dict[int, float]] = {kind: {} for kind in KINDS}  # by the kind, then the length
+    models: dict[str, tuple[Sequential, np.ndarray]] = {}
     for length in lengths:
         test_x, test_y = sequences(1000, length, np.random.default_rng([context.seed, length, 1]))
         for kind in KINDS:
@@ -114,7 +118,7 @@ def run(context) -> Result:
     lstm, gru, rnn = (accuracy[cls.__name__] for cls in (LSTM, GRU, RNN))
     passed = all(lstm[n] >= SOLVED and gru[n] >= SOLVED and rnn[n] < SOLVED
                  for n in long)
-    metrics = {kind: {"accuracy": [accuracy[kind][n] for n in lengths], "gradient_kept_at_step_0": kept[kind]}
+    metrics: dict[str, Any] = {kind: {"accuracy": [accuracy[kind][n] for n in lengths], "gradient_kept_at_step_0": kept[kind]}
                for kind in KINDS}
     metrics[LSTM.__name__]["cell_gradient_kept_at_step_0"] = cell
     metrics.update({"lengths": lengths, "hidden": HIDDEN, "steps": steps, "batch": batch})

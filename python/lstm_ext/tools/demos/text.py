@@ -25,11 +25,12 @@ from __future__ import annotations
 import collections
 import importlib.resources
 import math
+from typing import Any
 
 import numpy as np
 
 from lstm_ext import Adam, Embedding, Linear, Sequential, cross_entropy
-from .common import COLOURS, KINDS, Result, integer_epochs, layer_class, legend_outside
+from .common import COLOURS, KINDS, Context, Result, integer_epochs, layer_class, legend_outside
 
 STREAMS, CHUNK, TEMPERATURE, PATIENCE, HIDDEN = 16, 64, 0.7, 4, 128
 PROMPT = "The "
@@ -39,14 +40,14 @@ def default_text() -> str:
     return (importlib.resources.files(__package__) / "data" / "on_remembering.txt").read_text(encoding="utf-8")
 
 
-def sample(model, prompt_ids, length, temperature, rng):
+def sample(model: Sequential, prompt_ids: list[int], length: int, temperature: float,
+           rng: np.random.Generator) -> list[int]:
     """Continue the prompt for `length` characters, one step at a time, carrying the state."""
     model.eval()
-    states = None
     out = model.forward(np.array([prompt_ids]), states=None)
     states = model.states
     logits = out[0, -1]
-    produced = []
+    produced: list[int] = []
     for _ in range(length):
         z = logits.astype(np.float64) / temperature
         p = np.exp(z - z.max())
@@ -59,7 +60,7 @@ def sample(model, prompt_ids, length, temperature, rng):
     return produced
 
 
-def run(context) -> Result:
+def run(context: Context) -> Result:
     if context.text_path is not None:
         with open(context.text_path, encoding="utf-8") as f:
             text = f.read()
@@ -84,7 +85,9 @@ def run(context) -> Result:
     context.log(f"  {source}: {len(text)} characters, {len(chars)} distinct; {STREAMS} streams of {per_stream}, "
                 f"chunks of {CHUNK}; up to {max_epochs} epochs, early stopping on the validation part; "
                 f"unigram baseline {unigram:.3f} nats per character")
-    histories, metrics, samples = {}, {}, {}
+    histories: dict[str, list[dict[str, float]]] = {}
+    metrics: dict[str, Any] = {}  # by the kind, then the run's numbers
+    samples: dict[str, str] = {}
     for kind in KINDS:
         model = Sequential(Embedding(len(chars), 32, seed=context.seed),
                            layer_class(kind)(32, HIDDEN, batch_first=True, seed=context.seed),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from lstm_ext import Adam, LastStep, Linear, Sequential
-from .common import COLOURS, KINDS, Result, integer_epochs, layer_class, legend_outside
+from .common import COLOURS, KINDS, Context, Result, integer_epochs, layer_class, legend_outside
 
 PRICES = np.array([[0.0, 0.5, 0.25, 1.0], [1.0, 0.5, 0.25, 1.0]], dtype=np.float32)  # (company, day 1-4)
 DAY_5 = np.array([[0.0], [1.0]], dtype=np.float32)
@@ -21,10 +21,12 @@ HIDDEN = 8
 TOLERANCE = 0.05
 
 
-def run(context) -> Result:
+def run(context: Context) -> Result:
     X = PRICES[:, :, None]  # (2 companies, 4 days, 1 feature)
     epochs = 150 if context.quick else 300
-    predictions, losses, metrics = {}, {}, {}
+    predictions: dict[str, np.ndarray] = {}
+    losses: dict[str, list[float]] = {}
+    metrics: dict[str, dict[str, float]] = {}
     for kind in KINDS:
         model = Sequential(layer_class(kind)(1, HIDDEN, batch_first=True, seed=context.seed), LastStep(),
                            Linear(HIDDEN, 1, seed=context.seed))
