@@ -31,7 +31,7 @@ def assert_parity(group, dtype, actual: dict, expected: dict, tolerance=None):
     default = TOLERANCE[dtype] if tolerance is None or isinstance(tolerance, dict) else tolerance
     errors = {}
     for name, want in expected.items():
-        got = actual[name]
+        got = actual.get(name)  # a tensor the compiled side does not return is None
         if want is None or got is None:
             assert want is None and got is None, f"{name}: one side is None (actual {got is None}, expected {want is None})"
             continue

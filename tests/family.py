@@ -69,15 +69,17 @@ def ours_run(layer, x, state, dy, dstate, lengths=None):
     return out
 
 
-def reference_run(layer, x, state, dy, dstate, lengths=None, dropout_masks=None):
-    """The same through lstm_ext.reference.stack_forward / stack_backward in float64."""
+def reference_run(layer, x, state, dy, dstate, lengths=None, dropout_masks=None, cell_masks=None):
+    """The same through lstm_ext.reference.stack_forward / stack_backward in float64 (cell_masks:
+    the variants' masks per layer and direction, as stack_forward takes them)."""
     params = {name: value.astype(np.float64) for name, value in layer.named_parameters().items()}
     to_tm = (lambda a: None if a is None else np.swapaxes(a, 0, 1)) if layer.batch_first else (lambda a: a)
     parts = len(layer.cell.state)
     state0 = _parts(state, layer.mode)[:parts]
     dstate_n = _parts(dstate, layer.mode)[:parts]
     y, state_n, cache = reference.stack_forward(layer.cell, to_tm(x), params, layer.num_layers, layer.bidirectional,
-                                                lengths, state0, dropout_masks, layer.options)
+                                                lengths, state0, dropout_masks, layer.options,
+                                                cell_masks=cell_masks)
     g = reference.stack_backward(to_tm(dy), dstate_n, cache)
     out = {"y": to_tm(y), "h_n": state_n[0], "dx": to_tm(g["dx"]), "dh0": g["dstate0"][0]}
     if layer.mode == "LSTM":

@@ -127,7 +127,7 @@ def test_projection_and_nonlinearity_by_keyword():
                                                 training=True)
     assert y.shape == (T, B, P) and h_n.shape == (B, P) and c_n.shape == (B, H)
     grads = _core.lstm_backward(y, None, None, x, w["w_ih"], w["w_hh"], workspace, w_hr=w["w_hr"])
-    assert grads[-1].shape == (P, H)
+    assert grads[7].shape == (P, H) and grads[8] is None  # dw_hr; dw_ch without peepholes
     w = weights("rnn")
     y_relu = _core.rnn_forward(x, w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"], nonlinearity="relu")[0]
     y_tanh = _core.rnn_forward(x, w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"])[0]

@@ -15,6 +15,8 @@ ort = pytest.importorskip("onnxruntime")
 
 LAYERS = {
     "LSTM": (lstm_ext.LSTM, {}),
+    "LSTM peephole": (lstm_ext.LSTM, {"peephole": True}),  # ONNX's P input
+    "LSTM recurrent dropout": (lstm_ext.LSTM, {"recurrent_dropout": 0.5}),  # inference is the plain cell's
     "GRU": (lstm_ext.GRU, {}),
     "RNN tanh": (lstm_ext.RNN, {}),
     "RNN relu": (lstm_ext.RNN, {"nonlinearity": "relu"}),
@@ -81,7 +83,26 @@ def test_export_writes_a_file_with_the_layers_inputs_and_outputs(tmp_path):
 
 
 def test_what_onnx_cannot_express_is_refused():
-    with pytest.raises(ValueError, match=r"an LSTM with proj_size=2 has no ONNX equivalent"):
+    with pytest.raises(ValueError, match=r"ONNX's recurrent operators cannot run a LSTM with a projection \(proj_size=2\)"):
         onnx_model(lstm_ext.LSTM(3, 4, proj_size=2))
     with pytest.raises(TypeError, match="layer: expected an lstm_ext LSTM, GRU or RNN, got Linear"):
         onnx_model(lstm_ext.Linear(3, 4))
+
+
+def test_peepholes_are_the_nodes_P_input_in_onnx_order():
+    layer = lstm_ext.LSTM(3, 4, peephole=True, bidirectional=True, seed=0)
+    model = onnx_model(layer)
+    node = next(n for n in model.graph.node if n.op_type == "LSTM")
+    assert len(node.input) == 8 and node.input[7] == "P0"
+    P = next(i for i in model.graph.initializer if i.name == "P0")
+    from onnx import numpy_helper
+    P = numpy_helper.to_array(P)
+    w_ch = layer.state_dict()["weight_ch_l0_reverse"]  # rows i, f, o -> ONNX's i, o, f
+    np.testing.assert_array_equal(P[1], np.concatenate([w_ch[0], w_ch[2], w_ch[1]]))
+
+
+@pytest.mark.parametrize("zoneout", [(0.1, 0.0), (0.0, 0.2)])
+def test_zoneout_has_no_onnx_equivalent(zoneout):
+    with pytest.raises(ValueError, match=r"ONNX's recurrent operators cannot run a LSTM with zoneout "
+                                         r"\(zoneout=\(0\.\d, 0\.\d\)\)"):
+        onnx_model(lstm_ext.LSTM(3, 4, zoneout=zoneout))

@@ -41,6 +41,71 @@ LstmDims lstm_dims(Index T, Index B, const LstmWeights<Scalar>& lw) {
   return LstmDims{T, B, lw.w.I, lw.w.H, lw.w_hr ? lw.w.H_out : 0};
 }
 
+// A zoneout argument: None (no zoneout), a number z in [0, 1] (the same weight everywhere: a
+// layer in inference uses the expectation) or an array of `shape` (a training forward's masks).
+template <typename Scalar>
+struct ZoneoutArg {
+  std::optional<CArray<Scalar>> rows;  // `shape`, or none
+  Scalar value = 0;
+};
+template <typename Scalar>
+ZoneoutArg<Scalar> read_zoneout(py::handle obj, const std::string& name, const std::vector<Index>& shape,
+                                const std::string& legend) {
+  if (obj.is_none()) return {};
+  const py::array a = as_real_array(obj, name);
+  if (a.ndim() == 0) {
+    const double z = obj.cast<double>();
+    if (!(z >= 0.0 && z <= 1.0)) {
+      throw py::value_error(name + ": expected a zoneout weight in [0, 1] or an array of shape " + legend + ", got " +
+                            std::to_string(z));
+    }
+    return {std::nullopt, static_cast<Scalar>(z)};
+  }
+  return {read_optional<Scalar>(obj, name, shape, legend), Scalar(0)};
+}
+
+// The variants' arguments of a call (LstmVariants), for every direction: peephole weights w_ch
+// (3, H) (a pair when bidirectional), the recurrent dropout mask keep_h (B, H_out) and the
+// zoneout weights zone_c (T, B, H), zone_h (T, B, H_out) (each with a leading axis of 2 when
+// bidirectional).
+template <typename Scalar>
+struct LstmVariantArgs {
+  std::vector<std::optional<CArray<Scalar>>> w_ch;  // per direction
+  std::optional<CArray<Scalar>> keep_h;
+  ZoneoutArg<Scalar> zone_c, zone_h;
+
+  bool zoneout_c() const { return zone_c.rows.has_value() || zone_c.value != 0; }
+  // The variants of direction k.
+  LstmVariants<Scalar> direction(int k, const LstmDims& d) const {
+    const Index B = d.B, H = d.H, H_out = d.H_out(), T = d.T;
+    LstmVariants<Scalar> v;
+    v.w_ch = data_or_null(w_ch[k]);
+    v.keep_h = keep_h ? keep_h->data() + k * B * H_out : nullptr;
+    v.zone_c = zone_c.rows ? zone_c.rows->data() + k * T * B * H : nullptr;
+    v.zone_h = zone_h.rows ? zone_h.rows->data() + k * T * B * H_out : nullptr;
+    v.zone_c_value = zone_c.value;
+    v.zone_h_value = zone_h.value;
+    return v;
+  }
+};
+template <typename Scalar>
+LstmVariantArgs<Scalar> read_lstm_variants(const Directions& dirs, const LstmDims& d, py::handle w_ch_obj,
+                                           py::handle keep_h_obj, py::handle zone_c_obj, py::handle zone_h_obj) {
+  const Index T = d.T, B = d.B, H = d.H, H_out = d.H_out();
+  const std::string h_out = d.P > 0 ? "P" : "H";
+  LstmVariantArgs<Scalar> v;
+  for (int k = 0; k < dirs.count; ++k) {
+    v.w_ch.push_back(read_optional<Scalar>(dirs.item(w_ch_obj, k, "w_ch"), "w_ch", {3, H}, "(3, H)"));
+    if (k > 0 && v.w_ch[k].has_value() != v.w_ch[0].has_value()) {
+      throw py::value_error("w_ch: expected peephole weights in both directions or in neither");
+    }
+  }
+  v.keep_h = read_optional<Scalar>(keep_h_obj, "keep_h", dirs.shape({B, H_out}), dirs.legend("(B, " + h_out + ")"));
+  v.zone_c = read_zoneout<Scalar>(zone_c_obj, "zone_c", dirs.shape({T, B, H}), dirs.legend("(T, B, H)"));
+  v.zone_h = read_zoneout<Scalar>(zone_h_obj, "zone_h", dirs.shape({T, B, H_out}), dirs.legend("(T, B, " + h_out + ")"));
+  return v;
+}
+
 std::string sizes_str(const LstmDims& d) {
   return d.P > 0 ? "(T, B, H, P) = " + shape_str({d.T, d.B, d.H, d.P}) : "(T, B, H) = " + shape_str({d.T, d.B, d.H});
 }
@@ -69,6 +134,7 @@ std::vector<LstmWeights<Scalar>> read_lstm_direction_weights(const Directions& d
 
 py::tuple lstm_forward(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_obj, py::handle b_ih_obj,
                        py::handle b_hh_obj, py::handle h0_obj, py::handle c0_obj, py::handle w_hr_obj,
+                       py::handle w_ch_obj, py::handle keep_h_obj, py::handle zone_c_obj, py::handle zone_h_obj,
                        py::handle lengths_obj, bool reverse, bool training, bool bidirectional) {
   return dispatch_dtype(w_ih_obj, bidirectional, [&](auto scalar) {
     using Scalar = decltype(scalar);
@@ -86,6 +152,8 @@ py::tuple lstm_forward(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_ob
         read_optional<Scalar>(h0_obj, "h0", dirs.shape({B, H_out}), dirs.legend(d.P > 0 ? "(B, P)" : "(B, H)"));
     const auto c0 = read_optional<Scalar>(c0_obj, "c0", dirs.shape({B, H}), dirs.legend("(B, H)"));
     const auto lengths = read_lengths(lengths_obj, d.T, B);
+    const auto variants = read_lstm_variants<Scalar>(dirs, d, w_ch_obj, keep_h_obj, zone_c_obj, zone_h_obj);
+    d.zoneout_c = variants.zoneout_c();
 
     // Outputs y, h_n, c_n, the workspaces and the core's scratch of every direction.
     const Index ws_size = lstm_workspace_size(d, kernel.lanes);
@@ -109,7 +177,8 @@ py::tuple lstm_forward(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_ob
                             ws_data ? ws_data + k * ws_size : nullptr, x.data(),
                             h0_data ? h0_data + k * B * H_out : nullptr, c0_data ? c0_data + k * B * H : nullptr,
                             lw[k].w.w_ih.data(), lw[k].w.w_hh.data(), data_or_null(b_ih[k]), data_or_null(b_hh[k]),
-                            data_or_null(lw[k].w_hr), d, sequence_options(reverse || k == 1, lengths));
+                            data_or_null(lw[k].w_hr), variants.direction(k, d), d,
+                            sequence_options(reverse || k == 1, lengths));
       });
     });
     return py::make_tuple(y, h_n, c_n, or_none(ws));
@@ -119,6 +188,7 @@ py::tuple lstm_forward(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_ob
 // ---------------------------------------------------------------------------------------------
 py::tuple lstm_backward(py::handle dy_obj, py::handle dh_n_obj, py::handle dc_n_obj, py::handle x_obj,
                         py::handle w_ih_obj, py::handle w_hh_obj, py::handle ws_obj, py::handle w_hr_obj,
+                        py::handle w_ch_obj, py::handle keep_h_obj, py::handle zone_c_obj, py::handle zone_h_obj,
                         py::handle lengths_obj, bool reverse, bool bias, bool bidirectional) {
   return dispatch_dtype(w_ih_obj, bidirectional, [&](auto scalar) {
     using Scalar = decltype(scalar);
@@ -129,6 +199,8 @@ py::tuple lstm_backward(py::handle dy_obj, py::handle dh_n_obj, py::handle dc_n_
     LstmDims d = lstm_dims(T, B_x, lw[0]);
     const Index B = d.B, H = d.H, H_out = d.H_out(), G = d.G(), I = d.I, P = d.P;
     d.y_stride = D * H_out;
+    const auto variants = read_lstm_variants<Scalar>(dirs, d, w_ch_obj, keep_h_obj, zone_c_obj, zone_h_obj);
+    d.zoneout_c = variants.zoneout_c();
     const Kernels<Scalar>& kernel = kernels<Scalar>();
     const Index ws_size = lstm_workspace_size(d, kernel.lanes);
     const auto ws = read_workspace<Scalar>(ws_obj, dirs.shape({ws_size}), sizes_str(d));
@@ -150,14 +222,16 @@ py::tuple lstm_backward(py::handle dy_obj, py::handle dh_n_obj, py::handle dc_n_
     auto dc0 = new_array<Scalar>(dirs.shape({B, H}));
     auto dw_ih = new_array<Scalar>(dirs.shape({G, I}));
     auto dw_hh = new_array<Scalar>(dirs.shape({G, H_out}));
-    std::optional<CArray<Scalar>> dw_hr, db_ih, db_hh;  // (P, H); (4H) each, per direction
+    std::optional<CArray<Scalar>> dw_hr, dw_ch, db_ih, db_hh;  // (P, H); (3, H); (4H) each, per direction
     if (P > 0) dw_hr.emplace(new_array<Scalar>(dirs.shape({P, H})));
+    if (variants.w_ch[0]) dw_ch.emplace(new_array<Scalar>(dirs.shape({3, H})));
     if (bias) {
       db_ih.emplace(new_array<Scalar>(dirs.shape({G})));
       db_hh.emplace(new_array<Scalar>(dirs.shape({G})));
     }
 
     Scalar* dw_hr_data = dw_hr ? dw_hr->mutable_data() : nullptr;
+    Scalar* dw_ch_data = dw_ch ? dw_ch->mutable_data() : nullptr;
     Scalar* db_ih_data = bias ? db_ih->mutable_data() : nullptr;
     Scalar* db_hh_data = bias ? db_hh->mutable_data() : nullptr;
     Scalar* dx_parts[2] = {dx.mutable_data(), dx_reverse ? dx_reverse->mutable_data() : nullptr};
@@ -169,17 +243,19 @@ py::tuple lstm_backward(py::handle dy_obj, py::handle dh_n_obj, py::handle dc_n_
       run_directions(D, d.recurrent_weight_bytes<Scalar>(), [&](int k) {
         kernel.lstm.backward(dx_parts[k], dh0_data + k * B * H_out, dc0_data + k * B * H, dw_ih_data + k * G * I,
                              dw_hh_data + k * G * H_out, dw_hr_data ? dw_hr_data + k * P * H : nullptr,
+                             dw_ch_data ? dw_ch_data + k * 3 * H : nullptr,
                              db_ih_data ? db_ih_data + k * G : nullptr, dy_data ? dy_data + k * H_out : nullptr,
                              dh_n_data ? dh_n_data + k * B * H_out : nullptr,
                              dc_n_data ? dc_n_data + k * B * H : nullptr, ws.data() + k * ws_size,
-                             lw[k].w.w_ih.data(), lw[k].w.w_hh.data(), data_or_null(lw[k].w_hr), d,
-                             sequence_options(reverse || k == 1, lengths));
+                             lw[k].w.w_ih.data(), lw[k].w.w_hh.data(), data_or_null(lw[k].w_hr),
+                             variants.direction(k, d), d, sequence_options(reverse || k == 1, lengths));
       });
       if (D > 1) add_into(dx_parts[0], dx_parts[1], d.T * B * I);  // dx = the forward's part + the reverse's
       // b_ih and b_hh enter the gates the same way: their gradients are equal, returned as two arrays.
       if (bias) std::copy_n(db_ih_data, D * G, db_hh_data);
     });
-    return py::make_tuple(dx, dh0, dc0, dw_ih, dw_hh, or_none(db_ih), or_none(db_hh), or_none(dw_hr));
+    return py::make_tuple(dx, dh0, dc0, dw_ih, dw_hh, or_none(db_ih), or_none(db_hh), or_none(dw_hr),
+                          or_none(dw_ch));
   });
 }
 
@@ -357,15 +433,19 @@ void bind_lstm(py::module_& m) {
   bind_stream<double>(m, "LstmStream64");
   m.def("lstm_forward", &lstm_forward, py::arg("x"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih") = py::none(),
         py::arg("b_hh") = py::none(), py::arg("h0") = py::none(), py::arg("c0") = py::none(), py::kw_only(),
-        py::arg("w_hr") = py::none(), py::arg("lengths") = py::none(), py::arg("reverse") = false,
-        py::arg("training") = false, py::arg("bidirectional") = false,
+        py::arg("w_hr") = py::none(), py::arg("w_ch") = py::none(), py::arg("keep_h") = py::none(),
+        py::arg("zone_c") = py::none(), py::arg("zone_h") = py::none(), py::arg("lengths") = py::none(),
+        py::arg("reverse") = false, py::arg("training") = false, py::arg("bidirectional") = false,
         "LSTM forward over a sequence: x (T, B, I) -> (y (T, B, H_out), h_n (B, H_out), c_n (B, H), workspace or "
         "None); bidirectional: weights in pairs, y (T, B, 2 * H_out), states (2, B, ·).");
   m.def("lstm_backward", &lstm_backward, py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("x"),
         py::arg("w_ih"), py::arg("w_hh"), py::arg("workspace"), py::kw_only(), py::arg("w_hr") = py::none(),
-        py::arg("lengths") = py::none(), py::arg("reverse") = false, py::arg("bias") = true,
+        py::arg("w_ch") = py::none(), py::arg("keep_h") = py::none(), py::arg("zone_c") = py::none(),
+        py::arg("zone_h") = py::none(), py::arg("lengths") = py::none(), py::arg("reverse") = false,
+        py::arg("bias") = true,
         py::arg("bidirectional") = false,
-        "LSTM backward through time -> (dx, dh0, dc0, dw_ih, dw_hh, db_ih or None, db_hh or None, dw_hr or None); "
+        "LSTM backward through time -> (dx, dh0, dc0, dw_ih, dw_hh, db_ih or None, db_hh or None, dw_hr or None, "
+        "dw_ch or None); "
         "bidirectional: a leading axis of 2 on every gradient but dx.");
   m.def("lstm_cell", &lstm_cell, py::arg("x"), py::arg("h"), py::arg("c"), py::arg("w_ih"), py::arg("w_hh"),
         py::arg("b_ih") = py::none(), py::arg("b_hh") = py::none(),

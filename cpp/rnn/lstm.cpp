@@ -37,7 +37,8 @@ namespace {
 // for the forward that fills it, const Scalar* for the backward that reads it.
 template <typename Scalar, typename Pointer>
 struct LstmWorkspace {
-  Pointer gates = nullptr, c = nullptr, c0 = nullptr, h_prev = nullptr, x = nullptr, m = nullptr;
+  Pointer gates = nullptr, c = nullptr, c0 = nullptr, h_prev = nullptr, x = nullptr, m = nullptr,
+          c_cell = nullptr;
   LstmWorkspace(Pointer ws, const LstmDims& d) {
     if (ws == nullptr) return;  // inference: nothing kept
     const Index TB = d.T * d.B;
@@ -47,27 +48,118 @@ struct LstmWorkspace {
     h_prev = c0 + d.B * d.H;
     x = h_prev + packed_size<Scalar>(d.H_out(), TB);
     m = x + packed_size<Scalar>(d.I, TB);
+    // c̃_t: its own block with zoneout of c; otherwise c̃_t = c_t
+    c_cell = d.zoneout_c ? m + (d.P > 0 ? packed_size<Scalar>(d.H, TB) : 0) : c;
   }
 };
+
+// ---------------------------------------------------------------------------------------------
+// The variants (lstm.hpp) in the time loops.
+
+// Zoneout weights of the rows of one step: z (rows, ld) of a (T, B, ld) block, or one value for
+// every element (nullptr rows).
+template <typename Scalar>
+struct ZoneRows {
+  const Scalar* rows = nullptr;  // (B, ld) the weights of this step, or nullptr
+  Index ld = 0;
+  Scalar value = 0;
+
+  Scalar at(Index b, Index col) const { return rows != nullptr ? rows[b * ld + col] : value; }
+  Packet<Scalar> packet(Index b, Index col, Index n) const {
+    return rows != nullptr ? load_packet(rows + b * ld + col, n) : Eigen::internal::pset1<Packet<Scalar>>(value);
+  }
+};
+
+// The zoneout weights of z (T, B, ld) (or value) at time t, from row b0 of the batch on.
+template <typename Scalar>
+ZoneRows<Scalar> zone_rows(const Scalar* z, Scalar value, Index t, Index B, Index b0, Index ld) {
+  return {z != nullptr ? z + (t * B + b0) * ld : nullptr, ld, value};
+}
+
+// Zoneout of h in the `cols` of the active rows: h_t = z ⊙ h_{t-1} + (1 − z) ⊙ h̃_t, over h̃_t in place.
+template <typename Scalar>
+void zoneout_rows(Scalar* h_t, const Scalar* h_prev, Columns cols, const ZoneRows<Scalar>& z,
+                  const SequenceOptions& seq, Index t, Index B) {
+  for_rows(Rows::Active, seq, t, B, [&](Index b) {
+    Scalar* h = cols.in_row(h_t, b);
+    const Scalar* h_before = cols.in_row(h_prev, b);
+    for (Index j = 0; j < cols.width; ++j) {
+      const Scalar zj = z.at(b, cols.col0 + j);
+      h[j] = zj * h_before[j] + (Scalar(1) - zj) * h[j];
+    }
+  });
+}
+
+// Its gradient, in the active rows: dh̃_t = (1 − z) ⊙ dh_t over dh_t in place, and the part that
+// reaches h_{t-1} directly, carry = z ⊙ dh_t (rows inactive at t: not touched).
+template <typename Scalar>
+void zoneout_gradient_rows(Scalar* dh_t, Scalar* carry, Columns cols, const ZoneRows<Scalar>& z,
+                           const SequenceOptions& seq, Index t, Index B) {
+  for_rows(Rows::Active, seq, t, B, [&](Index b) {
+    Scalar* dh = cols.in_row(dh_t, b);
+    Scalar* to_prev = cols.in_row(carry, b);
+    for (Index j = 0; j < cols.width; ++j) {
+      const Scalar zj = z.at(b, cols.col0 + j);
+      to_prev[j] = zj * dh[j];
+      dh[j] = (Scalar(1) - zj) * dh[j];
+    }
+  });
+}
+
+// The recurrent input with recurrent dropout, in the `cols` of every row: h̄ = keep ⊙ h.
+template <typename Scalar>
+void mask_rows(Scalar* h_bar, const Scalar* h, const Scalar* keep, Columns cols, Index B) {
+  for (Index b = 0; b < B; ++b) {
+    Scalar* to = cols.in_row(h_bar, b);
+    const Scalar *from = cols.in_row(h, b), *k = cols.in_row(keep, b);
+    for (Index j = 0; j < cols.width; ++j) to[j] = k[j] * from[j];
+  }
+}
+
+// dh_{t-1} in the active rows from the product dG_t · W_hh (`from`): ⊙ keep with recurrent
+// dropout (keep nullptr: none), + carry, the zoneout part (nullptr: none).
+template <typename Scalar>
+void recurrent_gradient_rows(Scalar* dh_prev, Columns cols, const Scalar* from, Columns from_cols,
+                             const Scalar* keep, const Scalar* carry, const SequenceOptions& seq, Index t, Index B) {
+  if (keep == nullptr && carry == nullptr) return copy_rows(Rows::Active, dh_prev, cols, from, from_cols, seq, t, B);
+  for_rows(Rows::Active, seq, t, B, [&](Index b) {
+    Scalar* to = cols.in_row(dh_prev, b);
+    const Scalar* product = from_cols.in_row(from, b);
+    const Scalar* keep_b = keep != nullptr ? cols.in_row(keep, b) : nullptr;
+    const Scalar* carry_b = carry != nullptr ? cols.in_row(carry, b) : nullptr;
+    for (Index j = 0; j < cols.width; ++j) {
+      Scalar v = keep_b != nullptr ? product[j] * keep_b[j] : product[j];
+      if (carry_b != nullptr) v += carry_b[j];
+      to[j] = v;
+    }
+  });
+}
 
 
 // ---------------------------------------------------------------------------------------------
 // Fused pointwise forward of one step, for the units [u0, u0 + nu) of the active rows:
-//   a = gx + rec:  gx the input part (with both biases), rec the recurrent part h_{t-1} · W_hhᵀ
-//   i = σ(a_i)   f = σ(a_f)   g = tanh(a_g)   o = σ(a_o)
-//   c' = f ⊙ c + i ⊙ g
-//   m  = o ⊙ tanh(c')
+//   a = gx + rec:  gx the input part (with both biases), rec the recurrent part h̄_{t-1} · W_hhᵀ
+//   i = σ(a_i + P_i ⊙ c)   f = σ(a_f + P_f ⊙ c)   g = tanh(a_g)       (P: with peepholes)
+//   c̃ = f ⊙ c + i ⊙ g
+//   o = σ(a_o + P_o ⊙ c̃)   m = o ⊙ tanh(c̃)
+//   c' = z ⊙ c + (1 − z) ⊙ c̃  with zoneout of c, else c' = c̃
 //   gx     (B, 4H)               in; out: activated gates i, f, g, o when keep_gates
 //   rec    (B, ld_rec)           gate q of unit u0 + j at column q * rec_gate_stride + j
 //   c_new  (B, H)                out        m (B, H) out
 //   c_prev (B, H)                in (may alias c_new: each packet is read before it is written)
-// Inactive rows (past their sequence's length at time t) are not touched.
-template <typename Scalar>
+//   w_ch   (3, H)                peephole weights (kPeephole)
+//   z      (B, H)                zoneout weights of this step (kZoneout)
+//   c_cell (B, H)                out: c̃, with zoneout when training (kZoneout), else nullptr
+// Inactive rows (past their sequence's length at time t) are not touched. The plain cell
+// (no peepholes, no zoneout) is its own instantiation: nothing of the variants is computed.
+template <typename Scalar, bool kPeephole, bool kZoneout>
 void lstm_pointwise_forward(Scalar* gx, Scalar* c_new, Scalar* m, const Scalar* rec, Index ld_rec,
-                            Index rec_gate_stride, const Scalar* c_prev, bool keep_gates, const SequenceOptions& seq,
-                            Index t, Index B, Index H, Index u0, Index nu) {
+                            Index rec_gate_stride, const Scalar* c_prev, bool keep_gates, const Scalar* w_ch,
+                            const ZoneRows<Scalar>& z, Scalar* c_cell, const SequenceOptions& seq, Index t, Index B,
+                            Index H, Index u0, Index nu) {
   using P = Packet<Scalar>;
   using namespace Eigen::internal;
+  const P one = pset1<P>(Scalar(1));
   for (Index b = 0; b < B; ++b) {
     if (!seq.active(b, t)) continue;
     Scalar* a = gx + b * 4 * H + u0;                 // gate q of unit u0 + j at a[q * H + j]
@@ -76,13 +168,28 @@ void lstm_pointwise_forward(Scalar* gx, Scalar* c_new, Scalar* m, const Scalar* 
     for (Index j = 0; j < nu; j += kPacket<Scalar>) {
       const Index n = std::min(kPacket<Scalar>, nu - j);
       const Index k = b * H + u0 + j;  // this packet's offset in the (B, H) buffers
-      const P i = packet_sigmoid<Scalar>(padd(load_packet(a + j, n), load_packet(r + j, n)));
-      const P f = packet_sigmoid<Scalar>(padd(load_packet(a + H + j, n), load_packet(r + s + j, n)));
+      const P c = load_packet(c_prev + k, n);
+      P a_i = padd(load_packet(a + j, n), load_packet(r + j, n));
+      P a_f = padd(load_packet(a + H + j, n), load_packet(r + s + j, n));
+      P a_o = padd(load_packet(a + 3 * H + j, n), load_packet(r + 3 * s + j, n));
+      if constexpr (kPeephole) {
+        a_i = pmadd(load_packet(w_ch + u0 + j, n), c, a_i);
+        a_f = pmadd(load_packet(w_ch + H + u0 + j, n), c, a_f);
+      }
+      const P i = packet_sigmoid<Scalar>(a_i);
+      const P f = packet_sigmoid<Scalar>(a_f);
       const P g = packet_tanh<Scalar>(padd(load_packet(a + 2 * H + j, n), load_packet(r + 2 * s + j, n)));
-      const P o = packet_sigmoid<Scalar>(padd(load_packet(a + 3 * H + j, n), load_packet(r + 3 * s + j, n)));
-      const P c = pmadd(f, load_packet(c_prev + k, n), pmul(i, g));
-      store_packet(c_new + k, c, n);
-      store_packet(m + k, pmul(o, packet_tanh<Scalar>(c)), n);
+      const P c_cand = pmadd(f, c, pmul(i, g));
+      if constexpr (kPeephole) a_o = pmadd(load_packet(w_ch + 2 * H + u0 + j, n), c_cand, a_o);
+      const P o = packet_sigmoid<Scalar>(a_o);
+      if constexpr (kZoneout) {
+        const P zk = z.packet(b, u0 + j, n);
+        store_packet(c_new + k, pmadd(zk, c, pmul(psub(one, zk), c_cand)), n);
+        if (c_cell != nullptr) store_packet(c_cell + k, c_cand, n);
+      } else {
+        store_packet(c_new + k, c_cand, n);
+      }
+      store_packet(m + k, pmul(o, packet_tanh<Scalar>(c_cand)), n);
       if (keep_gates) {
         store_packet(a + j, i, n);
         store_packet(a + H + j, f, n);
@@ -93,21 +200,36 @@ void lstm_pointwise_forward(Scalar* gx, Scalar* c_new, Scalar* m, const Scalar* 
   }
 }
 
+// pass(std::bool_constant<peephole>{}, std::bool_constant<zoneout>{}): a pointwise pass calls its
+// instantiation for the variants of a call through this.
+template <typename Pass>
+void for_variants(bool peephole, bool zoneout, Pass&& pass) {
+  if (peephole) {
+    if (zoneout) return pass(std::true_type{}, std::true_type{});
+    return pass(std::true_type{}, std::false_type{});
+  }
+  if (zoneout) return pass(std::false_type{}, std::true_type{});
+  return pass(std::false_type{}, std::false_type{});
+}
+
 // ---------------------------------------------------------------------------------------------
 // Fused pointwise backward of one step, for the units [u0, u0 + nu) of the active rows, from the
-// kept activations:
-//   dc   = dc_next + dm ⊙ o ⊙ (1 − tanh²(c_t))
-//   da_o = dm ⊙ tanh(c_t) ⊙ o ⊙ (1 − o)         da_i = dc ⊙ g ⊙ i ⊙ (1 − i)
-//   da_f = dc ⊙ c_{t-1} ⊙ f ⊙ (1 − f)           da_g = dc ⊙ i ⊙ (1 − g²)
-//   dc_{t-1} = dc ⊙ f
+// kept activations (dc_t: the gradient of c_t from step t+1; c̃ = c_t without zoneout):
+//   dc̃   = (1 − z) ⊙ dc_t + dm ⊙ o ⊙ (1 − tanh²(c̃))          (z = 0 without zoneout)
+//   da_o = dm ⊙ tanh(c̃) ⊙ o ⊙ (1 − o);   with peepholes dc̃ += P_o ⊙ da_o
+//   da_i = dc̃ ⊙ g ⊙ i ⊙ (1 − i)          da_f = dc̃ ⊙ c_{t-1} ⊙ f ⊙ (1 − f)
+//   da_g = dc̃ ⊙ i ⊙ (1 − g²)
+//   dc_{t-1} = z ⊙ dc_t + dc̃ ⊙ f (+ P_i ⊙ da_i + P_f ⊙ da_f with peepholes)
 //   dgates  (B, 4H)      out: da = [da_i da_f da_g da_o] (inactive rows not written)
 //   dc_next (B, H)       in: dc_t from step t+1; out: dc_{t-1} (inactive rows pass through)
 //   dm      (B, ld_dm)   gradient of m_t for unit u0 + j at column j
-//   gates   (B, 4H)      activated i, f, g, o       c_t, c_prev (B, H)
-template <typename Scalar>
+//   gates   (B, 4H)      activated i, f, g, o       c_cell (c̃_t), c_prev (B, H)
+//   w_ch    (3, H)       peephole weights (kPeephole)     z (B, H) zoneout weights (kZoneout)
+template <typename Scalar, bool kPeephole, bool kZoneout>
 void lstm_pointwise_backward(Scalar* dgates, Scalar* dc_next, const Scalar* dm, Index ld_dm, const Scalar* gates,
-                             const Scalar* c_t, const Scalar* c_prev, const SequenceOptions& seq, Index t, Index B,
-                             Index H, Index u0, Index nu) {
+                             const Scalar* c_cell, const Scalar* c_prev, const Scalar* w_ch,
+                             const ZoneRows<Scalar>& z, const SequenceOptions& seq, Index t, Index B, Index H, Index u0,
+                             Index nu) {
   using P = Packet<Scalar>;
   using namespace Eigen::internal;
   const P one = pset1<P>(Scalar(1));
@@ -122,30 +244,83 @@ void lstm_pointwise_backward(Scalar* dgates, Scalar* dc_next, const Scalar* dm, 
       const P i = load_packet(a + j, n), f = load_packet(a + H + j, n);
       const P g = load_packet(a + 2 * H + j, n), o = load_packet(a + 3 * H + j, n);
       const P dm_k = load_packet(dm_b + j, n);
-      const P tanh_c = packet_tanh<Scalar>(load_packet(c_t + k, n));
-      const P dc = padd(load_packet(dc_next + k, n), pmul(pmul(dm_k, o), psub(one, pmul(tanh_c, tanh_c))));
-      store_packet(da + j, pmul(pmul(dc, g), pmul(i, psub(one, i))), n);
-      store_packet(da + H + j, pmul(pmul(dc, load_packet(c_prev + k, n)), pmul(f, psub(one, f))), n);
+      const P tanh_c = packet_tanh<Scalar>(load_packet(c_cell + k, n));
+      if constexpr (!kPeephole && !kZoneout) {
+        // The plain cell, in the statements of earlier versions: the compiler's fused multiply-adds
+        // follow the statements, and these keep its gradients bitwise what they were (a run resumed
+        // from an older checkpoint continues as it would have).
+        const P dc = padd(load_packet(dc_next + k, n), pmul(pmul(dm_k, o), psub(one, pmul(tanh_c, tanh_c))));
+        store_packet(da + j, pmul(pmul(dc, g), pmul(i, psub(one, i))), n);
+        store_packet(da + H + j, pmul(pmul(dc, load_packet(c_prev + k, n)), pmul(f, psub(one, f))), n);
+        store_packet(da + 2 * H + j, pmul(pmul(dc, i), psub(one, pmul(g, g))), n);
+        store_packet(da + 3 * H + j, pmul(pmul(dm_k, tanh_c), pmul(o, psub(one, o))), n);
+        store_packet(dc_next + k, pmul(dc, f), n);
+        continue;
+      }
+      const P da_o = pmul(pmul(dm_k, tanh_c), pmul(o, psub(one, o)));
+      P dc = load_packet(dc_next + k, n), zk = dc, dc_t = dc;  // dc_t from step t+1 (zk: below)
+      if constexpr (kZoneout) {
+        zk = z.packet(b, u0 + j, n);
+        dc = pmul(psub(one, zk), dc_t);
+      }
+      dc = padd(dc, pmul(pmul(dm_k, o), psub(one, pmul(tanh_c, tanh_c))));
+      if constexpr (kPeephole) {
+        dc = pmadd(load_packet(w_ch + 2 * H + u0 + j, n), da_o, dc);
+      }
+      const P da_i = pmul(pmul(dc, g), pmul(i, psub(one, i)));
+      const P da_f = pmul(pmul(dc, load_packet(c_prev + k, n)), pmul(f, psub(one, f)));
+      store_packet(da + j, da_i, n);
+      store_packet(da + H + j, da_f, n);
       store_packet(da + 2 * H + j, pmul(pmul(dc, i), psub(one, pmul(g, g))), n);
-      store_packet(da + 3 * H + j, pmul(pmul(dm_k, tanh_c), pmul(o, psub(one, o))), n);
-      store_packet(dc_next + k, pmul(dc, f), n);
+      store_packet(da + 3 * H + j, da_o, n);
+      P dc_prev = pmul(dc, f);
+      if constexpr (kPeephole) {
+        dc_prev = pmadd(load_packet(w_ch + u0 + j, n), da_i, dc_prev);
+        dc_prev = pmadd(load_packet(w_ch + H + u0 + j, n), da_f, dc_prev);
+      }
+      if constexpr (kZoneout) dc_prev = pmadd(zk, dc_t, dc_prev);
+      store_packet(dc_next + k, dc_prev, n);
     }
   }
 }
 
-
+// The peepholes' gradient for the units `units` (after the walk, from every step's dG):
+//   dP_i = Σ_t Σ_b da_i ⊙ c_{t-1}     dP_f = Σ_t Σ_b da_f ⊙ c_{t-1}     dP_o = Σ_t Σ_b da_o ⊙ c̃_t
+// summed over the walk's positions and the rows in a fixed order (rows past a length have dG = 0).
+//   dw_ch (3, H) out     dgates (T, B, 4H)     c_prev_at(s) (B, H) c_{t-1} of walk position s
+//   c_cell (T, B, H) c̃_t
+template <typename Scalar, typename CPrevAt>
+void peephole_gradient(Scalar* dw_ch, const Scalar* dgates, CPrevAt&& c_prev_at, const Scalar* c_cell,
+                       const SequenceOptions& seq, Index T, Index B, Index H, Index u0, Index nu) {
+  for (Index q = 0; q < 3; ++q) std::fill_n(dw_ch + q * H + u0, nu, Scalar(0));
+  for (Index s = 0; s < T; ++s) {
+    const Index t = seq.time_at(s, T);
+    const Scalar* c_prev = c_prev_at(s);
+    for (Index b = 0; b < B; ++b) {
+      const Scalar* da = dgates + (t * B + b) * 4 * H + u0;
+      const Scalar* cp = c_prev + b * H + u0;
+      const Scalar* cc = c_cell + (t * B + b) * H + u0;
+      for (Index j = 0; j < nu; ++j) {
+        dw_ch[u0 + j] += da[j] * cp[j];
+        dw_ch[H + u0 + j] += da[H + j] * cp[j];
+        dw_ch[2 * H + u0 + j] += da[3 * H + j] * cc[j];
+      }
+    }
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 template <typename Scalar>
 void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
                   const Scalar* x, const Scalar* h0, const Scalar* c0,
                   const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
-                  const Scalar* w_hr, const LstmDims& d, const SequenceOptions& seq) {
+                  const Scalar* w_hr, const LstmVariants<Scalar>& v, const LstmDims& d, const SequenceOptions& seq) {
   const Index T = d.T, B = d.B, I = d.I, H = d.H, G = d.G(), P = d.P, H_out = d.H_out(), TB = d.T * d.B,
               ld_y = d.ld_y();
   constexpr Index L = kPacket<Scalar>, granule = kUnitGranule<Scalar>;
   const bool training = ws != nullptr;
   const bool projected = P > 0;
+  const bool peephole = v.peephole(), zoneout_c = v.zoneout_c(), zoneout_h = v.zoneout_h(), dropout = v.keep_h;
   const LstmWorkspace<Scalar, Scalar*> kept(ws, d);  // training only (see lstm.hpp)
 
   // Members split the units (gate rows, c, m; with a projection also the columns of h) of every
@@ -157,6 +332,7 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
 
   Buffer<Scalar> scratch_gates(training ? 0 : TB * G);   // (T, B, G) inference: the input projections
   Buffer<Scalar> h_steps(2 * B * H_out);                  // (2, B, H_out) h_{t-1} and h_t, by parity of the step
+  Buffer<Scalar> h_bar_steps(dropout ? 2 * B * H_out : 0);  // (2, B, H_out) h̄ = keep_h ⊙ h, likewise
   Buffer<Scalar> c_state(B * H);                          // (B, H) c carried between steps
   Buffer<Scalar> m_step(projected ? B * H : 0);           // (B, H) m_t of this step, for the projection
   Scalar* gates = training ? kept.gates : scratch_gates.data();  // (T, B, G)
@@ -220,6 +396,7 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
       if (projected) pack_rows(mine.packed_proj.data(), w_hr + o0 * H, H, no, H);
     }
     copy_or_zero(h_steps.data() + b0 * H_out, h0 ? h0 + b0 * H_out : nullptr, out_cols, nb);
+    if (dropout) mask_rows(h_bar_steps.data() + b0 * H_out, h_steps.data() + b0 * H_out, v.keep_h + b0 * H_out, out_cols, nb);
     copy_or_zero(c_state.data() + b0 * H, c0 ? c0 + b0 * H : nullptr, unit_cols, nb);
     if (training) copy_columns(kept.c0 + b0 * H, c_state.data() + b0 * H, unit_cols, nb);
     team.barrier();
@@ -230,18 +407,25 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
       const Index t = seq.time_at(s, T);
       const Scalar* h_prev = h_steps.data() + (s % 2) * B * H_out + b0 * H_out;  // (nb, H_out) h_{t-1}
       Scalar* h_next = h_steps.data() + ((s + 1) % 2) * B * H_out + b0 * H_out;  // (nb, H_out) h_t
+      // (nb, H_out) what the product reads: h̄_{t-1} with recurrent dropout, else h_{t-1}
+      const Scalar* h_rec = dropout ? h_bar_steps.data() + (s % 2) * B * H_out + b0 * H_out : h_prev;
       Scalar* y_t = y + (t * B + b0) * ld_y;                                       // (nb, ld_y)
       Scalar* gates_t = gates + (t * B + b0) * G;                                  // (nb, G)
       if (s + 1 < T) prefetch_rows(gates + (seq.time_at(s + 1, T) * B + b0) * G, gate_cols, nb, 4, H);  // the next gx
-      // rec (nb, 4 gate blocks of its units) = h_{t-1} · W_hh[its rows]ᵀ
-      panel_product(mine.product.data(), ld_rec, ld_rec, rows_of(h_prev, H_out), packed_hh, 4 * unit_panels, H_out, nb);
-      if (training) store_packed_rows(kept.h_prev, TB, t * B + b0, h_prev, out_cols, nb);
+      // rec (nb, 4 gate blocks of its units) = h̄_{t-1} · W_hh[its rows]ᵀ
+      panel_product(mine.product.data(), ld_rec, ld_rec, rows_of(h_rec, H_out), packed_hh, 4 * unit_panels, H_out, nb);
+      if (training) store_packed_rows(kept.h_prev, TB, t * B + b0, h_rec, out_cols, nb);
       // c_t goes to the workspace (training) or over c_{t-1} in place; m_t is h_t unless projected.
       Scalar* c_t = training ? kept.c + (t * B + b0) * H : c_carried;
       Scalar* m_t = projected ? m_step.data() + b0 * H : h_next;
-      lstm_pointwise_forward(gates_t, c_t, m_t, mine.product.data(), ld_rec, rec_gate_stride, c_carried, training,
-                             seq_rows, t, nb, H, u0, nu);
+      for_variants(peephole, zoneout_c, [&](auto with_peephole, auto with_zoneout) {
+        lstm_pointwise_forward<Scalar, decltype(with_peephole)::value, decltype(with_zoneout)::value>(
+            gates_t, c_t, m_t, mine.product.data(), ld_rec, rec_gate_stride, c_carried, training, v.w_ch,
+            zone_rows(v.zone_c, v.zone_c_value, t, B, b0, H),
+            training && zoneout_c ? kept.c_cell + (t * B + b0) * H : nullptr, seq_rows, t, nb, H, u0, nu);
+      });
       if (training) {  // sequences past their length carry c (also in the workspace)
+        if (zoneout_c) zero_past_length(kept.c_cell + (t * B + b0) * H, unit_cols, seq_rows, t, nb);
         carry_past_length(c_t, c_carried, unit_cols, seq_rows, t, nb);
         copy_rows(Rows::Active, c_carried, c_t, unit_cols, seq_rows, t, nb);
       }
@@ -254,9 +438,17 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
                       out_panels, H, nb);
         copy_rows(Rows::Active, h_next, out_cols, mine.product_proj.data(), proj_product_cols, seq_rows, t, nb);
       }
+      // h̃_t (its columns) -> h_t with zoneout of h
+      if (zoneout_h) {
+        zoneout_rows(h_next, h_prev, out_cols, zone_rows(v.zone_h, v.zone_h_value, t, B, b0, H_out), seq_rows, t, nb);
+      }
       // h_t is the output; sequences past their length: zero output, h carried.
       write_output(y_t, y_cols, h_next, out_cols, seq_rows, t, nb);
       carry_past_length(h_next, h_prev, out_cols, seq_rows, t, nb);
+      if (dropout) {
+        mask_rows(h_bar_steps.data() + ((s + 1) % 2) * B * H_out + b0 * H_out, h_next, v.keep_h + b0 * H_out,
+                  out_cols, nb);
+      }
       if (!by_rows) team.barrier();  // h_t complete
     }
 
@@ -267,14 +459,15 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
 
 // ---------------------------------------------------------------------------------------------
 template <typename Scalar>
-void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* dw_hh, Scalar* dw_hr, Scalar* db,
-                   const Scalar* dy, const Scalar* dh_n, const Scalar* dc_n,
+void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* dw_hh, Scalar* dw_hr, Scalar* dw_ch,
+                   Scalar* db, const Scalar* dy, const Scalar* dh_n, const Scalar* dc_n,
                    const Scalar* ws, const Scalar* w_ih, const Scalar* w_hh, const Scalar* w_hr,
-                   const LstmDims& d, const SequenceOptions& seq) {
+                   const LstmVariants<Scalar>& v, const LstmDims& d, const SequenceOptions& seq) {
   const Index T = d.T, B = d.B, I = d.I, H = d.H, G = d.G(), P = d.P, H_out = d.H_out(), TB = d.T * d.B,
               ld_y = d.ld_y();
   constexpr Index L = kPacket<Scalar>, granule = kUnitGranule<Scalar>;
   const bool projected = P > 0;
+  const bool peephole = v.peephole(), zoneout_c = v.zoneout_c(), zoneout_h = v.zoneout_h();
   const LstmWorkspace<Scalar, const Scalar*> kept(ws, d);  // the forward's workspace (see lstm.hpp)
   // c_{t-1} of walk position s: the c of the previous position, or the initial state.
   auto c_entering = [&](Index s) { return s == 0 ? kept.c0 : kept.c + seq.time_at(s - 1, T) * B * H; };
@@ -289,6 +482,7 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
   // its own units; (2, B, P) with one, by parity of the step, as every member reads all of it.
   Buffer<Scalar> dh_steps(projected ? 2 * B * P : B * H);
   Buffer<Scalar> dc_state(B * H);                      // (B, H) dc arriving from the next step
+  Buffer<Scalar> dh_carry(zoneout_h ? B * H_out : 0);   // (B, H_out) z^h ⊙ dh_t, the zoneout part of dh_{t-1}
   const ColumnTasks<Scalar> dx_tasks(I, members);      // dX = dG · W_ih by columns
   // Per member: its columns of W_hh (its columns of h) and their product (B, panels * L); with a
   // projection its columns of W_hr (its units) and their product.
@@ -312,10 +506,16 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
     // a projection, its units), and the blocks of the products that hold them.
     const Columns unit_cols{H, u0, nu}, gate_cols{G, u0, nu}, out_cols{H_out, o0, no}, y_cols{ld_y, o0, no};
     const Columns product_cols{out_panels * L, 0, no};
+    // With zoneout of h, its columns of dh_t: dh̃_t = (1 − z^h) ⊙ dh_t in place, z^h ⊙ dh_t to dh_carry.
+    auto split_zoneout = [&](Scalar* dh, Index t) {
+      zoneout_gradient_rows(dh, dh_carry.data(), out_cols, zone_rows(v.zone_h, v.zone_h_value, t, B, 0, H_out), seq, t,
+                            B);
+    };
     // With a projection, dh_t complete (every member reads all of it): its part of dy_t added,
     // and kept for dW_hr (zero past a length).
     auto add_dy_and_keep = [&](Scalar* dh, Index t) {
       add_output_gradient(dh, out_cols, dy, y_cols, seq, t, B);
+      if (zoneout_h) split_zoneout(dh, t);  // dh̃_t, the gradient of W_hr m_t
       Scalar* dh_kept = scratch_dh_all.data() + t * B * P;  // (B, P)
       copy_columns(dh_kept, dh, out_cols, B);
       zero_past_length(dh_kept, out_cols, seq, t, B);
@@ -347,6 +547,7 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
       Scalar* dh_t = dh_steps.data() + (projected ? (walked % 2) * B * P : 0);  // (B, H_out) dh_t
       if (!projected) {
         add_output_gradient(dh_t, unit_cols, dy, y_cols, seq, t, B);
+        if (zoneout_h) split_zoneout(dh_t, t);
         dm = dh_t + u0;
         ld_dm = H;
       } else {
@@ -356,8 +557,11 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
         dm = mine.product_proj.data();
         ld_dm = unit_panels * L;
       }
-      lstm_pointwise_backward(dgates_t, dc_state.data(), dm, ld_dm, kept.gates + t * B * G, kept.c + t * B * H,
-                              c_entering(s), seq, t, B, H, u0, nu);
+      for_variants(peephole, zoneout_c, [&](auto with_peephole, auto with_zoneout) {
+        lstm_pointwise_backward<Scalar, decltype(with_peephole)::value, decltype(with_zoneout)::value>(
+            dgates_t, dc_state.data(), dm, ld_dm, kept.gates + t * B * G, kept.c_cell + t * B * H, c_entering(s),
+            v.w_ch, zone_rows(v.zone_c, v.zone_c_value, t, B, 0, H), seq, t, B, H, u0, nu);
+      });
       for (Index q = 0; q < 4; ++q) zero_past_length(dgates_t, Columns{G, q * H + u0, nu}, seq, t, B);
       team.barrier();  // dG_t complete
 
@@ -365,7 +569,8 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
       panel_product(mine.product.data(), out_panels * L, out_panels * L, rows_of<Scalar>(dgates_t, G),
                     mine.packed.data(), out_panels, G, B);
       Scalar* dh_prev = dh_steps.data() + (projected ? ((walked + 1) % 2) * B * P : 0);  // (B, H_out)
-      copy_rows(Rows::Active, dh_prev, out_cols, mine.product.data(), product_cols, seq, t, B);
+      recurrent_gradient_rows(dh_prev, out_cols, mine.product.data(), product_cols, v.keep_h,
+                              zoneout_h ? dh_carry.data() : nullptr, seq, t, B);
       if (projected) {
         carry_past_length(dh_prev, dh_t, out_cols, seq, t, B);
         if (s > 0) add_dy_and_keep(dh_prev, seq.time_at(s - 1, T));  // the next step's dh
@@ -379,6 +584,7 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
 
     // 2. Gradients of the inputs and weights over all steps (products.hpp); b_ih and b_hh share db;
     //    with a projection dW_hr = dHᵀ · M.
+    if (peephole) peephole_gradient(dw_ch, scratch_dgates.data(), c_entering, kept.c_cell, seq, T, B, H, u0, nu);
     input_and_weight_gradients(team, dx_tasks, mine.packed_task.data(), mine.strip.data(), dx, dw_ih, dw_hh, db,
                                static_cast<Scalar*>(nullptr), scratch_dgates.data(), scratch_dgates.data(), kept.x,
                                kept.h_prev, w_ih, TB, I, G, H_out);
@@ -425,8 +631,9 @@ void lstm_cell_into(Scalar* h_new, Scalar* c_new, Scalar* scratch_gx, Scalar* sc
       zero_columns(c_new, Columns{H, u0, nu}, B);
       c_prev = c_new;
     }
-    lstm_pointwise_forward(scratch_gx, c_new, h_new, scratch_rec + u0, G, H, c_prev, false, SequenceOptions{}, 0, B,
-                           H, u0, nu);
+    lstm_pointwise_forward<Scalar, /*kPeephole=*/false, /*kZoneout=*/false>(
+        scratch_gx, c_new, h_new, scratch_rec + u0, G, H, c_prev, false, nullptr, ZoneRows<Scalar>{}, nullptr,
+        SequenceOptions{}, 0, B, H, u0, nu);
   });
 }
 

@@ -13,6 +13,17 @@
 //   h_t = m_t                  (no projection)
 //   h_t = W_hr m_t             (projection: W_hr (P, H), h_t of size P)
 //
+// The variants (LstmVariants, all off by default), which combine:
+//   peepholes (ONNX's):      i and f add P_i ⊙ c_{t-1} and P_f ⊙ c_{t-1} to their pre-activations,
+//                            o adds P_o ⊙ c̃_t, the cell's new value (P = w_ch (3, H), rows i, f, o)
+//   recurrent dropout (Gal): the recurrent products read h̄_{t-1} = keep_h ⊙ h_{t-1}, one mask
+//                            keep_h (B, H_out) of 0 and 1/(1−p) for every step of a sequence
+//   zoneout (Krueger):       with c̃_t and h̃_t the cell's new values above (m_t = o_t ⊙ tanh(c̃_t)),
+//                            c_t = z^c_t ⊙ c_{t-1} + (1 − z^c_t) ⊙ c̃_t
+//                            h_t = z^h_t ⊙ h_{t-1} + (1 − z^h_t) ⊙ h̃_t
+//                            z^c (T, B, H), z^h (T, B, H_out): 0/1 masks when training (1 = keep the
+//                            previous value), or one value for all (the expectation, in inference)
+//
 // SequenceOptions (types.hpp) give the direction and the valid length of each sequence.
 // Argument order: outputs first, then inputs, then weights, then sizes. Every pointer is to a
 // row-major buffer of the shape in its comment; optional inputs may be nullptr (zeros / absent).
@@ -29,6 +40,7 @@ struct LstmDims {
   Index H;      // hidden units (cell state size)
   Index P = 0;  // projection size, 0 = no projection
   Index y_stride = 0;  // elements from one row of y (and dy) to the next: 0 = H_out (see ld_y)
+  bool zoneout_c = false;  // zoneout of c: the workspace keeps the cell's new values c̃_t too
   Index G() const { return 4 * H; }
   Index H_out() const { return P > 0 ? P : H; }  // size of h and of the outputs
   // Row stride of y and dy: H_out when this direction has y to itself, D * H_out when the D
@@ -39,14 +51,14 @@ struct LstmDims {
   // overflow, for the memory check before anything is allocated):
   //   forward   y (T, B, H_out), h_n (B, H_out), c_n (B, H)
   //   backward  dx (T, B, I), dh0 (B, H_out), dc0 (B, H), dw_ih (4H, I), dw_hh (4H, H_out),
-  //             db_ih, db_hh (4H), dw_hr (P, H)
+  //             db_ih, db_hh (4H), dw_hr (P, H), dw_ch (3, H)
   template <typename Count = Index>
   Count output_elements() const {
     return Count(T) * B * H_out() + Count(B) * (H_out() + H);
   }
   template <typename Count = Index>
   Count gradient_elements() const {
-    return Count(T) * B * I + Count(B) * (H_out() + H) + Count(G()) * (I + H_out() + 2) + Count(P) * H;
+    return Count(T) * B * I + Count(B) * (H_out() + H) + Count(G()) * (I + H_out() + 2) + Count(P) * H + Count(3) * H;
   }
   // Bytes of the recurrent weights W_hh and W_hr, which every step reads.
   template <typename Scalar>
@@ -55,7 +67,23 @@ struct LstmDims {
   }
 };
 
-// The workspace a training forward keeps for the backward pass: one buffer of six blocks. Rows
+// The variants of a call (equations above): all off by default, the plain cell. Pointers are
+// to row-major buffers of one direction, like the weights.
+template <typename Scalar>
+struct LstmVariants {
+  const Scalar* w_ch = nullptr;    // (3, H) peephole weights P_i, P_f, P_o; nullptr = no peepholes
+  const Scalar* keep_h = nullptr;  // (B, H_out) recurrent dropout mask; nullptr = none
+  const Scalar* zone_c = nullptr;  // (T, B, H) zoneout weights z^c; nullptr = zone_c_value everywhere
+  const Scalar* zone_h = nullptr;  // (T, B, H_out) zoneout weights z^h; nullptr = zone_h_value everywhere
+  Scalar zone_c_value = 0;
+  Scalar zone_h_value = 0;
+
+  bool peephole() const { return w_ch != nullptr; }
+  bool zoneout_c() const { return zone_c != nullptr || zone_c_value != 0; }
+  bool zoneout_h() const { return zone_h != nullptr || zone_h_value != 0; }
+};
+
+// The workspace a training forward keeps for the backward pass: one buffer of seven blocks. Rows
 // t * B + b are indexed by time step t (not by the order of the walk).
 //   gates  (T, B, 4H)     activated gates i, f, g, o of every step
 //   c      (T, B, H)      c_t (carried past a sequence's length), so c_{t-1} is the previous
@@ -66,6 +94,8 @@ struct LstmDims {
 //   x      packed (I columns over T*B rows): the input, for dW_ih
 //   m      packed (H columns over T*B rows): m_t = o_t ⊙ tanh(c_t), with a projection only, for
 //                         dW_hr
+//   c_cell (T, B, H)      c̃_t, the cell's new value before zoneout, with zoneout of c only
+// (h_prev holds h̄_{t-1} = keep_h ⊙ h_{t-1} with recurrent dropout: what the product read.)
 // Sizes are in elements, for a kernel level whose packets hold `lanes` values (kernels.hpp);
 // Count = double gives the size of any request without overflow, so that callers can refuse
 // work that cannot fit before anything is allocated.
@@ -74,7 +104,8 @@ Count lstm_workspace_size(const LstmDims& d, Index lanes) {
   const Count TB = Count(d.T) * d.B;
   const Index rows = d.T * d.B;
   return TB * d.G() + TB * d.H + Count(d.B) * d.H + packed_elements<Count>(d.H_out(), rows, lanes) +
-         packed_elements<Count>(d.I, rows, lanes) + (d.P > 0 ? packed_elements<Count>(d.H, rows, lanes) : Count(0));
+         packed_elements<Count>(d.I, rows, lanes) + (d.P > 0 ? packed_elements<Count>(d.H, rows, lanes) : Count(0)) +
+         (d.zoneout_c ? TB * d.H : Count(0));
 }
 
 // Scratch memory the forward and the backward allocate for themselves (before any time loop),
@@ -84,7 +115,7 @@ Count lstm_forward_scratch_size(const LstmDims& d, bool training, int members, I
   const Count padding = Count(members) * lanes;  // each member rounds its rows up to panels
   const Count recurrent = Count(4) * (d.H + padding) * (d.H_out() + d.B);  // packed W_hh rows and their product
   const Count projection = d.P > 0 ? (d.P + padding) * (Count(d.H) + d.B) : Count(0);  // W_hr likewise
-  const Count state = Count(d.B) * (2 * d.H_out() + 2 * d.H);  // h (two steps), c, m
+  const Count state = Count(d.B) * (4 * d.H_out() + 2 * d.H);  // h and h̄ (two steps each), c, m
   const Count input = (Count(d.G()) + 6 * padding) * d.I;       // packed W_ih blocks (ColumnTasks)
   return recurrent + projection + state + input + (training ? Count(0) : Count(d.T) * d.B * d.G());
 }
@@ -97,7 +128,7 @@ Count lstm_backward_scratch_size(const LstmDims& d, int members, Index lanes) {
   const Count input = (Count(d.I) + 6 * padding) * d.G();  // packed W_ihᵀ blocks (ColumnTasks)
   const Count gradients = Count(96) * members * TB;        // a strip of 96 rows of dG per member
   return recurrent + projection + input + gradients + TB * d.G() + (d.P > 0 ? TB * d.P : Count(0)) +
-         Count(d.B) * (2 * d.H_out() + d.H);
+         Count(d.B) * (3 * d.H_out() + d.H);  // dh (two steps), its zoneout part, dc
 }
 
 // Elements a call of one direction needs at most, counted as above: a forward's outputs, its
@@ -126,10 +157,11 @@ struct LstmKernels {
   //   h0     (B, H_out)     initial state, nullptr = zeros
   //   c0     (B, H)         initial state, nullptr = zeros
   //   w_ih   (4H, I)    w_hh (4H, H_out)    b_ih, b_hh (4H) or nullptr    w_hr (P, H) or nullptr if P = 0
+  //   v      the variants (d.zoneout_c must say whether v has zoneout of c)
   void (*forward)(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
                   const Scalar* x, const Scalar* h0, const Scalar* c0,
                   const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
-                  const Scalar* w_hr, const LstmDims& d, const SequenceOptions& seq);
+                  const Scalar* w_hr, const LstmVariants<Scalar>& v, const LstmDims& d, const SequenceOptions& seq);
 
   // Backward (BPTT) over the whole sequence of a training forward, with the forward's options.
   //   dx      (T, B, I)      out
@@ -138,6 +170,7 @@ struct LstmKernels {
   //   dw_ih   (4H, I)        out (written, not accumulated)
   //   dw_hh   (4H, H_out)    out
   //   dw_hr   (P, H)         out, with projection only (nullptr otherwise)
+  //   dw_ch   (3, H)         out, with peepholes only (nullptr otherwise)
   //   db      (4H)           out: gradient of b_ih and of b_hh (they are equal); nullptr = skip
   //   dy      (T, B, ld_y)   gradient w.r.t. every output step in columns [0, H_out), nullptr = zeros
   //                          (ignored past a length)
@@ -145,10 +178,11 @@ struct LstmKernels {
   //   dc_n    (B, H)         gradient w.r.t. the final cell state, nullptr = zeros
   //   ws      (lstm_workspace_size)  the forward's workspace (which keeps the input)
   //   w_ih    (4H, I)    w_hh (4H, H_out)    w_hr (P, H) or nullptr
-  void (*backward)(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* dw_hh, Scalar* dw_hr, Scalar* db,
-                   const Scalar* dy, const Scalar* dh_n, const Scalar* dc_n,
+  //   v       the forward's variants (the same masks)
+  void (*backward)(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* dw_hh, Scalar* dw_hr, Scalar* dw_ch,
+                   Scalar* db, const Scalar* dy, const Scalar* dh_n, const Scalar* dc_n,
                    const Scalar* ws, const Scalar* w_ih, const Scalar* w_hh, const Scalar* w_hr,
-                   const LstmDims& d, const SequenceOptions& seq);
+                   const LstmVariants<Scalar>& v, const LstmDims& d, const SequenceOptions& seq);
 
   // One step for streaming inference (no projection): (x_t, h, c) -> (h', c').
   //   h_new, c_new (B, H)  out

@@ -29,6 +29,10 @@ def lstm_forward(
     c0: Optional[ArrayLike] = None,        # (B, H), None = zeros
     *,
     w_hr: Optional[ArrayLike] = None,      # (P, H): projection h_t = W_hr (o_t ⊙ tanh c_t)
+    w_ch: Optional[ArrayLike] = None,      # (3, H): peephole weights, rows i, f, o
+    keep_h: Optional[ArrayLike] = None,    # (B, H_out): recurrent dropout mask
+    zone_c: Optional[ArrayLike | float] = None,  # (T, B, H) zoneout weights of c_{t-1}, or one number
+    zone_h: Optional[ArrayLike | float] = None,  # (T, B, H_out) zoneout weights of h_{t-1}, or one number
     lengths: Optional[ArrayLike] = None,   # (B,)
     reverse: bool = False,
     training: bool = False,
@@ -46,13 +50,18 @@ def lstm_backward(
     workspace: ArrayLike,                  # from lstm_forward(..., training=True)
     *,
     w_hr: Optional[ArrayLike] = None,      # (P, H)
+    w_ch: Optional[ArrayLike] = None,      # (3, H), the forward's
+    keep_h: Optional[ArrayLike] = None,    # (B, H_out), the forward's
+    zone_c: Optional[ArrayLike | float] = None,  # the forward's
+    zone_h: Optional[ArrayLike | float] = None,  # the forward's
     lengths: Optional[ArrayLike] = None,   # (B,)
     reverse: bool = False,
     bias: bool = True,
     bidirectional: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray], Optional[np.ndarray],
-           Optional[np.ndarray]]:
-    """-> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr); db_* None without bias, dw_hr None without w_hr"""
+           Optional[np.ndarray], Optional[np.ndarray]]:
+    """-> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr, dw_ch); db_* None without bias, dw_hr None without
+    w_hr, dw_ch None without w_ch"""
 
 def lstm_cell(
     x: ArrayLike,                      # (B, I)
@@ -67,9 +76,12 @@ def lstm_cell(
 
 class LstmStream32:
     """An LSTM stack's weights (copied) and state, kept between steps (lstm_ext.Stream); float32."""
-    batch_size: int
-    input_size: int
-    hidden_size: int
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def input_size(self) -> int: ...
+    @property
+    def hidden_size(self) -> int: ...
     def __init__(
         self,
         layers: list[tuple[ArrayLike, ArrayLike, Optional[ArrayLike], Optional[ArrayLike]]],  # (w_ih, w_hh, b_ih, b_hh)
@@ -81,8 +93,24 @@ class LstmStream32:
         ...
     def set_state(self, h: Optional[ArrayLike], c: Optional[ArrayLike]) -> None: ...
 
-class LstmStream64(LstmStream32):
-    """The same in float64."""
+class LstmStream64:
+    """The same in float64: a class of its own (not a subclass of LstmStream32), with the same members."""
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def input_size(self) -> int: ...
+    @property
+    def hidden_size(self) -> int: ...
+    def __init__(
+        self,
+        layers: list[tuple[ArrayLike, ArrayLike, Optional[ArrayLike], Optional[ArrayLike]]],  # (w_ih, w_hh, b_ih, b_hh)
+        batch_size: int,
+    ) -> None: ...
+    def step(self, x: ArrayLike) -> np.ndarray:  # x (B, I) -> h of the last layer (B, H)
+        ...
+    def state(self) -> tuple[np.ndarray, np.ndarray]:  # (h, c), each (num_layers, B, H)
+        ...
+    def set_state(self, h: Optional[ArrayLike], c: Optional[ArrayLike]) -> None: ...
 
 def gru_forward(
     x: ArrayLike,                          # (T, B, I)

@@ -22,47 +22,132 @@ Weights are passed to ``forward`` / ``backward`` by their PyTorch base names (``
 from __future__ import annotations
 
 import numbers
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Optional, Protocol, TypedDict, Union
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from . import functional as F
 from . import reference
 
-__all__ = ["Option", "CellKind", "LSTM", "GRU", "RNN", "KINDS", "by_name", "check_proj_size", "check_nonlinearity"]
+__all__ = ["Option", "CellKind", "LSTM", "GRU", "RNN", "KINDS", "by_name", "check_proj_size", "check_nonlinearity",
+           "check_peephole", "check_zoneout", "check_recurrent_dropout", "require_supported"]
+
+# The types the descriptions' functions share (for mypy). A layer's weights in one direction by base
+# name, each an array, or for the core's bidirectional call a pair (forward, reverse); the masks of
+# one call (draw_masks), an array or a number each; a state, one array or None (zeros) per part.
+_Weights = Mapping[str, Union[np.ndarray, tuple[np.ndarray, np.ndarray]]]
+_Masks = dict[str, Union[np.ndarray, float]]
+_State = Sequence[Optional[np.ndarray]]
+# What the core's one-layer forward and backward return: (y, state_n, workspace or None) and
+# (dx, dstate0, {weight base name: gradient}); what the reference's return: (y, state_n, cache)
+# and {dx, dh0 (, dc0), "d" + each weight's short name: the gradient or None}.
+_CoreForward = tuple[np.ndarray, list[np.ndarray], Optional[np.ndarray]]
+_CoreBackward = tuple[np.ndarray, list[np.ndarray], dict[str, np.ndarray]]
+_ReferenceForward = tuple[np.ndarray, list[np.ndarray], dict[str, object]]
+_ReferenceGradients = dict[str, Optional[np.ndarray]]
+
+
+class _LstmMasks(TypedDict, total=False):
+    """The LSTM's masks of one call (draw_masks), by functional's argument names."""
+
+    keep_h: np.ndarray                # recurrent dropout (D, B, H_out)
+    zone_c: Union[np.ndarray, float]  # zoneout (D, T, B, H), or z in inference
+    zone_h: Union[np.ndarray, float]  # zoneout (D, T, B, H_out), or z in inference
+
+
+class _ReferenceForwardFunction(Protocol):
+    """CellKind.reference_forward: (x, weights, state0, options[, masks]) -> (y, state_n, cache)."""
+
+    def __call__(self, x: np.ndarray, w: Mapping[str, np.ndarray], state0: _State, options: dict[str, Any],
+                 masks: Optional[_Masks] = None) -> _ReferenceForward: ...
 
 
 # -- the kinds' own options ----------------------------------------------------------------------
 
-def check_proj_size(proj_size, hidden_size: int) -> int:
+def check_proj_size(proj_size: object, hidden_size: int) -> int:
     """proj_size: an integer in [0, hidden_size) (0: no projection)."""
     if isinstance(proj_size, bool) or not isinstance(proj_size, numbers.Integral):
         raise TypeError(f"proj_size: expected an integer in [0, hidden_size), got {type(proj_size).__name__} "
                         f"{proj_size!r}")
-    if not 0 <= proj_size < hidden_size:
+    if not 0 <= int(proj_size) < hidden_size:  # int(): exact, and the Integral stub has no int comparisons
         raise ValueError(f"proj_size: expected an integer in [0, hidden_size) = [0, {hidden_size}), got {proj_size}")
     return int(proj_size)
 
 
-def check_nonlinearity(nonlinearity, hidden_size: int) -> str:
+def check_nonlinearity(nonlinearity: object, hidden_size: int) -> str:
     """nonlinearity: 'tanh' or 'relu'."""
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
     return str(nonlinearity)
 
 
+def check_peephole(peephole: object, hidden_size: int) -> bool:
+    """peephole: True or False."""
+    if not isinstance(peephole, (bool, np.bool_)):
+        raise TypeError(f"peephole: expected True or False, got {type(peephole).__name__} {peephole!r}")
+    return bool(peephole)
+
+
+def _probability(value: object, name: str, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected {what}, got {type(value).__name__} {value!r}")
+    if not 0.0 <= value < 1.0:  # type: ignore[operator]  # typeshed's numbers.Real lacks float comparisons
+        raise ValueError(f"{name}: expected {what}, got {value}")
+    return float(value)
+
+
+def check_zoneout(zoneout: object, hidden_size: int) -> tuple[float, float]:
+    """zoneout: a pair (z_c, z_h) of probabilities in [0, 1), or one for both."""
+    what = "a pair (z_c, z_h) of probabilities in [0, 1), or one probability for both"
+    if isinstance(zoneout, (tuple, list)):
+        if len(zoneout) != 2:
+            raise ValueError(f"zoneout: expected {what}, got {type(zoneout).__name__} of length {len(zoneout)}")
+        return (_probability(zoneout[0], "zoneout[0] (z_c)", "a probability in [0, 1)"),
+                _probability(zoneout[1], "zoneout[1] (z_h)", "a probability in [0, 1)"))
+    z = _probability(zoneout, "zoneout", what)
+    return (z, z)
+
+
+def check_recurrent_dropout(p: object, hidden_size: int) -> float:
+    """recurrent_dropout: a probability in [0, 1)."""
+    return _probability(p, "recurrent_dropout", "a probability in [0, 1)")
+
+
 @dataclass(frozen=True)
 class Option:
-    """A constructor argument only some kinds have (torch.nn's name and default)."""
+    """A constructor argument only some kinds have (torch.nn's name and default, where torch.nn has
+    it). ``supported_by`` names what else can run a layer with the option set away from its default:
+    "torch" (torch.nn's layer, to_torch), "onnx" (export_onnx), "stream" (step-by-step
+    inference), "flow" (gradient_flow)."""
 
     name: str
     default: Any
     check: Callable[[Any, int], Any]  # (value, hidden_size) -> the value, or TypeError / ValueError
+    supported_by: frozenset[str] = frozenset({"torch", "onnx", "stream", "flow"})
+    description: str = ""  # what a user is told when something cannot run it
 
 
-PROJ_SIZE = Option("proj_size", 0, check_proj_size)
+PROJ_SIZE = Option("proj_size", 0, check_proj_size, frozenset({"torch"}), "a projection")
 NONLINEARITY = Option("nonlinearity", "tanh", check_nonlinearity)
+PEEPHOLE = Option("peephole", False, check_peephole, frozenset({"onnx", "flow"}), "peephole connections")
+ZONEOUT = Option("zoneout", (0.0, 0.0), check_zoneout, frozenset(), "zoneout")
+# Recurrent dropout changes training only: an inference forward is the plain cell's.
+RECURRENT_DROPOUT = Option("recurrent_dropout", 0.0, check_recurrent_dropout, frozenset({"onnx", "stream"}),
+                           "recurrent dropout")
+
+
+def require_supported(kind: CellKind, options: dict[str, Any], consumer: str, what: str) -> None:
+    """ValueError naming the options of a layer (set away from their defaults) that `consumer`
+    ("torch", "onnx", "stream", "flow"; `what` says it in words) cannot run."""
+    missing = [option for option in kind.options
+               if consumer not in option.supported_by and options.get(option.name, option.default) != option.default]
+    if missing:
+        names = ", ".join(f"{option.name}={options[option.name]!r}" for option in missing)
+        described = " and ".join(option.description for option in missing)
+        raise ValueError(f"{what} cannot run a {kind.name} with {described} ({names})")
 
 
 # -- the description -----------------------------------------------------------------------------
@@ -76,16 +161,17 @@ class CellKind:
     state: tuple[str, ...]       # the parts of its state: ("h", "c") or ("h",)
     options: tuple[Option, ...]  # its own constructor arguments
     # The compiled core, one layer (functional):
-    #   forward(x, weights, state0, options, *, lengths, training, bidirectional) -> (y, state_n, workspace)
-    #   backward(dy, dstate_n, x, weights, workspace, options, *, lengths, bias, bidirectional)
+    #   forward(x, weights, state0, options, *, lengths, training, bidirectional, masks) -> (y, state_n, workspace)
+    #   backward(dy, dstate_n, x, weights, workspace, options, *, lengths, bias, bidirectional, masks)
     #       -> (dx, dstate0, {weight name: gradient})
-    forward: Callable
-    backward: Callable
+    # masks: the variants' arrays of one call (draw_masks), the same for a forward and its backward.
+    forward: Callable[..., _CoreForward]
+    backward: Callable[..., _CoreBackward]
     # The NumPy reference, one direction (reference):
-    #   reference_forward(x, weights, state0, options) -> (y, state_n, cache)
+    #   reference_forward(x, weights, state0, options, masks) -> (y, state_n, cache)
     #   reference_backward(dy, dstate_n, cache) -> dict of dx, dh0 (, dc0) and d + each weight's short name
-    reference_forward: Callable
-    reference_backward: Callable
+    reference_forward: _ReferenceForwardFunction
+    reference_backward: Callable[[Optional[np.ndarray], _State, dict[str, object]], _ReferenceGradients]
     # Keras: the names its layer goes by, which of Keras's gate blocks each of PyTorch's is, and
     # whether the Keras layer has reset_after (then two biases, (2, G * H)).
     keras_names: tuple[str, ...]
@@ -94,7 +180,13 @@ class CellKind:
     # ONNX: which of PyTorch's gate blocks each of ONNX's gate blocks is, and the node's attributes
     # beyond hidden_size and direction, from the options and the number of directions.
     onnx_gates: tuple[int, ...]
-    onnx_attributes: Callable[[dict, int], dict] = field(default=lambda options, directions: {})
+    onnx_attributes: Callable[[dict[str, Any], int], dict[str, object]] = field(default=lambda options, directions: {})
+    # ONNX's peephole rows (i, o, f) from weight_ch's rows (i, f, o), for a kind with peepholes.
+    onnx_peephole_gates: tuple[int, ...] = ()
+    # The random masks of a layer's call for its options (recurrent dropout, zoneout):
+    #   draw_masks(rng, options, T, B, directions, hidden_size, dtype, training) -> {name: array or number}
+    draw_masks: Callable[[np.random.Generator, dict[str, Any], int, int, int, int, DTypeLike, bool], _Masks] = field(
+        default=lambda *args: {})
 
     @property
     def num_gates(self) -> int:
@@ -104,7 +196,7 @@ class CellKind:
     def has_cell_state(self) -> bool:
         return "c" in self.state
 
-    def check_options(self, hidden_size: int, options: dict) -> dict:
+    def check_options(self, hidden_size: int, options: dict[str, Any]) -> dict[str, Any]:
         """The kind's options, checked, with defaults for those not given; TypeError for an
         option the kind does not have."""
         known = {option.name: option for option in self.options}
@@ -113,93 +205,150 @@ class CellKind:
             raise TypeError(f"{self.name}: unexpected argument(s) {unknown}; its own options are {list(known)}")
         return {name: option.check(options.get(name, option.default), hidden_size) for name, option in known.items()}
 
-    def output_size(self, hidden_size: int, options: dict) -> int:
+    def output_size(self, hidden_size: int, options: dict[str, Any]) -> int:
         """Size of h and of the output: proj_size when projecting, else hidden_size."""
         return options.get("proj_size", 0) or hidden_size
 
-    def state_sizes(self, hidden_size: int, options: dict) -> dict[str, int]:
+    def state_sizes(self, hidden_size: int, options: dict[str, Any]) -> dict[str, int]:
         """{part: size}: h of the output size, c of hidden_size."""
         sizes = {"h": self.output_size(hidden_size, options), "c": hidden_size}
         return {part: sizes[part] for part in self.state}
 
-    def weight_shapes(self, input_size: int, hidden_size: int, bias: bool, options: dict) -> dict[str, tuple]:
+    def weight_shapes(self, input_size: int, hidden_size: int, bias: bool, options: dict[str, Any]
+                      ) -> dict[str, tuple[int, ...]]:
         """{base name: shape} of one layer's weights in one direction, in torch's order."""
         G, H_out = self.num_gates * hidden_size, self.output_size(hidden_size, options)
-        shapes = {"weight_ih": (G, input_size), "weight_hh": (G, H_out)}
+        shapes: dict[str, tuple[int, ...]] = {"weight_ih": (G, input_size), "weight_hh": (G, H_out)}
         if bias:
             shapes.update({"bias_ih": (G,), "bias_hh": (G,)})
         if options.get("proj_size", 0):
             shapes["weight_hr"] = (options["proj_size"], hidden_size)
+        if options.get("peephole", False):
+            shapes["weight_ch"] = (3, hidden_size)
         return shapes
 
 
-def _gradients(g, bias: bool, projection: bool) -> dict:
+# Every weight's base name, in the order of weight_shapes (PyTorch's, then the variants').
+WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_ch")
+
+
+def _gradients(g: Union[F.LstmGrads, F.GruGrads, F.RnnGrads], bias: bool, projection: bool,
+               peephole: bool = False) -> dict[str, np.ndarray]:
     """A functional *Grads tuple -> {weight base name: gradient}."""
     named = {"weight_ih": g.dw_ih, "weight_hh": g.dw_hh}
     if bias:
+        assert g.db_ih is not None and g.db_hh is not None  # the core returns them with bias=True
         named.update({"bias_ih": g.db_ih, "bias_hh": g.db_hh})
     if projection:
+        assert isinstance(g, F.LstmGrads) and g.dw_hr is not None  # the LSTM's, with w_hr
         named["weight_hr"] = g.dw_hr
+    if peephole:
+        assert isinstance(g, F.LstmGrads) and g.dw_ch is not None  # the LSTM's, with w_ch
+        named["weight_ch"] = g.dw_ch
     return named
 
 
 # -- LSTM ------------------------------------------------------------------------------------------
 
-def _lstm_forward(x, w, state0, options, *, lengths, training, bidirectional):
+def _lstm_forward(x: np.ndarray, w: _Weights, state0: _State, options: dict[str, Any], *, lengths: Optional[np.ndarray],
+                  training: bool, bidirectional: bool, masks: Optional[_LstmMasks] = None) -> _CoreForward:
     h0, c0 = state0
+    masks = masks or {}
     out = F.lstm_forward(x, w["weight_ih"], w["weight_hh"], w.get("bias_ih"), w.get("bias_hh"), h0, c0,
-                         w_hr=w.get("weight_hr"), lengths=lengths, training=training, bidirectional=bidirectional)
+                         w_hr=w.get("weight_hr"), w_ch=w.get("weight_ch"), lengths=lengths, training=training,
+                         bidirectional=bidirectional, **masks)
     return out.y, [out.h_n, out.c_n], out.workspace
 
 
-def _lstm_backward(dy, dstate_n, x, w, workspace, options, *, lengths, bias, bidirectional):
+def _lstm_backward(dy: Optional[np.ndarray], dstate_n: _State, x: np.ndarray, w: _Weights,
+                   workspace: Optional[np.ndarray], options: dict[str, Any], *, lengths: Optional[np.ndarray],
+                   bias: bool, bidirectional: bool, masks: Optional[_LstmMasks] = None) -> _CoreBackward:
     dh_n, dc_n = dstate_n
+    masks = masks or {}
     g = F.lstm_backward(dy, dh_n, dc_n, x, w["weight_ih"], w["weight_hh"], workspace, w_hr=w.get("weight_hr"),
-                        lengths=lengths, bias=bias, bidirectional=bidirectional)
-    return g.dx, [g.dh0, g.dc0], _gradients(g, bias, options["proj_size"] > 0)
+                        w_ch=w.get("weight_ch"), lengths=lengths, bias=bias, bidirectional=bidirectional, **masks)
+    return g.dx, [g.dh0, g.dc0], _gradients(g, bias, options.get("proj_size", 0) > 0, options.get("peephole", False))
 
 
-def _lstm_reference_forward(x, w, state0, options):
+def _lstm_masks(rng: np.random.Generator, options: dict[str, Any], T: int, B: int, directions: int, hidden_size: int,
+                dtype: DTypeLike, training: bool) -> _Masks:
+    """{keep_h, zone_c, zone_h} of one layer's call (functional's arguments), as options ask:
+    recurrent dropout, one mask per sequence and direction, keep_h (D, B, H_out) of 0 and
+    1 / (1 − p) when training (nothing in inference); zoneout, when training, masks of 0 and 1
+    (1 with probability z: keep the previous value) zone_c (D, T, B, H) and zone_h (D, T, B, H_out),
+    in inference the expectation z itself. D = 1 drops the leading axis."""
+    dtype = np.dtype(dtype)
+    H_out = options.get("proj_size", 0) or hidden_size
+    lead = (directions,) if directions > 1 else ()
+    masks: _Masks = {}
+    p = options.get("recurrent_dropout", 0.0)
+    if training and p > 0:
+        keep = rng.random(lead + (B, H_out)) >= p
+        masks["keep_h"] = keep.astype(dtype) / dtype.type(1.0 - p)
+    for name, z, size in zip(("zone_c", "zone_h"), options.get("zoneout", (0.0, 0.0)), (hidden_size, H_out)):
+        if z > 0:
+            masks[name] = (rng.random(lead + (T, B, size)) < z).astype(dtype) if training else z
+    return masks
+
+
+def _lstm_reference_forward(x: np.ndarray, w: Mapping[str, np.ndarray], state0: _State, options: dict[str, Any],
+                            masks: Optional[_Masks] = None) -> _ReferenceForward:
+    # masks: {} or None, or any of keep_h (B, H_out), zone_c (T, B, H), zone_h (T, B, H_out);
+    # w's ln_* entries (layer norm's γ and β), when present, go to the reference as its ln dict
     h0, c0 = state0
+    ln = {name: value for name, value in w.items() if name.startswith("ln_")} or None
     y, h_n, c_n, cache = reference.lstm_forward(x, w["weight_ih"], w["weight_hh"], w.get("bias_ih"),
-                                                w.get("bias_hh"), h0, c0, w.get("weight_hr"))
+                                                w.get("bias_hh"), h0, c0, w.get("weight_hr"),
+                                                w_ch=w.get("weight_ch"), ln=ln, **(masks or {}))
     return y, [h_n, c_n], cache
 
 
-def _lstm_reference_backward(dy, dstate_n, cache):
+def _lstm_reference_backward(dy: Optional[np.ndarray], dstate_n: _State, cache: dict[str, object]
+                            ) -> _ReferenceGradients:
     return reference.lstm_backward(dy, dstate_n[0], dstate_n[1], cache)
 
 
 LSTM = CellKind(
-    name="LSTM", gates=("i", "f", "g", "o"), state=("h", "c"), options=(PROJ_SIZE,),
+    name="LSTM", gates=("i", "f", "g", "o"), state=("h", "c"),
+    options=(PROJ_SIZE, PEEPHOLE, ZONEOUT, RECURRENT_DROPOUT),
     forward=_lstm_forward, backward=_lstm_backward,
     reference_forward=_lstm_reference_forward, reference_backward=_lstm_reference_backward,
     keras_names=("lstm",), keras_gates=(0, 1, 2, 3), keras_reset_after=False,
     onnx_gates=(0, 3, 1, 2),  # ONNX i, o, f, c
+    onnx_peephole_gates=(0, 2, 1),  # ONNX P: i, o, f
+    draw_masks=_lstm_masks,
 )
 
 
 # -- GRU -------------------------------------------------------------------------------------------
 
-def _gru_forward(x, w, state0, options, *, lengths, training, bidirectional):
+def _gru_forward(x: np.ndarray, w: _Weights, state0: _State, options: dict[str, Any], *, lengths: Optional[np.ndarray],
+                 training: bool, bidirectional: bool, masks: Optional[_Masks] = None) -> _CoreForward:
     out = F.gru_forward(x, w["weight_ih"], w["weight_hh"], w.get("bias_ih"), w.get("bias_hh"), state0[0],
                         lengths=lengths, training=training, bidirectional=bidirectional)
     return out.y, [out.h_n], out.workspace
 
 
-def _gru_backward(dy, dstate_n, x, w, workspace, options, *, lengths, bias, bidirectional):
+def _gru_backward(dy: Optional[np.ndarray], dstate_n: _State, x: np.ndarray, w: _Weights,
+                  workspace: Optional[np.ndarray], options: dict[str, Any], *, lengths: Optional[np.ndarray],
+                  bias: bool, bidirectional: bool, masks: Optional[_Masks] = None) -> _CoreBackward:
     g = F.gru_backward(dy, dstate_n[0], x, w["weight_ih"], w["weight_hh"], workspace, lengths=lengths, bias=bias,
                        bidirectional=bidirectional)
     return g.dx, [g.dh0], _gradients(g, bias, False)
 
 
-def _gru_reference_forward(x, w, state0, options):
+def _gru_reference_forward(x: np.ndarray, w: Mapping[str, np.ndarray], state0: _State, options: dict[str, Any],
+                           masks: Optional[_Masks] = None) -> _ReferenceForward:
+    if masks:
+        raise ValueError(f"masks: the GRU has no cell masks, got {sorted(masks)}")
+    ln = {name: value for name, value in w.items() if name.startswith("ln_")} or None  # layer norm's γ, β
     y, h_n, cache = reference.gru_forward(x, w["weight_ih"], w["weight_hh"], w.get("bias_ih"), w.get("bias_hh"),
-                                          state0[0])
+                                          state0[0], ln=ln)
     return y, [h_n], cache
 
 
-def _gru_reference_backward(dy, dstate_n, cache):
+def _gru_reference_backward(dy: Optional[np.ndarray], dstate_n: _State, cache: dict[str, object]
+                           ) -> _ReferenceGradients:
     return reference.gru_backward(dy, dstate_n[0], cache)
 
 
@@ -216,26 +365,33 @@ GRU = CellKind(
 
 # -- RNN -------------------------------------------------------------------------------------------
 
-def _rnn_forward(x, w, state0, options, *, lengths, training, bidirectional):
+def _rnn_forward(x: np.ndarray, w: _Weights, state0: _State, options: dict[str, Any], *, lengths: Optional[np.ndarray],
+                 training: bool, bidirectional: bool, masks: Optional[_Masks] = None) -> _CoreForward:
     out = F.rnn_forward(x, w["weight_ih"], w["weight_hh"], w.get("bias_ih"), w.get("bias_hh"), state0[0],
                         nonlinearity=options["nonlinearity"], lengths=lengths, training=training,
                         bidirectional=bidirectional)
     return out.y, [out.h_n], out.workspace
 
 
-def _rnn_backward(dy, dstate_n, x, w, workspace, options, *, lengths, bias, bidirectional):
+def _rnn_backward(dy: Optional[np.ndarray], dstate_n: _State, x: np.ndarray, w: _Weights,
+                  workspace: Optional[np.ndarray], options: dict[str, Any], *, lengths: Optional[np.ndarray],
+                  bias: bool, bidirectional: bool, masks: Optional[_Masks] = None) -> _CoreBackward:
     g = F.rnn_backward(dy, dstate_n[0], x, w["weight_ih"], w["weight_hh"], workspace,
                        nonlinearity=options["nonlinearity"], lengths=lengths, bias=bias, bidirectional=bidirectional)
     return g.dx, [g.dh0], _gradients(g, bias, False)
 
 
-def _rnn_reference_forward(x, w, state0, options):
+def _rnn_reference_forward(x: np.ndarray, w: Mapping[str, np.ndarray], state0: _State, options: dict[str, Any],
+                           masks: Optional[_Masks] = None) -> _ReferenceForward:
+    if masks:
+        raise ValueError(f"masks: the RNN has no cell masks, got {sorted(masks)}")
     y, h_n, cache = reference.rnn_forward(x, w["weight_ih"], w["weight_hh"], w.get("bias_ih"), w.get("bias_hh"),
                                           state0[0], options["nonlinearity"])
     return y, [h_n], cache
 
 
-def _rnn_reference_backward(dy, dstate_n, cache):
+def _rnn_reference_backward(dy: Optional[np.ndarray], dstate_n: _State, cache: dict[str, object]
+                           ) -> _ReferenceGradients:
     return reference.rnn_backward(dy, dstate_n[0], cache)
 
 
@@ -262,7 +418,8 @@ def by_name(name: str) -> CellKind:
     raise ValueError(f"kind: expected 'lstm', 'gru' or 'simple_rnn', got {name!r}")
 
 
-def reorder_gates(array: np.ndarray, order, axis: int = 0) -> np.ndarray:
+def reorder_gates(array: np.ndarray, order: Sequence[int], axis: int = 0) -> np.ndarray:
     """The gate blocks of `array` along `axis`, block k of the result being block order[k]."""
     blocks = np.split(array, len(order), axis=axis)
-    return np.concatenate([blocks[k] for k in order], axis=axis)
+    reordered: np.ndarray = np.concatenate([blocks[k] for k in order], axis=axis)
+    return reordered

@@ -25,21 +25,62 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import io
 import json
 import os
 import zipfile
+from collections.abc import Iterator, Mapping
+from typing import Any, Optional, Protocol
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._io import write_bytes_atomic
-from .layers import RNNBase
+from ._typing import Arrays, Header, PathLike
+from .layers import Module, RNNBase
 from .losses import LOSSES
 from .nn import LAYER_TYPES
-from .optim import OPTIMIZERS
+from .optim import OPTIMIZERS, Optimizer
 
 __all__ = ["CheckpointError", "write_checkpoint", "read_checkpoint", "write_model", "read_model_file", "build_layers",
-           "restore_model", "layer_specs", "check_parameters", "contents_of"]
+           "restore_model", "layer_specs", "with_defaults", "check_parameters", "contents_of"]
+
+
+# What the file keeps of a model and of a fit, as Protocols (model.py and training.py import this
+# module): lstm_ext.Sequential and training.FitState.
+class Model(Protocol):
+    """A model (lstm_ext.Sequential): layers, weights, compile settings and optimizer, history."""
+
+    history: list[dict[str, float]]
+
+    @property
+    def layers(self) -> list[Module]: ...
+    @property
+    def loss_name(self) -> Optional[str]: ...
+    @property
+    def optimizer(self) -> Optional[Optimizer]: ...
+    @property
+    def clip_norm(self) -> Optional[float]: ...
+
+    def named_parameters(self) -> dict[str, np.ndarray]: ...
+
+    def load_state_dict(self, state_dict: Mapping[str, ArrayLike]) -> None: ...
+
+    def compile(self, loss: str = ..., optimizer: Optional[Optimizer] = ...,
+                clip_grad_norm: Optional[float] = ...) -> object: ...
+
+
+class Run(Protocol):
+    """Where a fit is (training.FitState)."""
+
+    @property
+    def history(self) -> list[dict[str, float]]: ...
+
+    def header(self) -> Header: ...
+
+    def arrays(self) -> Arrays: ...
+
 
 FORMAT = "lstm_ext checkpoint"
 VERSION = 1
@@ -50,7 +91,7 @@ class CheckpointError(ValueError):
     """The file is not a complete, intact lstm_ext checkpoint."""
 
 
-def _digest(header: dict, arrays: dict) -> str:
+def _digest(header: Header, arrays: Arrays) -> str:
     h = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
     for name in sorted(arrays):
         a = np.ascontiguousarray(arrays[name])
@@ -59,7 +100,7 @@ def _digest(header: dict, arrays: dict) -> str:
     return h.hexdigest()
 
 
-def write_checkpoint(path, header: dict, arrays: dict) -> None:
+def write_checkpoint(path: PathLike, header: Header, arrays: Arrays) -> None:
     """Write `header` (JSON-able) and `arrays` ({name: array}) to `path`, atomically."""
     for name, value in arrays.items():
         if name == _HEADER or not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
@@ -67,11 +108,12 @@ def write_checkpoint(path, header: dict, arrays: dict) -> None:
     full = {"format": FORMAT, "version": VERSION, **header}
     full["sha256"] = _digest(full, arrays)
     buffer = io.BytesIO()
-    np.savez(buffer, **{_HEADER: np.frombuffer(json.dumps(full).encode(), dtype=np.uint8)}, **arrays)
+    members: dict[str, Any] = {_HEADER: np.frombuffer(json.dumps(full).encode(), dtype=np.uint8), **arrays}
+    np.savez(buffer, **members)
     write_bytes_atomic(path, buffer.getvalue())
 
 
-def read_checkpoint(path) -> tuple[dict, dict]:
+def read_checkpoint(path: PathLike) -> tuple[Header, Arrays]:
     """(header, arrays) of the checkpoint at `path`; CheckpointError if it is not a complete,
     intact checkpoint (FileNotFoundError if there is no file).
 
@@ -113,7 +155,7 @@ def read_checkpoint(path) -> tuple[dict, dict]:
     return header, arrays
 
 
-def _read_arrays(path: str) -> dict:
+def _read_arrays(path: str) -> Arrays:
     """{name: array} of the .npy members of the .npz at `path`, each checked before it is read."""
     if not zipfile.is_zipfile(path):
         with open(path, "rb") as f:
@@ -122,7 +164,7 @@ def _read_arrays(path: str) -> dict:
                                              "directory at its end)" if zip_start else
                                              "not an lstm_ext checkpoint (not a .npz archive)"))
     file_bytes = os.path.getsize(path)
-    arrays = {}
+    arrays: Arrays = {}
     with zipfile.ZipFile(path) as archive:
         for info in archive.infolist():
             name = info.filename
@@ -154,16 +196,33 @@ def _read_arrays(path: str) -> dict:
 
 # -- a model in a checkpoint -----------------------------------------------------------------------
 
-def layer_specs(model) -> list:
+def layer_specs(model: Model) -> list[dict[str, Any]]:
     """The header's ``model``: {type, config} of every layer."""
     return [{"type": type(layer).__name__, "config": layer.config()} for layer in model.layers]
 
 
-def write_model(path, model, run=None) -> None:
+def with_defaults(specs: list[Any]) -> list[Any]:
+    """Layer specs (a header's ``model``) with every constructor argument a file written before
+    the argument existed leaves out set to its default, as JSON gives values back (tuples as
+    lists): the form in which two specs are compared."""
+    completed = []
+    for spec in specs:
+        layer_type = LAYER_TYPES.get(spec.get("type", "")) if isinstance(spec, dict) else None
+        if layer_type is None or not isinstance(spec.get("config"), dict):
+            completed.append(spec)
+            continue
+        defaults = {name: list(p.default) if isinstance(p.default, tuple) else p.default
+                    for name, p in inspect.signature(layer_type.__init__).parameters.items()
+                    if p.default is not inspect.Parameter.empty and name not in spec["config"]}
+        completed.append({**spec, "config": {**defaults, **spec["config"]}})
+    return completed
+
+
+def write_model(path: PathLike, model: Model, run: Optional[Run] = None) -> None:
     """Write `model` (layers, weights, compile settings and optimizer state, dropout generators,
     history) to `path`, atomically; with `run` (a training.FitState) a training checkpoint that
     also holds where the fit is."""
-    header = {"model": layer_specs(model),
+    header: Header = {"model": layer_specs(model),
               "rng": [layer.rng_state() if isinstance(layer, RNNBase) else None for layer in model.layers],
               "history": run.history if run is not None else model.history}
     arrays = {f"param:{name}": value for name, value in model.named_parameters().items()}
@@ -179,20 +238,20 @@ def write_model(path, model, run=None) -> None:
     write_checkpoint(path, header, arrays)
 
 
-def read_model_file(path) -> tuple[dict, dict]:
+def read_model_file(path: PathLike) -> tuple[Header, Arrays]:
     """(header, arrays) of a model's file, the layers and parameters checked against each other."""
     header, arrays = read_checkpoint(path)
     check_parameters(path, header, arrays)
     return header, arrays
 
 
-def build_layers(header) -> list:
+def build_layers(header: Header) -> list[Module]:
     """New layers as the header describes them (checked by read_model_file; call it inside
     contents_of: a config the layer refuses raises its own error)."""
     return [LAYER_TYPES[spec["type"]](**spec["config"]) for spec in header["model"]]
 
 
-def check_parameters(path, header: dict, arrays: dict) -> None:
+def check_parameters(path: PathLike, header: Header, arrays: Arrays) -> None:
     """The header's layers are known kinds with configs, and the file holds exactly the parameters
     they have, with their shapes: checked before any layer is built, so that no header can make the
     layers larger than the file that carries their weights."""
@@ -202,7 +261,7 @@ def check_parameters(path, header: dict, arrays: dict) -> None:
         raise CheckpointError(f"{path}: the header does not describe a list of layers with their settings")
     params = {name[len("param:"):]: value for name, value in arrays.items() if name.startswith("param:")}
     largest = sum(value.size for value in params.values())  # no size in a config can exceed this
-    expected = {}
+    expected: dict[str, tuple[int, ...]] = {}
     for index, spec in enumerate(specs):
         kind = LAYER_TYPES.get(spec.get("type")) if isinstance(spec.get("type"), str) else None
         if kind is None:
@@ -227,7 +286,7 @@ def check_parameters(path, header: dict, arrays: dict) -> None:
                               f"{missing}, unexpected: {extra}, misshapen: {misshapen})")
 
 
-def restore_model(model, header: dict, arrays: dict) -> None:
+def restore_model(model: Model, header: Header, arrays: Arrays) -> None:
     """Weights, optimizer state and dropout generators of `model` from a checkpoint's contents
     (whose parameters check_parameters has checked). Everything is checked before anything of the
     model changes: a hostile header raises (KeyError, TypeError, ValueError) and leaves it as it was."""
@@ -247,8 +306,9 @@ def restore_model(model, header: dict, arrays: dict) -> None:
         kind, hyper = c["optimizer"]["type"], c["optimizer"]["hyper"]
         if kind not in OPTIMIZERS or c["loss"] not in LOSSES or not isinstance(hyper, dict):
             raise ValueError(f"compile: unknown optimizer {kind!r} or loss {c['loss']!r}")
-        optimizer = OPTIMIZERS[kind](**{k: tuple(v) if isinstance(v, list) else v for k, v in hyper.items()})
-        buffers = {}
+        settings: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in hyper.items()}
+        optimizer = OPTIMIZERS[kind](**settings)
+        buffers: dict[str, Arrays] = {}
         for name, value in arrays.items():
             if name.startswith("optimizer:"):
                 _, buffer_kind, param = name.split(":", 2)
@@ -272,7 +332,7 @@ _CONTENT_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError, 
 
 
 @contextlib.contextmanager
-def contents_of(path):
+def contents_of(path: PathLike) -> Iterator[None]:
     """Turns what a checkpoint's contents make a rebuild raise into a CheckpointError naming the file."""
     try:
         yield

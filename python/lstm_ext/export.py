@@ -18,19 +18,24 @@ of a bidirectional layer are the node's two directions. The graph speaks the lay
 
 The graph adds the transposes and reshapes between that layout and ONNX's (T, D, B, H). Gates are
 reordered from PyTorch's to ONNX's (the cell descriptions' ``onnx_gates``), the GRU is exported
-with linear_before_reset = 1 (PyTorch's formulation). A projected LSTM (proj_size > 0) has no
-ONNX equivalent and is refused. Dropout between layers is a training-time operation: the graph
-is the layer in inference mode. Needs the ``onnx`` package (the ``onnx`` extra).
+with linear_before_reset = 1 (PyTorch's formulation). An LSTM with peepholes exports them as the
+node's P input (ONNX's peepholes are the layer's). A projected LSTM (proj_size > 0) and zoneout
+have no ONNX equivalent and are refused. Dropout between layers and recurrent dropout are
+training-time operations: the graph is the layer in inference mode. Needs the ``onnx`` package
+(the ``onnx`` extra).
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._io import write_bytes_atomic
-from .cells import reorder_gates
+from ._typing import PathLike
+from .cells import reorder_gates, require_supported
 from .layers import RNNBase
 
 __all__ = ["export_onnx", "onnx_model"]
@@ -38,7 +43,7 @@ __all__ = ["export_onnx", "onnx_model"]
 OPSET = 17
 
 
-def onnx_model(layer: RNNBase, *, lengths: bool = False, states: bool = True):
+def onnx_model(layer: RNNBase, *, lengths: bool = False, states: bool = True) -> Any:  # an onnx.ModelProto
     """The ONNX ModelProto of `layer` (see the module docstring); checked by onnx.checker.
     states=False leaves out the state inputs and outputs (zeros in, only y out)."""
     try:
@@ -48,20 +53,19 @@ def onnx_model(layer: RNNBase, *, lengths: bool = False, states: bool = True):
         raise ImportError("export_onnx needs the onnx package: pip install \"lstm_ext[onnx]\"") from error
     if not isinstance(layer, RNNBase):
         raise TypeError(f"layer: expected an lstm_ext LSTM, GRU or RNN, got {type(layer).__name__}")
-    if layer.output_size != layer.hidden_size:
-        raise ValueError(f"layer: an LSTM with proj_size={layer.output_size} has no ONNX equivalent (ONNX's LSTM "
-                         "has no projection)")
+    require_supported(layer.cell, layer.options, "onnx", "layer: ONNX's recurrent operators")
     cell, H, D, L = layer.cell, layer.hidden_size, layer.num_directions, layer.num_layers
     element = TensorProto.DOUBLE if layer.dtype == np.float64 else TensorProto.FLOAT
     params = layer.state_dict()
-    nodes, initializers = [], []
+    nodes: list[onnx.NodeProto] = []
+    initializers: list[onnx.TensorProto] = []
 
-    def constant(name, value):
+    def constant(name: str, value: ArrayLike) -> str:
         if all(existing.name != name for existing in initializers):
             initializers.append(numpy_helper.from_array(np.asarray(value), name))
         return name
 
-    def node(op, inputs, outputs, **attributes):
+    def node(op: str, inputs: list[str], outputs: list[str], **attributes: object) -> str:
         nodes.append(helper.make_node(op, inputs, outputs, **attributes))
         return outputs[0]
 
@@ -69,7 +73,7 @@ def onnx_model(layer: RNNBase, *, lengths: bool = False, states: bool = True):
     current = node("Transpose", ["x"], ["x_time_major"], perm=[1, 0, 2]) if layer.batch_first else "x"
     state_names = (["h"] + (["c"] if cell.has_cell_state else [])) if states else []
     sequence_lens = "lengths" if lengths else ""  # ONNX's sequence_lens (B,) int32
-    finals = {part: [] for part in state_names}
+    finals: dict[str, list[str]] = {part: [] for part in state_names}
     for k in range(L):
         suffixes = [f"_l{k}", f"_l{k}_reverse"][:D]
         W = np.stack([reorder_gates(params["weight_ih" + s], cell.onnx_gates) for s in suffixes])  # (D, G·H, I_k)
@@ -82,10 +86,20 @@ def onnx_model(layer: RNNBase, *, lengths: bool = False, states: bool = True):
         outputs = [f"Y{k}"]
         # This layer's rows of the initial states: (D, B, H).
         rows = (constant(f"rows_start{k}", np.array([k * D], np.int64)),
-                constant(f"rows_end{k}", np.array([(k + 1) * D], np.int64)), constant("axis0", np.array([0], np.int64)))
-        for part in state_names:
-            inputs.append(node("Slice", [f"{part}0", *rows], [f"{part}0_l{k}"]))
-            outputs.append(f"Y_{part}{k}")
+                constant(f"rows_end{k}", np.array([(k + 1) * D], np.int64)),
+                constant("axis0", np.array([0], np.int64))) if state_names else ()
+        for part in cell.state:
+            state_input = ""  # absent: zeros
+            if part in state_names:
+                state_input = node("Slice", [f"{part}0", *rows], [f"{part}0_l{k}"])
+                outputs.append(f"Y_{part}{k}")
+            inputs.append(state_input)
+        if "weight_ch" + suffixes[0] in params:  # peepholes: ONNX's P (D, 3·H), rows in ONNX's order
+            P = np.stack([reorder_gates(params["weight_ch" + s], cell.onnx_peephole_gates).reshape(-1)
+                          for s in suffixes])
+            inputs.append(constant(f"P{k}", P))
+        while inputs[-1] == "":  # trailing absent inputs are left out
+            inputs.pop()
         attributes = {"hidden_size": H, "direction": "bidirectional" if D == 2 else "forward",
                       **cell.onnx_attributes(layer.options, D)}
         node(cell.name, inputs, outputs, **attributes)
@@ -117,7 +131,7 @@ def onnx_model(layer: RNNBase, *, lengths: bool = False, states: bool = True):
     return model
 
 
-def export_onnx(layer: RNNBase, path, *, lengths: bool = False, states: bool = True) -> None:
+def export_onnx(layer: RNNBase, path: PathLike, *, lengths: bool = False, states: bool = True) -> None:
     """Write `layer` as an ONNX model to `path`, atomically (see the module docstring for its
     inputs and outputs; states=False: x (and lengths) in, y out)."""
     model = onnx_model(layer, lengths=lengths, states=states)

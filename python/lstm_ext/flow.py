@@ -19,15 +19,22 @@ underflow.
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
+import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
+
+from . import cells
 from ._checks import as_real_array, check_float_dtype
 from .layers import RNNBase
+
+if TYPE_CHECKING:
+    from .model import Sequential
 
 __all__ = ["gradient_flow"]
 
 
-def _recurrent_layer(layer_or_model, x):
+def _recurrent_layer(layer_or_model: Union[RNNBase, Sequential], x: ArrayLike) -> tuple[RNNBase, ArrayLike]:
     """The first recurrent layer and its input (x run through the layers before it)."""
     if isinstance(layer_or_model, RNNBase):
         return layer_or_model, x
@@ -47,7 +54,8 @@ def _recurrent_layer(layer_or_model, x):
     raise ValueError("layer_or_model: the model has no recurrent layer")
 
 
-def gradient_flow(layer_or_model, x, seed=0, dtype=np.float64) -> dict:
+def gradient_flow(layer_or_model: Union[RNNBase, Sequential], x: ArrayLike, seed: Optional[int] = 0,
+                  dtype: DTypeLike = np.float64) -> dict[str, np.ndarray]:
     """{'h': (T,) mean ‖∂L/∂h_t‖ and, for an LSTM, 'c': (T,) mean ‖∂L/∂c_t‖} for a loss on the
     last step (module docstring). x is the layer's input ((T, B, I), or (B, T, I) with
     batch_first); for a Sequential, the model's input, run through the layers before its first
@@ -56,6 +64,7 @@ def gradient_flow(layer_or_model, x, seed=0, dtype=np.float64) -> dict:
     if layer.num_layers != 1 or layer.bidirectional or layer.output_size != layer.hidden_size:
         raise ValueError("layer_or_model: gradient_flow follows one layer in one direction without projection "
                          f"(got num_layers={layer.num_layers}, bidirectional={layer.bidirectional})")
+    cells.require_supported(layer.cell, layer.options, "flow", "gradient_flow")
     dtype = check_float_dtype(dtype)
     x = as_real_array(x, "x", dtype)
     if x.ndim != 3 or x.shape[2] != layer.input_size:
@@ -68,8 +77,8 @@ def gradient_flow(layer_or_model, x, seed=0, dtype=np.float64) -> dict:
     weights = {name[:-len("_l0")]: value.astype(dtype) for name, value in layer.named_parameters().items()}
 
     # Forward, one step at a time, keeping each step's workspace.
-    state = [None] * len(cell.state)  # h (, c), each (B, ·)
-    steps = []
+    state: Sequence[Optional[np.ndarray]] = [None] * len(cell.state)  # h (, c), each (B, ·); None = zeros
+    steps: list[tuple[np.ndarray, Optional[np.ndarray]]] = []
     for t in range(T):
         x_t = x[t:t + 1]
         _, state, ws = cell.forward(x_t, weights, state, layer.options, lengths=None, training=True,
@@ -78,8 +87,10 @@ def gradient_flow(layer_or_model, x, seed=0, dtype=np.float64) -> dict:
 
     # Backward from the loss on the last step, one step at a time: ∂L/∂h_{T−1} = g, the other
     # parts of the state (c) get nothing from the loss.
-    g = np.random.default_rng(seed).standard_normal(state[0].shape[1])
-    dstate = [np.broadcast_to(g / np.linalg.norm(g), state[0].shape).astype(dtype)]
+    h_last = state[0]
+    assert h_last is not None  # the forward ran T >= 1 steps
+    g = np.random.default_rng(seed).standard_normal(h_last.shape[1])
+    dstate = [np.broadcast_to(g / np.linalg.norm(g), h_last.shape).astype(dtype)]
     dstate += [np.zeros_like(part) for part in state[1:]]
     norms = {part: np.zeros(T) for part in cell.state}
     for t in range(T - 1, -1, -1):

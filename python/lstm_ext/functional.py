@@ -19,13 +19,21 @@ team of two threads): every weight and bias argument is then a pair (forward, re
 the initial and final states and every parameter gradient get a leading axis of 2, y and dy are
 (T, B, 2 * H_out) with the forward direction in the first H_out columns (PyTorch's layout), and
 dx is the sum of both directions' parts. ``reverse`` must then be False.
+
+The LSTM variants (see :mod:`lstm_ext.cells` for their equations) are keyword arguments of
+lstm_forward and lstm_backward, all absent by default: ``w_ch`` (3, H) the peephole weights
+(rows i, f, o; a pair when bidirectional), ``keep_h`` (B, H_out) the recurrent dropout mask,
+``zone_c`` (T, B, H) and ``zone_h`` (T, B, H_out) the zoneout weights of the previous state (an
+array of masks, or one number in [0, 1] for every element); with ``bidirectional=True`` the
+masks get a leading axis of 2. A backward takes the forward's variants.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _core
 
@@ -56,44 +64,56 @@ class LstmGrads(NamedTuple):
     db_ih: Optional[np.ndarray]  #: (4H,), None without bias
     db_hh: Optional[np.ndarray]  #: (4H,), None without bias
     dw_hr: Optional[np.ndarray] = None  #: (P, H), None without projection
+    dw_ch: Optional[np.ndarray] = None  #: (3, H), None without peepholes
 
 
-def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, w_hr=None, lengths=None,
-                 reverse=False, training=False, bidirectional=False) -> LstmOutput:
+def lstm_forward(x: ArrayLike, w_ih: ArrayLike, w_hh: ArrayLike, b_ih: Optional[ArrayLike] = None,
+                 b_hh: Optional[ArrayLike] = None, h0: Optional[ArrayLike] = None, c0: Optional[ArrayLike] = None, *,
+                 w_hr: Optional[ArrayLike] = None, w_ch: Optional[ArrayLike] = None, keep_h: Optional[ArrayLike] = None,
+                 zone_c: Optional[Union[ArrayLike, float]] = None, zone_h: Optional[Union[ArrayLike, float]] = None,
+                 lengths: Optional[ArrayLike] = None, reverse: bool = False, training: bool = False,
+                 bidirectional: bool = False) -> LstmOutput:
     """LSTM forward over a whole sequence.
 
     x (T, B, I), w_ih (4H, I), w_hh (4H, H), b_ih and b_hh (4H,), h0 and c0 (B, H); returns y
     (T, B, H_out), h_n (B, H_out) and c_n (B, H) (:class:`LstmOutput`). h0 / c0 None mean zeros;
     b_ih / b_hh None mean no bias; w_hr (P, H), P < H, adds the projection
-    h_t = W_hr (o_t ⊙ tanh c_t), with w_hh (4H, P) and h0 (B, P). With ``training=True`` the result carries the
-    workspace that :func:`lstm_backward` needs; otherwise nothing is kept.
+    h_t = W_hr (o_t ⊙ tanh c_t), with w_hh (4H, P) and h0 (B, P). w_ch, keep_h, zone_c and zone_h
+    are the variants (module docstring). With ``training=True`` the result carries the workspace
+    that :func:`lstm_backward` needs; otherwise nothing is kept.
     """
-    return LstmOutput(*_core.lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr=w_hr, lengths=lengths,
-                                          reverse=bool(reverse), training=bool(training),
-                                          bidirectional=bool(bidirectional)))
+    return LstmOutput(*_core.lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr=w_hr, w_ch=w_ch, keep_h=keep_h,
+                                          zone_c=zone_c, zone_h=zone_h, lengths=lengths, reverse=bool(reverse),
+                                          training=bool(training), bidirectional=bool(bidirectional)))
 
 
-def _require_workspace(workspace, op):
+def _require_workspace(workspace: object, op: str) -> None:
     if workspace is None:
         raise ValueError(f"workspace: expected the workspace of {op}(..., training=True), got None")
 
 
-def lstm_backward(dy, dh_n, dc_n, x, w_ih, w_hh, workspace, *, w_hr=None, lengths=None, reverse=False,
-                  bias=True, bidirectional=False) -> LstmGrads:
+def lstm_backward(dy: Optional[ArrayLike], dh_n: Optional[ArrayLike], dc_n: Optional[ArrayLike], x: ArrayLike,
+                  w_ih: ArrayLike, w_hh: ArrayLike, workspace: Optional[ArrayLike], *, w_hr: Optional[ArrayLike] = None,
+                  w_ch: Optional[ArrayLike] = None, keep_h: Optional[ArrayLike] = None,
+                  zone_c: Optional[Union[ArrayLike, float]] = None, zone_h: Optional[Union[ArrayLike, float]] = None,
+                  lengths: Optional[ArrayLike] = None, reverse: bool = False, bias: bool = True,
+                  bidirectional: bool = False) -> LstmGrads:
     """Backpropagation through time for a training-mode :func:`lstm_forward`.
 
     dy (T, B, H_out), dh_n (B, H_out) and dc_n (B, H) are the gradients of the loss w.r.t. the
-    outputs and the final state, each None for zeros. x, the weights, workspace, lengths and
-    reverse are those of the forward. The workspace keeps what backward needs of the input, so x
+    outputs and the final state, each None for zeros. x, the weights, workspace, the variants,
+    lengths and reverse are those of the forward (dw_ch is returned with peepholes). The workspace keeps what backward needs of the input, so x
     is only checked for its shape: changing it after the forward does not change the gradients.
     With ``bias=False`` the bias gradients are None.
     """
     _require_workspace(workspace, "lstm_forward")
-    return LstmGrads(*_core.lstm_backward(dy, dh_n, dc_n, x, w_ih, w_hh, workspace, w_hr=w_hr, lengths=lengths,
+    return LstmGrads(*_core.lstm_backward(dy, dh_n, dc_n, x, w_ih, w_hh, workspace, w_hr=w_hr, w_ch=w_ch,
+                                          keep_h=keep_h, zone_c=zone_c, zone_h=zone_h, lengths=lengths,
                                           reverse=bool(reverse), bias=bool(bias), bidirectional=bool(bidirectional)))
 
 
-def lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
+def lstm_cell(x: ArrayLike, h: Optional[ArrayLike], c: Optional[ArrayLike], w_ih: ArrayLike, w_hh: ArrayLike,
+              b_ih: Optional[ArrayLike] = None, b_hh: Optional[ArrayLike] = None) -> tuple[np.ndarray, np.ndarray]:
     """One step for streaming inference: x (B, I), h and c (B, H) (None = zeros) -> (h', c')."""
     return _core.lstm_cell(x, h, c, w_ih, w_hh, b_ih, b_hh)
 
@@ -117,8 +137,10 @@ class GruGrads(NamedTuple):
     db_hh: Optional[np.ndarray]  #: (3H,), None without bias
 
 
-def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, lengths=None, reverse=False,
-                training=False, bidirectional=False) -> GruOutput:
+def gru_forward(x: ArrayLike, w_ih: ArrayLike, w_hh: ArrayLike, b_ih: Optional[ArrayLike] = None,
+                b_hh: Optional[ArrayLike] = None, h0: Optional[ArrayLike] = None, *,
+                lengths: Optional[ArrayLike] = None, reverse: bool = False, training: bool = False,
+                bidirectional: bool = False) -> GruOutput:
     """GRU forward over a whole sequence (PyTorch's formulation, gates r, z, n).
 
     x (T, B, I), w_ih (3H, I), w_hh (3H, H), b_ih and b_hh (3H,) (None: no bias), h0 (B, H) (None:
@@ -129,8 +151,9 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, lengths=None, r
                                         training=bool(training), bidirectional=bool(bidirectional)))
 
 
-def gru_backward(dy, dh_n, x, w_ih, w_hh, workspace, *, lengths=None, reverse=False, bias=True,
-                 bidirectional=False) -> GruGrads:
+def gru_backward(dy: Optional[ArrayLike], dh_n: Optional[ArrayLike], x: ArrayLike, w_ih: ArrayLike, w_hh: ArrayLike,
+                 workspace: Optional[ArrayLike], *, lengths: Optional[ArrayLike] = None, reverse: bool = False,
+                 bias: bool = True, bidirectional: bool = False) -> GruGrads:
     """Backpropagation through time for a training-mode :func:`gru_forward`.
 
     dy (T, B, H) and dh_n (B, H) are the gradients of the loss w.r.t. the outputs and the final
@@ -161,8 +184,10 @@ class RnnGrads(NamedTuple):
     db_hh: Optional[np.ndarray]  #: (H,), None without bias
 
 
-def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, nonlinearity="tanh", lengths=None,
-                reverse=False, training=False, bidirectional=False) -> RnnOutput:
+def rnn_forward(x: ArrayLike, w_ih: ArrayLike, w_hh: ArrayLike, b_ih: Optional[ArrayLike] = None,
+                b_hh: Optional[ArrayLike] = None, h0: Optional[ArrayLike] = None, *, nonlinearity: str = "tanh",
+                lengths: Optional[ArrayLike] = None, reverse: bool = False, training: bool = False,
+                bidirectional: bool = False) -> RnnOutput:
     """Vanilla RNN forward: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), act 'tanh' or 'relu'.
 
     x (T, B, I), w_ih (H, I), w_hh (H, H), b_ih and b_hh (H,) (None: no bias), h0 (B, H) (None:
@@ -174,8 +199,9 @@ def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, nonlinearity="t
                                         bidirectional=bool(bidirectional)))
 
 
-def rnn_backward(dy, dh_n, x, w_ih, w_hh, workspace, *, nonlinearity="tanh", lengths=None, reverse=False,
-                 bias=True, bidirectional=False) -> RnnGrads:
+def rnn_backward(dy: Optional[ArrayLike], dh_n: Optional[ArrayLike], x: ArrayLike, w_ih: ArrayLike, w_hh: ArrayLike,
+                 workspace: Optional[ArrayLike], *, nonlinearity: str = "tanh", lengths: Optional[ArrayLike] = None,
+                 reverse: bool = False, bias: bool = True, bidirectional: bool = False) -> RnnGrads:
     """Backpropagation through time for a training-mode :func:`rnn_forward`.
 
     dy (T, B, H) and dh_n (B, H) are the gradients of the loss w.r.t. the outputs and the final

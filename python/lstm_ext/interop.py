@@ -14,7 +14,11 @@ has no recurrent bias.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any, Optional
+
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import cells
 from ._checks import as_real_array, check_shape
@@ -22,11 +26,12 @@ from .layers import GRU, LSTM, RNN, RNNBase
 
 __all__ = ["from_torch", "to_torch", "from_keras"]
 
-_NUMPY_DTYPE = {"torch.float32": np.float32, "torch.float64": np.float64}
-_LAYERS = {layer_class.cell: layer_class for layer_class in (LSTM, GRU, RNN)}  # the layer of each cell kind
+_NUMPY_DTYPE: dict[str, type[np.floating[Any]]] = {"torch.float32": np.float32, "torch.float64": np.float64}
+_LAYERS: dict[cells.CellKind, type[RNNBase]] = {layer_class.cell: layer_class
+                                                 for layer_class in (LSTM, GRU, RNN)}  # the layer of each cell kind
 
 
-def _layer_class(module):
+def _layer_class(module: Any) -> type[RNNBase]:  # module: a torch.nn.Module (torch is optional)
     import torch
 
     for kind, layer_class in _LAYERS.items():
@@ -35,7 +40,7 @@ def _layer_class(module):
     raise TypeError(f"module: expected a torch.nn.LSTM, GRU or RNN, got {type(module).__name__}")
 
 
-def from_torch(module, *, dtype=None, seed=None) -> RNNBase:
+def from_torch(module: Any, *, dtype: DTypeLike = None, seed: Optional[int] = None) -> RNNBase:
     """The lstm_ext layer equal to a torch.nn.LSTM / GRU / RNN: same arguments, weights and mode.
 
     The dtype is the module's (float32 or float64) unless ``dtype`` is given; weights are
@@ -46,7 +51,8 @@ def from_torch(module, *, dtype=None, seed=None) -> RNNBase:
     if dtype is None:
         first = next(iter(parameters.values()))
         dtype = _NUMPY_DTYPE.get(str(first.dtype), np.float32)
-    options = {option.name: getattr(module, option.name) for option in layer_class.cell.options}
+    options = {option.name: getattr(module, option.name) for option in layer_class.cell.options
+               if "torch" in option.supported_by}
     layer = layer_class(module.input_size, module.hidden_size, num_layers=module.num_layers, bias=module.bias,
                         batch_first=module.batch_first, dropout=float(module.dropout),
                         bidirectional=module.bidirectional, dtype=dtype, seed=seed, **options)
@@ -54,7 +60,7 @@ def from_torch(module, *, dtype=None, seed=None) -> RNNBase:
     return layer.train(module.training)
 
 
-def to_torch(layer: RNNBase):
+def to_torch(layer: RNNBase) -> Any:  # a torch.nn.Module
     """The torch.nn module equal to an lstm_ext layer: same arguments, weights, dtype and mode
     (``layer.to_torch()``)."""
     if not isinstance(layer, RNNBase):
@@ -64,7 +70,8 @@ def to_torch(layer: RNNBase):
 
 # -- Keras ----------------------------------------------------------------------------------------
 
-def from_keras(kind, weights, *, reset_after=True, nonlinearity="tanh", batch_first=True, dtype=np.float32):
+def from_keras(kind: str, weights: Sequence[ArrayLike], *, reset_after: bool = True, nonlinearity: str = "tanh",
+               batch_first: bool = True, dtype: DTypeLike = np.float32) -> RNNBase:
     """A one-layer lstm_ext LSTM / GRU / RNN from a Keras layer's weights.
 
     kind: 'lstm', 'gru' or 'simple_rnn'. weights: ``[kernel, recurrent_kernel, bias]`` as
@@ -111,7 +118,7 @@ def from_keras(kind, weights, *, reset_after=True, nonlinearity="tanh", batch_fi
         state.update({"bias_ih_l0": cells.reorder_gates(b_ih, cell.keras_gates),
                       "bias_hh_l0": cells.reorder_gates(b_hh, cell.keras_gates)})
 
-    options = {"nonlinearity": nonlinearity} if cells.NONLINEARITY in cell.options else {}
+    options: dict[str, Any] = {"nonlinearity": nonlinearity} if cells.NONLINEARITY in cell.options else {}
     layer = _LAYERS[cell](I, H, bias=has_bias, batch_first=batch_first, dtype=dtype, **options)
     layer.load_state_dict(state)
     return layer

@@ -9,11 +9,33 @@ later changes to the layer's weights: make a new one after training.
 
 from __future__ import annotations
 
+from typing import Any, Optional, Protocol, Union
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _core, cells
 
 __all__ = ["Stream"]
+
+
+class _Layer(Protocol):
+    """What a stream reads of its lstm_ext.LSTM (a Protocol: layers.py imports this module)."""
+
+    @property
+    def cell(self) -> cells.CellKind: ...
+    @property
+    def options(self) -> dict[str, Any]: ...
+    @property
+    def bidirectional(self) -> bool: ...
+    @property
+    def proj_size(self) -> int: ...
+    @property
+    def num_layers(self) -> int: ...
+    @property
+    def dtype(self) -> np.dtype[Any]: ...
+
+    def state_dict(self) -> dict[str, np.ndarray]: ...
 
 
 class Stream:
@@ -22,19 +44,22 @@ class Stream:
     Build it with ``LSTM.stream(batch_size=1, state=None)``: one direction, no projection.
     """
 
-    def __init__(self, layer, batch_size: int = 1, state=None):
+    def __init__(self, layer: _Layer, batch_size: int = 1,
+                 state: Optional[tuple[ArrayLike, ArrayLike]] = None) -> None:
         if getattr(layer, "cell", None) is not cells.LSTM:
             raise TypeError(f"Stream: expected an lstm_ext.LSTM, got {type(layer).__name__}")
         if layer.bidirectional or layer.proj_size:
             raise ValueError("Stream: a stream runs one direction without projection; got "
                              f"bidirectional={layer.bidirectional}, proj_size={layer.proj_size}")
+        cells.require_supported(layer.cell, layer.options, "stream", "Stream")
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
         params = layer.state_dict()
         layers = [(params[f"weight_ih_l{k}"], params[f"weight_hh_l{k}"], params.get(f"bias_ih_l{k}"),
                    params.get(f"bias_hh_l{k}")) for k in range(layer.num_layers)]
-        core = _core.LstmStream32 if layer.dtype == np.float32 else _core.LstmStream64
-        self._core = core(layers, int(batch_size))
+        core: Union[type[_core.LstmStream32], type[_core.LstmStream64]] = (
+            _core.LstmStream32 if layer.dtype == np.float32 else _core.LstmStream64)
+        self._core: Union[_core.LstmStream32, _core.LstmStream64] = core(layers, int(batch_size))
         self.dtype = layer.dtype
         self.num_layers = layer.num_layers
         if state is not None:
@@ -51,12 +76,12 @@ class Stream:
     __call__ = step
 
     @property
-    def state(self):
+    def state(self) -> tuple[np.ndarray, np.ndarray]:
         """(h, c), each (num_layers, B, hidden_size): copies of the state the next step starts from."""
         return self._core.state()
 
     @state.setter
-    def state(self, value) -> None:
+    def state(self, value: Union[tuple[ArrayLike, ArrayLike], list[ArrayLike], None]) -> None:
         if value is None:
             self._core.set_state(None, None)
             return

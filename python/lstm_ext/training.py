@@ -21,13 +21,17 @@ import functools
 import math
 import os
 import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable, Optional, Protocol, Union, overload
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import checkpoint as ckpt
 from ._checks import as_real_array, check_positive_int
+from ._typing import Arrays, Header, LayerState, PathLike
 from .layers import RNNBase
-from .distributed import make_group
+from .distributed import Group, make_group
 from .losses import LOSSES, counted_elements
 from .nn import Embedding
 from .optim import clip_grad_norm
@@ -35,13 +39,51 @@ from .optim import clip_grad_norm
 __all__ = ["fit", "evaluate", "predict", "FitState"]
 
 
-def _positive_int_or_none(value, name):
+class Model(ckpt.Model, Protocol):
+    """What training uses of a model (lstm_ext.Sequential; a Protocol: model.py imports this module)."""
+
+    @property
+    def dtype(self) -> np.dtype[Any]: ...
+    @property
+    def states(self) -> list[LayerState]: ...
+    @property
+    def grads(self) -> dict[str, np.ndarray]: ...
+    @property
+    def training(self) -> bool: ...
+
+    def forward(self, x: ArrayLike, lengths: Optional[ArrayLike] = None,
+                states: Optional[Sequence[Optional[LayerState]]] = None) -> np.ndarray: ...
+
+    def backward(self, d_output: ArrayLike) -> Optional[np.ndarray]: ...
+
+    def zero_grad(self) -> None: ...
+
+    def train(self, mode: bool = True) -> object: ...
+
+    def eval(self) -> object: ...
+
+    def state_dict(self) -> dict[str, np.ndarray]: ...
+
+
+# Checked data: X, y, lengths (None: every sequence whole).
+Data = tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]
+# One optimizer step on the samples `index` of (X, y, lengths); returns their loss.
+Step = Callable[[np.ndarray, np.ndarray, Optional[np.ndarray], np.ndarray], float]
+
+
+def _positive_int_or_none(value: Optional[int], name: str) -> Optional[int]:
     return None if value is None else check_positive_int(value, name)
 
 
 # -- the pieces of a step --------------------------------------------------------------------------
 
-def read_data(model, X, y, lengths, name="X"):
+@overload
+def read_data(model: Model, X: ArrayLike, y: None, lengths: Optional[ArrayLike],
+              name: str = ...) -> tuple[np.ndarray, None, Optional[np.ndarray]]: ...
+@overload
+def read_data(model: Model, X: ArrayLike, y: ArrayLike, lengths: Optional[ArrayLike], name: str = ...) -> Data: ...
+def read_data(model: Model, X: ArrayLike, y: Optional[ArrayLike], lengths: Optional[ArrayLike],
+              name: str = "X") -> tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
     """(X, y, lengths) checked and converted: X batch-major ((N, T, ·), or (N, T) integer tokens
     for an Embedding), y with N samples (labels for cross-entropy), lengths N integers or None."""
     if isinstance(model.layers[0], Embedding):
@@ -63,7 +105,8 @@ def read_data(model, X, y, lengths, name="X"):
     return X, y, lengths
 
 
-def check_targets(model, X, y, lengths, name="y") -> None:
+def check_targets(model: Model, X: np.ndarray, y: np.ndarray, lengths: Optional[np.ndarray],
+                  name: str = "y") -> None:
     """y's shape against what the model outputs for X (one sample run in inference mode, which
     draws no dropout mask and keeps nothing): the error names the whole array's shape."""
     was_training = model.training
@@ -81,24 +124,27 @@ def check_targets(model, X, y, lengths, name="y") -> None:
         raise ValueError(f"{name}: expected shape {expected} ({what}), got {tuple(y.shape)}")
 
 
-def loss_and_gradient(model, output, target, lengths):
+def loss_and_gradient(model: Model, output: np.ndarray, target: np.ndarray,
+                      lengths: Optional[np.ndarray]) -> tuple[float, np.ndarray]:
     """(loss, gradient w.r.t. the output); a sequence-to-sequence output (B, T, ·) leaves the
     padded steps out."""
     mask = None
     if lengths is not None and output.ndim == 3:
         mask = np.arange(output.shape[1])[None, :] < np.asarray(lengths)[:, None]
+    assert model.loss_name is not None  # compiled
     return LOSSES[model.loss_name](output, target, mask=mask)
 
 
-def optimizer_step(model) -> None:
+def optimizer_step(model: Model) -> None:
     """Clip the gradients (when compiled with clip_grad_norm), update, zero the gradients."""
     if model.clip_norm is not None:
         clip_grad_norm(model.grads, model.clip_norm)
+    assert model.optimizer is not None  # compiled
     model.optimizer.step(model.grads)
     model.zero_grad()
 
 
-def train_batch(model, x_b, y_b, l_b) -> float:
+def train_batch(model: Model, x_b: np.ndarray, y_b: np.ndarray, l_b: Optional[np.ndarray]) -> float:
     """One optimizer step on one batch; returns its loss."""
     out = model.forward(x_b, lengths=l_b)
     loss, d_out = loss_and_gradient(model, out, y_b, l_b)
@@ -107,7 +153,8 @@ def train_batch(model, x_b, y_b, l_b) -> float:
     return loss
 
 
-def _train_global_batch(model, X, y, lengths, index) -> float:
+def _train_global_batch(model: Model, X: np.ndarray, y: np.ndarray, lengths: Optional[np.ndarray],
+                        index: np.ndarray) -> float:
     """One process: one optimizer step on the samples `index`; returns their loss."""
     return train_batch(model, X[index], y[index], None if lengths is None else lengths[index])
 
@@ -117,14 +164,14 @@ class _DistributedStep:
     summed loss's gradients, the loss and the counted elements added over the ranks in one fused
     allreduce, then divided by the count: the gradient of the global batch's mean loss."""
 
-    def __init__(self, model, group):
+    def __init__(self, model: Model, group: Group) -> None:
         self.model, self.group = model, group
         self.grads = list(model.grads.values())  # the arrays themselves, in a fixed order
         sizes = [g.size for g in self.grads]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
         self.buffer = np.zeros(self.offsets[-1] + 2, dtype=model.dtype)  # gradients, loss sum, count
 
-    def __call__(self, X, y, lengths, index) -> float:
+    def __call__(self, X: np.ndarray, y: np.ndarray, lengths: Optional[np.ndarray], index: np.ndarray) -> float:
         model, buffer = self.model, self.buffer
         mine = self.group.shard(index)
         loss_sum, count = 0.0, 0.0
@@ -145,20 +192,23 @@ class _DistributedStep:
         return float(buffer[-2]) / total_count
 
 
-def summed_loss(model, output, target, lengths):
+def summed_loss(model: Model, output: np.ndarray, target: np.ndarray,
+                lengths: Optional[np.ndarray]) -> tuple[float, float, np.ndarray]:
     """(loss summed over the counted elements, their number, gradient of the sum)."""
     mask = None
     if lengths is not None and output.ndim == 3:
         mask = np.arange(output.shape[1])[None, :] < np.asarray(lengths)[:, None]
+    assert model.loss_name is not None  # compiled
     loss = LOSSES[model.loss_name]
     total, grad = loss(output, target, mask=mask, reduction="sum")
     return total, counted_elements(model.loss_name, output, target, mask), grad
 
 
-def _start_together(model, run, group) -> FitState:
+def _start_together(model: Model, run: FitState, group: Group) -> FitState:
     """Every rank starts where rank 0 is (its weights, optimizer state, generators and, after a
     resume, the position of the run), each rank's dropout generators then jumped by its rank."""
-    state = None
+    assert model.optimizer is not None  # compiled (fit checks)
+    state: Optional[dict[str, Any]] = None
     if group.is_root:
         state = {"params": model.state_dict(), "optimizer": model.optimizer.state_dict(),
                  "rng": [layer.rng_state() if isinstance(layer, RNNBase) else None for layer in model.layers],
@@ -171,13 +221,15 @@ def _start_together(model, run, group) -> FitState:
         run = FitState.from_checkpoint({"fit": state["fit"]}, state["fit_arrays"], model)
     for layer, rng in zip(model.layers, state["rng"]):
         if rng is not None:
+            assert isinstance(layer, RNNBase)  # only recurrent layers have generators
             generator = np.random.PCG64()
             generator.state = rng
             layer.set_rng_state(generator.jumped(group.rank).state)
     return run
 
 
-def train_chunk(model, x_b, y_b, steps: slice, carried):
+def train_chunk(model: Model, x_b: np.ndarray, y_b: np.ndarray, steps: slice,
+                carried: Optional[list[LayerState]]) -> tuple[float, list[LayerState]]:
     """Truncated BPTT: one optimizer step on the time steps `steps` of a batch, starting from the
     states `carried` from the chunk before (None at the first). Returns (loss, the final states,
     copied: no gradient crosses into the next chunk)."""
@@ -188,7 +240,7 @@ def train_chunk(model, x_b, y_b, steps: slice, carried):
     return loss, _copy_states(model.states)
 
 
-def _copy_states(states):
+def _copy_states(states: list[LayerState]) -> list[LayerState]:
     return [tuple(part.copy() for part in s) if isinstance(s, tuple) else s.copy() for s in states]
 
 
@@ -197,20 +249,21 @@ def _copy_states(states):
 class FitState:
     """Where a fit is: epoch, batch and chunk, steps, running loss, history, early stopping."""
 
-    def __init__(self, settings):
+    def __init__(self, settings: dict[str, Any]) -> None:
         self.settings = settings
         self.epoch = self.batch = self.chunk = self.steps = 0
         self.loss_sum, self.loss_count = 0.0, 0
-        self.history: list[dict] = []
-        self.best, self.bad_epochs, self.stopped = None, 0, False
-        self.best_params = None
-        self.carried = None  # truncated BPTT: the state carried into the next chunk
+        self.history: list[dict[str, float]] = []
+        self.best: Optional[float] = None
+        self.bad_epochs, self.stopped = 0, False
+        self.best_params: Optional[Arrays] = None
+        self.carried: Optional[list[LayerState]] = None  # truncated BPTT: the state carried into the next chunk
 
-    def add_loss(self, loss, count):
+    def add_loss(self, loss: float, count: int) -> None:
         self.loss_sum += loss * count
         self.loss_count += count
 
-    def header(self) -> dict:
+    def header(self) -> Header:
         """What a checkpoint's header keeps of the run (JSON)."""
         carried = None
         if self.carried is not None:
@@ -220,9 +273,9 @@ class FitState:
                 "history": self.history, "best": self.best, "bad_epochs": self.bad_epochs, "stopped": self.stopped,
                 "has_best": self.best_params is not None, "carried": carried}
 
-    def arrays(self) -> dict:
+    def arrays(self) -> Arrays:
         """What a checkpoint's arrays keep of the run: the best weights, the carried states."""
-        out = {}
+        out: Arrays = {}
         if self.best_params is not None:
             out.update({f"best:{name}": value for name, value in self.best_params.items()})
         for k, state in enumerate(self.carried or []):
@@ -231,7 +284,7 @@ class FitState:
         return out
 
     @classmethod
-    def from_checkpoint(cls, header, arrays, model) -> "FitState":
+    def from_checkpoint(cls, header: Header, arrays: Arrays, model: Model) -> FitState:
         """Where the fit was, from a checkpoint's header and arrays, each field checked (against
         `model` for the best weights and the carried states): ValueError or TypeError otherwise."""
         f = header["fit"]
@@ -258,13 +311,13 @@ class FitState:
         return run
 
 
-def _carried_from_checkpoint(carried, arrays, model) -> list:
+def _carried_from_checkpoint(carried: object, arrays: Arrays, model: Model) -> list[LayerState]:
     """The states carried between chunks, one per recurrent layer: a tuple of its parts when the
     state has several (the header counts them), else one array (the header says 0)."""
     recurrent = [layer for layer in model.layers if isinstance(layer, RNNBase)]
     if not isinstance(carried, list) or len(carried) != len(recurrent):
         raise ValueError(f"fit.carried: expected one state per recurrent layer ({len(recurrent)})")
-    states = []
+    states: list[LayerState] = []
     for k, (parts, layer) in enumerate(zip(carried, recurrent)):
         shapes = layer.state_shapes(B=0)
         if parts != (len(shapes) if len(shapes) > 1 else 0):
@@ -279,9 +332,11 @@ def _carried_from_checkpoint(carried, arrays, model) -> list:
 
 # -- fit ------------------------------------------------------------------------------------------
 
-def fit(model, X, y, *, epochs=1, batch_size=32, lengths=None, validation_data=None, shuffle=True, seed=0,
-        early_stopping=None, tbptt=None, checkpoint=None, checkpoint_every=None, resume=False, verbose=1,
-        distributed=None):
+def fit(model: Model, X: ArrayLike, y: ArrayLike, *, epochs: int = 1, batch_size: int = 32,
+        lengths: Optional[ArrayLike] = None, validation_data: Optional[Sequence[Any]] = None, shuffle: bool = True,
+        seed: int = 0, early_stopping: Optional[int] = None, tbptt: Optional[int] = None,
+        checkpoint: Optional[PathLike] = None, checkpoint_every: Optional[int] = None, resume: bool = False,
+        verbose: int = 1, distributed: Union[bool, Group, None] = None) -> list[dict[str, float]]:
     """Train `model` on (X, y): Sequential.fit's arguments and history (see its docstring).
     distributed: True (or an lstm_ext.distributed.Group) for data-parallel training over MPI,
     batch_size then being the global batch (lstm_ext.distributed)."""
@@ -313,19 +368,19 @@ def fit(model, X, y, *, epochs=1, batch_size=32, lengths=None, validation_data=N
     settings = {"samples": N, "batch_size": batch_size, "shuffle": bool(shuffle), "seed": int(seed),
                 "tbptt": tbptt, "early_stopping": early_stopping}
     run = FitState(settings)
-    if resume and root and os.path.exists(checkpoint):
+    if resume and root and checkpoint is not None and os.path.exists(checkpoint):
         run = _resume(model, checkpoint, settings)
-    step = functools.partial(_train_global_batch, model)
+    step: Step = functools.partial(_train_global_batch, model)
     if group is not None:
         group.share_cpus()
         run = _start_together(model, run, group)
         step = _DistributedStep(model, group)
 
-    def after_step():
+    def after_step() -> None:
         """Count an optimizer step (the position has already moved past it); a checkpoint every
         checkpoint_every steps."""
         run.steps += 1
-        if root and checkpoint_every is not None and run.steps % checkpoint_every == 0:
+        if root and checkpoint is not None and checkpoint_every is not None and run.steps % checkpoint_every == 0:
             ckpt.write_model(checkpoint, model, run)
 
     model.train()
@@ -357,7 +412,8 @@ def fit(model, X, y, *, epochs=1, batch_size=32, lengths=None, validation_data=N
     return model.history
 
 
-def _train_chunks(model, run, x_b, y_b, tbptt, after_step) -> None:
+def _train_chunks(model: Model, run: FitState, x_b: np.ndarray, y_b: np.ndarray, tbptt: int,
+                  after_step: Callable[[], None]) -> None:
     """The batch's chunks of tbptt steps from run.chunk on, one optimizer step each; the position
     (chunk, then batch) moves past each chunk before after_step() may write a checkpoint."""
     chunks = math.ceil(x_b.shape[1] / tbptt)
@@ -375,9 +431,10 @@ def _train_chunks(model, run, x_b, y_b, tbptt, after_step) -> None:
             return
 
 
-def _end_epoch(model, run, validation, early_stopping, verbose, bar, group=None) -> None:
+def _end_epoch(model: Model, run: FitState, validation: Optional[Data], early_stopping: Optional[int],
+               verbose: int, bar: Any, group: Optional[Group] = None) -> None:  # bar: a tqdm bar or None
     """The epoch's record in the history (loss, val_loss), early stopping, the report."""
-    record = {"epoch": run.epoch + 1, "loss": run.loss_sum / max(run.loss_count, 1)}
+    record: dict[str, float] = {"epoch": run.epoch + 1, "loss": run.loss_sum / max(run.loss_count, 1)}
     if validation is not None:
         record["val_loss"] = evaluate(model, *validation, group=group)
         model.train()
@@ -399,17 +456,19 @@ def _end_epoch(model, run, validation, early_stopping, verbose, bar, group=None)
     run.batch, run.loss_sum, run.loss_count = 0, 0.0, 0
 
 
-def _read_validation(model, validation_data):
+def _read_validation(model: Model, validation_data: Optional[Sequence[Any]]) -> Optional[Data]:
     if validation_data is None:
         return None
     if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
         raise TypeError("validation_data: expected (X_val, y_val) or (X_val, y_val, lengths_val)")
+    X_val: ArrayLike = validation_data[0]
+    y_val: ArrayLike = validation_data[1]
     if len(validation_data) == 2:
-        return read_data(model, *validation_data, None, name="X_val")
-    return read_data(model, *validation_data, name="X_val")
+        return read_data(model, X_val, y_val, None, name="X_val")
+    return read_data(model, X_val, y_val, validation_data[2], name="X_val")
 
 
-def _resume(model, path, settings) -> FitState:
+def _resume(model: Model, path: PathLike, settings: dict[str, Any]) -> FitState:
     """Where the fit stopped, from the checkpoint at `path`, and the model (weights, optimizer,
     generators) as it was then; refused unless it was written by a fit of this model with these
     settings."""
@@ -417,7 +476,7 @@ def _resume(model, path, settings) -> FitState:
     if not isinstance(header.get("fit"), dict):
         raise ckpt.CheckpointError(f"{path}: a saved model, not a training checkpoint: nothing to resume")
     expected = ckpt.layer_specs(model)
-    if header.get("model") != expected:
+    if ckpt.with_defaults(header.get("model") or []) != ckpt.with_defaults(expected):
         raise ckpt.CheckpointError(f"{path}: written for another model ({header.get('model')}), not this one "
                                    f"({expected})")
     ckpt.check_parameters(path, header, arrays)
@@ -433,7 +492,7 @@ def _resume(model, path, settings) -> FitState:
     return run
 
 
-def _progress_bar(verbose, total, done):
+def _progress_bar(verbose: int, total: int, done: int) -> Any:  # a tqdm bar or None
     """A tqdm bar on stderr when verbose == 1, tqdm is installed and stderr is a terminal."""
     if verbose != 1 or not sys.stderr.isatty():
         return None
@@ -446,7 +505,8 @@ def _progress_bar(verbose, total, done):
 
 # -- evaluate and predict -------------------------------------------------------------------------
 
-def evaluate(model, X, y, lengths=None, batch_size=256, group=None) -> float:
+def evaluate(model: Model, X: ArrayLike, y: ArrayLike, lengths: Optional[ArrayLike] = None,
+             batch_size: int = 256, group: Optional[Group] = None) -> float:
     """The loss on (X, y) in inference mode: the mean over batches, weighted by their sizes.
     With a distributed Group each rank evaluates its contiguous share of the samples and the
     sums are added over the ranks."""
@@ -472,7 +532,7 @@ def evaluate(model, X, y, lengths=None, batch_size=256, group=None) -> float:
     return total / len(X)
 
 
-def predict(model, X, lengths=None, batch_size=256) -> np.ndarray:
+def predict(model: Model, X: ArrayLike, lengths: Optional[ArrayLike] = None, batch_size: int = 256) -> np.ndarray:
     """The model's outputs for X (N, T, features) or (N, T) tokens, lengths (N,) or None, in
     inference mode, batch by batch: (N, outputs), or (N, T, outputs) for sequence to sequence."""
     X, _, lengths = read_data(model, X, None, lengths)
@@ -483,4 +543,5 @@ def predict(model, X, lengths=None, batch_size=256) -> np.ndarray:
                              lengths=None if lengths is None else lengths[start:start + batch_size])
                for start in range(0, len(X), batch_size)]
     model.train(was_training)
-    return np.concatenate(outputs)
+    y: np.ndarray = np.concatenate(outputs)
+    return y

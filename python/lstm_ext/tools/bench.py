@@ -26,7 +26,9 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Optional
+from collections.abc import Mapping, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
@@ -34,7 +36,11 @@ from lstm_ext import _core, cells
 from lstm_ext._io import write_text_atomic
 
 from .measure import BLOCK, GAP_SECONDS, Config, load_torch, measure, paired_ratio, runners, time_call
+from . import variants
 from .paths import writable_file_problem
+
+if TYPE_CHECKING:
+    from .grid import GridResult
 
 __all__ = ["Config", "CONFIGS", "main", "run"]
 
@@ -60,7 +66,7 @@ CONFIGS = [
 
 # -- arithmetic ----------------------------------------------------------------------------------
 
-def _layer_shapes(cfg: Config):
+def _layer_shapes(cfg: Config) -> list[tuple[int, int]]:
     """(input size, directions) of every layer."""
     D = 2 if cfg.bidirectional else 1
     H_out = cfg.proj_size or cfg.H
@@ -138,14 +144,14 @@ def _caches() -> str:
     return ", ".join(f"{level} {size}" for level, size in sorted(sizes.items()))
 
 
-def gemm_peak(dtype: str, threads: int, torch=None) -> float:
+def gemm_peak(dtype: str, threads: int, torch: Optional[ModuleType] = None) -> float:
     """FLOP/s of the best square matrix product on this machine at `threads` threads: torch's
     (MKL) when installed, NumPy's otherwise (its BLAS uses its own thread count)."""
     best = 0.0
     rng = np.random.default_rng(0)
     for n in (1024, 2048):  # the best of two sizes and of many trials: a peak, not a typical rate
         a, b = rng.standard_normal((n, n)).astype(dtype), rng.standard_normal((n, n)).astype(dtype)
-        candidates = [lambda: a @ b]
+        candidates: list[Callable[[], object]] = [lambda: a @ b]
         if torch is not None:
             ta, tb = torch.from_numpy(a), torch.from_numpy(b)
             candidates.append(lambda: torch.mm(ta, tb))
@@ -160,8 +166,8 @@ def gemm_peak(dtype: str, threads: int, torch=None) -> float:
     return best
 
 
-def machine_info(threads: int, torch=None) -> dict:
-    info = {
+def machine_info(threads: int, torch: Optional[ModuleType] = None) -> dict[str, Any]:
+    info: dict[str, Any] = {
         "date": datetime.date.today().isoformat(),
         "cpu": _cpu_model(),
         "cpus": os.cpu_count(),
@@ -197,19 +203,22 @@ def step_peak_memory(cfg: Config, library: str, threads: int) -> Optional[float]
                           library, str(threads)], capture_output=True, text=True, env=env, timeout=600)
     if out.returncode != 0:
         return None
-    return json.loads(out.stdout.strip().splitlines()[-1])["peak_kib"] / 1024.0
+    peak_kib: float = json.loads(out.stdout.strip().splitlines()[-1])["peak_kib"]
+    return peak_kib / 1024.0
 
 
 # -- kernel levels and builds, side by side in alternating processes ----------------------------------
 
-def time_in_processes(variants: dict, configs, rounds: int, calls: int, threads: int, log=print) -> dict:
+def time_in_processes(variants: Mapping[str, tuple[Sequence[str], Mapping[str, str]]], configs: Sequence[Config],
+                      rounds: int, calls: int, threads: int,
+                      log: Callable[[str], None] = print) -> dict[str, list[dict[str, float]]]:
     """lstm_ext alone, once per variant, in processes that alternate: per round one process per
     variant (in alternating order), each timing every configuration (`calls` calls, the median).
     A variant is (python command, extra environment): another kernel level (LSTM_EXT_KERNELS) or
     another build (the Python of another environment). Returns {variant: [{label: seconds}, ...]},
     one entry per round, so that ratios can be taken within a round."""
     spec = json.dumps([dataclasses.asdict(c) for c in configs])
-    samples = {name: [] for name in variants}
+    samples: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
     names = list(variants)
     for r in range(rounds):
         for name in (names if r % 2 == 0 else names[::-1]):
@@ -227,11 +236,12 @@ def time_in_processes(variants: dict, configs, rounds: int, calls: int, threads:
 @dataclasses.dataclass
 class LevelResult:
     config: Config
-    seconds: dict   # level -> median seconds per call over the rounds
-    ratios: dict    # (level a, level b) -> median over rounds of a's time / b's time
+    seconds: dict[str, float]               # level -> median seconds per call over the rounds
+    ratios: dict[tuple[str, str], float]    # (level a, level b) -> median over rounds of a's time / b's time
 
 
-def compare_levels(configs, rounds: int, calls: int, threads: int, log=print) -> list[LevelResult]:
+def compare_levels(configs: Sequence[Config], rounds: int, calls: int, threads: int,
+                   log: Callable[[str], None] = print) -> list[LevelResult]:
     """Every kernel level this CPU can run, side by side (time_in_processes)."""
     info = _core.build_info()
     cpu = set(info["cpu_features"])
@@ -241,7 +251,7 @@ def compare_levels(configs, rounds: int, calls: int, threads: int, log=print) ->
     log(f"kernel levels {', '.join(levels)}: lstm_ext alone in alternating processes, {rounds} rounds")
     samples = time_in_processes({level: ([sys.executable], {"LSTM_EXT_KERNELS": level}) for level in levels},
                                 configs, rounds, calls, threads, log)
-    results = []
+    results: list[LevelResult] = []
     for cfg in configs:
         seconds = {level: statistics.median(s[cfg.label] for s in samples[level]) for level in levels}
         ratios = {(a, b): statistics.median(sa[cfg.label] / sb[cfg.label] for sa, sb in zip(samples[a], samples[b]))
@@ -267,10 +277,10 @@ _BUSY = "while True: pass"
 @dataclasses.dataclass
 class ContentionResult:
     scenario: str
-    steps_per_second: dict  # library -> median over rounds of the trainers' steps/s, summed
+    steps_per_second: dict[str, float]  # library -> median over rounds of the trainers' steps/s, summed
 
 
-def _contend(library: str, trainers: int, busy: int, seconds: float, env: dict) -> float:
+def _contend(library: str, trainers: int, busy: int, seconds: float, env: Mapping[str, str]) -> float:
     """Steps per second of `trainers` processes of `library` together, next to `busy` spinning ones."""
     spinners = [subprocess.Popen([sys.executable, "-c", _BUSY]) for _ in range(busy)]
     children = [subprocess.Popen([sys.executable, "-m", "lstm_ext.tools.probes", "contention", library, str(seconds)],
@@ -278,9 +288,11 @@ def _contend(library: str, trainers: int, busy: int, seconds: float, env: dict) 
                 for _ in range(trainers)]
     try:
         for child in children:
+            assert child.stdout is not None  # (PIPE)
             if child.stdout.readline().strip() != "ready":
                 raise RuntimeError(f"a {library} training process failed to start")
         for child in children:  # go, all at once
+            assert child.stdin is not None  # (PIPE)
             child.stdin.write("go\n")
             child.stdin.flush()
         total = 0.0
@@ -297,14 +309,14 @@ def _contend(library: str, trainers: int, busy: int, seconds: float, env: dict) 
                 process.wait()
 
 
-def contention(rounds: int, seconds: float, log=print) -> list[ContentionResult]:
+def contention(rounds: int, seconds: float, log: Callable[[str], None] = print) -> list[ContentionResult]:
     """Training steps per second of lstm_ext and torch (when installed), each at its default thread
     count and unpinned, alone, next to a busy process, and as two processes at once; libraries and
     scenarios alternate over the rounds, and each figure is the median over the rounds."""
     libraries = ["lstm_ext"] + (["torch"] if load_torch() is not None else [])
     env = {k: v for k, v in os.environ.items() if k not in ("LSTM_EXT_NUM_THREADS", "OMP_NUM_THREADS")}
     env["LSTM_EXT_PIN_THREADS"] = "0"
-    samples = {(s, lib): [] for s in CONTENTION_SCENARIOS for lib in libraries}
+    samples: dict[tuple[str, str], list[float]] = {(s, lib): [] for s in CONTENTION_SCENARIOS for lib in libraries}
     log(f"a shared machine: {CONTENTION_CONFIG.label}, default threads, unpinned, {rounds} rounds "
         f"of {seconds:g} s")
     for r in range(rounds):
@@ -312,7 +324,7 @@ def contention(rounds: int, seconds: float, log=print) -> list[ContentionResult]
             for lib in (libraries if r % 2 == 0 else libraries[::-1]):
                 samples[(scenario, lib)].append(_contend(lib, trainers, busy, seconds, env))
         log(f"  round {r + 1} of {rounds} done")
-    results = []
+    results: list[ContentionResult] = []
     for scenario in CONTENTION_SCENARIOS:
         result = ContentionResult(scenario, {lib: statistics.median(samples[(scenario, lib)]) for lib in libraries})
         results.append(result)
@@ -356,10 +368,10 @@ def _contention_section(results: list[ContentionResult]) -> list[str]:
 @dataclasses.dataclass
 class Result:
     config: Config
-    seconds: dict            # library -> median seconds per call
+    seconds: dict[str, float]  # library -> median seconds per call
     roofline: float          # seconds
     bound: str               # "compute" or "memory (<working set>)"
-    peak_memory: dict        # library -> MiB, training only
+    peak_memory: dict[str, Optional[float]]  # library -> MiB (None: not measured), training only
     rounds: int = 0          # timed rounds
     paired_speedup: Optional[float] = None  # median over rounds of torch's time / lstm_ext's
     memory_seconds: float = 0.0  # the weights streamed once per step at the measured bandwidth
@@ -378,8 +390,9 @@ class Result:
         return self.seconds["torch"] / self.seconds["lstm_ext"]
 
 
-def run(configs=CONFIGS, repeats=15, warmup=3, threads=None, with_reference=True, with_memory=True,
-        log=print) -> tuple[dict, list[Result]]:
+def run(configs: Sequence[Config] = CONFIGS, repeats: int = 15, warmup: int = 3, threads: Optional[int] = None,
+        with_reference: bool = True, with_memory: bool = True,
+        log: Callable[[str], None] = print) -> tuple[dict[str, Any], list[Result]]:
     """Time every configuration; returns (machine info, results)."""
     torch = load_torch()
     threads = threads or _core.get_num_threads()
@@ -387,8 +400,8 @@ def run(configs=CONFIGS, repeats=15, warmup=3, threads=None, with_reference=True
     if torch is not None:
         torch.set_num_threads(threads)
     machine = machine_info(threads, torch)
-    peaks = {}
-    results = []
+    peaks: dict[str, float] = {}
+    results: list[Result] = []
     for cfg in configs:
         if cfg.dtype not in peaks:
             peaks[cfg.dtype] = gemm_peak(cfg.dtype, threads, torch)
@@ -400,7 +413,7 @@ def run(configs=CONFIGS, repeats=15, warmup=3, threads=None, with_reference=True
         samples = measure(timed, repeats, warmup)
         rounds = len(samples["lstm_ext"])
         seconds = {name: statistics.median(values) for name, values in samples.items()}
-        ratios = {}
+        ratios: dict[str, float] = {}
         if "torch" in samples:
             ratios["torch"] = paired_ratio(samples)
         if with_reference:
@@ -408,7 +421,7 @@ def run(configs=CONFIGS, repeats=15, warmup=3, threads=None, with_reference=True
 
         total_bytes, working_set = streamed_bytes(cfg)
         bandwidth = _core.read_bandwidth(int(working_set), threads, max(2, int(2e8 // working_set)), 5)
-        memory_use = {}
+        memory_use: dict[str, Optional[float]] = {}
         if with_memory and cfg.kind == "training":
             for name in timed:
                 memory_use[name] = step_peak_memory(cfg, name, threads)
@@ -458,7 +471,7 @@ def _ms(seconds: float, cfg: Config) -> str:
 
 # -- the report ----------------------------------------------------------------------------------
 
-def _machine_line(machine: dict) -> str:
+def _machine_line(machine: dict[str, Any]) -> str:
     return (f"Run on {machine['date']}: {machine['cpu']}, {machine['cpus']} CPUs ({machine['isa']}; caches "
             f"{machine['caches']}), {machine['threads']} threads for every library. Python {machine['python']}, "
             f"NumPy {machine['numpy']}, torch {machine['torch'] or 'not installed'}, lstm_ext {machine['lstm_ext']} "
@@ -466,8 +479,9 @@ def _machine_line(machine: dict) -> str:
             f"{', '.join(machine['build']['kernel_levels'])}{'; a native build' if machine['build']['native'] else ''}).")
 
 
-def render(machine: dict, results: list[Result], repeats: int, levels: Optional[list] = None,
-           shared: Optional[list] = None, grid_results: Optional[list] = None) -> str:
+def render(machine: dict[str, Any], results: list[Result], repeats: int, levels: Optional[list[LevelResult]] = None,
+           shared: Optional[list[ContentionResult]] = None, grid_results: Optional[list[GridResult]] = None,
+           variant_results: Optional[list[variants.VariantResult]] = None) -> str:
     has_torch = any("torch" in r.seconds for r in results)
     lines = ["# lstm_ext benchmarks", ""]
     lines += [
@@ -492,10 +506,10 @@ def render(machine: dict, results: list[Result], repeats: int, levels: Optional[
         "within one run are.",
         "",
     ]
-    header = ["configuration (T, B, H)", "lstm_ext", "torch" if has_torch else None, "NumPy reference",
-              "speedup vs torch" if has_torch else None, "lstm_ext GFLOP/s", "torch GFLOP/s" if has_torch else None,
-              "% of roofline", "bound", "step memory MiB (lstm_ext / torch)"]
-    header = [h for h in header if h is not None]
+    columns = ["configuration (T, B, H)", "lstm_ext", "torch" if has_torch else None, "NumPy reference",
+               "speedup vs torch" if has_torch else None, "lstm_ext GFLOP/s", "torch GFLOP/s" if has_torch else None,
+               "% of roofline", "bound", "step memory MiB (lstm_ext / torch)"]
+    header = [h for h in columns if h is not None]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join("---" for _ in header) + "|")
     for r in results:
@@ -527,6 +541,8 @@ def render(machine: dict, results: list[Result], repeats: int, levels: Optional[
         from . import grid
 
         lines += ["", "## The grid: sizes users meet", ""] + grid.grid_section(grid_results)
+    if variant_results:
+        lines += ["", "## The LSTM variants", ""] + variants.variants_section(variant_results)
     return "\n".join(lines) + "\n"
 
 
@@ -560,7 +576,7 @@ def _levels_section(levels: list[LevelResult]) -> list[str]:
 
 def _reading(results: list[Result]) -> list[str]:
     """Sentences about this run's numbers, computed from them."""
-    out = []
+    out: list[str] = []
     compared = [r for r in results if "torch" in r.seconds]
     if compared:
         ratios = [(r.speedup(), r) for r in compared]
@@ -588,8 +604,8 @@ def _reading(results: list[Result]) -> list[str]:
         if max(compute) > 1.0:
             out.append("- Above 100 %: lstm_ext's own products ran faster than the library matrix product "
                        "that defines the peak here, so that peak understates what this machine can do.")
-    mems = [(r.peak_memory.get("lstm_ext"), r.peak_memory.get("torch"), r) for r in results if r.peak_memory]
-    mems = [(a, b, r) for a, b, r in mems if a is not None and b is not None]
+    measured = [(r.peak_memory.get("lstm_ext"), r.peak_memory.get("torch"), r) for r in results if r.peak_memory]
+    mems = [(a, b, r) for a, b, r in measured if a is not None and b is not None]
     if mems:
         lower = sum(1 for a, b, _ in mems if a <= b)
         out.append(f"- A training step raises the resident set by less than or as much as torch's on {lower} of "
@@ -597,24 +613,24 @@ def _reading(results: list[Result]) -> list[str]:
     return out
 
 
-def _aims(results: list[Result], machine: dict) -> list[str]:
+def _aims(results: list[Result], machine: dict[str, Any]) -> list[str]:
     """Each aim of the performance issue, met or not in this run; a missed one says by how much and
     what bounds it: the ceiling is the speedup over torch that lstm_ext would have at its roofline."""
     compared = [r for r in results if "torch" in r.seconds]
     if not compared:
         return []
 
-    def speedup(r):
+    def speedup(r: Result) -> float:
         return r.speedup()
 
-    def verdict(r, aim):
+    def verdict(r: Result, aim: float) -> str:
         ceiling = r.seconds["torch"] / r.roofline
         if speedup(r) >= aim:
             return f"met, {speedup(r):.2f}×"
         return (f"missed: {speedup(r):.2f}× ({speedup(r) / aim:.0%} of the aim); bound: {r.bound}, where even "
                 f"lstm_ext at its roofline would be {ceiling:.2f}× torch")
 
-    lines = []
+    lines: list[str] = []
     must = [r for r in compared if speedup(r) < 1.0]
     lines.append("- Must, at least as fast as torch everywhere: " + (
         "met on every configuration." if not must else
@@ -649,8 +665,8 @@ def _aims(results: list[Result], machine: dict) -> list[str]:
                          f"working set takes {bound:.1f} µs on this machine, plus the Python call.")
             lines.append(f"- Aim (issue 13) a stream step within 2× the time to read the weights once: "
                          f"{per_step / bound:.2f}× ({'met' if per_step <= 2 * bound else 'missed'}).")
-    mems = [(r.peak_memory.get("lstm_ext"), r.peak_memory.get("torch"), r) for r in results if r.peak_memory]
-    mems = [(a, b, r) for a, b, r in mems if a is not None and b is not None]
+    measured = [(r.peak_memory.get("lstm_ext"), r.peak_memory.get("torch"), r) for r in results if r.peak_memory]
+    mems = [(a, b, r) for a, b, r in measured if a is not None and b is not None]
     if mems:
         over = [(a, b, r) for a, b, r in mems if a > b]
         lines.append("- Aim training step memory <= torch's: " + (
@@ -662,7 +678,7 @@ def _aims(results: list[Result], machine: dict) -> list[str]:
 
 # -- command line ----------------------------------------------------------------------------------
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lstm_ext bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="a smoke check: 2 rounds, no reference, no memory probe (CI)")
@@ -675,6 +691,9 @@ def main(argv=None) -> int:
     parser.add_argument("--grid", action="store_true",
                         help="run the grid alone: batch 1-256 by hidden 32-1024 and slices across input size, cell, "
                         "dtype and length, side by side with torch (lstm_ext.tools.grid); with --quick a small slice")
+    parser.add_argument("--variants", action="store_true",
+                        help="run the LSTM variants alone: each variant's training step against the plain cell and "
+                        "against a torch.jit-scripted loop (lstm_ext.tools.variants); with --quick one small size")
     parser.add_argument("--gap-ms", type=float, default=GAP_SECONDS * 1e3,
                         help=f"pause after each timed call in the grid, in ms (default {GAP_SECONDS * 1e3:.0f}; 0: "
                         "back to back, each library right after the other's threads)")
@@ -695,9 +714,24 @@ def main(argv=None) -> int:
             parser.error("the grid compares with torch: pip install torch==2.13.0 (CPU)")
         threads = args.threads or _core.get_num_threads()
         machine = machine_info(threads, load_torch())
-        results = grid.run_grid(grid.grid_configs(quick=args.quick), threads=threads, gap=args.gap_ms / 1e3)
+        grid_rows = grid.run_grid(grid.grid_configs(quick=args.quick), threads=threads, gap=args.gap_ms / 1e3)
         report = "\n".join(["# lstm_ext benchmarks: the grid", "", _machine_line(machine), "",
-                             *grid.grid_section(results, gap=args.gap_ms / 1e3)]) + "\n"
+                             *grid.grid_section(grid_rows, gap=args.gap_ms / 1e3)]) + "\n"
+        if args.out:
+            write_text_atomic(args.out, report)
+            print(f"wrote {args.out}")
+        return 0
+    if args.variants:
+        threads = args.threads or _core.get_num_threads()
+        _core.set_num_threads(threads)
+        torch = load_torch()
+        if torch is not None:
+            torch.set_num_threads(threads)
+        machine = machine_info(threads, torch)
+        variant_rows = variants.run_variants(sizes=[(20, 8, 64)] if args.quick else variants.SIZES,
+                                             repeats=2 if args.quick else 7, warmup=1 if args.quick else 2)
+        report = "\n".join(["# lstm_ext benchmarks: the LSTM variants", "", _machine_line(machine), "",
+                             *variants.variants_section(variant_rows)]) + "\n"
         if args.out:
             write_text_atomic(args.out, report)
             print(f"wrote {args.out}")
@@ -705,9 +739,9 @@ def main(argv=None) -> int:
     if args.only == "shared":  # the shared-machine section alone
         threads = args.threads or _core.get_num_threads()
         machine = machine_info(threads, load_torch())
-        shared = contention(rounds=1 if args.quick else 5, seconds=0.5 if args.quick else 4.0)
+        shared_rows = contention(rounds=1 if args.quick else 5, seconds=0.5 if args.quick else 4.0)
         report = "\n".join(["# lstm_ext benchmarks: a shared machine", "", _machine_line(machine), "",
-                             *_contention_section(shared)]) + "\n"
+                             *_contention_section(shared_rows)]) + "\n"
         if args.out:
             write_text_atomic(args.out, report)
             print(f"wrote {args.out}")
@@ -726,7 +760,11 @@ def main(argv=None) -> int:
 
         grid_results = grid.run_grid(grid.grid_configs(quick=args.quick), threads=machine["threads"],
                                      gap=args.gap_ms / 1e3)
-    report = render(machine, results, repeats, levels, shared, grid_results)
+    variant_results = None
+    if args.only is None:
+        variant_results = variants.run_variants(sizes=[(20, 8, 64)] if args.quick else variants.SIZES,
+                                                repeats=2 if args.quick else 7, warmup=1 if args.quick else 2)
+    report = render(machine, results, repeats, levels, shared, grid_results, variant_results)
     if args.out:
         write_text_atomic(args.out, report)
         print(f"wrote {args.out}")

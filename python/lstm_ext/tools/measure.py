@@ -12,12 +12,13 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
-from typing import Callable
+from types import ModuleType
+from typing import Any, Callable, Optional
 
 import numpy as np
 
 from lstm_ext import cells, reference
-from lstm_ext.layers import GRU, LSTM, RNN
+from lstm_ext.layers import GRU, LSTM, RNN, RNNBase
 
 __all__ = ["BLOCK", "GAP_SECONDS", "Config", "load_torch", "inputs", "runners", "time_call", "measure",
            "paired_ratio"]
@@ -83,91 +84,94 @@ class Config:
         return self.cell_kind.num_gates
 
 
-def load_torch():
+def load_torch() -> Optional[ModuleType]:
     """The torch module, or None when it is not installed."""
     try:
         import torch
     except ImportError:
         return None
-    return torch
+    module: ModuleType = torch  # (torch is not type-checked here: Any)
+    return module
 
 
 # -- the runners ---------------------------------------------------------------------------------
 
-def inputs(cfg: Config, width: int, seed=0):
+def inputs(cfg: Config, width: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((cfg.T, cfg.B, cfg.input_size)).astype(cfg.dtype)
     dy = rng.standard_normal((cfg.T, cfg.B, width)).astype(cfg.dtype)
     return x, dy
 
 
-_LAYERS = {layer_class.cell: layer_class for layer_class in (LSTM, GRU, RNN)}
+_LAYERS: dict[cells.CellKind, type[RNNBase]] = {layer_class.cell: layer_class for layer_class in (LSTM, GRU, RNN)}
 
 
-def _layer(cfg: Config):
-    kwargs = dict(num_layers=cfg.num_layers, bidirectional=cfg.bidirectional, dtype=np.dtype(cfg.dtype), seed=0)
+def _layer(cfg: Config) -> RNNBase:
+    kwargs: dict[str, Any] = dict(num_layers=cfg.num_layers, bidirectional=cfg.bidirectional,
+                                  dtype=np.dtype(cfg.dtype), seed=0)
     if cfg.proj_size:
         kwargs["proj_size"] = cfg.proj_size
     return _LAYERS[cfg.cell_kind](cfg.input_size, cfg.H, **kwargs)
 
 
-def runners(cfg: Config, torch=None) -> dict[str, Callable[[], object]]:
+def runners(cfg: Config, torch: Optional[ModuleType] = None) -> dict[str, Callable[[], object]]:
     """One zero-argument call per library: 'lstm_ext', 'torch' (when installed), 'reference'."""
     layer = _layer(cfg)
     width = layer.num_directions * layer.output_size
     x, dy = inputs(cfg, width)
-    calls = {}
+    calls: dict[str, Callable[[], object]] = {}
 
     if cfg.kind == "streaming":
         w = layer.state_dict()
         w_ih, w_hh, b_ih, b_hh = (w[f"{n}_l0"] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
 
+        assert isinstance(layer, LSTM)  # a streaming configuration's cell is the LSTM
         stream = layer.eval().stream(batch_size=cfg.B)
 
-        def ours():
+        def ours_streaming() -> None:
             stream.reset()
             for t in range(cfg.T):
                 stream.step(x[t])
 
-        calls["lstm_ext"] = ours
+        calls["lstm_ext"] = ours_streaming
         if torch is not None:
             cell = torch.nn.LSTMCell(cfg.H, cfg.H, dtype=getattr(torch, cfg.dtype))
             cell.load_state_dict({k.replace("_l0", ""): torch.from_numpy(v) for k, v in w.items()})
             xt = torch.from_numpy(x)
 
-            def theirs():
+            def theirs_streaming() -> None:
                 with torch.inference_mode():
                     state = None
                     for t in range(cfg.T):
                         state = cell(xt[t], state)
 
-            calls["torch"] = theirs
+            calls["torch"] = theirs_streaming
 
-        def textbook():
-            h = np.zeros((cfg.B, cfg.H), cfg.dtype)
-            c = np.zeros((cfg.B, cfg.H), cfg.dtype)
+        def textbook_streaming() -> None:
+            h: np.ndarray = np.zeros((cfg.B, cfg.H), cfg.dtype)
+            c: np.ndarray = np.zeros((cfg.B, cfg.H), cfg.dtype)
             for t in range(cfg.T):
                 h, c, _ = reference.lstm_cell(x[t], h, c, w_ih, w_hh, b_ih, b_hh)
 
-        calls["reference"] = textbook
+        calls["reference"] = textbook_streaming
         return calls
 
     training = cfg.kind == "training"
     layer.train(training)
 
-    def ours():
+    def ours() -> None:
         layer(x)
         if training:
             layer.backward(dy)
 
     calls["lstm_ext"] = ours
-    ours.layer = layer  # for the memory probe
+    ours.layer = layer  # type: ignore[attr-defined]  # for the memory probe (a function attribute)
     if torch is not None:
         module = layer.to_torch()
         xt = torch.from_numpy(x.copy()).requires_grad_(training)
         dyt = torch.from_numpy(dy)
 
-        def theirs():
+        def theirs() -> None:
             if training:
                 y, _ = module(xt)
                 y.backward(dyt)
@@ -181,7 +185,7 @@ def runners(cfg: Config, torch=None) -> dict[str, Callable[[], object]]:
     simple = cfg.num_layers == 1 and not cfg.bidirectional
     kind, no_state = layer.cell, [None] * len(layer.cell.state)
 
-    def textbook():
+    def textbook() -> None:
         if simple:  # the single-layer reference, all sequences at once
             weights = {name[:-len("_l0")]: value for name, value in params.items()}
             *_, cache = kind.reference_forward(x, weights, no_state, layer.options)
