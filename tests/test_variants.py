@@ -162,9 +162,11 @@ def test_a_variant_that_is_off_is_the_plain_cell_bit_for_bit(options, training):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_neutral_masks_give_the_plain_cell_exactly(dtype):
+def test_neutral_masks_give_the_plain_cell(dtype):
     # Zero peepholes, a recurrent dropout mask of ones and zoneout masks of zeros: the plain cell's
-    # outputs, states and gradients, bit for bit, through every variant's code path.
+    # outputs and states bit for bit, and its gradients to rounding, through every variant's code
+    # path. (Not bit for bit: the compiler fuses multiplies and adds differently in the variants'
+    # instantiation, e.g. 0 · dc_t + dc̃ ⊙ f; a variant switched off runs the plain code itself.)
     rng = np.random.default_rng(3)
     T, B, I, H = 6, 4, 3, 20
     x, h0, c0 = rng.standard_normal((T, B, I)), rng.standard_normal((B, H)), rng.standard_normal((B, H))
@@ -180,8 +182,9 @@ def test_neutral_masks_give_the_plain_cell_exactly(dtype):
     g = F.lstm_backward(dy, None, None, x, w_ih, w_hh, out.workspace, lengths=lengths, **neutral)
     for name in ("y", "h_n", "c_n"):
         np.testing.assert_array_equal(getattr(out, name), getattr(plain, name), err_msg=name)
-    for name in ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih"):
-        np.testing.assert_array_equal(getattr(g, name), getattr(plain_g, name), err_msg=name)
+    errors = {name: relative_error(getattr(g, name), getattr(plain_g, name))
+              for name in ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih")}
+    assert max(errors.values()) <= 8 * np.finfo(dtype).eps, {name: f"{e:.1e}" for name, e in errors.items()}
 
 
 def test_zoneout_masks_of_ones_keep_the_state():
@@ -288,7 +291,7 @@ def test_recurrent_dropout_streams_as_the_plain_cell():
 
 def test_cell_options_are_described_in_one_place():
     names = [option.name for option in cells.LSTM.options]
-    assert names == ["proj_size", "peephole", "zoneout", "recurrent_dropout"]
+    assert names == ["proj_size", "peephole", "layer_norm", "zoneout", "recurrent_dropout"]
     assert cells.GRU.draw_masks(None, {}, 1, 1, 1, 1, np.float32, True) == {}
 
 

@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <stdexcept>
 #include <string>
@@ -68,13 +69,19 @@ ZoneoutArg<Scalar> read_zoneout(py::handle obj, const std::string& name, const s
 // (3, H) (a pair when bidirectional), the recurrent dropout mask keep_h (B, H_out) and the
 // zoneout weights zone_c (T, B, H), zone_h (T, B, H_out) (each with a leading axis of 2 when
 // bidirectional).
+// Layer normalization's gains and biases, in this order (each a pair when bidirectional).
+constexpr std::array<const char*, 6> kLayerNormNames = {"ln_ih_weight", "ln_ih_bias", "ln_hh_weight",
+                                                        "ln_hh_bias", "ln_c_weight", "ln_c_bias"};
+
 template <typename Scalar>
 struct LstmVariantArgs {
   std::vector<std::optional<CArray<Scalar>>> w_ch;  // per direction
   std::optional<CArray<Scalar>> keep_h;
   ZoneoutArg<Scalar> zone_c, zone_h;
+  std::vector<std::array<std::optional<CArray<Scalar>>, 6>> ln;  // per direction: kLayerNormNames
 
   bool zoneout_c() const { return zone_c.rows.has_value() || zone_c.value != 0; }
+  bool layer_norm() const { return ln[0][0].has_value(); }
   // The variants of direction k.
   LstmVariants<Scalar> direction(int k, const LstmDims& d) const {
     const Index B = d.B, H = d.H, H_out = d.H_out(), T = d.T;
@@ -85,12 +92,19 @@ struct LstmVariantArgs {
     v.zone_h = zone_h.rows ? zone_h.rows->data() + k * T * B * H_out : nullptr;
     v.zone_c_value = zone_c.value;
     v.zone_h_value = zone_h.value;
+    v.ln_ih_weight = data_or_null(ln[k][0]);
+    v.ln_ih_bias = data_or_null(ln[k][1]);
+    v.ln_hh_weight = data_or_null(ln[k][2]);
+    v.ln_hh_bias = data_or_null(ln[k][3]);
+    v.ln_c_weight = data_or_null(ln[k][4]);
+    v.ln_c_bias = data_or_null(ln[k][5]);
     return v;
   }
 };
 template <typename Scalar>
 LstmVariantArgs<Scalar> read_lstm_variants(const Directions& dirs, const LstmDims& d, py::handle w_ch_obj,
-                                           py::handle keep_h_obj, py::handle zone_c_obj, py::handle zone_h_obj) {
+                                           py::handle keep_h_obj, py::handle zone_c_obj, py::handle zone_h_obj,
+                                           const std::array<py::handle, 6>& ln_objs) {
   const Index T = d.T, B = d.B, H = d.H, H_out = d.H_out();
   const std::string h_out = d.P > 0 ? "P" : "H";
   LstmVariantArgs<Scalar> v;
@@ -103,6 +117,20 @@ LstmVariantArgs<Scalar> read_lstm_variants(const Directions& dirs, const LstmDim
   v.keep_h = read_optional<Scalar>(keep_h_obj, "keep_h", dirs.shape({B, H_out}), dirs.legend("(B, " + h_out + ")"));
   v.zone_c = read_zoneout<Scalar>(zone_c_obj, "zone_c", dirs.shape({T, B, H}), dirs.legend("(T, B, H)"));
   v.zone_h = read_zoneout<Scalar>(zone_h_obj, "zone_h", dirs.shape({T, B, H_out}), dirs.legend("(T, B, " + h_out + ")"));
+  // Layer normalization: all six arrays in every direction, or none.
+  for (int k = 0; k < dirs.count; ++k) {
+    std::array<std::optional<CArray<Scalar>>, 6> direction;
+    for (std::size_t n = 0; n < kLayerNormNames.size(); ++n) {
+      const bool cell = n >= 4;  // ln_c_*: (H,), the others (4H,)
+      direction[n] = read_optional<Scalar>(dirs.item(ln_objs[n], k, kLayerNormNames[n]), kLayerNormNames[n],
+                                           {cell ? H : d.G()}, cell ? "(H,)" : "(4H,)");
+      if (direction[n].has_value() != direction[0].has_value()) {
+        throw py::value_error(std::string(kLayerNormNames[n]) + ": expected all six layer normalization arrays " +
+                              "(ln_ih_weight, ln_ih_bias, ln_hh_weight, ln_hh_bias, ln_c_weight, ln_c_bias) or none");
+      }
+    }
+    v.ln.push_back(std::move(direction));
+  }
   return v;
 }
 
@@ -135,7 +163,9 @@ std::vector<LstmWeights<Scalar>> read_lstm_direction_weights(const Directions& d
 py::tuple lstm_forward(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_obj, py::handle b_ih_obj,
                        py::handle b_hh_obj, py::handle h0_obj, py::handle c0_obj, py::handle w_hr_obj,
                        py::handle w_ch_obj, py::handle keep_h_obj, py::handle zone_c_obj, py::handle zone_h_obj,
-                       py::handle lengths_obj, bool reverse, bool training, bool bidirectional) {
+                       py::handle ln_ih_weight, py::handle ln_ih_bias, py::handle ln_hh_weight, py::handle ln_hh_bias,
+                       py::handle ln_c_weight, py::handle ln_c_bias, py::handle lengths_obj, bool reverse,
+                       bool training, bool bidirectional) {
   return dispatch_dtype(w_ih_obj, bidirectional, [&](auto scalar) {
     using Scalar = decltype(scalar);
     const Directions dirs = read_directions(bidirectional, reverse);
@@ -152,8 +182,11 @@ py::tuple lstm_forward(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_ob
         read_optional<Scalar>(h0_obj, "h0", dirs.shape({B, H_out}), dirs.legend(d.P > 0 ? "(B, P)" : "(B, H)"));
     const auto c0 = read_optional<Scalar>(c0_obj, "c0", dirs.shape({B, H}), dirs.legend("(B, H)"));
     const auto lengths = read_lengths(lengths_obj, d.T, B);
-    const auto variants = read_lstm_variants<Scalar>(dirs, d, w_ch_obj, keep_h_obj, zone_c_obj, zone_h_obj);
+    const auto variants = read_lstm_variants<Scalar>(
+        dirs, d, w_ch_obj, keep_h_obj, zone_c_obj, zone_h_obj,
+        {ln_ih_weight, ln_ih_bias, ln_hh_weight, ln_hh_bias, ln_c_weight, ln_c_bias});
     d.zoneout_c = variants.zoneout_c();
+    d.layer_norm = variants.layer_norm();
 
     // Outputs y, h_n, c_n, the workspaces and the core's scratch of every direction.
     const Index ws_size = lstm_workspace_size(d, kernel.lanes);
@@ -189,7 +222,9 @@ py::tuple lstm_forward(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_ob
 py::tuple lstm_backward(py::handle dy_obj, py::handle dh_n_obj, py::handle dc_n_obj, py::handle x_obj,
                         py::handle w_ih_obj, py::handle w_hh_obj, py::handle ws_obj, py::handle w_hr_obj,
                         py::handle w_ch_obj, py::handle keep_h_obj, py::handle zone_c_obj, py::handle zone_h_obj,
-                        py::handle lengths_obj, bool reverse, bool bias, bool bidirectional) {
+                        py::handle ln_ih_weight, py::handle ln_ih_bias, py::handle ln_hh_weight,
+                        py::handle ln_hh_bias, py::handle ln_c_weight, py::handle ln_c_bias, py::handle lengths_obj,
+                        bool reverse, bool bias, bool bidirectional) {
   return dispatch_dtype(w_ih_obj, bidirectional, [&](auto scalar) {
     using Scalar = decltype(scalar);
     const Directions dirs = read_directions(bidirectional, reverse);
@@ -199,8 +234,11 @@ py::tuple lstm_backward(py::handle dy_obj, py::handle dh_n_obj, py::handle dc_n_
     LstmDims d = lstm_dims(T, B_x, lw[0]);
     const Index B = d.B, H = d.H, H_out = d.H_out(), G = d.G(), I = d.I, P = d.P;
     d.y_stride = D * H_out;
-    const auto variants = read_lstm_variants<Scalar>(dirs, d, w_ch_obj, keep_h_obj, zone_c_obj, zone_h_obj);
+    const auto variants = read_lstm_variants<Scalar>(
+        dirs, d, w_ch_obj, keep_h_obj, zone_c_obj, zone_h_obj,
+        {ln_ih_weight, ln_ih_bias, ln_hh_weight, ln_hh_bias, ln_c_weight, ln_c_bias});
     d.zoneout_c = variants.zoneout_c();
+    d.layer_norm = variants.layer_norm();
     const Kernels<Scalar>& kernel = kernels<Scalar>();
     const Index ws_size = lstm_workspace_size(d, kernel.lanes);
     const auto ws = read_workspace<Scalar>(ws_obj, dirs.shape({ws_size}), sizes_str(d));
@@ -225,6 +263,10 @@ py::tuple lstm_backward(py::handle dy_obj, py::handle dh_n_obj, py::handle dc_n_
     std::optional<CArray<Scalar>> dw_hr, dw_ch, db_ih, db_hh;  // (P, H); (3, H); (4H) each, per direction
     if (P > 0) dw_hr.emplace(new_array<Scalar>(dirs.shape({P, H})));
     if (variants.w_ch[0]) dw_ch.emplace(new_array<Scalar>(dirs.shape({3, H})));
+    std::array<std::optional<CArray<Scalar>>, 6> dln;  // kLayerNormNames' gradients, per direction
+    if (d.layer_norm) {
+      for (std::size_t n = 0; n < dln.size(); ++n) dln[n].emplace(new_array<Scalar>(dirs.shape({n >= 4 ? H : G})));
+    }
     if (bias) {
       db_ih.emplace(new_array<Scalar>(dirs.shape({G})));
       db_hh.emplace(new_array<Scalar>(dirs.shape({G})));
@@ -238,13 +280,19 @@ py::tuple lstm_backward(py::handle dy_obj, py::handle dh_n_obj, py::handle dc_n_
     const Scalar *dy_data = data_or_null(dy), *dh_n_data = data_or_null(dh_n), *dc_n_data = data_or_null(dc_n);
     Scalar *dh0_data = dh0.mutable_data(), *dc0_data = dc0.mutable_data();
     Scalar *dw_ih_data = dw_ih.mutable_data(), *dw_hh_data = dw_hh.mutable_data();
+    // The layer normalization's gradients of direction k.
+    auto dln_of = [&](int k) {
+      if (!d.layer_norm) return LstmLayerNormGrads<Scalar>{};
+      auto at = [&](std::size_t n) { return dln[n]->mutable_data() + k * (n >= 4 ? H : G); };
+      return LstmLayerNormGrads<Scalar>{at(0), at(1), at(2), at(3), at(4), at(5)};
+    };
     without_gil([&] {
       // direction k: its columns of dy, its rows of the states, its gradients
       run_directions(D, d.recurrent_weight_bytes<Scalar>(), [&](int k) {
         kernel.lstm.backward(dx_parts[k], dh0_data + k * B * H_out, dc0_data + k * B * H, dw_ih_data + k * G * I,
                              dw_hh_data + k * G * H_out, dw_hr_data ? dw_hr_data + k * P * H : nullptr,
                              dw_ch_data ? dw_ch_data + k * 3 * H : nullptr,
-                             db_ih_data ? db_ih_data + k * G : nullptr, dy_data ? dy_data + k * H_out : nullptr,
+                             db_ih_data ? db_ih_data + k * G : nullptr, dln_of(k), dy_data ? dy_data + k * H_out : nullptr,
                              dh_n_data ? dh_n_data + k * B * H_out : nullptr,
                              dc_n_data ? dc_n_data + k * B * H : nullptr, ws.data() + k * ws_size,
                              lw[k].w.w_ih.data(), lw[k].w.w_hh.data(), data_or_null(lw[k].w_hr),
@@ -255,7 +303,8 @@ py::tuple lstm_backward(py::handle dy_obj, py::handle dh_n_obj, py::handle dc_n_
       if (bias) std::copy_n(db_ih_data, D * G, db_hh_data);
     });
     return py::make_tuple(dx, dh0, dc0, dw_ih, dw_hh, or_none(db_ih), or_none(db_hh), or_none(dw_hr),
-                          or_none(dw_ch));
+                          or_none(dw_ch), or_none(dln[0]), or_none(dln[1]), or_none(dln[2]), or_none(dln[3]),
+                          or_none(dln[4]), or_none(dln[5]));
   });
 }
 
@@ -434,18 +483,23 @@ void bind_lstm(py::module_& m) {
   m.def("lstm_forward", &lstm_forward, py::arg("x"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih") = py::none(),
         py::arg("b_hh") = py::none(), py::arg("h0") = py::none(), py::arg("c0") = py::none(), py::kw_only(),
         py::arg("w_hr") = py::none(), py::arg("w_ch") = py::none(), py::arg("keep_h") = py::none(),
-        py::arg("zone_c") = py::none(), py::arg("zone_h") = py::none(), py::arg("lengths") = py::none(),
+        py::arg("zone_c") = py::none(), py::arg("zone_h") = py::none(), py::arg("ln_ih_weight") = py::none(),
+        py::arg("ln_ih_bias") = py::none(), py::arg("ln_hh_weight") = py::none(), py::arg("ln_hh_bias") = py::none(),
+        py::arg("ln_c_weight") = py::none(), py::arg("ln_c_bias") = py::none(), py::arg("lengths") = py::none(),
         py::arg("reverse") = false, py::arg("training") = false, py::arg("bidirectional") = false,
         "LSTM forward over a sequence: x (T, B, I) -> (y (T, B, H_out), h_n (B, H_out), c_n (B, H), workspace or "
         "None); bidirectional: weights in pairs, y (T, B, 2 * H_out), states (2, B, ·).");
   m.def("lstm_backward", &lstm_backward, py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("x"),
         py::arg("w_ih"), py::arg("w_hh"), py::arg("workspace"), py::kw_only(), py::arg("w_hr") = py::none(),
         py::arg("w_ch") = py::none(), py::arg("keep_h") = py::none(), py::arg("zone_c") = py::none(),
-        py::arg("zone_h") = py::none(), py::arg("lengths") = py::none(), py::arg("reverse") = false,
+        py::arg("zone_h") = py::none(), py::arg("ln_ih_weight") = py::none(), py::arg("ln_ih_bias") = py::none(),
+        py::arg("ln_hh_weight") = py::none(), py::arg("ln_hh_bias") = py::none(), py::arg("ln_c_weight") = py::none(),
+        py::arg("ln_c_bias") = py::none(), py::arg("lengths") = py::none(), py::arg("reverse") = false,
         py::arg("bias") = true,
         py::arg("bidirectional") = false,
         "LSTM backward through time -> (dx, dh0, dc0, dw_ih, dw_hh, db_ih or None, db_hh or None, dw_hr or None, "
-        "dw_ch or None); "
+        "dw_ch or None, dln_ih_weight, dln_ih_bias, dln_hh_weight, dln_hh_bias, dln_c_weight, dln_c_bias (each None "
+        "without layer normalization)); "
         "bidirectional: a leading axis of 2 on every gradient but dx.");
   m.def("lstm_cell", &lstm_cell, py::arg("x"), py::arg("h"), py::arg("c"), py::arg("w_ih"), py::arg("w_hh"),
         py::arg("b_ih") = py::none(), py::arg("b_hh") = py::none(),

@@ -22,6 +22,7 @@
 #include "rnn/gru.hpp"
 
 #include "rnn/kernels.hpp"
+#include "rnn/layer_norm.hpp"
 #include "rnn/products.hpp"
 
 #include <vector>
@@ -33,7 +34,8 @@ namespace {
 // The workspace's blocks (above); Pointer is Scalar* for the forward, const Scalar* for the backward.
 template <typename Scalar, typename Pointer>
 struct GruWorkspace {
-  Pointer gates = nullptr, hn = nullptr, h_prev = nullptr, x = nullptr;
+  Pointer gates = nullptr, hn = nullptr, h_prev = nullptr, x = nullptr, ln_ih_hat = nullptr, ln_hh_hat = nullptr,
+          ln_rstd = nullptr;
   GruWorkspace(Pointer ws, const GruDims& d) {
     if (ws == nullptr) return;  // inference: nothing kept
     const Index TB = d.T * d.B;
@@ -41,6 +43,11 @@ struct GruWorkspace {
     hn = gates + TB * d.G();
     h_prev = hn + TB * d.H;
     x = h_prev + packed_size<Scalar>(d.H, TB);
+    if (d.layer_norm) {
+      ln_ih_hat = x + packed_size<Scalar>(d.I, TB);
+      ln_hh_hat = ln_ih_hat + TB * d.G();
+      ln_rstd = ln_hh_hat + TB * d.G();  // (T, B, 2): r of LN_ih, LN_hh
+    }
   }
 };
 
@@ -138,10 +145,11 @@ void gru_pointwise_backward(Scalar* dgx, Scalar* dgh, Scalar* dh, const Scalar* 
 template <typename Scalar>
 void gru_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scalar* h0,
                  const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
-                 const GruDims& d, const SequenceOptions& seq) {
+                 const GruLayerNorm<Scalar>& ln, const GruDims& d, const SequenceOptions& seq) {
   const Index T = d.T, B = d.B, I = d.I, H = d.H, G = d.G(), TB = d.T * d.B, ld_y = d.ld_y();
   constexpr Index L = kPacket<Scalar>, granule = kUnitGranule<Scalar>;
   const bool training = ws != nullptr;
+  const bool layer_norm = ln.on();
 
   const GruWorkspace<Scalar, Scalar*> kept(ws, d);  // training only (see gru.hpp)
 
@@ -153,6 +161,7 @@ void gru_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
 
   Buffer<Scalar> scratch_gx(training ? 0 : TB * G);  // (T, B, G) inference: the input projections
   Buffer<Scalar> h_steps(2 * B * H);                 // (2, B, H) h_{t-1} and h_t, by parity of the step
+  Buffer<Scalar> rec_rows(layer_norm ? B * G : 0);   // (B, G) a step's recurrent products, every unit (LN_hh)
   Scalar* gx = training ? kept.gates : scratch_gx.data();  // (T, B, G)
   const ColumnTasks<Scalar> input_tasks(G, members);     // gx = X · W_ihᵀ by columns
   // Split by units, per member: its rows of W_hh (three gate blocks of its units) and their
@@ -180,8 +189,18 @@ void gru_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
     const Columns unit_cols{H, u0, nu}, y_cols{ld_y, u0, nu}, gate_cols{G, u0, nu};
 
     // 1. Input projection of all steps at once (b_hh belongs to the recurrent part: reset gate).
-    input_projection(team, input_tasks, mine.packed_task.data(), gx, x, w_ih, b_ih, static_cast<const Scalar*>(nullptr),
-                     TB, I, G);
+    //    With layer normalization: X · W_ihᵀ, then LN_ih of every row, b_ih added after it.
+    input_projection(team, input_tasks, mine.packed_task.data(), gx, x, w_ih, layer_norm ? nullptr : b_ih,
+                     static_cast<const Scalar*>(nullptr), TB, I, G);
+    if (layer_norm) {
+      constexpr Index kRows = 64;
+      team.barrier();  // every column of the projections
+      team.tasks((TB + kRows - 1) / kRows, [&](Index i) {
+        const Index r0 = i * kRows, rows = std::min(kRows, TB - r0);
+        layer_norm_rows(gx + r0 * G, rows, G, ln.ih_weight, ln.ih_bias, b_ih, static_cast<const Scalar*>(nullptr),
+                        training ? kept.ln_ih_hat + r0 * G : nullptr, training ? kept.ln_rstd + r0 * 2 : nullptr, 2);
+      });
+    }
     if (training) pack_columns_in_tasks(team, kept.x, x, TB, I);  // X packed for dW_ih
     if (by_rows) {
       team.tasks(3, [&](Index q) {
@@ -204,6 +223,32 @@ void gru_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
       if (s + 1 < T) prefetch_rows(gx + (seq.time_at(s + 1, T) * B + b0) * G, gate_cols, nb, 3, H);  // the next gx
       panel_product(mine.product.data(), ld_rec, ld_rec, rows_of(h_prev, H), packed_hh, 3 * unit_panels, H, nb);
       if (training) store_packed_rows(kept.h_prev, TB, t * B + b0, h_prev, unit_cols, nb);
+      if (layer_norm) {
+        // rec ← γ_hh ⊙ LN(rec) + β_hh, over whole rows: its units go to rec_rows, and once every
+        // member's are there, each member normalizes its units of each of its rows.
+        for (Index b = 0; b < nb; ++b) {
+          for (Index q = 0; q < 3; ++q) {
+            std::copy_n(mine.product.data() + b * ld_rec + q * rec_gate_stride, nu,
+                        rec_rows.data() + (b0 + b) * G + q * H + u0);
+          }
+        }
+        if (!by_rows) team.barrier();  // the step's products complete
+        for (Index b = 0; b < nb; ++b) {
+          const Scalar* row = rec_rows.data() + (b0 + b) * G;
+          const RowStats<Scalar> stats = row_stats(row, G);
+          Scalar* kept_hat = training ? kept.ln_hh_hat + (t * B + b0 + b) * G : nullptr;
+          if (training) kept.ln_rstd[(t * B + b0 + b) * 2 + 1] = stats.rstd;
+          for (Index q = 0; q < 3; ++q) {
+            Scalar* product = mine.product.data() + b * ld_rec + q * rec_gate_stride;
+            for (Index j = 0; j < nu; ++j) {
+              const Index col = q * H + u0 + j;
+              const Scalar normalized = (row[col] - stats.mean) * stats.rstd;
+              if (kept_hat != nullptr) kept_hat[col] = normalized;
+              product[j] = ln.hh_weight[col] * normalized + ln.hh_bias[col];
+            }
+          }
+        }
+      }
       Scalar* hn_t = training ? kept.hn + (t * B + b0) * H : nullptr;
       gru_pointwise_forward(gx + (t * B + b0) * G, hn_t, h_next, mine.product.data(), ld_rec, rec_gate_stride, b_hh,
                             h_prev, seq_rows, t, nb, H, u0, nu);
@@ -220,10 +265,12 @@ void gru_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
 // ---------------------------------------------------------------------------------------------
 template <typename Scalar>
 void gru_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar* db_ih, Scalar* db_hh,
-                  const Scalar* dy, const Scalar* dh_n, const Scalar* ws, const Scalar* w_ih, const Scalar* w_hh,
-                  const GruDims& d, const SequenceOptions& seq) {
+                  const GruLayerNormGrads<Scalar>& dln, const Scalar* dy, const Scalar* dh_n, const Scalar* ws,
+                  const Scalar* w_ih, const Scalar* w_hh, const GruLayerNorm<Scalar>& ln, const GruDims& d,
+                  const SequenceOptions& seq) {
   const Index T = d.T, B = d.B, I = d.I, H = d.H, G = d.G(), TB = d.T * d.B, ld_y = d.ld_y();
   constexpr Index L = kPacket<Scalar>, granule = kUnitGranule<Scalar>;
+  const bool layer_norm = ln.on();
 
   const GruWorkspace<Scalar, const Scalar*> kept(ws, d);  // the forward's workspace (see gru.hpp)
 
@@ -233,6 +280,10 @@ void gru_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar*
   Buffer<Scalar> scratch_dgx(TB * G);             // (T, B, G) gradient of the input pre-activations
   Buffer<Scalar> scratch_dgh(TB * G);             // (T, B, G) gradient of the recurrent pre-activations
   Buffer<Scalar> dh_state(B * H);                 // (B, H) dh arriving from the next step, by member units
+  // With layer normalization: (T, B, G) the gradients of the recurrent and the input products
+  // (through LN_hh and LN_ih).
+  Buffer<Scalar> scratch_da_hh(layer_norm ? TB * G : 0);
+  Buffer<Scalar> scratch_da_ih(layer_norm ? TB * G : 0);
   const ColumnTasks<Scalar> dx_tasks(I, members);  // dX = dGx · W_ih by columns
   // Per member: its columns of W_hh (its units) and their product (B, panels * L).
   auto scratch = member_scratch<Scalar>(members, H, granule, G * L, B * L, dx_tasks.scratch_size(G),
@@ -270,8 +321,17 @@ void gru_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar*
         zero_past_length(dgh_t, Columns{G, q * H + u0, nu}, seq, t, B);
       }
       team.barrier();  // dGh_t complete
+      // What dh_{t-1} comes from: dGh_t, or with layer normalization dA_t = LN_hh's backward of it.
+      const Scalar* d_recurrent = dgh_t;
+      if (layer_norm) {
+        Scalar* da_hh_t = scratch_da_hh.data() + t * B * G;  // (B, G)
+        layer_norm_backward_rows(da_hh_t, dgh_t, ln.hh_weight, kept.ln_hh_hat + t * B * G,
+                                 kept.ln_rstd + t * B * 2 + 1, 2, B, G, 3, H, u0, nu);
+        team.barrier();  // dA_t complete
+        d_recurrent = da_hh_t;
+      }
       // Its units of dh_{t-1} = dh_t ⊙ z + dGh_t · W_hh.
-      panel_product(mine.product.data(), unit_panels * L, unit_panels * L, rows_of<Scalar>(dgh_t, G),
+      panel_product(mine.product.data(), unit_panels * L, unit_panels * L, rows_of<Scalar>(d_recurrent, G),
                     mine.packed.data(), unit_panels, G, B);
       add_rows(Rows::Active, dh_state.data(), unit_cols, mine.product.data(), product_cols, seq, t, B);
     }
@@ -279,8 +339,36 @@ void gru_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar*
     // Every dGx_t and dGh_t is complete: the last step wrote them before its barrier.
 
     // 2. Gradients of the inputs and weights over all steps (products.hpp).
-    input_and_weight_gradients(team, dx_tasks, mine.packed_task.data(), mine.strip.data(), dx, dw_ih, dw_hh, db_ih,
-                               db_hh, scratch_dgx.data(), scratch_dgh.data(), kept.x, kept.h_prev, w_ih, TB, I, G, H);
+    if (!layer_norm) {
+      input_and_weight_gradients(team, dx_tasks, mine.packed_task.data(), mine.strip.data(), dx, dw_ih, dw_hh, db_ih,
+                                 db_hh, scratch_dgx.data(), scratch_dgh.data(), kept.x, kept.h_prev, w_ih, TB, I, G,
+                                 H);
+    } else {
+      // gx = LN_ih(X W_ihᵀ) + b_ih, gh = LN_hh(H W_hhᵀ) + b_hh: dA_ih of every row (LN_ih's
+      // backward of dGx) by blocks of rows, the products from dA_ih and dA_hh, and the gains' and
+      // biases' gradients as column sums: dγ = Σ dG ⊙ v̂, dβ = db = Σ dG.
+      constexpr Index kRows = 64;
+      team.tasks((TB + kRows - 1) / kRows, [&](Index i) {
+        const Index r0 = i * kRows, rows = std::min(kRows, TB - r0);
+        layer_norm_backward_rows(scratch_da_ih.data() + r0 * G, scratch_dgx.data() + r0 * G, ln.ih_weight,
+                                 kept.ln_ih_hat + r0 * G, kept.ln_rstd + r0 * 2, 2, rows, G, 1, 0, 0, G);
+      });
+      team.barrier();  // dA_ih complete
+      input_and_weight_gradients(team, dx_tasks, mine.packed_task.data(), mine.strip.data(), dx, dw_ih, dw_hh,
+                                 static_cast<Scalar*>(nullptr), static_cast<Scalar*>(nullptr), scratch_da_ih.data(),
+                                 scratch_da_hh.data(), kept.x, kept.h_prev, w_ih, TB, I, G, H);
+      const OutputBlocks blocks{1, G};
+      team.tasks(blocks.count(), [&](Index i) {
+        const Columns cols{G, blocks[i].c0, blocks[i].nc};
+        for (Scalar* sums : {dln.ih_weight, dln.hh_weight}) std::fill_n(sums + cols.col0, cols.width, Scalar(0));
+        add_column_products(dln.ih_weight, scratch_dgx.data(), kept.ln_ih_hat, TB, cols);
+        add_column_products(dln.hh_weight, scratch_dgh.data(), kept.ln_hh_hat, TB, cols);
+        column_sums(dln.ih_bias, scratch_dgx.data(), TB, cols);
+        column_sums(dln.hh_bias, scratch_dgh.data(), TB, cols);
+        if (db_ih != nullptr) std::copy_n(dln.ih_bias + cols.col0, cols.width, db_ih + cols.col0);
+        if (db_hh != nullptr) std::copy_n(dln.hh_bias + cols.col0, cols.width, db_hh + cols.col0);
+      });
+    }
   });
 }
 

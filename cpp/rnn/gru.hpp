@@ -9,6 +9,11 @@
 //   n_t = tanh(W_in x_t + b_in + r_t ⊙ (W_hn h_{t-1} + b_hn))
 //   h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_{t-1}
 //
+// With layer normalization (Ba, Kiros, Hinton; layer_norm.hpp) of the input and the recurrent
+// parts of the pre-activations, each over all 3H, the biases added after it:
+//   gx = LN_ih(W_ih x_t) + b_ih,   gh = LN_hh(W_hh h_{t-1}) + b_hh,   then r, z, n from gx and gh
+//   as above (n = tanh(gx_n + r ⊙ gh_n)).
+//
 // SequenceOptions (types.hpp) give the direction and the valid length of each sequence.
 // Argument order: outputs first, then inputs, then weights, then sizes.
 #pragma once
@@ -27,13 +32,34 @@ using GruDims = CellDims<3>;
 //   h_prev packed (H columns over T*B rows, panel.hpp): h_{t-1}, the hidden state entering each
 //                      step, for the gates' gradients and dW_hh
 //   x      packed (I columns over T*B rows): the input, for dW_ih
+//   ln_ih_hat, ln_hh_hat (T, B, 3H), ln_rstd (T, B, 2): with layer normalization only, the
+//                      normalized values of LN_ih and LN_hh and their rows' r (layer_norm.hpp)
 // Sizes in elements, for packets of `lanes` values (as lstm.hpp).
 template <typename Count = Index>
 Count gru_workspace_size(const GruDims& d, Index lanes) {
   const Count TB = Count(d.T) * d.B;
   const Index rows = d.T * d.B;
-  return TB * (d.G() + d.H) + packed_elements<Count>(d.H, rows, lanes) + packed_elements<Count>(d.I, rows, lanes);
+  return TB * (d.G() + d.H) + packed_elements<Count>(d.H, rows, lanes) + packed_elements<Count>(d.I, rows, lanes) +
+         (d.layer_norm ? TB * (2 * d.G() + 2) : Count(0));
 }
+
+// Layer normalization's gains γ and biases β (3H each), all four or none (nullptr: none).
+template <typename Scalar>
+struct GruLayerNorm {
+  const Scalar* ih_weight = nullptr;
+  const Scalar* ih_bias = nullptr;
+  const Scalar* hh_weight = nullptr;
+  const Scalar* hh_bias = nullptr;
+  bool on() const { return ih_weight != nullptr; }
+};
+// Their gradients (out, written; 3H each), nullptr without layer normalization.
+template <typename Scalar>
+struct GruLayerNormGrads {
+  Scalar* ih_weight = nullptr;
+  Scalar* ih_bias = nullptr;
+  Scalar* hh_weight = nullptr;
+  Scalar* hh_bias = nullptr;
+};
 
 // Scratch memory the forward and the backward allocate for themselves (before any time loop),
 // at most, for a team of up to `members` threads.
@@ -41,14 +67,14 @@ template <typename Count = Index>
 Count gru_forward_scratch_size(const GruDims& d, bool training, int members, Index lanes) {
   const Count padding = Count(members) * lanes;
   return Count(3) * (d.H + padding) * (Count(d.H) + d.B) + Count(2) * d.B * d.H + (d.G() + 6 * padding) * d.I +
-         (training ? Count(0) : Count(d.T) * d.B * d.G());
+         (training ? Count(0) : Count(d.T) * d.B * d.G()) + (d.layer_norm ? Count(d.B) * d.G() : Count(0));
 }
 template <typename Count = Index>
 Count gru_backward_scratch_size(const GruDims& d, int members, Index lanes) {
   const Count padding = Count(members) * lanes;
   const Count gradients = Count(96) * members * d.T * d.B;  // a strip of 96 rows of dG per member
   return (d.H + padding) * (Count(d.G()) + d.B) + Count(2) * d.T * d.B * d.G() + Count(d.B) * d.H +
-         (d.I + 6 * padding) * d.G() + gradients;
+         (d.I + 6 * padding) * d.G() + gradients + (d.layer_norm ? Count(2) * d.T * d.B * d.G() : Count(0));
 }
 
 // Elements a call of one direction needs at most, counted as above: a forward's outputs, its
@@ -74,9 +100,10 @@ struct GruKernels {
   //   x     (T, B, I)
   //   h0    (B, H)     initial state, nullptr = zeros
   //   w_ih  (3H, I)    w_hh (3H, H)    b_ih, b_hh (3H) or nullptr
+  //   ln    layer normalization (d.layer_norm must say whether it is on)
   void (*forward)(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scalar* h0,
                   const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
-                  const GruDims& d, const SequenceOptions& seq);
+                  const GruLayerNorm<Scalar>& ln, const GruDims& d, const SequenceOptions& seq);
 
   // Backward (BPTT) over the whole sequence of a training forward, with the forward's options.
   //   dx     (T, B, I)  out
@@ -88,9 +115,11 @@ struct GruKernels {
   //   dh_n   (B, H)     gradient w.r.t. the final hidden state, nullptr = zeros
   //   ws     (gru_workspace_size)  the forward's workspace (which keeps the input)
   //   w_ih   (3H, I)    w_hh (3H, H)
+  //   ln     the forward's layer normalization      dln its gradients (out), with it only
   void (*backward)(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar* db_ih, Scalar* db_hh,
-                   const Scalar* dy, const Scalar* dh_n, const Scalar* ws, const Scalar* w_ih, const Scalar* w_hh,
-                   const GruDims& d, const SequenceOptions& seq);
+                   const GruLayerNormGrads<Scalar>& dln, const Scalar* dy, const Scalar* dh_n, const Scalar* ws,
+                   const Scalar* w_ih, const Scalar* w_hh, const GruLayerNorm<Scalar>& ln, const GruDims& d,
+                   const SequenceOptions& seq);
 };
 
 }  // namespace lstm_ext

@@ -27,6 +27,7 @@
 #include "rnn/lstm.hpp"
 
 #include "rnn/kernels.hpp"
+#include "rnn/layer_norm.hpp"
 #include "rnn/products.hpp"
 
 namespace lstm_ext {
@@ -38,7 +39,7 @@ namespace {
 template <typename Scalar, typename Pointer>
 struct LstmWorkspace {
   Pointer gates = nullptr, c = nullptr, c0 = nullptr, h_prev = nullptr, x = nullptr, m = nullptr,
-          c_cell = nullptr;
+          c_cell = nullptr, ln_ih_hat = nullptr, ln_hh_hat = nullptr, ln_c_hat = nullptr, ln_rstd = nullptr;
   LstmWorkspace(Pointer ws, const LstmDims& d) {
     if (ws == nullptr) return;  // inference: nothing kept
     const Index TB = d.T * d.B;
@@ -49,7 +50,14 @@ struct LstmWorkspace {
     x = h_prev + packed_size<Scalar>(d.H_out(), TB);
     m = x + packed_size<Scalar>(d.I, TB);
     // c̃_t: its own block with zoneout of c; otherwise c̃_t = c_t
-    c_cell = d.zoneout_c ? m + (d.P > 0 ? packed_size<Scalar>(d.H, TB) : 0) : c;
+    Pointer after_m = m + (d.P > 0 ? packed_size<Scalar>(d.H, TB) : 0);
+    c_cell = d.zoneout_c ? after_m : c;
+    if (d.layer_norm) {
+      ln_ih_hat = after_m + (d.zoneout_c ? TB * d.H : 0);
+      ln_hh_hat = ln_ih_hat + TB * d.G();
+      ln_c_hat = ln_hh_hat + TB * d.G();
+      ln_rstd = ln_c_hat + TB * d.H;  // (T, B, 3): r of LN_ih, LN_hh, LN_c
+    }
   }
 };
 
@@ -150,9 +158,11 @@ void recurrent_gradient_rows(Scalar* dh_prev, Columns cols, const Scalar* from, 
 //   w_ch   (3, H)                peephole weights (kPeephole)
 //   z      (B, H)                zoneout weights of this step (kZoneout)
 //   c_cell (B, H)                out: c̃, with zoneout when training (kZoneout), else nullptr
-// Inactive rows (past their sequence's length at time t) are not touched. The plain cell
-// (no peepholes, no zoneout) is its own instantiation: nothing of the variants is computed.
-template <typename Scalar, bool kPeephole, bool kZoneout>
+// With layer normalization (kLayerNorm) m is not written here: it needs the statistics of the whole
+// row of c̃ (lstm_norm_cell_output). Inactive rows (past their sequence's length at time t) are
+// not touched. The plain cell (no variant) is its own instantiation: nothing of the variants is
+// computed.
+template <typename Scalar, bool kPeephole, bool kZoneout, bool kLayerNorm = false>
 void lstm_pointwise_forward(Scalar* gx, Scalar* c_new, Scalar* m, const Scalar* rec, Index ld_rec,
                             Index rec_gate_stride, const Scalar* c_prev, bool keep_gates, const Scalar* w_ch,
                             const ZoneRows<Scalar>& z, Scalar* c_cell, const SequenceOptions& seq, Index t, Index B,
@@ -189,7 +199,7 @@ void lstm_pointwise_forward(Scalar* gx, Scalar* c_new, Scalar* m, const Scalar* 
       } else {
         store_packet(c_new + k, c_cand, n);
       }
-      store_packet(m + k, pmul(o, packet_tanh<Scalar>(c_cand)), n);
+      if constexpr (!kLayerNorm) store_packet(m + k, pmul(o, packet_tanh<Scalar>(c_cand)), n);
       if (keep_gates) {
         store_packet(a + j, i, n);
         store_packet(a + H + j, f, n);
@@ -200,16 +210,100 @@ void lstm_pointwise_forward(Scalar* gx, Scalar* c_new, Scalar* m, const Scalar* 
   }
 }
 
-// pass(std::bool_constant<peephole>{}, std::bool_constant<zoneout>{}): a pointwise pass calls its
-// instantiation for the variants of a call through this.
+// pass(std::bool_constant<peephole>{}, std::bool_constant<zoneout>{}, std::bool_constant<layer_norm>{}):
+// a pointwise pass calls its instantiation for the variants of a call through this.
 template <typename Pass>
-void for_variants(bool peephole, bool zoneout, Pass&& pass) {
+void for_variants(bool peephole, bool zoneout, bool layer_norm, Pass&& pass) {
+  auto with = [&](auto with_peephole, auto with_zoneout) {
+    if (layer_norm) return pass(with_peephole, with_zoneout, std::true_type{});
+    return pass(with_peephole, with_zoneout, std::false_type{});
+  };
   if (peephole) {
-    if (zoneout) return pass(std::true_type{}, std::true_type{});
-    return pass(std::true_type{}, std::false_type{});
+    if (zoneout) return with(std::true_type{}, std::true_type{});
+    return with(std::true_type{}, std::false_type{});
   }
-  if (zoneout) return pass(std::false_type{}, std::true_type{});
-  return pass(std::false_type{}, std::false_type{});
+  if (zoneout) return with(std::false_type{}, std::true_type{});
+  return with(std::false_type{}, std::false_type{});
+}
+
+// With layer normalization, the second half of a step's pointwise forward, for the units
+// [u0, u0 + nu) of the active rows, once c̃ is complete (whole rows):
+//   ĉ = (c̃ − μ) · r over the row's H values,   m = o ⊙ tanh(γ_c ⊙ ĉ + β_c)
+//   m (B, H) out    gates (B, 4H) activated (o in block 3)    c_cand (B, H) c̃
+//   c_hat (B, H) out: ĉ, and rstd (B, at a stride of rstd_stride) out: r (training; else nullptr)
+template <typename Scalar>
+void lstm_norm_cell_output(Scalar* m, const Scalar* gates, const Scalar* c_cand, const Scalar* gamma,
+                           const Scalar* beta, Scalar* c_hat, Scalar* rstd, Index rstd_stride,
+                           const SequenceOptions& seq, Index t, Index B, Index H, Index u0, Index nu) {
+  using P = Packet<Scalar>;
+  using namespace Eigen::internal;
+  for (Index b = 0; b < B; ++b) {
+    if (!seq.active(b, t)) continue;
+    const RowStats<Scalar> stats = row_stats(c_cand + b * H, H);
+    if (rstd != nullptr) rstd[b * rstd_stride] = stats.rstd;
+    const P mean = pset1<P>(stats.mean), r = pset1<P>(stats.rstd);
+    for (Index j = 0; j < nu; j += kPacket<Scalar>) {
+      const Index n = std::min(kPacket<Scalar>, nu - j);
+      const Index k = b * H + u0 + j;
+      const P normalized = pmul(psub(load_packet(c_cand + k, n), mean), r);
+      if (c_hat != nullptr) store_packet(c_hat + k, normalized, n);
+      const P cell = pmadd(load_packet(gamma + u0 + j, n), normalized, load_packet(beta + u0 + j, n));
+      store_packet(m + k, pmul(load_packet(gates + b * 4 * H + 3 * H + u0 + j, n), packet_tanh<Scalar>(cell)), n);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// tanh'(x) = 1 − tanh²(x) = 4 e^(−2|x|) / (1 + e^(−2|x|))², accurate to a few ulps where 1 − tanh²
+// would lose the digits tanh(x) ≈ ±1 shares with 1 (layer normalization's outputs reach |x| of a
+// few, where 1 − tanh² in float keeps only about 4 digits).
+template <typename Scalar>
+inline Packet<Scalar> packet_tanh_derivative(const Packet<Scalar>& x) {
+  using namespace Eigen::internal;
+  using P = Packet<Scalar>;
+  const P e = packet_exp<Scalar>(pmul(pset1<P>(Scalar(-2)), pabs(x)));
+  const P denominator = padd(pset1<P>(Scalar(1)), e);
+  return pdiv(pmul(pset1<P>(Scalar(4)), e), pmul(denominator, denominator));
+}
+
+// With layer normalization of c, what the pointwise backward reads of it: ĉ (T, B, H) and r (at a
+// stride of rstd_stride from the (T, B) rows of the workspace), γ_c, β_c (H), and dn (B, H), the
+// gradient of LN_c's output at this step (lstm_norm_cell_backward, whole rows).
+template <typename Scalar>
+struct CellNormBackward {
+  const Scalar* c_hat = nullptr;  // ĉ_t rows of this step (B, H)
+  const Scalar* rstd = nullptr;   // r of every (t, b) row, at rstd[(t * B + b) * rstd_stride]
+  Index rstd_stride = 0;
+  const Scalar* gamma = nullptr;
+  const Scalar* beta = nullptr;
+  const Scalar* dn_rows = nullptr;
+};
+
+// With layer normalization, the first half of a step's pointwise backward, for the units
+// [u0, u0 + nu) of the active rows: the gradient of LN_c's output n = γ_c ⊙ ĉ + β_c,
+//   dn = dm ⊙ o ⊙ (1 − tanh² n)  (to dn_rows (B, H), which the second half reads whole rows of),
+// and its parts of LN_c's gain and bias gradients, summed over the walk: dγ_c += dn ⊙ ĉ, dβ_c += dn.
+template <typename Scalar>
+void lstm_norm_cell_backward(Scalar* dn_rows, Scalar* dgamma, Scalar* dbeta, const Scalar* dm, Index ld_dm,
+                             const Scalar* gates, const Scalar* c_hat, const Scalar* gamma, const Scalar* beta,
+                             const SequenceOptions& seq, Index t, Index B, Index H, Index u0, Index nu) {
+  using P = Packet<Scalar>;
+  using namespace Eigen::internal;
+  const P one = pset1<P>(Scalar(1));
+  for (Index b = 0; b < B; ++b) {
+    if (!seq.active(b, t)) continue;
+    for (Index j = 0; j < nu; j += kPacket<Scalar>) {
+      const Index n = std::min(kPacket<Scalar>, nu - j);
+      const Index k = b * H + u0 + j;
+      const P normalized = load_packet(c_hat + k, n);
+      const P cell = pmadd(load_packet(gamma + u0 + j, n), normalized, load_packet(beta + u0 + j, n));
+      const P o = load_packet(gates + b * 4 * H + 3 * H + u0 + j, n);
+      const P dn = pmul(pmul(load_packet(dm + b * ld_dm + j, n), o), packet_tanh_derivative<Scalar>(cell));
+      store_packet(dn_rows + k, dn, n);
+      store_packet(dgamma + u0 + j, pmadd(dn, normalized, load_packet(dgamma + u0 + j, n)), n);
+      store_packet(dbeta + u0 + j, padd(dn, load_packet(dbeta + u0 + j, n)), n);
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -220,16 +314,18 @@ void for_variants(bool peephole, bool zoneout, Pass&& pass) {
 //   da_i = dc̃ ⊙ g ⊙ i ⊙ (1 − i)          da_f = dc̃ ⊙ c_{t-1} ⊙ f ⊙ (1 − f)
 //   da_g = dc̃ ⊙ i ⊙ (1 − g²)
 //   dc_{t-1} = z ⊙ dc_t + dc̃ ⊙ f (+ P_i ⊙ da_i + P_f ⊙ da_f with peepholes)
+// With layer normalization of c (kLayerNorm), tanh reads γ_c ⊙ ĉ + β_c and m's part of dc̃ comes
+// through LN_c's backward from dn (norm, lstm_norm_cell_backward).
 //   dgates  (B, 4H)      out: da = [da_i da_f da_g da_o] (inactive rows not written)
 //   dc_next (B, H)       in: dc_t from step t+1; out: dc_{t-1} (inactive rows pass through)
 //   dm      (B, ld_dm)   gradient of m_t for unit u0 + j at column j
 //   gates   (B, 4H)      activated i, f, g, o       c_cell (c̃_t), c_prev (B, H)
 //   w_ch    (3, H)       peephole weights (kPeephole)     z (B, H) zoneout weights (kZoneout)
-template <typename Scalar, bool kPeephole, bool kZoneout>
+template <typename Scalar, bool kPeephole, bool kZoneout, bool kLayerNorm = false>
 void lstm_pointwise_backward(Scalar* dgates, Scalar* dc_next, const Scalar* dm, Index ld_dm, const Scalar* gates,
                              const Scalar* c_cell, const Scalar* c_prev, const Scalar* w_ch,
-                             const ZoneRows<Scalar>& z, const SequenceOptions& seq, Index t, Index B, Index H, Index u0,
-                             Index nu) {
+                             const ZoneRows<Scalar>& z, const CellNormBackward<Scalar>& norm,
+                             const SequenceOptions& seq, Index t, Index B, Index H, Index u0, Index nu) {
   using P = Packet<Scalar>;
   using namespace Eigen::internal;
   const P one = pset1<P>(Scalar(1));
@@ -238,14 +334,23 @@ void lstm_pointwise_backward(Scalar* dgates, Scalar* dc_next, const Scalar* dm, 
     const Scalar* a = gates + b * 4 * H + u0;
     Scalar* da = dgates + b * 4 * H + u0;
     const Scalar* dm_b = dm + b * ld_dm;
+    RowGradientMeans<Scalar> means{};  // of LN_c's backward, over the whole row
+    if constexpr (kLayerNorm) means = row_gradient_means(norm.dn_rows + b * H, norm.gamma, norm.c_hat + b * H, H);
     for (Index j = 0; j < nu; j += kPacket<Scalar>) {
       const Index n = std::min(kPacket<Scalar>, nu - j);
       const Index k = b * H + u0 + j;  // this packet's offset in the (B, H) buffers
       const P i = load_packet(a + j, n), f = load_packet(a + H + j, n);
       const P g = load_packet(a + 2 * H + j, n), o = load_packet(a + 3 * H + j, n);
       const P dm_k = load_packet(dm_b + j, n);
-      const P tanh_c = packet_tanh<Scalar>(load_packet(c_cell + k, n));
-      if constexpr (!kPeephole && !kZoneout) {
+      // tanh of what m_t = o_t ⊙ tanh(·) read: c̃_t, or with layer normalization γ_c ⊙ ĉ_t + β_c
+      P tanh_c;
+      if constexpr (kLayerNorm) {
+        tanh_c = packet_tanh<Scalar>(pmadd(load_packet(norm.gamma + u0 + j, n), load_packet(norm.c_hat + k, n),
+                                           load_packet(norm.beta + u0 + j, n)));
+      } else {
+        tanh_c = packet_tanh<Scalar>(load_packet(c_cell + k, n));
+      }
+      if constexpr (!kPeephole && !kZoneout && !kLayerNorm) {
         // The plain cell, in the statements of earlier versions: the compiler's fused multiply-adds
         // follow the statements, and these keep its gradients bitwise what they were (a run resumed
         // from an older checkpoint continues as it would have).
@@ -263,7 +368,16 @@ void lstm_pointwise_backward(Scalar* dgates, Scalar* dc_next, const Scalar* dm, 
         zk = z.packet(b, u0 + j, n);
         dc = pmul(psub(one, zk), dc_t);
       }
-      dc = padd(dc, pmul(pmul(dm_k, o), psub(one, pmul(tanh_c, tanh_c))));
+      if constexpr (kLayerNorm) {
+        // through LN_c: r · (dn ⊙ γ_c − mean(dn ⊙ γ_c) − ĉ ⊙ mean(dn ⊙ γ_c ⊙ ĉ)), dn (lstm_norm_cell_backward)
+        // the gradient of its output
+        const P dn_gamma = pmul(load_packet(norm.dn_rows + k, n), load_packet(norm.gamma + u0 + j, n));
+        const P centered = psub(psub(dn_gamma, pset1<P>(means.of_dg)),
+                                pmul(load_packet(norm.c_hat + k, n), pset1<P>(means.of_dg_vhat)));
+        dc = pmadd(pset1<P>(norm.rstd[(t * B + b) * norm.rstd_stride]), centered, dc);
+      } else {
+        dc = padd(dc, pmul(pmul(dm_k, o), psub(one, pmul(tanh_c, tanh_c))));
+      }
       if constexpr (kPeephole) {
         dc = pmadd(load_packet(w_ch + 2 * H + u0 + j, n), da_o, dc);
       }
@@ -321,6 +435,7 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
   const bool training = ws != nullptr;
   const bool projected = P > 0;
   const bool peephole = v.peephole(), zoneout_c = v.zoneout_c(), zoneout_h = v.zoneout_h(), dropout = v.keep_h;
+  const bool layer_norm = v.layer_norm();
   const LstmWorkspace<Scalar, Scalar*> kept(ws, d);  // training only (see lstm.hpp)
 
   // Members split the units (gate rows, c, m; with a projection also the columns of h) of every
@@ -335,6 +450,10 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
   Buffer<Scalar> h_bar_steps(dropout ? 2 * B * H_out : 0);  // (2, B, H_out) h̄ = keep_h ⊙ h, likewise
   Buffer<Scalar> c_state(B * H);                          // (B, H) c carried between steps
   Buffer<Scalar> m_step(projected ? B * H : 0);           // (B, H) m_t of this step, for the projection
+  // Layer normalization reads whole rows: (B, G) a step's recurrent products, every unit; (B, H)
+  // c̃_t in inference with zoneout (otherwise c̃_t is in c_t or the workspace).
+  Buffer<Scalar> rec_rows(layer_norm ? B * G : 0);
+  Buffer<Scalar> cell_rows(layer_norm && zoneout_c && !training ? B * H : 0);
   Scalar* gates = training ? kept.gates : scratch_gates.data();  // (T, B, G)
   const ColumnTasks<Scalar> input_tasks(G, members);             // gates = X · W_ihᵀ by columns
   // Split by units, per member: its rows of W_hh (four gate blocks of its units) and their
@@ -376,7 +495,18 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
 
     // 1. Input projection of all steps and both biases; when training, X packed for dW_ih
     //    (products.hpp).
-    input_projection(team, input_tasks, mine.packed_task.data(), gates, x, w_ih, b_ih, b_hh, TB, I, G);
+    //    With layer normalization: X · W_ihᵀ, then LN_ih of every row, the biases added after it.
+    input_projection(team, input_tasks, mine.packed_task.data(), gates, x, w_ih, layer_norm ? nullptr : b_ih,
+                     layer_norm ? nullptr : b_hh, TB, I, G);
+    if (layer_norm) {
+      constexpr Index kRows = 64;
+      team.barrier();  // every column of the projections
+      team.tasks((TB + kRows - 1) / kRows, [&](Index i) {
+        const Index r0 = i * kRows, rows = std::min(kRows, TB - r0);
+        layer_norm_rows(gates + r0 * G, rows, G, v.ln_ih_weight, v.ln_ih_bias, b_ih, b_hh,
+                        training ? kept.ln_ih_hat + r0 * G : nullptr, training ? kept.ln_rstd + r0 * 3 : nullptr, 3);
+      });
+    }
     if (training) pack_columns_in_tasks(team, kept.x, x, TB, I);
     // The recurrent weights, packed once for all steps, gate by gate: split by units, its rows of
     // W_hh and with a projection its rows of W_hr; split by rows, all of them, as tasks. Its
@@ -415,15 +545,52 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
       // rec (nb, 4 gate blocks of its units) = h̄_{t-1} · W_hh[its rows]ᵀ
       panel_product(mine.product.data(), ld_rec, ld_rec, rows_of(h_rec, H_out), packed_hh, 4 * unit_panels, H_out, nb);
       if (training) store_packed_rows(kept.h_prev, TB, t * B + b0, h_rec, out_cols, nb);
+      if (layer_norm) {
+        // rec ← γ_hh ⊙ LN(rec) + β_hh. LN_hh reads whole rows: its units go to rec_rows, and once
+        // every member's are there, each member normalizes its units of each of its rows.
+        for (Index b = 0; b < nb; ++b) {
+          for (Index q = 0; q < 4; ++q) {
+            std::copy_n(mine.product.data() + b * ld_rec + q * rec_gate_stride, nu,
+                        rec_rows.data() + (b0 + b) * G + q * H + u0);
+          }
+        }
+        if (!by_rows) team.barrier();  // the step's products complete
+        for (Index b = 0; b < nb; ++b) {
+          const Scalar* row = rec_rows.data() + (b0 + b) * G;
+          const RowStats<Scalar> stats = row_stats(row, G);
+          Scalar* kept_hat = training ? kept.ln_hh_hat + (t * B + b0 + b) * G : nullptr;
+          if (training) kept.ln_rstd[(t * B + b0 + b) * 3 + 1] = stats.rstd;
+          for (Index q = 0; q < 4; ++q) {
+            Scalar* product = mine.product.data() + b * ld_rec + q * rec_gate_stride;
+            for (Index j = 0; j < nu; ++j) {
+              const Index col = q * H + u0 + j;
+              const Scalar normalized = (row[col] - stats.mean) * stats.rstd;
+              if (kept_hat != nullptr) kept_hat[col] = normalized;
+              product[j] = v.ln_hh_weight[col] * normalized + v.ln_hh_bias[col];
+            }
+          }
+        }
+      }
       // c_t goes to the workspace (training) or over c_{t-1} in place; m_t is h_t unless projected.
       Scalar* c_t = training ? kept.c + (t * B + b0) * H : c_carried;
       Scalar* m_t = projected ? m_step.data() + b0 * H : h_next;
-      for_variants(peephole, zoneout_c, [&](auto with_peephole, auto with_zoneout) {
-        lstm_pointwise_forward<Scalar, decltype(with_peephole)::value, decltype(with_zoneout)::value>(
-            gates_t, c_t, m_t, mine.product.data(), ld_rec, rec_gate_stride, c_carried, training, v.w_ch,
-            zone_rows(v.zone_c, v.zone_c_value, t, B, b0, H),
-            training && zoneout_c ? kept.c_cell + (t * B + b0) * H : nullptr, seq_rows, t, nb, H, u0, nu);
+      // c̃_t (nb, H): its own buffer with zoneout of c (the workspace's when training), else c_t
+      Scalar* c_cand = zoneout_c ? (training ? kept.c_cell + (t * B + b0) * H
+                                             : (layer_norm ? cell_rows.data() + b0 * H : nullptr))
+                                 : c_t;
+      for_variants(peephole, zoneout_c, layer_norm, [&](auto with_peephole, auto with_zoneout, auto with_norm) {
+        lstm_pointwise_forward<Scalar, decltype(with_peephole)::value, decltype(with_zoneout)::value,
+                               decltype(with_norm)::value>(
+            gates_t, c_t, m_t, mine.product.data(), ld_rec, rec_gate_stride, c_carried, training || layer_norm,
+            v.w_ch, zone_rows(v.zone_c, v.zone_c_value, t, B, b0, H), zoneout_c ? c_cand : nullptr, seq_rows, t, nb,
+            H, u0, nu);
       });
+      if (layer_norm) {  // m_t = o ⊙ tanh(LN_c(c̃_t)), from whole rows of c̃_t
+        if (!by_rows) team.barrier();  // c̃_t complete
+        lstm_norm_cell_output(m_t, gates_t, c_cand, v.ln_c_weight, v.ln_c_bias,
+                              training ? kept.ln_c_hat + (t * B + b0) * H : nullptr,
+                              training ? kept.ln_rstd + (t * B + b0) * 3 + 2 : nullptr, 3, seq_rows, t, nb, H, u0, nu);
+      }
       if (training) {  // sequences past their length carry c (also in the workspace)
         if (zoneout_c) zero_past_length(kept.c_cell + (t * B + b0) * H, unit_cols, seq_rows, t, nb);
         carry_past_length(c_t, c_carried, unit_cols, seq_rows, t, nb);
@@ -460,7 +627,8 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
 // ---------------------------------------------------------------------------------------------
 template <typename Scalar>
 void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* dw_hh, Scalar* dw_hr, Scalar* dw_ch,
-                   Scalar* db, const Scalar* dy, const Scalar* dh_n, const Scalar* dc_n,
+                   Scalar* db, const LstmLayerNormGrads<Scalar>& dln, const Scalar* dy, const Scalar* dh_n,
+                   const Scalar* dc_n,
                    const Scalar* ws, const Scalar* w_ih, const Scalar* w_hh, const Scalar* w_hr,
                    const LstmVariants<Scalar>& v, const LstmDims& d, const SequenceOptions& seq) {
   const Index T = d.T, B = d.B, I = d.I, H = d.H, G = d.G(), P = d.P, H_out = d.H_out(), TB = d.T * d.B,
@@ -468,6 +636,7 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
   constexpr Index L = kPacket<Scalar>, granule = kUnitGranule<Scalar>;
   const bool projected = P > 0;
   const bool peephole = v.peephole(), zoneout_c = v.zoneout_c(), zoneout_h = v.zoneout_h();
+  const bool layer_norm = v.layer_norm();
   const LstmWorkspace<Scalar, const Scalar*> kept(ws, d);  // the forward's workspace (see lstm.hpp)
   // c_{t-1} of walk position s: the c of the previous position, or the initial state.
   auto c_entering = [&](Index s) { return s == 0 ? kept.c0 : kept.c + seq.time_at(s - 1, T) * B * H; };
@@ -483,6 +652,11 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
   Buffer<Scalar> dh_steps(projected ? 2 * B * P : B * H);
   Buffer<Scalar> dc_state(B * H);                      // (B, H) dc arriving from the next step
   Buffer<Scalar> dh_carry(zoneout_h ? B * H_out : 0);   // (B, H_out) z^h ⊙ dh_t, the zoneout part of dh_{t-1}
+  // With layer normalization: (T, B, G) the gradients of the recurrent and the input products
+  // (through LN_hh and LN_ih), and (B, H) dn, the gradient of LN_c's output at a step, whole rows.
+  Buffer<Scalar> scratch_da_hh(layer_norm ? TB * G : 0);
+  Buffer<Scalar> scratch_da_ih(layer_norm ? TB * G : 0);
+  Buffer<Scalar> dn_rows(layer_norm ? B * H : 0);
   const ColumnTasks<Scalar> dx_tasks(I, members);      // dX = dG · W_ih by columns
   // Per member: its columns of W_hh (its columns of h) and their product (B, panels * L); with a
   // projection its columns of W_hr (its units) and their product.
@@ -527,6 +701,10 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
     pack_columns(mine.packed.data(), w_hh, out_cols, G);
     if (projected) pack_columns(mine.packed_proj.data(), w_hr, unit_cols, P);
     copy_or_zero(dc_state.data(), dc_n, unit_cols, B);
+    if (layer_norm) {  // its units of LN_c's gain and bias gradients, summed over the walk
+      std::fill_n(dln.c_weight + u0, nu, Scalar(0));
+      std::fill_n(dln.c_bias + u0, nu, Scalar(0));
+    }
     copy_or_zero(dh_steps.data(), dh_n, out_cols, B);
     if (projected) add_dy_and_keep(dh_steps.data(), seq.time_at(T - 1, T));
     team.barrier();
@@ -557,16 +735,33 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
         dm = mine.product_proj.data();
         ld_dm = unit_panels * L;
       }
-      for_variants(peephole, zoneout_c, [&](auto with_peephole, auto with_zoneout) {
-        lstm_pointwise_backward<Scalar, decltype(with_peephole)::value, decltype(with_zoneout)::value>(
+      CellNormBackward<Scalar> norm;
+      if (layer_norm) {  // m_t = o_t ⊙ tanh(LN_c(c̃_t)): dn for its units, then whole rows of it
+        lstm_norm_cell_backward(dn_rows.data(), dln.c_weight, dln.c_bias, dm, ld_dm, kept.gates + t * B * G,
+                                kept.ln_c_hat + t * B * H, v.ln_c_weight, v.ln_c_bias, seq, t, B, H, u0, nu);
+        norm = {kept.ln_c_hat + t * B * H, kept.ln_rstd + 2, 3, v.ln_c_weight, v.ln_c_bias, dn_rows.data()};
+        team.barrier();  // dn complete
+      }
+      for_variants(peephole, zoneout_c, layer_norm, [&](auto with_peephole, auto with_zoneout, auto with_norm) {
+        lstm_pointwise_backward<Scalar, decltype(with_peephole)::value, decltype(with_zoneout)::value,
+                                decltype(with_norm)::value>(
             dgates_t, dc_state.data(), dm, ld_dm, kept.gates + t * B * G, kept.c_cell + t * B * H, c_entering(s),
-            v.w_ch, zone_rows(v.zone_c, v.zone_c_value, t, B, 0, H), seq, t, B, H, u0, nu);
+            v.w_ch, zone_rows(v.zone_c, v.zone_c_value, t, B, 0, H), norm, seq, t, B, H, u0, nu);
       });
       for (Index q = 0; q < 4; ++q) zero_past_length(dgates_t, Columns{G, q * H + u0, nu}, seq, t, B);
       team.barrier();  // dG_t complete
+      // What dh_{t-1} comes from: dG_t, or with layer normalization dA_t = LN_hh's backward of it.
+      const Scalar* d_recurrent = dgates_t;
+      if (layer_norm) {
+        Scalar* da_hh_t = scratch_da_hh.data() + t * B * G;  // (B, G)
+        layer_norm_backward_rows(da_hh_t, dgates_t, v.ln_hh_weight, kept.ln_hh_hat + t * B * G,
+                                 kept.ln_rstd + t * B * 3 + 1, 3, B, G, 4, H, u0, nu);
+        team.barrier();  // dA_t complete
+        d_recurrent = da_hh_t;
+      }
 
       // Its columns of dh_{t-1} = dG_t · W_hh; sequences past their length pass dh_t through.
-      panel_product(mine.product.data(), out_panels * L, out_panels * L, rows_of<Scalar>(dgates_t, G),
+      panel_product(mine.product.data(), out_panels * L, out_panels * L, rows_of<Scalar>(d_recurrent, G),
                     mine.packed.data(), out_panels, G, B);
       Scalar* dh_prev = dh_steps.data() + (projected ? ((walked + 1) % 2) * B * P : 0);  // (B, H_out)
       recurrent_gradient_rows(dh_prev, out_cols, mine.product.data(), product_cols, v.keep_h,
@@ -585,9 +780,35 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
     // 2. Gradients of the inputs and weights over all steps (products.hpp); b_ih and b_hh share db;
     //    with a projection dW_hr = dHᵀ · M.
     if (peephole) peephole_gradient(dw_ch, scratch_dgates.data(), c_entering, kept.c_cell, seq, T, B, H, u0, nu);
-    input_and_weight_gradients(team, dx_tasks, mine.packed_task.data(), mine.strip.data(), dx, dw_ih, dw_hh, db,
-                               static_cast<Scalar*>(nullptr), scratch_dgates.data(), scratch_dgates.data(), kept.x,
-                               kept.h_prev, w_ih, TB, I, G, H_out);
+    const Scalar* dg = scratch_dgates.data();  // (T, B, G)
+    if (!layer_norm) {
+      input_and_weight_gradients(team, dx_tasks, mine.packed_task.data(), mine.strip.data(), dx, dw_ih, dw_hh, db,
+                                 static_cast<Scalar*>(nullptr), dg, dg, kept.x, kept.h_prev, w_ih, TB, I, G, H_out);
+    } else {
+      // a = LN_ih(X W_ihᵀ) + LN_hh(H̄ W_hhᵀ) + b: dA_ih of every row (LN_ih's backward of dG) by
+      // blocks of rows, then the products from dA_ih and dA_hh, and the gains' and biases'
+      // gradients as column sums: dγ = Σ dG ⊙ v̂, dβ = db = Σ dG.
+      constexpr Index kRows = 64;
+      team.tasks((TB + kRows - 1) / kRows, [&](Index i) {
+        const Index r0 = i * kRows, rows = std::min(kRows, TB - r0);
+        layer_norm_backward_rows(scratch_da_ih.data() + r0 * G, dg + r0 * G, v.ln_ih_weight, kept.ln_ih_hat + r0 * G,
+                                 kept.ln_rstd + r0 * 3, 3, rows, G, 1, 0, 0, G);
+      });
+      team.barrier();  // dA_ih complete
+      input_and_weight_gradients(team, dx_tasks, mine.packed_task.data(), mine.strip.data(), dx, dw_ih, dw_hh,
+                                 static_cast<Scalar*>(nullptr), static_cast<Scalar*>(nullptr), scratch_da_ih.data(),
+                                 scratch_da_hh.data(), kept.x, kept.h_prev, w_ih, TB, I, G, H_out);
+      const OutputBlocks blocks{1, G};
+      team.tasks(blocks.count(), [&](Index i) {
+        const Columns cols{G, blocks[i].c0, blocks[i].nc};
+        for (Scalar* sums : {dln.ih_weight, dln.hh_weight}) std::fill_n(sums + cols.col0, cols.width, Scalar(0));
+        add_column_products(dln.ih_weight, dg, kept.ln_ih_hat, TB, cols);
+        add_column_products(dln.hh_weight, dg, kept.ln_hh_hat, TB, cols);
+        column_sums(dln.ih_bias, dg, TB, cols);
+        std::copy_n(dln.ih_bias + cols.col0, cols.width, dln.hh_bias + cols.col0);
+        if (db != nullptr) std::copy_n(dln.ih_bias + cols.col0, cols.width, db + cols.col0);
+      });
+    }
     if (projected) weight_gradients(team, scratch_dh_all.data(), P, {WeightGradient<Scalar>{dw_hr, kept.m, H}}, TB,
                                     mine.strip.data());
   });

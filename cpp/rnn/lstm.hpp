@@ -23,6 +23,10 @@
 //                            h_t = z^h_t ⊙ h_{t-1} + (1 − z^h_t) ⊙ h̃_t
 //                            z^c (T, B, H), z^h (T, B, H_out): 0/1 masks when training (1 = keep the
 //                            previous value), or one value for all (the expectation, in inference)
+//   layer normalization (Ba, Kiros, Hinton; layer_norm.hpp), of the input and the recurrent parts
+//                            of the pre-activations (all 4H at once) and of the cell's new value:
+//                            a = LN_ih(W_ih x_t) + LN_hh(W_hh h̄_{t-1}) + b_ih + b_hh,
+//                            m_t = o_t ⊙ tanh(LN_c(c̃_t)) (peepholes and zoneout use c̃_t itself)
 //
 // SequenceOptions (types.hpp) give the direction and the valid length of each sequence.
 // Argument order: outputs first, then inputs, then weights, then sizes. Every pointer is to a
@@ -41,6 +45,7 @@ struct LstmDims {
   Index P = 0;  // projection size, 0 = no projection
   Index y_stride = 0;  // elements from one row of y (and dy) to the next: 0 = H_out (see ld_y)
   bool zoneout_c = false;  // zoneout of c: the workspace keeps the cell's new values c̃_t too
+  bool layer_norm = false;  // layer normalization: the workspace keeps the normalized values
   Index G() const { return 4 * H; }
   Index H_out() const { return P > 0 ? P : H; }  // size of h and of the outputs
   // Row stride of y and dy: H_out when this direction has y to itself, D * H_out when the D
@@ -51,14 +56,15 @@ struct LstmDims {
   // overflow, for the memory check before anything is allocated):
   //   forward   y (T, B, H_out), h_n (B, H_out), c_n (B, H)
   //   backward  dx (T, B, I), dh0 (B, H_out), dc0 (B, H), dw_ih (4H, I), dw_hh (4H, H_out),
-  //             db_ih, db_hh (4H), dw_hr (P, H), dw_ch (3, H)
+  //             db_ih, db_hh (4H), dw_hr (P, H), dw_ch (3, H), the layer normalization's gains and
+  //             biases (4H, 4H, 4H, 4H, H, H)
   template <typename Count = Index>
   Count output_elements() const {
     return Count(T) * B * H_out() + Count(B) * (H_out() + H);
   }
   template <typename Count = Index>
   Count gradient_elements() const {
-    return Count(T) * B * I + Count(B) * (H_out() + H) + Count(G()) * (I + H_out() + 2) + Count(P) * H + Count(3) * H;
+    return Count(T) * B * I + Count(B) * (H_out() + H) + Count(G()) * (I + H_out() + 6) + Count(P) * H + Count(5) * H;
   }
   // Bytes of the recurrent weights W_hh and W_hr, which every step reads.
   template <typename Scalar>
@@ -77,13 +83,32 @@ struct LstmVariants {
   const Scalar* zone_h = nullptr;  // (T, B, H_out) zoneout weights z^h; nullptr = zone_h_value everywhere
   Scalar zone_c_value = 0;
   Scalar zone_h_value = 0;
+  // Layer normalization's gains γ and biases β, all six or none (nullptr: no layer normalization):
+  const Scalar* ln_ih_weight = nullptr;  // (4H) γ_ih     ln_ih_bias (4H) β_ih
+  const Scalar* ln_ih_bias = nullptr;
+  const Scalar* ln_hh_weight = nullptr;  // (4H) γ_hh     ln_hh_bias (4H) β_hh
+  const Scalar* ln_hh_bias = nullptr;
+  const Scalar* ln_c_weight = nullptr;   // (H) γ_c       ln_c_bias (H) β_c
+  const Scalar* ln_c_bias = nullptr;
 
   bool peephole() const { return w_ch != nullptr; }
+  bool layer_norm() const { return ln_ih_weight != nullptr; }
   bool zoneout_c() const { return zone_c != nullptr || zone_c_value != 0; }
   bool zoneout_h() const { return zone_h != nullptr || zone_h_value != 0; }
 };
 
-// The workspace a training forward keeps for the backward pass: one buffer of seven blocks. Rows
+// The gradients of layer normalization's gains and biases (out, written): each nullptr without it.
+template <typename Scalar>
+struct LstmLayerNormGrads {
+  Scalar* ih_weight = nullptr;  // (4H)
+  Scalar* ih_bias = nullptr;    // (4H)
+  Scalar* hh_weight = nullptr;  // (4H)
+  Scalar* hh_bias = nullptr;    // (4H)
+  Scalar* c_weight = nullptr;   // (H)
+  Scalar* c_bias = nullptr;     // (H)
+};
+
+// The workspace a training forward keeps for the backward pass: one buffer of eleven blocks. Rows
 // t * B + b are indexed by time step t (not by the order of the walk).
 //   gates  (T, B, 4H)     activated gates i, f, g, o of every step
 //   c      (T, B, H)      c_t (carried past a sequence's length), so c_{t-1} is the previous
@@ -95,6 +120,9 @@ struct LstmVariants {
 //   m      packed (H columns over T*B rows): m_t = o_t ⊙ tanh(c_t), with a projection only, for
 //                         dW_hr
 //   c_cell (T, B, H)      c̃_t, the cell's new value before zoneout, with zoneout of c only
+//   ln_ih_hat, ln_hh_hat (T, B, 4H), ln_c_hat (T, B, H), ln_rstd (T, B, 3): with layer
+//                         normalization only, the normalized values v̂ of LN_ih, LN_hh and LN_c and
+//                         their rows' r = 1 / sqrt(σ² + ε) (layer_norm.hpp)
 // (h_prev holds h̄_{t-1} = keep_h ⊙ h_{t-1} with recurrent dropout: what the product read.)
 // Sizes are in elements, for a kernel level whose packets hold `lanes` values (kernels.hpp);
 // Count = double gives the size of any request without overflow, so that callers can refuse
@@ -105,7 +133,7 @@ Count lstm_workspace_size(const LstmDims& d, Index lanes) {
   const Index rows = d.T * d.B;
   return TB * d.G() + TB * d.H + Count(d.B) * d.H + packed_elements<Count>(d.H_out(), rows, lanes) +
          packed_elements<Count>(d.I, rows, lanes) + (d.P > 0 ? packed_elements<Count>(d.H, rows, lanes) : Count(0)) +
-         (d.zoneout_c ? TB * d.H : Count(0));
+         (d.zoneout_c ? TB * d.H : Count(0)) + (d.layer_norm ? TB * (2 * d.G() + d.H + 3) : Count(0));
 }
 
 // Scratch memory the forward and the backward allocate for themselves (before any time loop),
@@ -117,7 +145,8 @@ Count lstm_forward_scratch_size(const LstmDims& d, bool training, int members, I
   const Count projection = d.P > 0 ? (d.P + padding) * (Count(d.H) + d.B) : Count(0);  // W_hr likewise
   const Count state = Count(d.B) * (4 * d.H_out() + 2 * d.H);  // h and h̄ (two steps each), c, m
   const Count input = (Count(d.G()) + 6 * padding) * d.I;       // packed W_ih blocks (ColumnTasks)
-  return recurrent + projection + state + input + (training ? Count(0) : Count(d.T) * d.B * d.G());
+  const Count layer_norm = d.layer_norm ? Count(d.B) * (d.G() + d.H) : Count(0);  // a step's rows, all units
+  return recurrent + projection + state + input + layer_norm + (training ? Count(0) : Count(d.T) * d.B * d.G());
 }
 template <typename Count = Index>
 Count lstm_backward_scratch_size(const LstmDims& d, int members, Index lanes) {
@@ -127,7 +156,8 @@ Count lstm_backward_scratch_size(const LstmDims& d, int members, Index lanes) {
   const Count TB = Count(d.T) * d.B;
   const Count input = (Count(d.I) + 6 * padding) * d.G();  // packed W_ihᵀ blocks (ColumnTasks)
   const Count gradients = Count(96) * members * TB;        // a strip of 96 rows of dG per member
-  return recurrent + projection + input + gradients + TB * d.G() + (d.P > 0 ? TB * d.P : Count(0)) +
+  const Count layer_norm = d.layer_norm ? 2 * TB * d.G() + Count(d.B) * d.H : Count(0);  // dA_ih, dA_hh, dĉ
+  return recurrent + projection + input + gradients + layer_norm + TB * d.G() + (d.P > 0 ? TB * d.P : Count(0)) +
          Count(d.B) * (3 * d.H_out() + d.H);  // dh (two steps), its zoneout part, dc
 }
 
@@ -179,8 +209,9 @@ struct LstmKernels {
   //   ws      (lstm_workspace_size)  the forward's workspace (which keeps the input)
   //   w_ih    (4H, I)    w_hh (4H, H_out)    w_hr (P, H) or nullptr
   //   v       the forward's variants (the same masks)
+  //   dln     the layer normalization's gradients (out), with layer normalization only
   void (*backward)(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* dw_hh, Scalar* dw_hr, Scalar* dw_ch,
-                   Scalar* db, const Scalar* dy, const Scalar* dh_n, const Scalar* dc_n,
+                   Scalar* db, const LstmLayerNormGrads<Scalar>& dln, const Scalar* dy, const Scalar* dh_n, const Scalar* dc_n,
                    const Scalar* ws, const Scalar* w_ih, const Scalar* w_hh, const Scalar* w_hr,
                    const LstmVariants<Scalar>& v, const LstmDims& d, const SequenceOptions& seq);
 

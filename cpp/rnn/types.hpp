@@ -50,6 +50,7 @@ struct CellDims {
   Index I;  // input features
   Index H;  // hidden units
   Index y_stride = 0;  // elements from one row of y (and dy) to the next: 0 = H (see ld_y)
+  bool layer_norm = false;  // GRU with layer normalization: the workspace keeps its normalized values
   // Row stride of y and dy: H, or D * H when the D directions of a layer share the (T, B, D * H)
   // output (each at its own column offset).
   Index ld_y() const { return y_stride > 0 ? y_stride : H; }

@@ -33,7 +33,8 @@ from . import functional as F
 from . import reference
 
 __all__ = ["Option", "CellKind", "LSTM", "GRU", "RNN", "KINDS", "by_name", "check_proj_size", "check_nonlinearity",
-           "check_peephole", "check_zoneout", "check_recurrent_dropout", "require_supported"]
+           "check_peephole", "check_layer_norm", "check_zoneout", "check_recurrent_dropout", "require_supported",
+           "LAYER_NORM_NAMES", "WEIGHT_NAMES", "initial_value"]
 
 # The types the descriptions' functions share (for mypy). A layer's weights in one direction by base
 # name, each an array, or for the core's bidirectional call a pair (forward, reverse); the masks of
@@ -84,11 +85,20 @@ def check_nonlinearity(nonlinearity: object, hidden_size: int) -> str:
     return str(nonlinearity)
 
 
+def _flag(value: object, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
 def check_peephole(peephole: object, hidden_size: int) -> bool:
     """peephole: True or False."""
-    if not isinstance(peephole, (bool, np.bool_)):
-        raise TypeError(f"peephole: expected True or False, got {type(peephole).__name__} {peephole!r}")
-    return bool(peephole)
+    return _flag(peephole, "peephole")
+
+
+def check_layer_norm(layer_norm: object, hidden_size: int) -> bool:
+    """layer_norm: True or False."""
+    return _flag(layer_norm, "layer_norm")
 
 
 def _probability(value: object, name: str, what: str) -> float:
@@ -133,6 +143,7 @@ class Option:
 PROJ_SIZE = Option("proj_size", 0, check_proj_size, frozenset({"torch"}), "a projection")
 NONLINEARITY = Option("nonlinearity", "tanh", check_nonlinearity)
 PEEPHOLE = Option("peephole", False, check_peephole, frozenset({"onnx", "flow"}), "peephole connections")
+LAYER_NORM = Option("layer_norm", False, check_layer_norm, frozenset(), "layer normalization")
 ZONEOUT = Option("zoneout", (0.0, 0.0), check_zoneout, frozenset(), "zoneout")
 # Recurrent dropout changes training only: an inference forward is the plain cell's.
 RECURRENT_DROPOUT = Option("recurrent_dropout", 0.0, check_recurrent_dropout, frozenset({"onnx", "stream"}),
@@ -225,15 +236,35 @@ class CellKind:
             shapes["weight_hr"] = (options["proj_size"], hidden_size)
         if options.get("peephole", False):
             shapes["weight_ch"] = (3, hidden_size)
+        if options.get("layer_norm", False):  # LN_ih and LN_hh over the G pre-activations, LN_c over c
+            for name in LAYER_NORM_NAMES[:4]:
+                shapes[name] = (G,)
+            if self.has_cell_state:
+                shapes.update({"ln_c_weight": (hidden_size,), "ln_c_bias": (hidden_size,)})
         return shapes
 
 
+# Layer normalization's gains (initially 1) and biases (initially 0), by base name.
+LAYER_NORM_NAMES = ("ln_ih_weight", "ln_ih_bias", "ln_hh_weight", "ln_hh_bias", "ln_c_weight", "ln_c_bias")
 # Every weight's base name, in the order of weight_shapes (PyTorch's, then the variants').
-WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_ch")
+WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_ch") + LAYER_NORM_NAMES
+
+
+def initial_value(base_name: str) -> Optional[float]:
+    """The constant a weight starts at (layer normalization's gains 1, biases 0), or None for
+    PyTorch's random initialisation."""
+    if base_name in LAYER_NORM_NAMES:
+        return 1.0 if base_name.endswith("_weight") else 0.0
+    return None
+
+
+def _layer_norm_weights(w: _Weights) -> dict[str, Union[np.ndarray, tuple[np.ndarray, np.ndarray]]]:
+    """The layer normalization arrays among a layer's weights, as functional's keyword arguments."""
+    return {name: w[name] for name in LAYER_NORM_NAMES if name in w}
 
 
 def _gradients(g: Union[F.LstmGrads, F.GruGrads, F.RnnGrads], bias: bool, projection: bool,
-               peephole: bool = False) -> dict[str, np.ndarray]:
+               peephole: bool = False, layer_norm: bool = False) -> dict[str, np.ndarray]:
     """A functional *Grads tuple -> {weight base name: gradient}."""
     named = {"weight_ih": g.dw_ih, "weight_hh": g.dw_hh}
     if bias:
@@ -245,6 +276,8 @@ def _gradients(g: Union[F.LstmGrads, F.GruGrads, F.RnnGrads], bias: bool, projec
     if peephole:
         assert isinstance(g, F.LstmGrads) and g.dw_ch is not None  # the LSTM's, with w_ch
         named["weight_ch"] = g.dw_ch
+    if layer_norm:
+        named.update({name: getattr(g, "d" + name) for name in LAYER_NORM_NAMES if hasattr(g, "d" + name)})
     return named
 
 
@@ -256,7 +289,7 @@ def _lstm_forward(x: np.ndarray, w: _Weights, state0: _State, options: dict[str,
     masks = masks or {}
     out = F.lstm_forward(x, w["weight_ih"], w["weight_hh"], w.get("bias_ih"), w.get("bias_hh"), h0, c0,
                          w_hr=w.get("weight_hr"), w_ch=w.get("weight_ch"), lengths=lengths, training=training,
-                         bidirectional=bidirectional, **masks)
+                         bidirectional=bidirectional, **masks, **_layer_norm_weights(w))
     return out.y, [out.h_n, out.c_n], out.workspace
 
 
@@ -266,8 +299,10 @@ def _lstm_backward(dy: Optional[np.ndarray], dstate_n: _State, x: np.ndarray, w:
     dh_n, dc_n = dstate_n
     masks = masks or {}
     g = F.lstm_backward(dy, dh_n, dc_n, x, w["weight_ih"], w["weight_hh"], workspace, w_hr=w.get("weight_hr"),
-                        w_ch=w.get("weight_ch"), lengths=lengths, bias=bias, bidirectional=bidirectional, **masks)
-    return g.dx, [g.dh0, g.dc0], _gradients(g, bias, options.get("proj_size", 0) > 0, options.get("peephole", False))
+                        w_ch=w.get("weight_ch"), lengths=lengths, bias=bias, bidirectional=bidirectional, **masks,
+                        **_layer_norm_weights(w))
+    return g.dx, [g.dh0, g.dc0], _gradients(g, bias, options.get("proj_size", 0) > 0, options.get("peephole", False),
+                                            options.get("layer_norm", False))
 
 
 def _lstm_masks(rng: np.random.Generator, options: dict[str, Any], T: int, B: int, directions: int, hidden_size: int,
@@ -310,7 +345,7 @@ def _lstm_reference_backward(dy: Optional[np.ndarray], dstate_n: _State, cache: 
 
 LSTM = CellKind(
     name="LSTM", gates=("i", "f", "g", "o"), state=("h", "c"),
-    options=(PROJ_SIZE, PEEPHOLE, ZONEOUT, RECURRENT_DROPOUT),
+    options=(PROJ_SIZE, PEEPHOLE, LAYER_NORM, ZONEOUT, RECURRENT_DROPOUT),
     forward=_lstm_forward, backward=_lstm_backward,
     reference_forward=_lstm_reference_forward, reference_backward=_lstm_reference_backward,
     keras_names=("lstm",), keras_gates=(0, 1, 2, 3), keras_reset_after=False,
@@ -325,7 +360,7 @@ LSTM = CellKind(
 def _gru_forward(x: np.ndarray, w: _Weights, state0: _State, options: dict[str, Any], *, lengths: Optional[np.ndarray],
                  training: bool, bidirectional: bool, masks: Optional[_Masks] = None) -> _CoreForward:
     out = F.gru_forward(x, w["weight_ih"], w["weight_hh"], w.get("bias_ih"), w.get("bias_hh"), state0[0],
-                        lengths=lengths, training=training, bidirectional=bidirectional)
+                        lengths=lengths, training=training, bidirectional=bidirectional, **_layer_norm_weights(w))
     return out.y, [out.h_n], out.workspace
 
 
@@ -333,8 +368,8 @@ def _gru_backward(dy: Optional[np.ndarray], dstate_n: _State, x: np.ndarray, w: 
                   workspace: Optional[np.ndarray], options: dict[str, Any], *, lengths: Optional[np.ndarray],
                   bias: bool, bidirectional: bool, masks: Optional[_Masks] = None) -> _CoreBackward:
     g = F.gru_backward(dy, dstate_n[0], x, w["weight_ih"], w["weight_hh"], workspace, lengths=lengths, bias=bias,
-                       bidirectional=bidirectional)
-    return g.dx, [g.dh0], _gradients(g, bias, False)
+                       bidirectional=bidirectional, **_layer_norm_weights(w))
+    return g.dx, [g.dh0], _gradients(g, bias, False, layer_norm=options.get("layer_norm", False))
 
 
 def _gru_reference_forward(x: np.ndarray, w: Mapping[str, np.ndarray], state0: _State, options: dict[str, Any],
@@ -353,7 +388,7 @@ def _gru_reference_backward(dy: Optional[np.ndarray], dstate_n: _State, cache: d
 
 
 GRU = CellKind(
-    name="GRU", gates=("r", "z", "n"), state=("h",), options=(),
+    name="GRU", gates=("r", "z", "n"), state=("h",), options=(LAYER_NORM,),
     forward=_gru_forward, backward=_gru_backward,
     reference_forward=_gru_reference_forward, reference_backward=_gru_reference_backward,
     keras_names=("gru",), keras_gates=(1, 0, 2), keras_reset_after=True,  # Keras z, r, h

@@ -25,7 +25,9 @@ lstm_forward and lstm_backward, all absent by default: ``w_ch`` (3, H) the peeph
 (rows i, f, o; a pair when bidirectional), ``keep_h`` (B, H_out) the recurrent dropout mask,
 ``zone_c`` (T, B, H) and ``zone_h`` (T, B, H_out) the zoneout weights of the previous state (an
 array of masks, or one number in [0, 1] for every element); with ``bidirectional=True`` the
-masks get a leading axis of 2. A backward takes the forward's variants.
+masks get a leading axis of 2. Layer normalization takes its gains and biases ``ln_ih_weight``,
+``ln_ih_bias``, ``ln_hh_weight``, ``ln_hh_bias`` (4H,) and ``ln_c_weight``, ``ln_c_bias`` (H,), all
+six or none (pairs when bidirectional). A backward takes the forward's variants.
 """
 
 from __future__ import annotations
@@ -65,12 +67,21 @@ class LstmGrads(NamedTuple):
     db_hh: Optional[np.ndarray]  #: (4H,), None without bias
     dw_hr: Optional[np.ndarray] = None  #: (P, H), None without projection
     dw_ch: Optional[np.ndarray] = None  #: (3, H), None without peepholes
+    dln_ih_weight: Optional[np.ndarray] = None  #: (4H,), None without layer normalization
+    dln_ih_bias: Optional[np.ndarray] = None  #: (4H,), None without layer normalization
+    dln_hh_weight: Optional[np.ndarray] = None  #: (4H,), None without layer normalization
+    dln_hh_bias: Optional[np.ndarray] = None  #: (4H,), None without layer normalization
+    dln_c_weight: Optional[np.ndarray] = None  #: (H,), None without layer normalization
+    dln_c_bias: Optional[np.ndarray] = None  #: (H,), None without layer normalization
 
 
 def lstm_forward(x: ArrayLike, w_ih: ArrayLike, w_hh: ArrayLike, b_ih: Optional[ArrayLike] = None,
                  b_hh: Optional[ArrayLike] = None, h0: Optional[ArrayLike] = None, c0: Optional[ArrayLike] = None, *,
                  w_hr: Optional[ArrayLike] = None, w_ch: Optional[ArrayLike] = None, keep_h: Optional[ArrayLike] = None,
                  zone_c: Optional[Union[ArrayLike, float]] = None, zone_h: Optional[Union[ArrayLike, float]] = None,
+                 ln_ih_weight: Optional[ArrayLike] = None, ln_ih_bias: Optional[ArrayLike] = None,
+                 ln_hh_weight: Optional[ArrayLike] = None, ln_hh_bias: Optional[ArrayLike] = None,
+                 ln_c_weight: Optional[ArrayLike] = None, ln_c_bias: Optional[ArrayLike] = None,
                  lengths: Optional[ArrayLike] = None, reverse: bool = False, training: bool = False,
                  bidirectional: bool = False) -> LstmOutput:
     """LSTM forward over a whole sequence.
@@ -83,8 +94,11 @@ def lstm_forward(x: ArrayLike, w_ih: ArrayLike, w_hh: ArrayLike, b_ih: Optional[
     that :func:`lstm_backward` needs; otherwise nothing is kept.
     """
     return LstmOutput(*_core.lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr=w_hr, w_ch=w_ch, keep_h=keep_h,
-                                          zone_c=zone_c, zone_h=zone_h, lengths=lengths, reverse=bool(reverse),
-                                          training=bool(training), bidirectional=bool(bidirectional)))
+                                          zone_c=zone_c, zone_h=zone_h, ln_ih_weight=ln_ih_weight,
+                                          ln_ih_bias=ln_ih_bias, ln_hh_weight=ln_hh_weight, ln_hh_bias=ln_hh_bias,
+                                          ln_c_weight=ln_c_weight, ln_c_bias=ln_c_bias, lengths=lengths,
+                                          reverse=bool(reverse), training=bool(training),
+                                          bidirectional=bool(bidirectional)))
 
 
 def _require_workspace(workspace: object, op: str) -> None:
@@ -96,6 +110,9 @@ def lstm_backward(dy: Optional[ArrayLike], dh_n: Optional[ArrayLike], dc_n: Opti
                   w_ih: ArrayLike, w_hh: ArrayLike, workspace: Optional[ArrayLike], *, w_hr: Optional[ArrayLike] = None,
                   w_ch: Optional[ArrayLike] = None, keep_h: Optional[ArrayLike] = None,
                   zone_c: Optional[Union[ArrayLike, float]] = None, zone_h: Optional[Union[ArrayLike, float]] = None,
+                  ln_ih_weight: Optional[ArrayLike] = None, ln_ih_bias: Optional[ArrayLike] = None,
+                  ln_hh_weight: Optional[ArrayLike] = None, ln_hh_bias: Optional[ArrayLike] = None,
+                  ln_c_weight: Optional[ArrayLike] = None, ln_c_bias: Optional[ArrayLike] = None,
                   lengths: Optional[ArrayLike] = None, reverse: bool = False, bias: bool = True,
                   bidirectional: bool = False) -> LstmGrads:
     """Backpropagation through time for a training-mode :func:`lstm_forward`.
@@ -108,7 +125,9 @@ def lstm_backward(dy: Optional[ArrayLike], dh_n: Optional[ArrayLike], dc_n: Opti
     """
     _require_workspace(workspace, "lstm_forward")
     return LstmGrads(*_core.lstm_backward(dy, dh_n, dc_n, x, w_ih, w_hh, workspace, w_hr=w_hr, w_ch=w_ch,
-                                          keep_h=keep_h, zone_c=zone_c, zone_h=zone_h, lengths=lengths,
+                                          keep_h=keep_h, zone_c=zone_c, zone_h=zone_h, ln_ih_weight=ln_ih_weight,
+                                          ln_ih_bias=ln_ih_bias, ln_hh_weight=ln_hh_weight, ln_hh_bias=ln_hh_bias,
+                                          ln_c_weight=ln_c_weight, ln_c_bias=ln_c_bias, lengths=lengths,
                                           reverse=bool(reverse), bias=bool(bias), bidirectional=bool(bidirectional)))
 
 
@@ -135,10 +154,16 @@ class GruGrads(NamedTuple):
     dw_hh: np.ndarray  #: (3H, H)
     db_ih: Optional[np.ndarray]  #: (3H,), None without bias
     db_hh: Optional[np.ndarray]  #: (3H,), None without bias
+    dln_ih_weight: Optional[np.ndarray] = None  #: (3H,), None without layer normalization
+    dln_ih_bias: Optional[np.ndarray] = None  #: (3H,), None without layer normalization
+    dln_hh_weight: Optional[np.ndarray] = None  #: (3H,), None without layer normalization
+    dln_hh_bias: Optional[np.ndarray] = None  #: (3H,), None without layer normalization
 
 
 def gru_forward(x: ArrayLike, w_ih: ArrayLike, w_hh: ArrayLike, b_ih: Optional[ArrayLike] = None,
                 b_hh: Optional[ArrayLike] = None, h0: Optional[ArrayLike] = None, *,
+                ln_ih_weight: Optional[ArrayLike] = None, ln_ih_bias: Optional[ArrayLike] = None,
+                ln_hh_weight: Optional[ArrayLike] = None, ln_hh_bias: Optional[ArrayLike] = None,
                 lengths: Optional[ArrayLike] = None, reverse: bool = False, training: bool = False,
                 bidirectional: bool = False) -> GruOutput:
     """GRU forward over a whole sequence (PyTorch's formulation, gates r, z, n).
@@ -147,12 +172,16 @@ def gru_forward(x: ArrayLike, w_ih: ArrayLike, w_hh: ArrayLike, b_ih: Optional[A
     zeros); returns y (T, B, H) and h_n (B, H) (:class:`GruOutput`), with the workspace that
     :func:`gru_backward` needs when ``training=True``.
     """
-    return GruOutput(*_core.gru_forward(x, w_ih, w_hh, b_ih, b_hh, h0, lengths=lengths, reverse=bool(reverse),
-                                        training=bool(training), bidirectional=bool(bidirectional)))
+    return GruOutput(*_core.gru_forward(x, w_ih, w_hh, b_ih, b_hh, h0, ln_ih_weight=ln_ih_weight,
+                                        ln_ih_bias=ln_ih_bias, ln_hh_weight=ln_hh_weight, ln_hh_bias=ln_hh_bias,
+                                        lengths=lengths, reverse=bool(reverse), training=bool(training),
+                                        bidirectional=bool(bidirectional)))
 
 
 def gru_backward(dy: Optional[ArrayLike], dh_n: Optional[ArrayLike], x: ArrayLike, w_ih: ArrayLike, w_hh: ArrayLike,
-                 workspace: Optional[ArrayLike], *, lengths: Optional[ArrayLike] = None, reverse: bool = False,
+                 workspace: Optional[ArrayLike], *, ln_ih_weight: Optional[ArrayLike] = None,
+                 ln_ih_bias: Optional[ArrayLike] = None, ln_hh_weight: Optional[ArrayLike] = None,
+                 ln_hh_bias: Optional[ArrayLike] = None, lengths: Optional[ArrayLike] = None, reverse: bool = False,
                  bias: bool = True, bidirectional: bool = False) -> GruGrads:
     """Backpropagation through time for a training-mode :func:`gru_forward`.
 
@@ -161,8 +190,10 @@ def gru_backward(dy: Optional[ArrayLike], dh_n: Optional[ArrayLike], x: ArrayLik
     of the forward. Returns :class:`GruGrads`; with ``bias=False`` the bias gradients are None.
     """
     _require_workspace(workspace, "gru_forward")
-    return GruGrads(*_core.gru_backward(dy, dh_n, x, w_ih, w_hh, workspace, lengths=lengths, reverse=bool(reverse),
-                                        bias=bool(bias), bidirectional=bool(bidirectional)))
+    return GruGrads(*_core.gru_backward(dy, dh_n, x, w_ih, w_hh, workspace, ln_ih_weight=ln_ih_weight,
+                                        ln_ih_bias=ln_ih_bias, ln_hh_weight=ln_hh_weight, ln_hh_bias=ln_hh_bias,
+                                        lengths=lengths, reverse=bool(reverse), bias=bool(bias),
+                                        bidirectional=bool(bidirectional)))
 
 
 class RnnOutput(NamedTuple):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional, TypeVar, Union
@@ -175,7 +176,11 @@ class RNNBase(Module):
         self._dropout_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
         bound = 1.0 / math.sqrt(self.hidden_size)
         for name, shape in self.parameter_shapes(self.config()).items():
-            self._add_parameter(name, init.uniform(-bound, bound, size=shape))
+            constant = cells.initial_value(re.sub(r"_l\d+(_reverse)?$", "", name))  # by its base name
+            if constant is None:
+                self._add_parameter(name, init.uniform(-bound, bound, size=shape))
+            else:  # layer normalization's gains and biases (no draw: the other weights stay the plain layer's)
+                self._add_parameter(name, np.full(shape, constant))
 
     @property
     def mode(self) -> str:
@@ -401,8 +406,7 @@ class RNNBase(Module):
                 # The weights as they were: an update between forward and backward must not leak in.
                 weights = {name + suffix: self._weights_at_forward(name + suffix)
                            for suffix in self._suffixes(k)
-                           for name in ("weight_ih", "weight_hh", "weight_hr", "weight_ch")
-                           if name + suffix in self._parameters}
+                           for name in cells.WEIGHT_NAMES if name + suffix in self._parameters}
                 # backward reads only x's shape (the workspace holds the input, packed): a
                 # zero-stride stand-in keeps that without keeping the layer's input alive.
                 x_shape = np.broadcast_to(np.zeros((), self.dtype), layer_input.shape)
@@ -515,15 +519,17 @@ class LSTM(RNNBase):
     # The kind's options, set as attributes by RNNBase.__init__ (checked: zoneout always a pair).
     proj_size: int
     peephole: bool
+    layer_norm: bool
     zoneout: tuple[float, float]
     recurrent_dropout: float
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
                  dtype: DTypeLike = np.float32, seed: Optional[int] = None, *, peephole: bool = False,
-                 zoneout: Union[float, Sequence[float]] = (0.0, 0.0), recurrent_dropout: float = 0.0) -> None:
+                 layer_norm: bool = False, zoneout: Union[float, Sequence[float]] = (0.0, 0.0),
+                 recurrent_dropout: float = 0.0) -> None:
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
-                         proj_size=proj_size, peephole=peephole, zoneout=zoneout,
+                         proj_size=proj_size, peephole=peephole, layer_norm=layer_norm, zoneout=zoneout,
                          recurrent_dropout=recurrent_dropout)
 
     def stream(self, batch_size: int = 1, state: Optional[tuple[ArrayLike, ArrayLike]] = None) -> Stream:
@@ -537,16 +543,24 @@ class GRU(RNNBase):
     """Gated recurrent unit layers: a drop-in for ``torch.nn.GRU`` (gates r, z, n; PyTorch's
     formulation n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)), h' = (1 − z) ⊙ n + z ⊙ h).
 
-    Arguments as LSTM's without proj_size; weights (3H, ·), biases (3H,); the state is one
-    array h (num_layers * D, B, H).
+    Arguments as LSTM's without proj_size and its variants but ``layer_norm``; weights (3H, ·),
+    biases (3H,); the state is one array h (num_layers * D, B, H).
+
+    ``layer_norm=True`` (Ba, Kiros and Hinton 2016) normalizes the input and the recurrent parts
+    of the pre-activations, each over its 3H values, before the biases:
+    gx = LN_ih(W_ih x_t) + b_ih, gh = LN_hh(W_hh h_{t-1}) + b_hh, then r, z, n as above with gh_n
+    in place of W_hn h + b_hn; parameters ``ln_ih_weight_l{k}``, ``ln_ih_bias_l{k}``,
+    ``ln_hh_weight_l{k}``, ``ln_hh_bias_l{k}`` (3H,), the gains starting at 1, the biases at 0.
     """
 
     cell = cells.GRU
+    layer_norm: bool  # the kind's option, set as an attribute by RNNBase.__init__
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 dtype: DTypeLike = np.float32, seed: Optional[int] = None) -> None:
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed)
+                 dtype: DTypeLike = np.float32, seed: Optional[int] = None, *, layer_norm: bool = False) -> None:
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
+                         layer_norm=layer_norm)
 
 
 class RNN(RNNBase):

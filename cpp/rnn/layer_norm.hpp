@@ -1,0 +1,113 @@
+// lstm_ext core: layer normalization of rows (Ba, Kiros and Hinton 2016), for the cells'
+// layer_norm variant. Kernel code, compiled once per kernel level (kernels.hpp).
+//
+// Of a row v of N values, with gain γ and bias β (N each):
+//   LN(v) = γ ⊙ v̂ + β,   v̂ = (v − μ) · r,   r = 1 / sqrt(σ² + ε)
+// μ and σ² the row's mean and population variance, ε = 1e-5 (torch.nn.LayerNorm's). Backward, for
+// the gradient d of LN(v):
+//   dv = r · (d ⊙ γ − mean(d ⊙ γ) − v̂ ⊙ mean(d ⊙ γ ⊙ v̂)),   dγ = Σ_rows d ⊙ v̂,   dβ = Σ_rows d
+// The sums over a row are taken in double, in the order of the row: every member of a team that
+// computes a row's statistics gets the same bits, so results do not depend on the team size.
+#pragma once
+
+#include "rnn/common.hpp"
+
+namespace lstm_ext {
+namespace LSTM_EXT_LEVEL {
+
+constexpr double kLayerNormEpsilon = 1e-5;
+
+// The mean μ and r = 1 / sqrt(σ² + ε) of the N values v (two passes: the mean, then the squared
+// deviations from it).
+template <typename Scalar>
+struct RowStats {
+  Scalar mean;
+  Scalar rstd;
+};
+template <typename Scalar>
+RowStats<Scalar> row_stats(const Scalar* v, Index N) {
+  double sum = 0;
+  for (Index j = 0; j < N; ++j) sum += v[j];
+  const double mean = sum / static_cast<double>(N);
+  double squares = 0;
+  for (Index j = 0; j < N; ++j) {
+    const double deviation = v[j] - mean;
+    squares += deviation * deviation;
+  }
+  return {static_cast<Scalar>(mean),
+          static_cast<Scalar>(1.0 / std::sqrt(squares / static_cast<double>(N) + kLayerNormEpsilon))};
+}
+
+// The two means of a row's backward, over its N values: mean(d ⊙ γ) and mean(d ⊙ γ ⊙ v̂).
+template <typename Scalar>
+struct RowGradientMeans {
+  Scalar of_dg;
+  Scalar of_dg_vhat;
+};
+template <typename Scalar>
+RowGradientMeans<Scalar> row_gradient_means(const Scalar* d, const Scalar* gamma, const Scalar* v_hat, Index N) {
+  double dg = 0, dg_vhat = 0;
+  for (Index j = 0; j < N; ++j) {
+    const double term = static_cast<double>(d[j]) * gamma[j];
+    dg += term;
+    dg_vhat += term * v_hat[j];
+  }
+  return {static_cast<Scalar>(dg / static_cast<double>(N)), static_cast<Scalar>(dg_vhat / static_cast<double>(N))};
+}
+
+// Layer normalization of the rows of a (rows, N) block in place, all N columns: v ← γ ⊙ v̂ + β
+// (+ add, a bias of N values added after, or nullptr; + add2 likewise). With v_hat (rows, N) and
+// rstd (rows) not nullptr, v̂ and r of each row are kept (rstd at a stride of rstd_stride).
+template <typename Scalar>
+void layer_norm_rows(Scalar* v, Index rows, Index N, const Scalar* gamma, const Scalar* beta, const Scalar* add,
+                     const Scalar* add2, Scalar* v_hat, Scalar* rstd, Index rstd_stride) {
+  for (Index r = 0; r < rows; ++r) {
+    Scalar* row = v + r * N;
+    const RowStats<Scalar> stats = row_stats(row, N);
+    if (rstd != nullptr) rstd[r * rstd_stride] = stats.rstd;
+    for (Index j = 0; j < N; ++j) {
+      const Scalar normalized = (row[j] - stats.mean) * stats.rstd;
+      if (v_hat != nullptr) v_hat[r * N + j] = normalized;
+      Scalar out = gamma[j] * normalized + beta[j];
+      if (add != nullptr) out += add[j];
+      if (add2 != nullptr) out += add2[j];
+      row[j] = out;
+    }
+  }
+}
+
+// The backward of layer_norm_rows in some columns of each row (the statistics over the whole
+// row): dv[j] = r · (d[j] γ[j] − mean(d ⊙ γ) − v̂[j] · mean(d ⊙ γ ⊙ v̂)), for the columns
+// [q · block_stride + col0, q · block_stride + col0 + width) of each of `blocks` blocks (a member's
+// units of every gate block).
+//   dv (rows, N) out (those columns)    d, v_hat (rows, N)    rstd (rows) at a stride of rstd_stride
+template <typename Scalar>
+void layer_norm_backward_rows(Scalar* dv, const Scalar* d, const Scalar* gamma, const Scalar* v_hat,
+                              const Scalar* rstd, Index rstd_stride, Index rows, Index N, Index blocks,
+                              Index block_stride, Index col0, Index width) {
+  for (Index r = 0; r < rows; ++r) {
+    const Scalar* d_row = d + r * N;
+    const Scalar* v_hat_row = v_hat + r * N;
+    const RowGradientMeans<Scalar> means = row_gradient_means(d_row, gamma, v_hat_row, N);
+    const Scalar rs = rstd[r * rstd_stride];
+    for (Index q = 0; q < blocks; ++q) {
+      for (Index j = q * block_stride + col0; j < q * block_stride + col0 + width; ++j) {
+        dv[r * N + j] = rs * (d_row[j] * gamma[j] - means.of_dg - v_hat_row[j] * means.of_dg_vhat);
+      }
+    }
+  }
+}
+
+// sums[c] += Σ_r a[r, c] · b[r, c] (b nullptr: Σ_r a[r, c]) for the columns `cols`, row by row in a
+// fixed order (bitwise reproducible): the gain and bias gradients of a layer normalization.
+template <typename Scalar>
+void add_column_products(Scalar* sums, const Scalar* a, const Scalar* b, Index rows, Columns cols) {
+  for (Index r = 0; r < rows; ++r) {
+    const Scalar* a_row = cols.in_row(a, r);
+    const Scalar* b_row = b != nullptr ? cols.in_row(b, r) : nullptr;
+    for (Index j = 0; j < cols.width; ++j) sums[cols.col0 + j] += b_row != nullptr ? a_row[j] * b_row[j] : a_row[j];
+  }
+}
+
+}  // namespace LSTM_EXT_LEVEL
+}  // namespace lstm_ext
