@@ -46,7 +46,7 @@ def make(spec, rng):
     if spec is None or not isinstance(spec, dict):
         return spec  # None, numbers, strings and lists pass as they are
     shape, dtype, layout, fill = tuple(spec["shape"]), spec["dtype"], spec["layout"], spec["fill"]
-    values = rng.standard_normal(shape) * spec.get("scale", 0.5)
+    values = np.asarray(rng.standard_normal(shape) * spec.get("scale", 0.5))  # an array also for shape ()
     size = values.size
     if fill == "zeros":
         values[...] = 0.0

@@ -223,3 +223,20 @@ def test_the_console_line_gives_figures_that_can_be_checked_against_each_other()
     assert "125% of roofline (above 100 %: faster than the GEMM peak measured so far" in fast
     streamed = bench._row_text(Result(cfg, {"lstm_ext": 0.010}, 0.0125, "memory (4 MiB at 100 GB/s)", {}))
     assert "(above 100 %: faster than streaming the weights at the bandwidth measured" in streamed
+
+
+def test_the_variants_section_times_every_variant_against_the_plain_cell(tmp_path):
+    from lstm_ext.tools import variants
+
+    out = tmp_path / "variants.md"
+    result = subprocess.run([sys.executable, "-m", "lstm_ext", "bench", "--variants", "--quick", "--out", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = out.read_text()
+    for name in variants.VARIANTS:
+        assert f"| (20, 8, 64) | {name} |" in report, name
+    assert "Aim, a peephole LSTM's training step within 10% of the plain one's: " in report
+    assert "Aim, a layer norm LSTM's training step within 35% of the plain one's: " in report
+    # Every row's ratio against the plain cell is its own time over the plain one's (medians of the rounds' ratios).
+    plain = next(line for line in report.splitlines() if line.startswith("| (20, 8, 64) | plain |"))
+    assert "| 1.00× |" in plain

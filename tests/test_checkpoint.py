@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import lstm_ext
+from lstm_ext.testing import relative_error
 from lstm_ext.checkpoint import read_checkpoint, write_checkpoint
 
 TRAIN = textwrap.dedent("""
@@ -321,5 +322,8 @@ def test_files_written_before_the_refactor_still_load(tmp_path):
     resumed.compile("cross_entropy", lstm_ext.SGD(lr=0.1, momentum=0.9))
     resumed.fit(tokens[:, :-1], tokens[:, 1:], epochs=3, batch_size=3, tbptt=10, early_stopping=5,
                 checkpoint=str(checkpoint), checkpoint_every=7, resume=True, verbose=0)
+    # To rounding, not bit for bit: the run that wrote the file used older kernels, and a change in
+    # the kernels' code may change which multiplies and adds the compiler fuses (the layer
+    # normalization change moved the plain LSTM's gradients by an ulp here and there).
     for name, value in resumed.state_dict().items():
-        assert np.array_equal(value, expected[f"fit_weight:{name}"]), name
+        assert relative_error(value, expected[f"fit_weight:{name}"]) < 1e-5, name

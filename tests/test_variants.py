@@ -297,12 +297,14 @@ def test_cell_options_are_described_in_one_place():
 
 # -- the benchmark's torch version computes the same cell ------------------------------------------
 
-@pytest.mark.parametrize("variant", ["plain", "peephole", "zoneout", "recurrent dropout", "all"])
+@pytest.mark.parametrize("variant", ["plain", "peephole", "zoneout", "recurrent dropout", "all", "layer norm",
+                                     "all and layer norm"])
 def test_the_benchmarks_torch_jit_cell_is_the_same_function(variant):
     torch = pytest.importorskip("torch")
     from lstm_ext.tools.torch_lstm import lstm_variants
 
-    options = VARIANTS.get(variant, {})
+    options = {"layer norm": {"layer_norm": True},
+               "all and layer norm": {**VARIANTS["all"], "layer_norm": True}}.get(variant, VARIANTS.get(variant, {}))
     rng = np.random.default_rng(9)
     T, B, I, H = 6, 3, 4, 7
     x, dy = rng.standard_normal((T, B, I)), rng.standard_normal((T, B, H))
@@ -313,20 +315,31 @@ def test_the_benchmarks_torch_jit_cell_is_the_same_function(variant):
     z_c, z_h = cells.check_zoneout(options.get("zoneout", 0.0), H)
     zone_c = (rng.random((T, B, H)) < z_c).astype(float) if z_c else None
     zone_h = (rng.random((T, B, H)) < z_h).astype(float) if z_h else None
+    ln = {}  # γ around 1, β around 0
+    if options.get("layer_norm"):
+        ln = {name: (1.0 if name.endswith("weight") else 0.0) + 0.3 * rng.standard_normal(H if "_c_" in name else 4 * H)
+              for name in cells.LAYER_NORM_NAMES}
     out = F.lstm_forward(x, w_ih, w_hh, b, None, w_ch=w_ch, keep_h=keep_h, zone_c=zone_c, zone_h=zone_h,
-                         training=True)
+                         training=True, **ln)
     g = F.lstm_backward(dy, None, None, x, w_ih, w_hh, out.workspace, w_ch=w_ch, keep_h=keep_h, zone_c=zone_c,
-                        zone_h=zone_h)
+                        zone_h=zone_h, **ln)
 
     tensor = lambda a, grad=False: None if a is None else torch.tensor(a, dtype=torch.float64, requires_grad=grad)
     xt, w_ih_t, w_hh_t, b_t, w_ch_t = tensor(x, True), tensor(w_ih, True), tensor(w_hh, True), tensor(b, True), \
         tensor(w_ch, True)
-    gx = (xt.reshape(T * B, I) @ w_ih_t.t() + b_t).reshape(T, B, 4 * H)
-    y = lstm_variants(gx, w_hh_t, w_ch_t, tensor(keep_h), tensor(zone_c), tensor(zone_h))
+    ln_t = [tensor(ln[name], True) for name in cells.LAYER_NORM_NAMES] if ln else None
+    projection = xt.reshape(T * B, I) @ w_ih_t.t()
+    if ln_t is not None:
+        projection = torch.layer_norm(projection, [4 * H], ln_t[0], ln_t[1], 1e-5)
+    gx = (projection + b_t).reshape(T, B, 4 * H)
+    y = lstm_variants(gx, w_hh_t, w_ch_t, tensor(keep_h), tensor(zone_c), tensor(zone_h),
+                      None if ln_t is None else ln_t[2:])
     y.backward(torch.tensor(dy))
     pairs = {"y": (out.y, y), "dx": (g.dx, xt.grad), "dw_ih": (g.dw_ih, w_ih_t.grad), "dw_hh": (g.dw_hh, w_hh_t.grad),
              "db": (g.db_ih, b_t.grad)}
     if w_ch is not None:
         pairs["dw_ch"] = (g.dw_ch, w_ch_t.grad)
+    if ln_t is not None:
+        pairs.update({"d" + name: (getattr(g, "d" + name), t.grad) for name, t in zip(cells.LAYER_NORM_NAMES, ln_t)})
     errors = {name: relative_error(ours, theirs.detach().numpy()) for name, (ours, theirs) in pairs.items()}
     assert max(errors.values()) < 1e-12, {name: f"{e:.1e}" for name, e in errors.items()}

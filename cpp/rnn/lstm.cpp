@@ -342,18 +342,11 @@ void lstm_pointwise_backward(Scalar* dgates, Scalar* dc_next, const Scalar* dm, 
       const P i = load_packet(a + j, n), f = load_packet(a + H + j, n);
       const P g = load_packet(a + 2 * H + j, n), o = load_packet(a + 3 * H + j, n);
       const P dm_k = load_packet(dm_b + j, n);
-      // tanh of what m_t = o_t ⊙ tanh(·) read: c̃_t, or with layer normalization γ_c ⊙ ĉ_t + β_c
-      P tanh_c;
-      if constexpr (kLayerNorm) {
-        tanh_c = packet_tanh<Scalar>(pmadd(load_packet(norm.gamma + u0 + j, n), load_packet(norm.c_hat + k, n),
-                                           load_packet(norm.beta + u0 + j, n)));
-      } else {
-        tanh_c = packet_tanh<Scalar>(load_packet(c_cell + k, n));
-      }
       if constexpr (!kPeephole && !kZoneout && !kLayerNorm) {
         // The plain cell, in the statements of earlier versions: the compiler's fused multiply-adds
         // follow the statements, and these keep its gradients bitwise what they were (a run resumed
         // from an older checkpoint continues as it would have).
+        const P tanh_c = packet_tanh<Scalar>(load_packet(c_cell + k, n));
         const P dc = padd(load_packet(dc_next + k, n), pmul(pmul(dm_k, o), psub(one, pmul(tanh_c, tanh_c))));
         store_packet(da + j, pmul(pmul(dc, g), pmul(i, psub(one, i))), n);
         store_packet(da + H + j, pmul(pmul(dc, load_packet(c_prev + k, n)), pmul(f, psub(one, f))), n);
@@ -361,6 +354,14 @@ void lstm_pointwise_backward(Scalar* dgates, Scalar* dc_next, const Scalar* dm, 
         store_packet(da + 3 * H + j, pmul(pmul(dm_k, tanh_c), pmul(o, psub(one, o))), n);
         store_packet(dc_next + k, pmul(dc, f), n);
         continue;
+      }
+      // tanh of what m_t = o_t ⊙ tanh(·) read: c̃_t, or with layer normalization γ_c ⊙ ĉ_t + β_c
+      P tanh_c;
+      if constexpr (kLayerNorm) {
+        tanh_c = packet_tanh<Scalar>(pmadd(load_packet(norm.gamma + u0 + j, n), load_packet(norm.c_hat + k, n),
+                                           load_packet(norm.beta + u0 + j, n)));
+      } else {
+        tanh_c = packet_tanh<Scalar>(load_packet(c_cell + k, n));
       }
       const P da_o = pmul(pmul(dm_k, tanh_c), pmul(o, psub(one, o)));
       P dc = load_packet(dc_next + k, n), zk = dc, dc_t = dc;  // dc_t from step t+1 (zk: below)

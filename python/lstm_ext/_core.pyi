@@ -33,6 +33,12 @@ def lstm_forward(
     keep_h: Optional[ArrayLike] = None,    # (B, H_out): recurrent dropout mask
     zone_c: Optional[ArrayLike | float] = None,  # (T, B, H) zoneout weights of c_{t-1}, or one number
     zone_h: Optional[ArrayLike | float] = None,  # (T, B, H_out) zoneout weights of h_{t-1}, or one number
+    ln_ih_weight: Optional[ArrayLike] = None,  # (4H,) layer normalization: γ_ih, β_ih, γ_hh, β_hh (4H,),
+    ln_ih_bias: Optional[ArrayLike] = None,    # γ_c, β_c (H,); all six or none
+    ln_hh_weight: Optional[ArrayLike] = None,
+    ln_hh_bias: Optional[ArrayLike] = None,
+    ln_c_weight: Optional[ArrayLike] = None,
+    ln_c_bias: Optional[ArrayLike] = None,
     lengths: Optional[ArrayLike] = None,   # (B,)
     reverse: bool = False,
     training: bool = False,
@@ -54,14 +60,22 @@ def lstm_backward(
     keep_h: Optional[ArrayLike] = None,    # (B, H_out), the forward's
     zone_c: Optional[ArrayLike | float] = None,  # the forward's
     zone_h: Optional[ArrayLike | float] = None,  # the forward's
+    ln_ih_weight: Optional[ArrayLike] = None,  # (4H,) layer normalization: γ_ih, β_ih, γ_hh, β_hh (4H,),
+    ln_ih_bias: Optional[ArrayLike] = None,    # γ_c, β_c (H,); all six or none
+    ln_hh_weight: Optional[ArrayLike] = None,
+    ln_hh_bias: Optional[ArrayLike] = None,
+    ln_c_weight: Optional[ArrayLike] = None,
+    ln_c_bias: Optional[ArrayLike] = None,
     lengths: Optional[ArrayLike] = None,   # (B,)
     reverse: bool = False,
     bias: bool = True,
     bidirectional: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray], Optional[np.ndarray],
-           Optional[np.ndarray], Optional[np.ndarray]]:
-    """-> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr, dw_ch); db_* None without bias, dw_hr None without
-    w_hr, dw_ch None without w_ch"""
+           Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray],
+           Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]:
+    """-> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr, dw_ch, dln_ih_weight, dln_ih_bias, dln_hh_weight,
+    dln_hh_bias, dln_c_weight, dln_c_bias); db_* None without bias, dw_hr None without w_hr, dw_ch None without
+    w_ch, dln_* None without layer normalization"""
 
 def lstm_cell(
     x: ArrayLike,                      # (B, I)
@@ -120,6 +134,10 @@ def gru_forward(
     b_hh: Optional[ArrayLike] = None,      # (3H,)
     h0: Optional[ArrayLike] = None,        # (B, H), None = zeros
     *,
+    ln_ih_weight: Optional[ArrayLike] = None,  # (3H,) layer normalization: γ_ih, β_ih, γ_hh, β_hh; all or none
+    ln_ih_bias: Optional[ArrayLike] = None,
+    ln_hh_weight: Optional[ArrayLike] = None,
+    ln_hh_bias: Optional[ArrayLike] = None,
     lengths: Optional[ArrayLike] = None,   # (B,)
     reverse: bool = False,
     training: bool = False,
@@ -135,12 +153,18 @@ def gru_backward(
     w_hh: ArrayLike,                       # (3H, H)
     workspace: ArrayLike,                  # from gru_forward(..., training=True)
     *,
+    ln_ih_weight: Optional[ArrayLike] = None,  # (3H,) layer normalization: γ_ih, β_ih, γ_hh, β_hh; all or none
+    ln_ih_bias: Optional[ArrayLike] = None,
+    ln_hh_weight: Optional[ArrayLike] = None,
+    ln_hh_bias: Optional[ArrayLike] = None,
     lengths: Optional[ArrayLike] = None,   # (B,)
     reverse: bool = False,
     bias: bool = True,
     bidirectional: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
-    """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh); db_* None without bias"""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray], Optional[np.ndarray],
+           Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]:
+    """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dln_ih_weight, dln_ih_bias, dln_hh_weight, dln_hh_bias); db_* None
+    without bias, dln_* None without layer normalization"""
 
 def rnn_forward(
     x: ArrayLike,                          # (T, B, I)

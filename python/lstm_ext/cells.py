@@ -59,6 +59,25 @@ class _LstmMasks(TypedDict, total=False):
     zone_h: Union[np.ndarray, float]  # zoneout (D, T, B, H_out), or z in inference
 
 
+_Pair = Union[np.ndarray, tuple[np.ndarray, np.ndarray]]  # an array, or one per direction
+
+
+class _GruLayerNorm(TypedDict, total=False):
+    """Layer normalization's gains and biases of one GRU call, by functional's argument names."""
+
+    ln_ih_weight: _Pair
+    ln_ih_bias: _Pair
+    ln_hh_weight: _Pair
+    ln_hh_bias: _Pair
+
+
+class _LstmLayerNorm(_GruLayerNorm, total=False):
+    """The LSTM's: the GRU's and those of c."""
+
+    ln_c_weight: _Pair
+    ln_c_bias: _Pair
+
+
 class _ReferenceForwardFunction(Protocol):
     """CellKind.reference_forward: (x, weights, state0, options[, masks]) -> (y, state_n, cache)."""
 
@@ -258,9 +277,20 @@ def initial_value(base_name: str) -> Optional[float]:
     return None
 
 
-def _layer_norm_weights(w: _Weights) -> dict[str, Union[np.ndarray, tuple[np.ndarray, np.ndarray]]]:
-    """The layer normalization arrays among a layer's weights, as functional's keyword arguments."""
-    return {name: w[name] for name in LAYER_NORM_NAMES if name in w}
+def _gru_layer_norm(w: _Weights) -> _GruLayerNorm:
+    """The layer normalization arrays among a GRU layer's weights (none: {}), as functional's
+    keyword arguments."""
+    if "ln_ih_weight" not in w:
+        return {}
+    return {"ln_ih_weight": w["ln_ih_weight"], "ln_ih_bias": w["ln_ih_bias"], "ln_hh_weight": w["ln_hh_weight"],
+            "ln_hh_bias": w["ln_hh_bias"]}
+
+
+def _lstm_layer_norm(w: _Weights) -> _LstmLayerNorm:
+    """The same for an LSTM layer, with LN_c's."""
+    if "ln_ih_weight" not in w:
+        return {}
+    return {**_gru_layer_norm(w), "ln_c_weight": w["ln_c_weight"], "ln_c_bias": w["ln_c_bias"]}
 
 
 def _gradients(g: Union[F.LstmGrads, F.GruGrads, F.RnnGrads], bias: bool, projection: bool,
@@ -289,7 +319,7 @@ def _lstm_forward(x: np.ndarray, w: _Weights, state0: _State, options: dict[str,
     masks = masks or {}
     out = F.lstm_forward(x, w["weight_ih"], w["weight_hh"], w.get("bias_ih"), w.get("bias_hh"), h0, c0,
                          w_hr=w.get("weight_hr"), w_ch=w.get("weight_ch"), lengths=lengths, training=training,
-                         bidirectional=bidirectional, **masks, **_layer_norm_weights(w))
+                         bidirectional=bidirectional, **masks, **_lstm_layer_norm(w))
     return out.y, [out.h_n, out.c_n], out.workspace
 
 
@@ -300,7 +330,7 @@ def _lstm_backward(dy: Optional[np.ndarray], dstate_n: _State, x: np.ndarray, w:
     masks = masks or {}
     g = F.lstm_backward(dy, dh_n, dc_n, x, w["weight_ih"], w["weight_hh"], workspace, w_hr=w.get("weight_hr"),
                         w_ch=w.get("weight_ch"), lengths=lengths, bias=bias, bidirectional=bidirectional, **masks,
-                        **_layer_norm_weights(w))
+                        **_lstm_layer_norm(w))
     return g.dx, [g.dh0, g.dc0], _gradients(g, bias, options.get("proj_size", 0) > 0, options.get("peephole", False),
                                             options.get("layer_norm", False))
 
@@ -360,7 +390,7 @@ LSTM = CellKind(
 def _gru_forward(x: np.ndarray, w: _Weights, state0: _State, options: dict[str, Any], *, lengths: Optional[np.ndarray],
                  training: bool, bidirectional: bool, masks: Optional[_Masks] = None) -> _CoreForward:
     out = F.gru_forward(x, w["weight_ih"], w["weight_hh"], w.get("bias_ih"), w.get("bias_hh"), state0[0],
-                        lengths=lengths, training=training, bidirectional=bidirectional, **_layer_norm_weights(w))
+                        lengths=lengths, training=training, bidirectional=bidirectional, **_gru_layer_norm(w))
     return out.y, [out.h_n], out.workspace
 
 
@@ -368,7 +398,7 @@ def _gru_backward(dy: Optional[np.ndarray], dstate_n: _State, x: np.ndarray, w: 
                   workspace: Optional[np.ndarray], options: dict[str, Any], *, lengths: Optional[np.ndarray],
                   bias: bool, bidirectional: bool, masks: Optional[_Masks] = None) -> _CoreBackward:
     g = F.gru_backward(dy, dstate_n[0], x, w["weight_ih"], w["weight_hh"], workspace, lengths=lengths, bias=bias,
-                       bidirectional=bidirectional, **_layer_norm_weights(w))
+                       bidirectional=bidirectional, **_gru_layer_norm(w))
     return g.dx, [g.dh0], _gradients(g, bias, False, layer_norm=options.get("layer_norm", False))
 
 

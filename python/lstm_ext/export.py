@@ -19,8 +19,8 @@ of a bidirectional layer are the node's two directions. The graph speaks the lay
 The graph adds the transposes and reshapes between that layout and ONNX's (T, D, B, H). Gates are
 reordered from PyTorch's to ONNX's (the cell descriptions' ``onnx_gates``), the GRU is exported
 with linear_before_reset = 1 (PyTorch's formulation). An LSTM with peepholes exports them as the
-node's P input (ONNX's peepholes are the layer's). A projected LSTM (proj_size > 0) and zoneout
-have no ONNX equivalent and are refused. Dropout between layers and recurrent dropout are
+node's P input (ONNX's peepholes are the layer's). A projected LSTM (proj_size > 0), layer
+normalization and zoneout have no ONNX equivalent and are refused. Dropout between layers and recurrent dropout are
 training-time operations: the graph is the layer in inference mode. Needs the ``onnx`` package
 (the ``onnx`` extra).
 """

@@ -13,7 +13,7 @@ gradient of a left-out position is zero. Arithmetic is in the prediction's dtype
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, overload
+from typing import Callable, Optional, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray

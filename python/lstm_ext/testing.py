@@ -118,8 +118,8 @@ def central_difference(f: Callable[[], float], array: np.ndarray, index: tuple[i
 
 
 def sample_indices(analytic: np.ndarray, rng: np.random.Generator, count: int) -> list[tuple[int, ...]]:
-    """`count` indices of a tensor: its largest |gradient| (so that relative_error's scale is the
-    tensor's) and random others."""
+    """`count` indices of a tensor: that of its largest gradient in magnitude (so that
+    relative_error's scale is the tensor's) and random others."""
     flat = [int(np.argmax(np.abs(analytic)))]
     others = rng.permutation(analytic.size)
     flat += [int(k) for k in others if k != flat[0]][:count - 1]

@@ -21,7 +21,7 @@ import functools
 import math
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Callable, Optional, Protocol, Union, overload
 
 import numpy as np
