@@ -13,7 +13,7 @@ from lstm_ext import cells, functional as F, reference
 from lstm_ext.testing import TOLERANCE, relative_error
 
 from family import ours_run, random_inputs, reference_run
-from test_variants import drawn_masks, finite_difference_check, worst_errors
+from test_variants import assert_matches_reference_with_threads, drawn_masks, finite_difference_check, worst_errors
 
 OPTIONS = {
     "layer norm": {"layer_norm": True},
@@ -89,20 +89,8 @@ def test_layer_matches_reference(options, shape, lengths, dtype):
 @pytest.mark.parametrize("B", [1, 40], ids=["B=1", "B=40 (rows split)"])
 @pytest.mark.parametrize("kind, options", [("LSTM", OPTIONS["with every variant"]), ("GRU", {"layer_norm": True})])
 def test_layer_norm_matches_reference_at_any_batch_and_team(kind, options, B, threads):
-    previous = lstm_ext.get_num_threads()
-    lstm_ext.set_num_threads(threads)
-    try:
-        layer = getattr(lstm_ext, kind)(5, 37, dtype=np.float64, seed=3, **options).train()
-        T = 5
-        x, state, dy, dstate = random_inputs(layer, T, B, np.random.default_rng(1))
-        lengths = np.random.default_rng(2).integers(1, T + 1, B)
-        rng_state = layer.rng_state()
-        ours = ours_run(layer, x, state, dy, dstate, lengths)
-        cell_masks, _ = drawn_masks(layer, rng_state, T, B)
-        errors = worst_errors(ours, reference_run(layer, x, state, dy, dstate, lengths, None, cell_masks))
-        assert max(errors.values()) <= 1e-10, {name: f"{e:.1e}" for name, e in errors.items()}
-    finally:
-        lstm_ext.set_num_threads(previous)
+    assert_matches_reference_with_threads(getattr(lstm_ext, kind)(5, 37, dtype=np.float64, seed=3, **options), B,
+                                          threads)
 
 
 def test_inference_matches_reference():

@@ -193,13 +193,9 @@ void gru_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
     input_projection(team, input_tasks, mine.packed_task.data(), gx, x, w_ih, layer_norm ? nullptr : b_ih,
                      static_cast<const Scalar*>(nullptr), TB, I, G);
     if (layer_norm) {
-      constexpr Index kRows = 64;
       team.barrier();  // every column of the projections
-      team.tasks((TB + kRows - 1) / kRows, [&](Index i) {
-        const Index r0 = i * kRows, rows = std::min(kRows, TB - r0);
-        layer_norm_rows(gx + r0 * G, rows, G, ln.ih_weight, ln.ih_bias, b_ih, static_cast<const Scalar*>(nullptr),
-                        training ? kept.ln_ih_hat + r0 * G : nullptr, training ? kept.ln_rstd + r0 * 2 : nullptr, 2);
-      });
+      layer_norm_rows_in_tasks(team, gx, TB, G, ln.ih_weight, ln.ih_bias, b_ih, static_cast<const Scalar*>(nullptr),
+                               kept.ln_ih_hat, kept.ln_rstd, 2);
     }
     if (training) pack_columns_in_tasks(team, kept.x, x, TB, I);  // X packed for dW_ih
     if (by_rows) {
@@ -223,31 +219,11 @@ void gru_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
       if (s + 1 < T) prefetch_rows(gx + (seq.time_at(s + 1, T) * B + b0) * G, gate_cols, nb, 3, H);  // the next gx
       panel_product(mine.product.data(), ld_rec, ld_rec, rows_of(h_prev, H), packed_hh, 3 * unit_panels, H, nb);
       if (training) store_packed_rows(kept.h_prev, TB, t * B + b0, h_prev, unit_cols, nb);
-      if (layer_norm) {
-        // rec ← γ_hh ⊙ LN(rec) + β_hh, over whole rows: its units go to rec_rows, and once every
-        // member's are there, each member normalizes its units of each of its rows.
-        for (Index b = 0; b < nb; ++b) {
-          for (Index q = 0; q < 3; ++q) {
-            std::copy_n(mine.product.data() + b * ld_rec + q * rec_gate_stride, nu,
-                        rec_rows.data() + (b0 + b) * G + q * H + u0);
-          }
-        }
-        if (!by_rows) team.barrier();  // the step's products complete
-        for (Index b = 0; b < nb; ++b) {
-          const Scalar* row = rec_rows.data() + (b0 + b) * G;
-          const RowStats<Scalar> stats = row_stats(row, G);
-          Scalar* kept_hat = training ? kept.ln_hh_hat + (t * B + b0 + b) * G : nullptr;
-          if (training) kept.ln_rstd[(t * B + b0 + b) * 2 + 1] = stats.rstd;
-          for (Index q = 0; q < 3; ++q) {
-            Scalar* product = mine.product.data() + b * ld_rec + q * rec_gate_stride;
-            for (Index j = 0; j < nu; ++j) {
-              const Index col = q * H + u0 + j;
-              const Scalar normalized = (row[col] - stats.mean) * stats.rstd;
-              if (kept_hat != nullptr) kept_hat[col] = normalized;
-              product[j] = ln.hh_weight[col] * normalized + ln.hh_bias[col];
-            }
-          }
-        }
+      if (layer_norm) {  // rec ← γ_hh ⊙ LN(rec) + β_hh, over whole rows
+        layer_norm_recurrent_products(team, !by_rows, mine.product.data(), ld_rec, rec_gate_stride,
+                                      rec_rows.data() + b0 * G, 3, H, u0, nu, nb, ln.hh_weight, ln.hh_bias,
+                                      training ? kept.ln_hh_hat + (t * B + b0) * G : nullptr,
+                                      training ? kept.ln_rstd + (t * B + b0) * 2 + 1 : nullptr, 2);
       }
       Scalar* hn_t = training ? kept.hn + (t * B + b0) * H : nullptr;
       gru_pointwise_forward(gx + (t * B + b0) * G, hn_t, h_next, mine.product.data(), ld_rec, rec_gate_stride, b_hh,
@@ -347,27 +323,16 @@ void gru_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar*
       // gx = LN_ih(X W_ihᵀ) + b_ih, gh = LN_hh(H W_hhᵀ) + b_hh: dA_ih of every row (LN_ih's
       // backward of dGx) by blocks of rows, the products from dA_ih and dA_hh, and the gains' and
       // biases' gradients as column sums: dγ = Σ dG ⊙ v̂, dβ = db = Σ dG.
-      constexpr Index kRows = 64;
-      team.tasks((TB + kRows - 1) / kRows, [&](Index i) {
-        const Index r0 = i * kRows, rows = std::min(kRows, TB - r0);
-        layer_norm_backward_rows(scratch_da_ih.data() + r0 * G, scratch_dgx.data() + r0 * G, ln.ih_weight,
-                                 kept.ln_ih_hat + r0 * G, kept.ln_rstd + r0 * 2, 2, rows, G, 1, 0, 0, G);
-      });
+      layer_norm_backward_in_tasks(team, scratch_da_ih.data(), scratch_dgx.data(), ln.ih_weight, kept.ln_ih_hat,
+                                   kept.ln_rstd, 2, TB, G);
       team.barrier();  // dA_ih complete
       input_and_weight_gradients(team, dx_tasks, mine.packed_task.data(), mine.strip.data(), dx, dw_ih, dw_hh,
                                  static_cast<Scalar*>(nullptr), static_cast<Scalar*>(nullptr), scratch_da_ih.data(),
                                  scratch_da_hh.data(), kept.x, kept.h_prev, w_ih, TB, I, G, H);
-      const OutputBlocks blocks{1, G};
-      team.tasks(blocks.count(), [&](Index i) {
-        const Columns cols{G, blocks[i].c0, blocks[i].nc};
-        for (Scalar* sums : {dln.ih_weight, dln.hh_weight}) std::fill_n(sums + cols.col0, cols.width, Scalar(0));
-        add_column_products(dln.ih_weight, scratch_dgx.data(), kept.ln_ih_hat, TB, cols);
-        add_column_products(dln.hh_weight, scratch_dgh.data(), kept.ln_hh_hat, TB, cols);
-        column_sums(dln.ih_bias, scratch_dgx.data(), TB, cols);
-        column_sums(dln.hh_bias, scratch_dgh.data(), TB, cols);
-        if (db_ih != nullptr) std::copy_n(dln.ih_bias + cols.col0, cols.width, db_ih + cols.col0);
-        if (db_hh != nullptr) std::copy_n(dln.hh_bias + cols.col0, cols.width, db_hh + cols.col0);
-      });
+      layer_norm_parameter_gradients(team, dln.ih_weight, dln.ih_bias, {db_ih}, scratch_dgx.data(), kept.ln_ih_hat,
+                                     TB, G);
+      layer_norm_parameter_gradients(team, dln.hh_weight, dln.hh_bias, {db_hh}, scratch_dgh.data(), kept.ln_hh_hat,
+                                     TB, G);
     }
   });
 }

@@ -12,6 +12,8 @@
 
 #include "rnn/common.hpp"
 
+#include <initializer_list>
+
 namespace lstm_ext {
 namespace LSTM_EXT_LEVEL {
 
@@ -107,6 +109,85 @@ void add_column_products(Scalar* sums, const Scalar* a, const Scalar* b, Index r
     const Scalar* b_row = b != nullptr ? cols.in_row(b, r) : nullptr;
     for (Index j = 0; j < cols.width; ++j) sums[cols.col0 + j] += b_row != nullptr ? a_row[j] * b_row[j] : a_row[j];
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the cells' time loops and their products do with these, on a team (parallel.hpp).
+
+constexpr Index kLayerNormTaskRows = 64;  // rows per task of a layer normalization over all steps
+
+// layer_norm_rows over the TB rows of v (TB, N), as tasks of kLayerNormTaskRows rows (the team
+// meets before reading the result).
+template <typename Scalar>
+void layer_norm_rows_in_tasks(Team& team, Scalar* v, Index TB, Index N, const Scalar* gamma, const Scalar* beta,
+                              const Scalar* add, const Scalar* add2, Scalar* v_hat, Scalar* rstd, Index rstd_stride) {
+  team.tasks((TB + kLayerNormTaskRows - 1) / kLayerNormTaskRows, [&](Index i) {
+    const Index r0 = i * kLayerNormTaskRows, rows = std::min(kLayerNormTaskRows, TB - r0);
+    layer_norm_rows(v + r0 * N, rows, N, gamma, beta, add, add2, v_hat != nullptr ? v_hat + r0 * N : nullptr,
+                    rstd != nullptr ? rstd + r0 * rstd_stride : nullptr, rstd_stride);
+  });
+}
+
+// layer_norm_backward_rows over the TB rows, all columns, as tasks likewise.
+template <typename Scalar>
+void layer_norm_backward_in_tasks(Team& team, Scalar* dv, const Scalar* d, const Scalar* gamma, const Scalar* v_hat,
+                                  const Scalar* rstd, Index rstd_stride, Index TB, Index N) {
+  team.tasks((TB + kLayerNormTaskRows - 1) / kLayerNormTaskRows, [&](Index i) {
+    const Index r0 = i * kLayerNormTaskRows, rows = std::min(kLayerNormTaskRows, TB - r0);
+    layer_norm_backward_rows(dv + r0 * N, d + r0 * N, gamma, v_hat + r0 * N, rstd + r0 * rstd_stride, rstd_stride,
+                             rows, N, 1, 0, 0, N);
+  });
+}
+
+// A step's recurrent products normalized in place, rec ← γ ⊙ LN(rec) + β over whole rows of
+// gates · H values, for a member's units [u0, u0 + nu) of its nb rows. The product (nb, ld) holds
+// gate q of unit u0 + j at column q · gate_stride + j; LN needs whole rows, so the member's units go
+// to rows (nb, gates · H) first, and once every member's are there (the team meets, unless its
+// members split the rows: meet = false), each member normalizes its units.
+//   v_hat (nb, gates · H) out: v̂ of its units, and rstd (nb, at rstd_stride) out: r (or nullptr)
+template <typename Scalar>
+void layer_norm_recurrent_products(Team& team, bool meet, Scalar* product, Index ld, Index gate_stride, Scalar* rows,
+                                   Index gates, Index H, Index u0, Index nu, Index nb, const Scalar* gamma,
+                                   const Scalar* beta, Scalar* v_hat, Scalar* rstd, Index rstd_stride) {
+  const Index G = gates * H;
+  for (Index b = 0; b < nb; ++b) {
+    for (Index q = 0; q < gates; ++q) std::copy_n(product + b * ld + q * gate_stride, nu, rows + b * G + q * H + u0);
+  }
+  if (meet) team.barrier();  // the step's products complete
+  for (Index b = 0; b < nb; ++b) {
+    const Scalar* row = rows + b * G;
+    const RowStats<Scalar> stats = row_stats(row, G);
+    if (rstd != nullptr) rstd[b * rstd_stride] = stats.rstd;
+    for (Index q = 0; q < gates; ++q) {
+      Scalar* out = product + b * ld + q * gate_stride;
+      for (Index j = 0; j < nu; ++j) {
+        const Index col = q * H + u0 + j;
+        const Scalar normalized = (row[col] - stats.mean) * stats.rstd;
+        if (v_hat != nullptr) v_hat[b * G + col] = normalized;
+        out[j] = gamma[col] * normalized + beta[col];
+      }
+    }
+  }
+}
+
+// The gain's and bias's gradients of a layer normalization over all TB rows, by blocks of columns
+// shared out as tasks: dγ = Σ d ⊙ v̂ and, unless dbeta is nullptr, dβ = Σ d, also copied to each of
+// `copies` (a bias added after the normalization has the same gradient).
+//   dgamma, dbeta (N) out     d, v_hat (TB, N)
+template <typename Scalar>
+void layer_norm_parameter_gradients(Team& team, Scalar* dgamma, Scalar* dbeta, std::initializer_list<Scalar*> copies,
+                                    const Scalar* d, const Scalar* v_hat, Index TB, Index N) {
+  const OutputBlocks blocks{1, N};
+  team.tasks(blocks.count(), [&](Index i) {
+    const Columns cols{N, blocks[i].c0, blocks[i].nc};
+    std::fill_n(dgamma + cols.col0, cols.width, Scalar(0));
+    add_column_products(dgamma, d, v_hat, TB, cols);
+    if (dbeta == nullptr) return;
+    column_sums(dbeta, d, TB, cols);
+    for (Scalar* copy : copies) {
+      if (copy != nullptr) std::copy_n(dbeta + cols.col0, cols.width, copy + cols.col0);
+    }
+  });
 }
 
 }  // namespace LSTM_EXT_LEVEL

@@ -500,13 +500,9 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
     input_projection(team, input_tasks, mine.packed_task.data(), gates, x, w_ih, layer_norm ? nullptr : b_ih,
                      layer_norm ? nullptr : b_hh, TB, I, G);
     if (layer_norm) {
-      constexpr Index kRows = 64;
       team.barrier();  // every column of the projections
-      team.tasks((TB + kRows - 1) / kRows, [&](Index i) {
-        const Index r0 = i * kRows, rows = std::min(kRows, TB - r0);
-        layer_norm_rows(gates + r0 * G, rows, G, v.ln_ih_weight, v.ln_ih_bias, b_ih, b_hh,
-                        training ? kept.ln_ih_hat + r0 * G : nullptr, training ? kept.ln_rstd + r0 * 3 : nullptr, 3);
-      });
+      layer_norm_rows_in_tasks(team, gates, TB, G, v.ln_ih_weight, v.ln_ih_bias, b_ih, b_hh, kept.ln_ih_hat,
+                               kept.ln_rstd, 3);
     }
     if (training) pack_columns_in_tasks(team, kept.x, x, TB, I);
     // The recurrent weights, packed once for all steps, gate by gate: split by units, its rows of
@@ -527,7 +523,9 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
       if (projected) pack_rows(mine.packed_proj.data(), w_hr + o0 * H, H, no, H);
     }
     copy_or_zero(h_steps.data() + b0 * H_out, h0 ? h0 + b0 * H_out : nullptr, out_cols, nb);
-    if (dropout) mask_rows(h_bar_steps.data() + b0 * H_out, h_steps.data() + b0 * H_out, v.keep_h + b0 * H_out, out_cols, nb);
+    if (dropout) {
+      mask_rows(h_bar_steps.data() + b0 * H_out, h_steps.data() + b0 * H_out, v.keep_h + b0 * H_out, out_cols, nb);
+    }
     copy_or_zero(c_state.data() + b0 * H, c0 ? c0 + b0 * H : nullptr, unit_cols, nb);
     if (training) copy_columns(kept.c0 + b0 * H, c_state.data() + b0 * H, unit_cols, nb);
     team.barrier();
@@ -546,31 +544,11 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
       // rec (nb, 4 gate blocks of its units) = h̄_{t-1} · W_hh[its rows]ᵀ
       panel_product(mine.product.data(), ld_rec, ld_rec, rows_of(h_rec, H_out), packed_hh, 4 * unit_panels, H_out, nb);
       if (training) store_packed_rows(kept.h_prev, TB, t * B + b0, h_rec, out_cols, nb);
-      if (layer_norm) {
-        // rec ← γ_hh ⊙ LN(rec) + β_hh. LN_hh reads whole rows: its units go to rec_rows, and once
-        // every member's are there, each member normalizes its units of each of its rows.
-        for (Index b = 0; b < nb; ++b) {
-          for (Index q = 0; q < 4; ++q) {
-            std::copy_n(mine.product.data() + b * ld_rec + q * rec_gate_stride, nu,
-                        rec_rows.data() + (b0 + b) * G + q * H + u0);
-          }
-        }
-        if (!by_rows) team.barrier();  // the step's products complete
-        for (Index b = 0; b < nb; ++b) {
-          const Scalar* row = rec_rows.data() + (b0 + b) * G;
-          const RowStats<Scalar> stats = row_stats(row, G);
-          Scalar* kept_hat = training ? kept.ln_hh_hat + (t * B + b0 + b) * G : nullptr;
-          if (training) kept.ln_rstd[(t * B + b0 + b) * 3 + 1] = stats.rstd;
-          for (Index q = 0; q < 4; ++q) {
-            Scalar* product = mine.product.data() + b * ld_rec + q * rec_gate_stride;
-            for (Index j = 0; j < nu; ++j) {
-              const Index col = q * H + u0 + j;
-              const Scalar normalized = (row[col] - stats.mean) * stats.rstd;
-              if (kept_hat != nullptr) kept_hat[col] = normalized;
-              product[j] = v.ln_hh_weight[col] * normalized + v.ln_hh_bias[col];
-            }
-          }
-        }
+      if (layer_norm) {  // rec ← γ_hh ⊙ LN(rec) + β_hh, over whole rows
+        layer_norm_recurrent_products(team, !by_rows, mine.product.data(), ld_rec, rec_gate_stride,
+                                      rec_rows.data() + b0 * G, 4, H, u0, nu, nb, v.ln_hh_weight, v.ln_hh_bias,
+                                      training ? kept.ln_hh_hat + (t * B + b0) * G : nullptr,
+                                      training ? kept.ln_rstd + (t * B + b0) * 3 + 1 : nullptr, 3);
       }
       // c_t goes to the workspace (training) or over c_{t-1} in place; m_t is h_t unless projected.
       Scalar* c_t = training ? kept.c + (t * B + b0) * H : c_carried;
@@ -789,26 +767,16 @@ void lstm_backward(Scalar* dx, Scalar* dh0, Scalar* dc0, Scalar* dw_ih, Scalar* 
       // a = LN_ih(X W_ihᵀ) + LN_hh(H̄ W_hhᵀ) + b: dA_ih of every row (LN_ih's backward of dG) by
       // blocks of rows, then the products from dA_ih and dA_hh, and the gains' and biases'
       // gradients as column sums: dγ = Σ dG ⊙ v̂, dβ = db = Σ dG.
-      constexpr Index kRows = 64;
-      team.tasks((TB + kRows - 1) / kRows, [&](Index i) {
-        const Index r0 = i * kRows, rows = std::min(kRows, TB - r0);
-        layer_norm_backward_rows(scratch_da_ih.data() + r0 * G, dg + r0 * G, v.ln_ih_weight, kept.ln_ih_hat + r0 * G,
-                                 kept.ln_rstd + r0 * 3, 3, rows, G, 1, 0, 0, G);
-      });
+      layer_norm_backward_in_tasks(team, scratch_da_ih.data(), dg, v.ln_ih_weight, kept.ln_ih_hat, kept.ln_rstd, 3,
+                                   TB, G);
       team.barrier();  // dA_ih complete
       input_and_weight_gradients(team, dx_tasks, mine.packed_task.data(), mine.strip.data(), dx, dw_ih, dw_hh,
                                  static_cast<Scalar*>(nullptr), static_cast<Scalar*>(nullptr), scratch_da_ih.data(),
                                  scratch_da_hh.data(), kept.x, kept.h_prev, w_ih, TB, I, G, H_out);
-      const OutputBlocks blocks{1, G};
-      team.tasks(blocks.count(), [&](Index i) {
-        const Columns cols{G, blocks[i].c0, blocks[i].nc};
-        for (Scalar* sums : {dln.ih_weight, dln.hh_weight}) std::fill_n(sums + cols.col0, cols.width, Scalar(0));
-        add_column_products(dln.ih_weight, dg, kept.ln_ih_hat, TB, cols);
-        add_column_products(dln.hh_weight, dg, kept.ln_hh_hat, TB, cols);
-        column_sums(dln.ih_bias, dg, TB, cols);
-        std::copy_n(dln.ih_bias + cols.col0, cols.width, dln.hh_bias + cols.col0);
-        if (db != nullptr) std::copy_n(dln.ih_bias + cols.col0, cols.width, db + cols.col0);
-      });
+      // dβ_ih = dβ_hh = db = Σ dG: summed once
+      layer_norm_parameter_gradients(team, dln.ih_weight, dln.ih_bias, {dln.hh_bias, db}, dg, kept.ln_ih_hat, TB, G);
+      layer_norm_parameter_gradients(team, dln.hh_weight, static_cast<Scalar*>(nullptr), {}, dg, kept.ln_hh_hat, TB,
+                                     G);
     }
     if (projected) weight_gradients(team, scratch_dh_all.data(), P, {WeightGradient<Scalar>{dw_hr, kept.m, H}}, TB,
                                     mine.strip.data());
