@@ -21,7 +21,7 @@ def test_build_info():
     if expected == "native":
         assert info["native"] and list(info["kernel_levels"]) == ["native"] and info["kernel_level"] == "native"
     elif expected == "portable":
-        assert not info["native"] and list(info["kernel_levels"]) == ["baseline", "avx2", "avx512"]
+        assert not info["native"] and list(info["kernel_levels"]) == ["baseline", "fma128", "avx2", "avx512"]
 
 
 @pytest.mark.skipif(not (ROOT / "cpp" / "rnn").is_dir(), reason="needs the source tree")

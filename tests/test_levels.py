@@ -1,9 +1,10 @@
 """Kernel levels: one build that runs the best kernels each x86-64 CPU supports.
 
-The core's compute code is compiled once per level (baseline, avx2, avx512) and the import picks
+The core's compute code is compiled once per level (baseline, fma128, avx2, avx512) and the import picks
 the best level the CPU and the OS support, or the one LSTM_EXT_KERNELS names
 (cpp/rnn/kernels.hpp). Checked here: the choice and its report; every level this machine can run
-against the NumPy reference (and the levels against each other); refusals with a clear message
+against the NumPy reference, the levels with FMA against each other bit for bit, the baseline
+against them within the tolerances; refusals with a clear message
 instead of an illegal instruction; that no level's instructions leak into code that another
 level's CPU runs, in the extension's own machine code; and, with qemu-user, whole runs as CPUs
 this machine is not (Haswell: AVX2 without AVX-512; SandyBridge: AVX without AVX2 or FMA).
@@ -32,7 +33,8 @@ import lstm_ext
 from lstm_ext import _core
 
 TESTS = pathlib.Path(__file__).resolve().parent
-X86_LEVELS = ["baseline", "avx2", "avx512"]  # lowest first
+X86_LEVELS = ["baseline", "fma128", "avx2", "avx512"]  # lowest first
+FMA_LEVELS = ["fma128", "avx2", "avx512", "native"]  # the levels that fuse multiply-adds (native: on an FMA CPU)
 IS_X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 INFO = lstm_ext.build_info()
 # The levels this machine can run: those whose every feature the CPU has.
@@ -60,6 +62,7 @@ def test_build_info_reports_the_levels_and_the_one_in_use():
     if IS_X86_64 and not INFO["native"]:
         assert list(levels) == X86_LEVELS
         assert levels["baseline"] == []
+        assert set(levels["fma128"]) == {"sse3", "ssse3", "sse4_1", "sse4_2", "popcnt", "xsave", "avx", "fma"}
         assert {"avx2", "fma", "bmi2"} <= set(levels["avx2"]) and "avx512f" not in levels["avx2"]
         assert {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= set(levels["avx512"]) >= set(levels["avx2"])
     forced = os.environ.get("LSTM_EXT_KERNELS")
@@ -69,7 +72,7 @@ def test_build_info_reports_the_levels_and_the_one_in_use():
         assert INFO["kernel_level"] == RUNNABLE[-1]  # the best this machine can run
     if IS_X86_64:
         sets, packets = INFO["simd"].split("; ")
-        expected = {"baseline": ("SSE2", 4), "avx2": ("AVX2, FMA, AVX, SSE4.2, SSE2", 8),
+        expected = {"baseline": ("SSE2", 4), "fma128": ("FMA, SSE4.2, SSE2", 4), "avx2": ("AVX2, FMA, AVX, SSE4.2, SSE2", 8),
                     "avx512": ("AVX512, AVX2, FMA, AVX, SSE4.2, SSE2", 16)}.get(INFO["kernel_level"])
         if expected:
             assert (sets, packets) == (expected[0], f"packets of {expected[1]} floats, {expected[1] // 2} doubles")
@@ -110,8 +113,8 @@ def test_each_level_matches_the_reference(level, probes):
 
 
 def test_levels_agree_within_the_tolerances(probes):
-    """Levels differ in their last bits (FMA or not, packet widths in the activations); measured
-    here: how much, for README's statement. Within the parity tolerances of each other."""
+    """The baseline (no FMA) differs from the others in its last bits; measured here: how much,
+    for README's statement. Every level within the parity tolerances of the next."""
     if len(probes) < 2:
         pytest.skip("this CPU runs one level")
     names = list(probes)
@@ -127,13 +130,42 @@ def test_levels_agree_within_the_tolerances(probes):
                           {tensor[k]: b[k] for k in keys}, tolerance=2 * lstm_ext.testing.TOLERANCE[np.dtype(dtype)])
 
 
+def grid_digests(level, cpu=None):
+    """level_grid.py at `level`: {configuration and tensor: digest of its bytes}."""
+    out = run_python(["level_grid.py"], env={"LSTM_EXT_KERNELS": level}, cpu=cpu)
+    assert out.returncode == 0, out.stdout + out.stderr
+    report = json.loads(out.stdout.splitlines()[-1])
+    assert report["level"] == level
+    return report["digests"]
+
+
+def test_levels_with_fma_give_the_same_bits():
+    """Every level with FMA gives the same bits for every output, final state and gradient of every
+    layer kind and variant, both directions, with and without lengths, float32 and float64, on 1 and
+    2 threads (level_grid.py). The order of operations is the source's (-ffp-contract=off, explicit
+    fused multiply-adds, fixed reduction orders, lstm_cell's dot products over a fixed virtual
+    width), so the packet width decides only which lanes compute what: fma128 (4 floats) against
+    avx2 (8) shows it on every FMA CPU, avx512 (16) joins where the CPU has it."""
+    levels = [level for level in FMA_LEVELS if level in RUNNABLE]
+    if len(levels) < 2:
+        pytest.skip(f"this CPU runs {len(levels)} level with FMA ({', '.join(levels) or 'none'}): "
+                    "nothing to compare (an x86-64 CPU with FMA runs fma128 and avx2)")
+    first = grid_digests(levels[0])
+    for level in levels[1:]:
+        other = grid_digests(level)
+        assert other.keys() == first.keys()
+        differ = [key for key in first if first[key] != other[key]]
+        assert not differ, (f"{levels[0]} and {level} differ in {len(differ)} of {len(first)} arrays, e.g. "
+                            + "; ".join(differ[:8]))
+
+
 # -- machine code: no level's instructions where another level's CPU runs --------------------------
 
 # Legacy prefixes that may precede a VEX (c4, c5) or EVEX (62) prefix in 64-bit code.
 _LEGACY_PREFIXES = {"66", "f2", "f3", "2e", "3e", "26", "64", "65", "36", "f0", "67"}
 # The highest instruction class a function may hold: 0 = x86-64 (SSE2), 1 = non-VEX instructions
 # of x86-64-v2/v3 (popcnt, lzcnt, tzcnt, movbe), 2 = VEX (AVX, AVX2, FMA, BMI), 3 = EVEX (AVX-512).
-_ALLOWED = {"baseline": 0, "avx2": 2, "avx512": 3, "native": 3, None: 0}
+_ALLOWED = {"baseline": 0, "fma128": 2, "avx2": 2, "avx512": 3, "native": 3, None: 0}
 
 
 def instruction_class(raw_bytes: list[str], text: str) -> int:
@@ -186,7 +218,7 @@ def test_no_level_code_runs_where_its_cpu_may_be_missing():
              if worst > _ALLOWED[level]]
     assert not wrong, "\n".join(wrong[:20])
     # And every level above the baseline does use its instructions.
-    for level in set(INFO["kernel_levels"]) & {"avx2", "avx512"}:
+    for level in set(INFO["kernel_levels"]) & {"fma128", "avx2", "avx512"}:
         assert max(worst for lv, worst, _ in functions.values() if lv == level) == _ALLOWED[level]
 
 
@@ -199,13 +231,17 @@ needs_qemu = pytest.mark.skipif(not IS_X86_64 or QEMU is None or INFO["native"] 
 
 @needs_qemu
 @pytest.mark.parametrize("cpu, level", [("Haswell", "avx2"), ("SandyBridge", "baseline")])
-def test_runs_on_an_older_cpu_at_the_best_level_it_has(cpu, level, tmp_path):
-    report, _ = probe("auto", tmp_path, cpu=cpu)
+def test_runs_on_an_older_cpu_at_the_best_level_it_has(cpu, level, tmp_path, probes):
+    report, arrays = probe("auto", tmp_path, cpu=cpu)
     assert report["level"] == level and report["selfcheck"] == 0
     assert ("avx2" in report["cpu_features"]) == (level == "avx2") and "avx512f" not in report["cpu_features"]
     for key, error in report["errors"].items():
         dtype = key.split()[-1]
         assert_parity(f"level {level} on {cpu}", dtype, {key: np.float64(error)}, {key: np.float64(0)})
+    # The same level on this CPU gives the same bits (another CPU changes nothing but the choice).
+    if level in probes:
+        differ = [key for key, value in probes[level][1].items() if value.tobytes() != arrays[key].tobytes()]
+        assert not differ, f"{level} on {cpu} and on this CPU differ: {differ[:8]}"
 
 
 @needs_qemu
@@ -213,4 +249,4 @@ def test_a_level_the_cpu_lacks_is_refused_at_import():
     out = run_python("import lstm_ext", env={"LSTM_EXT_KERNELS": "avx512"}, cpu="Haswell")
     assert out.returncode == 1, out.stderr
     assert ("ImportError: LSTM_EXT_KERNELS=avx512: this CPU lacks avx512f, avx512dq, avx512cd, avx512bw, "
-            "avx512vl, which that kernel level needs; the levels it can run are: baseline, avx2") in out.stderr
+            "avx512vl, which that kernel level needs; the levels it can run are: baseline, fma128, avx2") in out.stderr

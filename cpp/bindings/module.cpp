@@ -25,6 +25,7 @@ namespace lstm_ext::bindings {
 void bind_lstm(py::module_& m);
 void bind_gru(py::module_& m);
 void bind_rnn(py::module_& m);
+void bind_dense(py::module_& m);
 }
 
 #ifndef LSTM_EXT_NATIVE_BUILD
@@ -49,6 +50,7 @@ PYBIND11_MODULE(_core, m) {
   lstm_ext::bindings::bind_lstm(m);
   lstm_ext::bindings::bind_gru(m);
   lstm_ext::bindings::bind_rnn(m);
+  lstm_ext::bindings::bind_dense(m);
 
   m.def(
       "set_num_threads",

@@ -305,6 +305,19 @@ inline Packet<Scalar> packet_exp(const Packet<Scalar>& x) {
   }
 }
 
+// ln x of a packet: Eigen's generic log at every level (the same polynomial per lane; Eigen's own
+// plog of a level may be another), std::log lane by lane where there are no packets.
+template <typename Scalar>
+inline Packet<Scalar> packet_log(const Packet<Scalar>& x) {
+  if constexpr (!Eigen::internal::packet_traits<Scalar>::Vectorizable) {
+    return std::log(x);
+  } else if constexpr (std::is_same_v<Scalar, float>) {
+    return Eigen::internal::plog_float(x);
+  } else {
+    return Eigen::internal::plog_double(x);
+  }
+}
+
 // σ(x) = 1 / (1 + e^(−x)), for float and double. Not Eigen's own float logistic: that one
 // approximates σ(x) − 0.5 (and σ by e^x below −9), which is accurate to a few ulps of 0.5, not of
 // σ: measured over [−100, 100] its worst relative error is 8.2e-4 (at x = −8.87). Gates near 0 (a

@@ -12,8 +12,8 @@
 
 namespace lstm_ext {
 
-// Each level's constant and table (level.cpp). CMake compiles the x86-64 levels (baseline, avx2,
-// avx512), or the baseline alone elsewhere, or one native level (LSTM_EXT_NATIVE=ON).
+// Each level's constant and table (level.cpp). CMake compiles the x86-64 levels (baseline, fma128,
+// avx2, avx512), or the baseline alone elsewhere, or one native level (LSTM_EXT_NATIVE=ON).
 #define LSTM_EXT_DECLARE_LEVEL(level)      \
   namespace level {                        \
   extern const CpuFeatures kCompiledFor;   \
@@ -24,6 +24,7 @@ LSTM_EXT_DECLARE_LEVEL(native)
 #else
 LSTM_EXT_DECLARE_LEVEL(baseline)
 #if defined(LSTM_EXT_X86_LEVELS)
+LSTM_EXT_DECLARE_LEVEL(fma128)
 LSTM_EXT_DECLARE_LEVEL(avx2)
 LSTM_EXT_DECLARE_LEVEL(avx512)
 #endif
@@ -37,6 +38,7 @@ const std::vector<CompiledLevel>& compiled_levels() {
 #else
       {"baseline", &baseline::kCompiledFor, &baseline::table},
 #if defined(LSTM_EXT_X86_LEVELS)
+      {"fma128", &fma128::kCompiledFor, &fma128::table},
       {"avx2", &avx2::kCompiledFor, &avx2::table},
       {"avx512", &avx512::kCompiledFor, &avx512::table},
 #endif

@@ -3,11 +3,13 @@
 // Pure C++17; no Python headers, no Eigen.
 //
 // The compute code of the core (every cell's forward and backward, the product kernels, the
-// pointwise passes, the memory probe) is compiled once per kernel level, each time with that
+// pointwise passes, the dense layers' products and functions, the memory probe) is compiled once per kernel level, each time with that
 // level's instruction set, into a namespace of its own:
 //
 //   lstm_ext::baseline   x86-64 (SSE2): every x86-64 CPU; on other architectures the only level,
 //                        built with the compiler's defaults (Eigen's portable code)
+//   lstm_ext::fma128     x86-64-v2 with AVX's FMA on 128-bit (SSE) packets: the FMA CPUs without
+//                        AVX2 (AMD Piledriver to Excavator); the same bits as avx2 and avx512
 //   lstm_ext::avx2       x86-64-v3: AVX, AVX2, FMA, BMI1/2, F16C, LZCNT, MOVBE (Haswell, Zen 1 on)
 //   lstm_ext::avx512     x86-64-v4: x86-64-v3 and AVX-512 F, BW, CD, DQ, VL (Skylake-SP, Zen 4 on)
 //   lstm_ext::native     instead of the three, in a build for the building machine alone
@@ -29,6 +31,7 @@
 #pragma once
 
 #include "rnn/cpu.hpp"
+#include "rnn/dense.hpp"
 #include "rnn/gru.hpp"
 #include "rnn/lstm.hpp"
 #include "rnn/rnn.hpp"
@@ -46,11 +49,12 @@ struct Kernels {
   LstmKernels<Scalar> lstm;
   GruKernels<Scalar> gru;
   RnnKernels<Scalar> rnn;
+  DenseKernels<Scalar> dense;
 };
 
 // One level: its kernels for both dtypes, and what it is.
 struct KernelLevel {
-  const char* name;  // "baseline", "avx2", "avx512" or "native"
+  const char* name;  // "baseline", "fma128", "avx2", "avx512" or "native"
   std::string simd;  // the SIMD instruction sets the kernels use at this level, and the packet widths
   Kernels<float> f32;
   Kernels<double> f64;
@@ -103,6 +107,8 @@ template <typename Scalar>
 GruKernels<Scalar> gru_kernels();    // gru.cpp
 template <typename Scalar>
 RnnKernels<Scalar> rnn_kernels();    // rnn.cpp
+template <typename Scalar>
+DenseKernels<Scalar> dense_kernels();  // dense.cpp
 double read_bandwidth(Index bytes, int threads, int passes, int trials);  // probe.cpp
 }  // namespace LSTM_EXT_LEVEL
 #endif

@@ -44,7 +44,9 @@ const CpuFeatures kCompiledFor = CpuFeatures(0)
 #ifdef __RDRND__
     | feature_bit(CpuFeature::rdrnd)
 #endif
-#ifdef __AVX__
+// FMA instructions are VEX-encoded: they need the AVX state the OS saves (the fma128 level
+// undefines __AVX__ for Eigen's sake, CMakeLists.txt, and still needs AVX).
+#if defined(__AVX__) || defined(__FMA__)
     | feature_bit(CpuFeature::avx)
 #endif
 #ifdef __F16C__
@@ -169,8 +171,10 @@ const KernelLevel& table() {
   static const KernelLevel* level = new KernelLevel{
       LSTM_EXT_LEVEL_NAME(LSTM_EXT_LEVEL),
       simd_in_use(),
-      Kernels<float>{kPacket<float>, lstm_kernels<float>(), gru_kernels<float>(), rnn_kernels<float>()},
-      Kernels<double>{kPacket<double>, lstm_kernels<double>(), gru_kernels<double>(), rnn_kernels<double>()},
+      Kernels<float>{kPacket<float>, lstm_kernels<float>(), gru_kernels<float>(), rnn_kernels<float>(),
+                     dense_kernels<float>()},
+      Kernels<double>{kPacket<double>, lstm_kernels<double>(), gru_kernels<double>(), rnn_kernels<double>(),
+                      dense_kernels<double>()},
       &read_bandwidth,
   };
   return *level;

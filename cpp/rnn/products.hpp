@@ -59,69 +59,127 @@ std::vector<MemberScratch<Scalar>> member_scratch(int members, Index count, Inde
 
 // out (B, n) = in (B, K) · M (n, K)ᵀ for a row-major M used once, unpacked (one step of lstm_cell:
 // packing M would cost as much as the product): each element is the dot product of a row of `in`
-// and a row of M, one chain of multiply-adds over packets along k (the last zero-padded) reduced
-// in a fixed order at the end, so its bits do not depend on which rows a member computes or which
-// elements go together in a tile. Tiles of NJ rows of M by NB batch rows keep NJ * NB chains in
-// flight (eight or more, enough to hide the latency of the multiply-adds).
+// and a row of M. It runs over a virtual width of V = 64 bytes (16 floats, 8 doubles) whatever the
+// level's packet: term k goes to lane k mod V, each lane is one chain of fused multiply-adds over
+// its terms (the last V terms zero-padded), and the V lane sums are added in halving order
+// (lane i += lane i + V/2, then + V/4, ... down to lane 0). A level whose packets hold V values
+// keeps each element's lanes in one packet, a narrower level in V / kPacket packets: the same
+// operations on the same values, so every level with FMA gives the same bits, and so does any
+// choice of which rows a member computes or which elements go together in a tile. Tiles of NJ
+// rows of M by NB batch rows keep enough chains in flight to hide the multiply-adds' latency.
 //   out (B, ld_out) written    in (B, ld_in)    m (n, K), row stride K
 namespace dot_detail {
-// Batch rows of a tile: 4 by 4 chains where there are 32 vector registers, 4 by 3 with 16.
-constexpr int kDotRows = panel_detail::kVectorRegisters >= 32 ? 4 : 3;
+template <typename Scalar>
+constexpr Index kLanes = 64 / static_cast<Index>(sizeof(Scalar));  // V
+template <typename Scalar>
+constexpr int kPackets = static_cast<int>(kLanes<Scalar> / kPacket<Scalar>);  // packets of one element's lanes
+static_assert(kLanes<float> % kPacket<float> == 0 && kLanes<double> % kPacket<double> == 0,
+              "a packet holds at most 64 bytes");
+
+// Tile shapes: about 8 packets of sums (16 with AVX-512's 32 registers), plus the inputs.
+constexpr int kSumPackets = panel_detail::kVectorRegisters >= 32 ? 16 : 8;
+constexpr int kDotRows = panel_detail::kVectorRegisters >= 32 ? 4 : 2;  // batch rows of a tile (B > 1)
+template <typename Scalar>
+constexpr int kRowsOfM = std::max(1, kSumPackets / (kDotRows * kPackets<Scalar>));  // rows of M of a tile (B > 1)
+template <typename Scalar>
+constexpr int kRowsOfMAlone = std::max(1, 8 / kPackets<Scalar>);  // rows of M of a tile (B = 1)
+
+// The sum of a packet's lanes in halving order (lane i += lane i + n/2, ...): a packet of 8 or more
+// values folds its upper half onto its lower half (Eigen's predux_half_dowto4: an add of the two
+// halves), 4 or fewer go lane by lane.
+template <typename P>
+inline typename Eigen::internal::unpacket_traits<P>::type sum_packet_lanes(const P& p) {
+  using Scalar = typename Eigen::internal::unpacket_traits<P>::type;
+  constexpr int n = Eigen::internal::unpacket_traits<P>::size;
+  if constexpr (n >= 8) {
+    return sum_packet_lanes(Eigen::internal::predux_half_dowto4(p));
+  } else {
+    alignas(64) Scalar lanes[n];
+    Eigen::internal::pstoreu(lanes, p);
+    for (int half = n / 2; half >= 1; half /= 2) {
+      for (int i = 0; i < half; ++i) lanes[i] += lanes[i + half];
+    }
+    return lanes[0];
+  }
+}
+
+// The sum of an element's V lanes (kPackets packets, changed) in halving order: first whole
+// packets (lane i += lane i + V/2 is packet s += packet s + kPackets/2 while the half is at least
+// a packet), then within the packet left.
+template <typename Scalar>
+inline Scalar sum_lanes(Packet<Scalar>* sums) {
+  for (int width = kPackets<Scalar>; width > 1; width /= 2) {
+    for (int s = 0; s < width / 2; ++s) sums[s] = Eigen::internal::padd(sums[s], sums[s + width / 2]);
+  }
+  return sum_packet_lanes(sums[0]);
+}
 
 template <typename Scalar, int NJ, int NB>
 void dot_tile(Scalar* out, Index ld_out, const Scalar* in, Index ld_in, const Scalar* rows, Index K) {
   using P = Packet<Scalar>;
   using namespace Eigen::internal;
-  constexpr Index L = kPacket<Scalar>;
-  P acc[NJ][NB];
+  constexpr Index L = kPacket<Scalar>, V = kLanes<Scalar>;
+  constexpr int S = kPackets<Scalar>;
+  P acc[NJ][NB][S];
   for (int j = 0; j < NJ; ++j) {
-    for (int b = 0; b < NB; ++b) acc[j][b] = pset1<P>(Scalar(0));
+    for (int b = 0; b < NB; ++b) {
+      for (int s = 0; s < S; ++s) acc[j][b][s] = pset1<P>(Scalar(0));
+    }
   }
   Index k = 0;
-  for (; k + L <= K; k += L) {
-    P x[NB];
-    for (int b = 0; b < NB; ++b) x[b] = ploadu<P>(in + b * ld_in + k);
-    for (int j = 0; j < NJ; ++j) {
-      const P w = ploadu<P>(rows + j * K + k);
-      for (int b = 0; b < NB; ++b) acc[j][b] = pmadd(w, x[b], acc[j][b]);
+  for (; k + V <= K; k += V) {
+    for (int s = 0; s < S; ++s) {
+      P x[NB];
+      for (int b = 0; b < NB; ++b) x[b] = ploadu<P>(in + b * ld_in + k + s * L);
+      for (int j = 0; j < NJ; ++j) {
+        const P w = ploadu<P>(rows + j * K + k + s * L);
+        for (int b = 0; b < NB; ++b) acc[j][b][s] = pmadd(w, x[b], acc[j][b][s]);
+      }
     }
   }
-  if (k < K) {  // the last packet, zero-padded
-    const Index n = K - k;
-    P x[NB];
-    for (int b = 0; b < NB; ++b) x[b] = load_packet(in + b * ld_in + k, n);
-    for (int j = 0; j < NJ; ++j) {
-      const P w = load_packet(rows + j * K + k, n);
-      for (int b = 0; b < NB; ++b) acc[j][b] = pmadd(w, x[b], acc[j][b]);
+  if (k < K) {  // the last V terms, zero-padded: every lane takes its multiply-add
+    for (int s = 0; s < S; ++s) {
+      const Index first = k + s * L, n = std::max<Index>(0, std::min(L, K - first));
+      P x[NB];
+      for (int b = 0; b < NB; ++b) x[b] = load_packet(in + b * ld_in + first, n);
+      for (int j = 0; j < NJ; ++j) {
+        const P w = load_packet(rows + j * K + first, n);
+        for (int b = 0; b < NB; ++b) acc[j][b][s] = pmadd(w, x[b], acc[j][b][s]);
+      }
     }
   }
   for (int j = 0; j < NJ; ++j) {
-    for (int b = 0; b < NB; ++b) out[b * ld_out + j] = predux(acc[j][b]);
+    for (int b = 0; b < NB; ++b) out[b * ld_out + j] = sum_lanes<Scalar>(acc[j][b]);
   }
+}
+
+// Tiles of NJ rows of M by nb = 1 .. NB batch rows.
+template <typename Scalar, int NJ, int NB>
+void dot_tile_rows(int nb, Scalar* out, Index ld_out, const Scalar* in, Index ld_in, const Scalar* rows, Index K) {
+  if constexpr (NB > 1) {
+    if (nb < NB) return dot_tile_rows<Scalar, NJ, NB - 1>(nb, out, ld_out, in, ld_in, rows, K);
+  }
+  dot_tile<Scalar, NJ, NB>(out, ld_out, in, ld_in, rows, K);
 }
 
 }  // namespace dot_detail
 
 template <typename Scalar>
 void dot_rows(Scalar* out, Index ld_out, const Scalar* in, Index ld_in, const Scalar* m, Index n, Index K, Index B) {
-  using dot_detail::dot_tile;
+  using namespace dot_detail;
   constexpr Index kRowBlock = 16;  // rows of M that every batch tile passes while they are in L1
   for (Index j0 = 0; j0 < n; j0 += kRowBlock) {
     const Index j1 = std::min(n, j0 + kRowBlock);
     Index j = j0;
-    if (B == 1) {  // eight rows of M at a time
-      for (; j + 8 <= j1; j += 8) dot_tile<Scalar, 8, 1>(out + j, ld_out, in, ld_in, m + j * K, K);
-    } else {       // four rows of M by up to kDotRows batch rows
-      for (Index b = 0; b < B; b += dot_detail::kDotRows) {
-        const Scalar* x = in + b * ld_in;
-        Scalar* o = out + b * ld_out;
-        for (j = j0; j + 4 <= j1; j += 4) {
-          switch (std::min<Index>(dot_detail::kDotRows, B - b)) {
-            case 1: dot_tile<Scalar, 4, 1>(o + j, ld_out, x, ld_in, m + j * K, K); break;
-            case 2: dot_tile<Scalar, 4, 2>(o + j, ld_out, x, ld_in, m + j * K, K); break;
-            case 3: dot_tile<Scalar, 4, 3>(o + j, ld_out, x, ld_in, m + j * K, K); break;
-            default: dot_tile<Scalar, 4, dot_detail::kDotRows>(o + j, ld_out, x, ld_in, m + j * K, K); break;
-          }
+    if (B == 1) {
+      constexpr int NJ = kRowsOfMAlone<Scalar>;
+      for (; j + NJ <= j1; j += NJ) dot_tile<Scalar, NJ, 1>(out + j, ld_out, in, ld_in, m + j * K, K);
+    } else {
+      constexpr int NJ = kRowsOfM<Scalar>;
+      for (Index b = 0; b < B; b += kDotRows) {
+        const int nb = static_cast<int>(std::min<Index>(kDotRows, B - b));
+        for (j = j0; j + NJ <= j1; j += NJ) {
+          dot_tile_rows<Scalar, NJ, kDotRows>(nb, out + b * ld_out + j, ld_out, in + b * ld_in, ld_in, m + j * K, K);
         }
       }
     }
