@@ -15,7 +15,8 @@ import pytest
 
 from lstm_ext import _core, functional
 
-OPS = ["lstm_forward", "lstm_backward", "lstm_cell", "gru_forward", "gru_backward", "rnn_forward", "rnn_backward"]
+OPS = ["lstm_forward", "lstm_backward", "lstm_cell", "gru_forward", "gru_backward", "rnn_forward", "rnn_backward",
+       "linear_forward", "linear_backward"]
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 T, B, I, H, P = 5, 3, 4, 6, 2
 

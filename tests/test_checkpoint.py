@@ -308,7 +308,10 @@ def test_files_written_before_the_refactor_still_load(tmp_path):
     model = lstm_ext.load(os.path.join(DATA, "model_v1.npz"))
     rng = np.random.default_rng(7)
     X = rng.standard_normal((24, 9, 3))
-    assert np.array_equal(model.predict(X[:5]), expected["model_prediction"])
+    # To rounding (a float64 model): the file's predictions were computed by older kernels, with
+    # Linear's product in NumPy's BLAS, whose kernel depends on the CPU (now the core computes it, the
+    # same bits on every CPU with FMA).
+    assert relative_error(model.predict(X[:5]), expected["model_prediction"]) < 1e-13
     assert model.optimizer is not None and len(model.history) == 2
 
     # Resumed from its checkpoint, the fit ends with the weights of the run that was never stopped.

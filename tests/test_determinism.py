@@ -6,6 +6,8 @@ inputs give the same bits every time. Training runs that resume from a checkpoin
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -89,3 +91,46 @@ def test_every_cell_with_lengths_and_reverse_is_bitwise_reproducible(cell, dtype
         again = run({name: at_offset(value, offset) for name, value in arrays.items()})
         for name, value in first.items():
             np.testing.assert_array_equal(again[name], value, err_msg=f"{cell} {name} at offset {offset}")
+
+
+# -- a training run, the same bits on every CPU with FMA ----------------------------------------------
+
+def _numpy_as_an_avx2_cpu():
+    """NPY_DISABLE_CPU_FEATURES that make NumPy take the SIMD paths of a CPU without AVX-512 (its
+    exp, log, tanh differ there), or None when this NumPy and CPU have no such paths."""
+    try:  # NumPy 2; NumPy 1 has these in numpy.core
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:
+        from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    wider = [name for name in __cpu_dispatch__ if ("AVX512" in name or name == "X86_V4") and __cpu_features__[name]]
+    return " ".join(wider) or None
+
+
+def test_a_fit_gives_the_same_bits_on_every_cpu_with_fma():
+    """fit_probe.py trains a classifier (LSTM with dropout, LastStep, Linear, Tanh, Linear; cross-entropy,
+    Adam, clipped gradients) and a forecaster (GRU, Linear, Sigmoid, Linear; MSE, SGD with momentum) in
+    float32 and float64, in processes that differ in what makes other CPUs differ: the core's kernel
+    level (every FMA level this CPU runs), OpenBLAS's kernel (OPENBLAS_CORETYPE: NumPy's matrix
+    products), and NumPy's SIMD paths (NPY_DISABLE_CPU_FEATURES: its exp, log and tanh). The final
+    weights and loss histories are the same bits in all of them: Linear's products, the activations and
+    the losses' exp and log are the core's, and the rest is NumPy's correctly rounded +, −, ×, ÷, √ and
+    sums in a fixed order. (The build before this gave other bits with OPENBLAS_CORETYPE=Sandybridge, and
+    in float64 with NumPy's AVX-512 paths off.)"""
+    from test_levels import FMA_LEVELS, RUNNABLE, run_python
+
+    variants = {f"LSTM_EXT_KERNELS={level}": {"LSTM_EXT_KERNELS": level} for level in FMA_LEVELS if level in RUNNABLE}
+    if not variants:
+        pytest.skip("this CPU has no kernel level with FMA")
+    for coretype in ("Haswell", "Sandybridge", "SkylakeX"):
+        variants[f"OPENBLAS_CORETYPE={coretype}"] = {"OPENBLAS_CORETYPE": coretype}
+    disabled = _numpy_as_an_avx2_cpu()
+    if disabled:
+        variants[f"NPY_DISABLE_CPU_FEATURES={disabled}"] = {"NPY_DISABLE_CPU_FEATURES": disabled}
+    runs = {}
+    for name, env in variants.items():
+        out = run_python(["fit_probe.py"], env=env)
+        assert out.returncode == 0, f"{name}: {out.stdout}{out.stderr}"
+        runs[name] = json.loads(out.stdout.splitlines()[-1])["runs"]
+    first = next(iter(runs))
+    differ = {name: [run for run in r if r[run] != runs[first][run]] for name, r in runs.items()}
+    assert not any(differ.values()), f"against {first}: " + "; ".join(f"{n}: {d}" for n, d in differ.items() if d)

@@ -198,6 +198,27 @@ def rnn_backward(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
     """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh); db_* None without bias"""
 
+def linear_forward(
+    x: ArrayLike,                    # (N, I)
+    w: ArrayLike,                    # (O, I)
+    b: Optional[ArrayLike] = None,   # (O,)
+) -> tuple[np.ndarray]:
+    """-> (y (N, O),)"""
+
+def linear_backward(
+    dy: ArrayLike,                   # (N, O)
+    x: ArrayLike,                    # (N, I)
+    w: ArrayLike,                    # (O, I)
+    *,
+    bias: bool = True,
+) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """-> (dx (N, I), dw (O, I), db (O,) or None without bias)"""
+
+def exp(x: ArrayLike) -> np.ndarray: ...
+def log(x: ArrayLike) -> np.ndarray: ...
+def tanh(x: ArrayLike) -> np.ndarray: ...
+def sigmoid(x: ArrayLike) -> np.ndarray: ...
+
 def set_num_threads(n: int) -> None:
     """Use up to n >= 1 threads from the next call on."""
 

@@ -28,6 +28,12 @@ array of masks, or one number in [0, 1] for every element); with ``bidirectional
 masks get a leading axis of 2. Layer normalization takes its gains and biases ``ln_ih_weight``,
 ``ln_ih_bias``, ``ln_hh_weight``, ``ln_hh_bias`` (4H,) and ``ln_c_weight``, ``ln_c_bias`` (H,), all
 six or none (pairs when bidirectional). A backward takes the forward's variants.
+
+The layers around the recurrent ones have their arithmetic here too, computed by the core so that
+a training run gives the same bits on every CPU with fused multiply-add (NumPy's matrix products
+go to a BLAS whose kernel depends on the CPU, and its exp, log and tanh take SIMD paths per CPU):
+:func:`linear_forward` / :func:`linear_backward` (``lstm_ext.Linear``), and the elementwise
+:func:`exp`, :func:`log`, :func:`tanh`, :func:`sigmoid` (the activations and the losses).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ __all__ = [
     "LstmOutput", "LstmGrads", "lstm_forward", "lstm_backward", "lstm_cell",
     "GruOutput", "GruGrads", "gru_forward", "gru_backward",
     "RnnOutput", "RnnGrads", "rnn_forward", "rnn_backward",
+    "linear_forward", "linear_backward", "exp", "log", "tanh", "sigmoid",
 ]
 
 
@@ -244,3 +251,68 @@ def rnn_backward(dy: Optional[ArrayLike], dh_n: Optional[ArrayLike], x: ArrayLik
     return RnnGrads(*_core.rnn_backward(dy, dh_n, x, w_ih, w_hh, workspace, nonlinearity=nonlinearity,
                                         lengths=lengths, reverse=bool(reverse), bias=bool(bias),
                                         bidirectional=bool(bidirectional)))
+
+
+# -- the dense layers' arithmetic --------------------------------------------------------------------
+
+def _rows(a: np.ndarray, width: int) -> np.ndarray:
+    """(..., width) as (N, width): a view when it can be one."""
+    return a.reshape(-1, width) if a.ndim >= 1 else a
+
+
+def _linear_arguments(x: ArrayLike, w: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """x (..., I) and w (O, I) as arrays, their shapes checked (the core checks the rest)."""
+    w_array = np.asarray(w)
+    x_array = np.asarray(x)
+    if w_array.ndim != 2:
+        raise ValueError(f"w: expected shape (O, I), got {w_array.shape}")
+    if x_array.ndim < 1 or x_array.shape[-1] != w_array.shape[1]:
+        raise ValueError(f"x: expected shape (..., I) with I = {w_array.shape[1]} (from w), got {x_array.shape}")
+    return x_array, w_array
+
+
+def linear_forward(x: ArrayLike, w: ArrayLike, b: Optional[ArrayLike] = None) -> np.ndarray:
+    """y (..., O) = x (..., I) · wᵀ + b, w (O, I), b (O,) or None, in the dtype of ``w`` (float32
+    when it is a float32 array, float64 otherwise). Each element is one chain of fused
+    multiply-adds over i in order: the same bits on every CPU with FMA."""
+    x_array, w_array = _linear_arguments(x, w)
+    (y,) = _core.linear_forward(_rows(x_array, w_array.shape[1]), w, b)
+    out: np.ndarray = y.reshape(x_array.shape[:-1] + (w_array.shape[0],))
+    return out
+
+
+def linear_backward(dy: ArrayLike, x: ArrayLike, w: ArrayLike, *, bias: bool = True
+                    ) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """The gradients of :func:`linear_forward` from dy (..., O): (dx (..., I) = dy · w,
+    dw (O, I) = Σ dyᵀ · x, db (O,) = Σ dy over every leading position, or None with
+    ``bias=False``), each sum in one order whatever the CPU."""
+    x_array, w_array = _linear_arguments(x, w)
+    dy_array = np.asarray(dy)
+    expected = x_array.shape[:-1] + (w_array.shape[0],)
+    if dy_array.shape != expected:
+        raise ValueError(f"dy: expected shape {expected} (x's leading axes and O from w), got {dy_array.shape}")
+    dx, dw, db = _core.linear_backward(_rows(dy_array, w_array.shape[0]), _rows(x_array, w_array.shape[1]), w,
+                                       bias=bool(bias))
+    return dx.reshape(x_array.shape), dw, db
+
+
+def exp(x: ArrayLike) -> np.ndarray:
+    """e^x elementwise (float32 stays float32, anything else is computed in float64); 0 where e^x
+    is below the smallest normal number."""
+    return _core.exp(x)
+
+
+def log(x: ArrayLike) -> np.ndarray:
+    """ln x elementwise (float32 stays float32, anything else float64): −inf at 0, NaN below."""
+    return _core.log(x)
+
+
+def tanh(x: ArrayLike) -> np.ndarray:
+    """tanh x elementwise, as the gates compute it (float32 stays float32, anything else float64)."""
+    return _core.tanh(x)
+
+
+def sigmoid(x: ArrayLike) -> np.ndarray:
+    """σ(x) = 1 / (1 + e^(−x)) elementwise, as the gates compute it: relative accuracy down to
+    σ's smallest normal values (float32 stays float32, anything else float64)."""
+    return _core.sigmoid(x)

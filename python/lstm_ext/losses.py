@@ -18,6 +18,7 @@ from typing import Callable, Optional, overload
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from . import functional
 from ._checks import as_real_array
 
 __all__ = ["mse_loss", "cross_entropy", "counted_elements", "LOSSES"]
@@ -137,15 +138,16 @@ def cross_entropy(logits: ArrayLike, target: ArrayLike, mask: Optional[ArrayLike
         index = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ValueError(f"target: expected class labels in [0, {C}), got {labels[index]} at index {index}")
 
-    # log softmax, stable: z − max − log Σ exp(z − max)
+    # log softmax, stable: z − max − log Σ exp(z − max). exp and log are the core's (functional):
+    # NumPy's take a SIMD path per CPU, and the gradient would not be the same bits everywhere.
     shifted = z - np.max(z, axis=-1, keepdims=True)
-    log_sum = np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+    log_sum = functional.log(np.sum(functional.exp(shifted), axis=-1, keepdims=True))
     log_probs = shifted - log_sum
     safe_labels = np.where(counted, labels, 0)
     picked = np.take_along_axis(log_probs, safe_labels[..., None], axis=-1)[..., 0]
     weights = counted.astype(z.dtype)
     total = -float(np.sum(picked * weights))
-    grad = np.exp(log_probs)                        # softmax
+    grad = functional.exp(log_probs)                # softmax
     np.put_along_axis(grad, safe_labels[..., None], np.take_along_axis(grad, safe_labels[..., None], axis=-1) - 1,
                       axis=-1)                      # softmax − one_hot(target)
     grad *= weights[..., None]

@@ -20,6 +20,7 @@ from typing import Any, Optional
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
+from . import functional
 from ._checks import as_real_array, check_positive_int, check_shape, read_lengths
 from .layers import GRU, LSTM, RNN, Module
 
@@ -69,9 +70,9 @@ class Linear(Module):
         x_array = as_real_array(x, "x", self.dtype)
         if x_array.ndim < 1 or x_array.shape[-1] != self.in_features:
             raise ValueError(f"x: expected shape (..., in_features) = (..., {self.in_features}), got {x_array.shape}")
-        y: np.ndarray = x_array @ self._parameters["weight"].T
-        if self.has_bias:
-            y += self._parameters["bias"]
+        # In the core (functional.linear_forward): NumPy's product would depend on the CPU's BLAS kernel.
+        y = functional.linear_forward(x_array, self._parameters["weight"],
+                                      self._parameters["bias"] if self.has_bias else None)
         self._saved = _keep(x_array, x) if self.training else None
         return y
 
@@ -81,12 +82,11 @@ class Linear(Module):
         x = self._saved
         dy = as_real_array(dy, "dy", self.dtype)
         check_shape(dy, "dy", x.shape[:-1] + (self.out_features,), "of y")
-        dy2, x2 = dy.reshape(-1, self.out_features), x.reshape(-1, self.in_features)
-        self.grads["weight"] += dy2.T @ x2
-        if self.has_bias:
-            self.grads["bias"] += dy2.sum(axis=0)
+        dx, dw, db = functional.linear_backward(dy, x, self._parameters["weight"], bias=self.has_bias)
+        self.grads["weight"] += dw
+        if db is not None:
+            self.grads["bias"] += db
         self._saved = None
-        dx: np.ndarray = dy @ self._parameters["weight"]
         return dx
 
     def __repr__(self) -> str:
@@ -225,8 +225,7 @@ class Tanh(_Activation):
     """y = tanh(x)."""
 
     def _apply(self, x: np.ndarray) -> np.ndarray:
-        y: np.ndarray = np.tanh(x)
-        return y
+        return functional.tanh(x)  # the core's: NumPy's tanh takes a SIMD path per CPU
 
     def _slope(self, y: np.ndarray) -> np.ndarray:
         slope: np.ndarray = 1 - y * y
@@ -249,9 +248,7 @@ class Sigmoid(_Activation):
     """y = 1 / (1 + e^(−x))."""
 
     def _apply(self, x: np.ndarray) -> np.ndarray:
-        e = np.exp(-np.abs(x))  # never overflows: σ(x) = 1 / (1 + e^−x) for x >= 0, e^x / (1 + e^x) below
-        y: np.ndarray = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(self.dtype)
-        return y
+        return functional.sigmoid(x)  # the core's, as the gates compute it: never overflows
 
     def _slope(self, y: np.ndarray) -> np.ndarray:
         slope: np.ndarray = y * (1 - y)
