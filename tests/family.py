@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 import lstm_ext
-from lstm_ext import reference
+from lstm_ext import reference, testing
 
 # (kind, extra constructor arguments): every cell the library has.
 KINDS = {
@@ -69,10 +69,12 @@ def ours_run(layer, x, state, dy, dstate, lengths=None):
     return out
 
 
-def reference_run(layer, x, state, dy, dstate, lengths=None, dropout_masks=None, cell_masks=None):
+def reference_run(layer, x, state, dy, dstate, lengths=None, dropout_masks=None, cell_masks=None, params=None):
     """The same through lstm_ext.reference.stack_forward / stack_backward in float64 (cell_masks:
-    the variants' masks per layer and direction, as stack_forward takes them)."""
-    params = {name: value.astype(np.float64) for name, value in layer.named_parameters().items()}
+    the variants' masks per layer and direction, as stack_forward takes them; params: the
+    parameters by name, the layer's own when None)."""
+    params = {name: value.astype(np.float64)
+              for name, value in (layer.named_parameters() if params is None else params).items()}
     to_tm = (lambda a: None if a is None else np.swapaxes(a, 0, 1)) if layer.batch_first else (lambda a: a)
     parts = len(layer.cell.state)
     state0 = _parts(state, layer.mode)[:parts]
@@ -86,6 +88,38 @@ def reference_run(layer, x, state, dy, dstate, lengths=None, dropout_masks=None,
         out.update(c_n=state_n[1], dc0=g["dstate0"][1])
     out.update({"d" + name: g["d" + name] for name in params})
     return out
+
+
+def reference_inputs(layer, x, state, dy, dstate):
+    """The float inputs of a run by name, as lstm_ext.testing.sensitivity perturbs them: x, h0,
+    c0 (LSTM), dy, dh_n, dc_n (LSTM) and every parameter (absent ones None)."""
+    state0, dstate_n = _parts(state, layer.mode), _parts(dstate, layer.mode)
+    inputs = {"x": x, "h0": state0[0], "dy": dy, "dh_n": dstate_n[0]}
+    if layer.mode == "LSTM":
+        inputs.update(c0=state0[1], dc_n=dstate_n[1])
+    return {**inputs, **layer.named_parameters()}
+
+
+def reference_evaluator(layer, lengths=None, dropout_masks=None, cell_masks=None):
+    """A function of reference_inputs' dict that runs reference_run on it (the masks and lengths
+    fixed): what lstm_ext.testing.sensitivity and float32_limits take."""
+    params = list(layer.named_parameters())
+
+    def evaluate(a):
+        if layer.mode == "LSTM":
+            state, dstate = (a["h0"], a["c0"]), (a["dh_n"], a["dc_n"])
+        else:
+            state, dstate = a["h0"], a["dh_n"]
+        return reference_run(layer, a["x"], state, a["dy"], dstate, lengths, dropout_masks, cell_masks,
+                             params={name: a[name] for name in params})
+    return evaluate
+
+
+def float32_limits(layer, x, state, dy, dstate, lengths=None, dropout_masks=None, cell_masks=None, expected=None):
+    """{tensor: its float32 parity limit} for this run, from the float64 reference
+    (lstm_ext.testing.float32_limits; expected: reference_run's answer, to save a run)."""
+    return testing.float32_limits(reference_evaluator(layer, lengths, dropout_masks, cell_masks),
+                                  reference_inputs(layer, x, state, dy, dstate), expected)
 
 
 def torch_run(module, x, state, dy, dstate, lengths=None):
