@@ -1,17 +1,19 @@
 """ONNX export (lstm_ext.export_onnx): every exported model runs in ONNX Runtime and gives the
 layer's outputs and final states (float32, within 1e-5 of their scale), in the layer's own
-layout, with and without lengths."""
+layout, with and without lengths, fed initial states or not (zeros by default)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from conftest import needs
+
 import lstm_ext
 from lstm_ext.export import onnx_model
 
-pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+needs("onnx")
+ort = needs("onnxruntime")
 
 LAYERS = {
     "LSTM": (lstm_ext.LSTM, {}),
@@ -28,7 +30,10 @@ SHAPES = {
 }
 
 
-def run_both(layer, lengths, states=True):
+def run_both(layer, lengths, states=True, feed_states=True):
+    """The layer's outputs (y and its final states when exported with states) and ONNX Runtime's for
+    the same x (and lengths); with feed_states, both start from the same random initial states, else
+    the layer from its default and the session fed no state input."""
     rng = np.random.default_rng(3)
     T, B = 7, 4
     x = rng.standard_normal((B, T, layer.input_size) if layer.batch_first else (T, B, layer.input_size))
@@ -36,17 +41,30 @@ def run_both(layer, lengths, states=True):
     rows = layer.num_layers * layer.num_directions
     parts = [rng.standard_normal((rows, B, layer.hidden_size)).astype(np.float32) for _ in layer.cell.state]
     lens = np.array([7, 3, 5, 1], np.int32) if lengths else None
-    y, state_n = layer(x, (tuple(parts) if len(parts) > 1 else parts[0]) if states else None, lengths=lens)
+    initial = (tuple(parts) if len(parts) > 1 else parts[0]) if states and feed_states else None
+    y, state_n = layer(x, initial, lengths=lens)
     session = ort.InferenceSession(onnx_model(layer, lengths=lengths, states=states).SerializeToString(),
                                    providers=["CPUExecutionProvider"])
     feed = {"x": x}
-    if states:
+    if states and feed_states:
         feed.update({f"{part}0": value for part, value in zip(layer.cell.state, parts)})
     if lengths:
         feed["lengths"] = lens
     theirs = session.run(None, feed)
-    ours = [y] + (list(state_n) if isinstance(state_n, tuple) else [state_n] if states else [])
+    ours = [y] + ((list(state_n) if isinstance(state_n, tuple) else [state_n]) if states else [])
     return ours, theirs
+
+
+def assert_same_outputs(layer, ours, theirs):
+    """ONNX Runtime's y, h_n (, c_n) are the layer's: same shapes, within 1e-5 of their scale (the
+    message gives each tensor's worst error relative to its scale)."""
+    assert len(theirs) == len(ours) == 1 + len(layer.cell.state)
+    for name, a, b in zip(["y", "h_n", "c_n"], theirs, ours):
+        assert a.shape == b.shape, name
+        assert np.abs(b).max() > 0.01, name  # not a degenerate case
+        # Relative to the scale: ONNX Runtime's float tanh differs near zero by up to 2.4e-5 of the value.
+        error = float(np.abs(a - b).max() / np.abs(b).max())
+        assert error < 1e-5, f"{name}: worst error {error:.3g} of the scale"
 
 
 @pytest.mark.parametrize("lengths", [False, True], ids=["all steps", "lengths"])
@@ -56,12 +74,29 @@ def test_the_exported_model_gives_the_layers_outputs_in_onnx_runtime(kind, shape
     cls, extra = LAYERS[kind]
     layer = cls(3, 5, seed=1, **extra, **SHAPES[shape]).eval()
     ours, theirs = run_both(layer, lengths)
-    assert len(theirs) == len(ours) == 1 + len(layer.cell.state)
-    for name, a, b in zip(["y", "h_n", "c_n"], theirs, ours):
-        assert a.shape == b.shape, name
-        assert np.abs(b).max() > 0.01, name  # not a degenerate case
-        # Relative to the scale: ONNX Runtime's float tanh differs near zero by up to 2.4e-5 of the value.
-        assert float(np.abs(a - b).max() / np.abs(b).max()) < 1e-5, name
+    assert_same_outputs(layer, ours, theirs)
+
+
+DEFAULT_STATE_KINDS = ["LSTM", "LSTM peephole", "GRU", "RNN tanh"]
+DEFAULT_STATE_SHAPES = {
+    "1 layer": {},
+    "2 layers bidirectional": {"num_layers": 2, "bidirectional": True},
+    "1 layer batch_first": {"batch_first": True},
+    "2 layers bidirectional batch_first": {"num_layers": 2, "bidirectional": True, "batch_first": True},
+}
+
+
+@pytest.mark.parametrize("lengths", [False, True], ids=["all steps", "lengths"])
+@pytest.mark.parametrize("shape", DEFAULT_STATE_SHAPES)
+@pytest.mark.parametrize("kind", DEFAULT_STATE_KINDS)
+def test_the_state_inputs_are_optional_zeros_by_default(kind, shape, lengths):
+    # session.run(None, {"x": x}) (and lengths) is the layer's forward from its default initial
+    # state; feeding h0 (, c0) still starts from them.
+    cls, extra = LAYERS[kind]
+    layer = cls(3, 5, seed=1, **extra, **DEFAULT_STATE_SHAPES[shape]).eval()
+    for feed_states in (False, True):
+        ours, theirs = run_both(layer, lengths, feed_states=feed_states)
+        assert_same_outputs(layer, ours, theirs)
 
 
 def test_without_states_the_graph_has_x_in_and_y_out(tmp_path):
@@ -75,10 +110,16 @@ def test_without_states_the_graph_has_x_in_and_y_out(tmp_path):
 
 
 def test_export_writes_a_file_with_the_layers_inputs_and_outputs(tmp_path):
+    import onnx
     path = tmp_path / "lstm.onnx"
     lstm_ext.export_onnx(lstm_ext.LSTM(3, 5, bidirectional=True, seed=0), path, lengths=True)
+    assert [i.name for i in onnx.load(str(path)).graph.input] == ["x", "h0", "c0", "lengths"]
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    assert [i.name for i in session.get_inputs()] == ["x", "h0", "c0", "lengths"]
+    # ONNX Runtime lists the inputs a run must feed apart from those with a default (an initializer),
+    # which keep their declared shape.
+    assert [i.name for i in session.get_inputs()] == ["x", "lengths"]
+    assert [(i.name, i.shape) for i in session.get_overridable_initializers()] == [("h0", [2, "B", 5]),
+                                                                                ("c0", [2, "B", 5])]
     assert [o.name for o in session.get_outputs()] == ["y", "h_n", "c_n"]
 
 

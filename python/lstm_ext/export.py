@@ -4,6 +4,7 @@ For example::
 
     lstm_ext.export_onnx(layer, "model.onnx")                # inputs x [, h0, c0]; outputs y, h_n [, c_n]
     lstm_ext.export_onnx(layer, "model.onnx", lengths=True)  # and an input lengths (B,) int32
+    session.run(None, {"x": x})                              # h0 (, c0) not fed: zeros
 
 Each layer of the stack is one ONNX LSTM / GRU / RNN node (opset 17), in a chain; both directions
 of a bidirectional layer are the node's two directions. The graph speaks the layer's own layout:
@@ -11,7 +12,11 @@ of a bidirectional layer are the node's two directions. The graph speaks the lay
 - input ``x`` (T, B, I), or (B, T, I) with batch_first; output ``y`` (T, B, D·H) (or batch-first),
   the directions side by side as in the layer's forward;
 - inputs ``h0`` (num_layers·D, B, H) (and ``c0`` for the LSTM) and outputs ``h_n`` (and ``c_n``)
-  in the layer's state layout; zeros give the layer's default initial state;
+  in the layer's state layout; the state inputs are optional: not fed, they are zeros, the layer's
+  default initial state (each has an initializer of zeros (num_layers·D, 1, H) of the same name, its
+  default, which the graph broadcasts to x's batch size; ONNX Runtime lists them in
+  ``get_overridable_initializers()`` rather than ``get_inputs()`` and logs a warning, when it loads
+  the model, that they are not constants, which is what makes them overridable);
 - with ``lengths=True`` an input ``lengths`` (B,) int32, each sequence's valid length (ONNX's
   sequence_lens): outputs past it are zero and the final states are those after its last valid
   step, the reverse direction starting there, as in the layer's forward with ``lengths``.
@@ -46,14 +51,15 @@ OPSET = 17
 def onnx_model(layer: RNNBase, *, lengths: bool = False, states: bool = True) -> Any:  # an onnx.ModelProto
     """The ONNX ModelProto of `layer` (see the module docstring); checked by onnx.checker.
     states=False leaves out the state inputs and outputs (zeros in, only y out)."""
+    # What cannot be exported is refused first, whether or not onnx is installed.
+    if not isinstance(layer, RNNBase):
+        raise TypeError(f"layer: expected an lstm_ext LSTM, GRU or RNN, got {type(layer).__name__}")
+    require_supported(layer.cell, layer.options, "onnx", "layer: ONNX's recurrent operators")
     try:
         import onnx
         from onnx import TensorProto, helper, numpy_helper
     except ImportError as error:
         raise ImportError("export_onnx needs the onnx package: pip install \"lstm_ext[onnx]\"") from error
-    if not isinstance(layer, RNNBase):
-        raise TypeError(f"layer: expected an lstm_ext LSTM, GRU or RNN, got {type(layer).__name__}")
-    require_supported(layer.cell, layer.options, "onnx", "layer: ONNX's recurrent operators")
     cell, H, D, L = layer.cell, layer.hidden_size, layer.num_directions, layer.num_layers
     element = TensorProto.DOUBLE if layer.dtype == np.float64 else TensorProto.FLOAT
     params = layer.state_dict()
@@ -72,6 +78,18 @@ def onnx_model(layer: RNNBase, *, lengths: bool = False, states: bool = True) ->
     # The layer's layout -> ONNX's: x (B, T, I) -> (T, B, I).
     current = node("Transpose", ["x"], ["x_time_major"], perm=[1, 0, 2]) if layer.batch_first else "x"
     state_names = (["h"] + (["c"] if cell.has_cell_state else [])) if states else []
+    # The state inputs are optional: each is a graph input with an initializer of the same name,
+    # zeros (L·D, 1, H), its default when not fed (ONNX's rule since IR version 4). Expand broadcasts
+    # it to (L·D, B, H), B read from x's batch axis, so that a run fed only x starts from the layer's
+    # default initial state; a fed (L·D, B, H) state goes through unchanged.
+    if state_names:
+        batch_axis = 0 if layer.batch_first else 1
+        batch = node("Shape", ["x"], ["batch_size"], start=batch_axis, end=batch_axis + 1)  # (1,)
+        state_shape = node("Concat", [constant("state_rows", np.array([L * D], np.int64)), batch,
+                                      constant("state_hidden", np.array([H], np.int64))], ["state_shape"], axis=0)
+        for part in state_names:
+            constant(f"{part}0", np.zeros((L * D, 1, H), layer.dtype))
+            node("Expand", [f"{part}0", state_shape], [f"{part}0_batch"])
     sequence_lens = "lengths" if lengths else ""  # ONNX's sequence_lens (B,) int32
     finals: dict[str, list[str]] = {part: [] for part in state_names}
     for k in range(L):
@@ -91,7 +109,7 @@ def onnx_model(layer: RNNBase, *, lengths: bool = False, states: bool = True) ->
         for part in cell.state:
             state_input = ""  # absent: zeros
             if part in state_names:
-                state_input = node("Slice", [f"{part}0", *rows], [f"{part}0_l{k}"])
+                state_input = node("Slice", [f"{part}0_batch", *rows], [f"{part}0_l{k}"])
                 outputs.append(f"Y_{part}{k}")
             inputs.append(state_input)
         if "weight_ch" + suffixes[0] in params:  # peepholes: ONNX's P (D, 3·H), rows in ONNX's order
