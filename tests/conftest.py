@@ -6,6 +6,7 @@ group of tests and dtype, the worst relative error seen per tensor.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections import defaultdict
@@ -46,6 +47,34 @@ def assert_parity(group, dtype, actual: dict, expected: dict, tolerance=None):
                         + ", ".join(f"{n}={e:.2e} > {bounds.get(n, default):.1e}" for n, e in failed.items())
                         + " | all: " + ", ".join(f"{n}={e:.2e}" for n, e in errors.items()))
     return errors
+
+
+# The optional packages some tests need, and how a user gets each: the extra of lstm_ext that installs
+# it, or (torch, which lstm_ext never needs) the library itself.
+_HOW_TO_GET = {
+    "onnx": "the 'onnx' extra: pip install \".[onnx]\"",
+    "onnxruntime": "the 'onnx' extra: pip install \".[onnx]\"",
+    "mpi4py": "the 'distributed' extra: pip install \".[distributed]\"",
+    "sphinx": "the 'docs' extra: pip install \".[docs]\"",
+    "matplotlib": "the 'demo' extra: pip install \".[demo]\"",
+    "torch": "PyTorch, the library compared with (no extra of lstm_ext; its CPU build is enough)",
+}
+
+
+def needs(module: str):
+    """`module` imported, or the test skipped with a reason that names what installs it."""
+    return pytest.importorskip(module, reason=f"needs {module}, from {_HOW_TO_GET[module.split('.')[0]]}")
+
+
+# Emulation: .ci/aarch64 runs the suite on another architecture under qemu-user, and says so with
+# LSTM_EXT_EMULATED=qemu-aarch64 (the emulator's name), which the processes a test starts inherit.
+EMULATED = os.environ.get("LSTM_EXT_EMULATED", "")
+
+
+def not_emulated(why: str):
+    """A mark: the test skips under emulation (LSTM_EXT_EMULATED), for the reason `why` (what of
+    the emulator, not of lstm_ext, it cannot pass)."""
+    return pytest.mark.skipif(bool(EMULATED), reason=f"under emulation ({EMULATED}): {why}")
 
 
 def numeric_gradient(f, x, eps=1e-6):

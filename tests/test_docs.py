@@ -8,12 +8,14 @@ import sys
 
 import pytest
 
+from conftest import needs
+
 DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs"
 
 
 @pytest.mark.skipif(not (DOCS / "conf.py").is_file(), reason="needs the source tree")
 def test_the_api_reference_builds_without_warnings(tmp_path):
-    pytest.importorskip("sphinx")
+    needs("sphinx")
     # The README's command (and CI's), into tmp_path; a fresh process, as a user runs it.
     command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html", str(DOCS), str(tmp_path / "html")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)

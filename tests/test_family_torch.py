@@ -15,12 +15,12 @@ import zlib
 import numpy as np
 import pytest
 
-from conftest import assert_parity
+from conftest import assert_parity, needs
 from family import KINDS, ours_run, random_inputs, torch_run
 
 import lstm_ext
 
-torch = pytest.importorskip("torch")
+torch = needs("torch")
 
 T, B, I, H = 7, 5, 4, 6
 LENGTH_ORDERS = {

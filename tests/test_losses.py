@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import lstm_ext
-from conftest import numeric_gradient
+from conftest import numeric_gradient, needs
 from lstm_ext.testing import relative_error
 
 
@@ -59,7 +59,7 @@ def test_cross_entropy_is_stable_for_large_logits():
 
 
 def test_losses_match_torch(rng):
-    torch = pytest.importorskip("torch")
+    torch = needs("torch")
     logits, labels = rng.standard_normal((3, 6, 5)), rng.integers(0, 5, size=(3, 6))
     labels[2, 1] = -100
     z = torch.tensor(logits, requires_grad=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import lstm_ext
-from conftest import numeric_gradient
+from conftest import numeric_gradient, needs
 from lstm_ext.testing import relative_error
 
 
@@ -31,7 +31,7 @@ def test_linear_gradients_over_any_leading_shape(rng):
 
 
 def test_linear_matches_torch(rng):
-    torch = pytest.importorskip("torch")
+    torch = needs("torch")
     layer = lstm_ext.Linear(6, 2, dtype=np.float64, seed=3)
     module = torch.nn.Linear(6, 2, dtype=torch.float64)
     module.load_state_dict({k: torch.tensor(v) for k, v in layer.state_dict().items()})

@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from conftest import needs
+
 import lstm_ext
 
 
@@ -48,7 +50,7 @@ CASES = {
 
 @pytest.mark.parametrize("name", CASES)
 def test_matches_torch_over_several_steps(name, rng):
-    torch = pytest.importorskip("torch")
+    torch = needs("torch")
     kind, kwargs = CASES[name]
     start = {"w": rng.standard_normal((3, 4)), "b": rng.standard_normal(4)}
     grads = [{k: rng.standard_normal(v.shape) for k, v in start.items()} for _ in range(6)]
@@ -87,7 +89,7 @@ def test_state_dict_resumes_exactly(name, rng):
 
 
 def test_clip_grad_norm_matches_torch(rng):
-    torch = pytest.importorskip("torch")
+    torch = needs("torch")
     grads = {"a": rng.standard_normal((3, 3)), "b": rng.standard_normal(5)}
     tensors = [torch.zeros(g.shape, dtype=torch.float64, requires_grad=True) for g in grads.values()]
     for t, g in zip(tensors, grads.values()):

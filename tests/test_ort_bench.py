@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import needs
+
 import lstm_ext
 from lstm_ext.tools import ort_bench
 
-pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+needs("onnx")
+needs("onnxruntime")
 
 
 @pytest.mark.parametrize("kind, extra", [("LSTM", {}), ("GRU", {}), ("RNN", {}), ("RNN", {"nonlinearity": "relu"})],

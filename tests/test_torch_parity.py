@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import assert_parity
+from conftest import assert_parity, needs
 
 import lstm_ext
 
-torch = pytest.importorskip("torch")
+torch = needs("torch")
 
 TORCH_DTYPE = {np.float64: torch.float64, np.float32: torch.float32}
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import needs
+
 import lstm_ext
 from lstm_ext import cells, functional as F
 from lstm_ext.testing import FD_TOLERANCE, TOLERANCE, fd_errors, relative_error
@@ -308,7 +310,7 @@ def test_cell_options_are_described_in_one_place():
 @pytest.mark.parametrize("variant", ["plain", "peephole", "zoneout", "recurrent dropout", "all", "layer norm",
                                      "all and layer norm"])
 def test_the_benchmarks_torch_jit_cell_is_the_same_function(variant):
-    torch = pytest.importorskip("torch")
+    torch = needs("torch")
     from lstm_ext.tools.torch_lstm import lstm_variants
 
     options = {"layer norm": {"layer_norm": True},
