@@ -22,6 +22,7 @@
 #include "rnn/panel.hpp"
 
 #include <initializer_list>
+#include <type_traits>
 #include <vector>
 
 namespace lstm_ext {
@@ -59,68 +60,74 @@ std::vector<MemberScratch<Scalar>> member_scratch(int members, Index count, Inde
 
 // out (B, n) = in (B, K) · M (n, K)ᵀ for a row-major M used once, unpacked (one step of lstm_cell:
 // packing M would cost as much as the product): each element is the dot product of a row of `in`
-// and a row of M. It runs over a virtual width of V = 64 bytes (16 floats, 8 doubles) whatever the
-// level's packet: term k goes to lane k mod V, each lane is one chain of fused multiply-adds over
-// its terms (the last V terms zero-padded), and the V lane sums are added in halving order
-// (lane i += lane i + V/2, then + V/4, ... down to lane 0). A level whose packets hold V values
-// keeps each element's lanes in one packet, a narrower level in V / kPacket packets: the same
-// operations on the same values, so every level with FMA gives the same bits, and so does any
-// choice of which rows a member computes or which elements go together in a tile. Tiles of NJ
-// rows of M by NB batch rows keep enough chains in flight to hide the multiply-adds' latency.
+// and a row of M. It runs over a virtual width of V = 32 bytes (8 floats, 4 doubles) whatever the
+// level: term k goes to lane k mod V, each lane is one chain of fused multiply-adds over its terms
+// (the last V terms zero-padded), and the V lane sums are added in halving order (lane i += lane
+// i + V/2, then + V/4, ... down to lane 0). AVX2 keeps an element's lanes in one packet, AVX-512 in
+// its half packets (of 8 floats: the step of lstm_cell is bound by reading the weights, not by
+// the width of the multiply-adds), SSE and NEON in two packets: the same operations on the same
+// values, so every level with FMA gives the same bits, and so does any choice of which rows a
+// member computes or which elements go together in a tile. Tiles of NJ rows of M by NB batch rows
+// keep enough chains in flight to hide the multiply-adds' latency.
 //   out (B, ld_out) written    in (B, ld_in)    m (n, K), row stride K
 namespace dot_detail {
+// The packet of the dot products: the level's, or its half where that is wider than V.
 template <typename Scalar>
-constexpr Index kLanes = 64 / static_cast<Index>(sizeof(Scalar));  // V
+using DotPacket = std::conditional_t<(kPacket<Scalar> * sizeof(Scalar) > 32),
+                                     typename Eigen::internal::packet_traits<Scalar>::half, Packet<Scalar>>;
 template <typename Scalar>
-constexpr int kPackets = static_cast<int>(kLanes<Scalar> / kPacket<Scalar>);  // packets of one element's lanes
-static_assert(kLanes<float> % kPacket<float> == 0 && kLanes<double> % kPacket<double> == 0,
-              "a packet holds at most 64 bytes");
+constexpr Index kDotLanes = Eigen::internal::unpacket_traits<DotPacket<Scalar>>::size;
+template <typename Scalar>
+constexpr Index kLanes = 32 / static_cast<Index>(sizeof(Scalar));  // V
+template <typename Scalar>
+constexpr int kPackets = static_cast<int>(kLanes<Scalar> / kDotLanes<Scalar>);  // packets of one element's lanes
+static_assert(kLanes<float> % kDotLanes<float> == 0 && kLanes<double> % kDotLanes<double> == 0,
+              "a dot product's packet holds at most 32 bytes");
 
-// Tile shapes: about 8 packets of sums (16 with AVX-512's 32 registers), plus the inputs.
-constexpr int kSumPackets = panel_detail::kVectorRegisters >= 32 ? 16 : 8;
-constexpr int kDotRows = panel_detail::kVectorRegisters >= 32 ? 4 : 2;  // batch rows of a tile (B > 1)
+// Tile shapes: about 8 packets of sums at B = 1 (8 rows of M with one packet each), 12 at B > 1
+// with 16 vector registers (4 rows by 3 batch rows), 16 with AVX-512's 32 (4 by 4); as many fewer
+// rows of M as an element takes packets.
+constexpr int kDotRows = panel_detail::kVectorRegisters >= 32 ? 4 : 3;  // batch rows of a tile (B > 1)
 template <typename Scalar>
-constexpr int kRowsOfM = std::max(1, kSumPackets / (kDotRows * kPackets<Scalar>));  // rows of M of a tile (B > 1)
+constexpr int kRowsOfM = std::max(1, 4 / kPackets<Scalar>);  // rows of M of a tile (B > 1)
 template <typename Scalar>
 constexpr int kRowsOfMAlone = std::max(1, 8 / kPackets<Scalar>);  // rows of M of a tile (B = 1)
 
-// The sum of a packet's lanes in halving order (lane i += lane i + n/2, ...): a packet of 8 or more
-// values folds its upper half onto its lower half (Eigen's predux_half_dowto4: an add of the two
-// halves), 4 or fewer go lane by lane.
+// n <= the packet's size values from p; the lanes past n are zero.
+template <typename P>
+inline P load_lanes(const typename Eigen::internal::unpacket_traits<P>::type* p, Index n) {
+  using Scalar = typename Eigen::internal::unpacket_traits<P>::type;
+  constexpr Index L = Eigen::internal::unpacket_traits<P>::size;
+  if (n == L) return Eigen::internal::ploadu<P>(p);
+  alignas(64) Scalar lanes[L] = {};
+  std::copy_n(p, n, lanes);
+  return Eigen::internal::pload<P>(lanes);
+}
+
+// The sum of a packet's lanes in halving order (lane i += lane i + n/2, ..., down to lane 0): a
+// packet of 8 values folds its upper half onto its lower half (Eigen's predux_half_dowto4: an add
+// of the two halves); Eigen's predux of a packet of 4 floats adds (l0 + l2) + (l1 + l3) on SSE
+// and NEON alike, and of 2 doubles l0 + l1; without SIMD (one value) there is nothing to add.
 template <typename P>
 inline typename Eigen::internal::unpacket_traits<P>::type sum_packet_lanes(const P& p) {
-  using Scalar = typename Eigen::internal::unpacket_traits<P>::type;
   constexpr int n = Eigen::internal::unpacket_traits<P>::size;
-  if constexpr (n >= 8) {
+  static_assert(n == 1 || n == 2 || n == 4 || n == 8, "packets of 1, 2, 4 or 8 values");
+  if constexpr (n == 8) {
     return sum_packet_lanes(Eigen::internal::predux_half_dowto4(p));
   } else {
-    alignas(64) Scalar lanes[n];
-    Eigen::internal::pstoreu(lanes, p);
-    for (int half = n / 2; half >= 1; half /= 2) {
-      for (int i = 0; i < half; ++i) lanes[i] += lanes[i + half];
-    }
-    return lanes[0];
+    return Eigen::internal::predux(p);
   }
 }
 
-// The sum of an element's V lanes (kPackets packets, changed) in halving order: first whole
-// packets (lane i += lane i + V/2 is packet s += packet s + kPackets/2 while the half is at least
-// a packet), then within the packet left.
-template <typename Scalar>
-inline Scalar sum_lanes(Packet<Scalar>* sums) {
-  for (int width = kPackets<Scalar>; width > 1; width /= 2) {
-    for (int s = 0; s < width / 2; ++s) sums[s] = Eigen::internal::padd(sums[s], sums[s + width / 2]);
-  }
-  return sum_packet_lanes(sums[0]);
-}
-
+// Not inlined: alone in its function the compiler keeps the NJ * NB * S sums in registers (as the
+// panel kernel's tile, panel.hpp).
 template <typename Scalar, int NJ, int NB>
-void dot_tile(Scalar* out, Index ld_out, const Scalar* in, Index ld_in, const Scalar* rows, Index K) {
-  using P = Packet<Scalar>;
+EIGEN_DONT_INLINE void dot_tile(Scalar* out, Index ld_out, const Scalar* in, Index ld_in, const Scalar* rows, Index K) {
+  using P = DotPacket<Scalar>;
   using namespace Eigen::internal;
-  constexpr Index L = kPacket<Scalar>, V = kLanes<Scalar>;
+  constexpr Index L = kDotLanes<Scalar>, V = kLanes<Scalar>;
   constexpr int S = kPackets<Scalar>;
-  P acc[NJ][NB][S];
+  P acc[NJ][NB][S];  // packet s of an element: its lanes [s L, (s + 1) L)
   for (int j = 0; j < NJ; ++j) {
     for (int b = 0; b < NB; ++b) {
       for (int s = 0; s < S; ++s) acc[j][b][s] = pset1<P>(Scalar(0));
@@ -141,15 +148,24 @@ void dot_tile(Scalar* out, Index ld_out, const Scalar* in, Index ld_in, const Sc
     for (int s = 0; s < S; ++s) {
       const Index first = k + s * L, n = std::max<Index>(0, std::min(L, K - first));
       P x[NB];
-      for (int b = 0; b < NB; ++b) x[b] = load_packet(in + b * ld_in + first, n);
+      for (int b = 0; b < NB; ++b) x[b] = load_lanes<P>(in + b * ld_in + first, n);
       for (int j = 0; j < NJ; ++j) {
-        const P w = load_packet(rows + j * K + first, n);
+        const P w = load_lanes<P>(rows + j * K + first, n);
         for (int b = 0; b < NB; ++b) acc[j][b][s] = pmadd(w, x[b], acc[j][b][s]);
       }
     }
   }
+  // Each element's V lanes in halving order: first whole packets (lane i += lane i + V/2 is
+  // packet s += packet s + S/2 while the half is at least a packet), then within the packet left.
+  for (int width = S; width > 1; width /= 2) {
+    for (int j = 0; j < NJ; ++j) {
+      for (int b = 0; b < NB; ++b) {
+        for (int s = 0; s < width / 2; ++s) acc[j][b][s] = padd(acc[j][b][s], acc[j][b][s + width / 2]);
+      }
+    }
+  }
   for (int j = 0; j < NJ; ++j) {
-    for (int b = 0; b < NB; ++b) out[b * ld_out + j] = sum_lanes<Scalar>(acc[j][b]);
+    for (int b = 0; b < NB; ++b) out[b * ld_out + j] = sum_packet_lanes(acc[j][b][0]);
   }
 }
 
