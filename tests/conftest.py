@@ -7,6 +7,7 @@ group of tests and dtype, the worst relative error seen per tensor.
 from __future__ import annotations
 
 import os
+import pathlib
 import re
 import sys
 from collections import defaultdict
@@ -52,29 +53,20 @@ def assert_parity(group, dtype, actual: dict, expected: dict, tolerance=None):
 # The optional packages some tests need, and how a user gets each: the extra of lstm_ext that installs
 # it, or (torch, which lstm_ext never needs) the library itself.
 _HOW_TO_GET = {
-    "onnx": "the 'onnx' extra: pip install \".[onnx]\"",
-    "onnxruntime": "the 'onnx' extra: pip install \".[onnx]\"",
-    "mpi4py": "the 'distributed' extra: pip install \".[distributed]\"",
-    "sphinx": "the 'docs' extra: pip install \".[docs]\"",
-    "matplotlib": "the 'demo' extra: pip install \".[demo]\"",
-    "torch": "PyTorch, the library compared with (no extra of lstm_ext; its CPU build is enough)",
+    "onnx": "install the 'onnx' extra: pip install \".[onnx]\"",
+    "onnxruntime": "install the 'onnx' extra: pip install \".[onnx]\"",
+    "mpi4py": "install the 'distributed' extra: pip install \".[distributed]\"",
+    "sphinx": "install the 'docs' extra: pip install \".[docs]\"",
+    "matplotlib": "install the 'demo' extra: pip install \".[demo]\"",
+    "torch": "install PyTorch, the library the tests compare with (no extra of lstm_ext; its CPU build is enough)",
 }
 
 
 def needs(module: str):
-    """`module` imported, or the test skipped with a reason that names what installs it."""
-    return pytest.importorskip(module, reason=f"needs {module}, from {_HOW_TO_GET[module.split('.')[0]]}")
-
-
-# Emulation: .ci/aarch64 runs the suite on another architecture under qemu-user, and says so with
-# LSTM_EXT_EMULATED=qemu-aarch64 (the emulator's name), which the processes a test starts inherit.
-EMULATED = os.environ.get("LSTM_EXT_EMULATED", "")
-
-
-def not_emulated(why: str):
-    """A mark: the test skips under emulation (LSTM_EXT_EMULATED), for the reason `why` (what of
-    the emulator, not of lstm_ext, it cannot pass)."""
-    return pytest.mark.skipif(bool(EMULATED), reason=f"under emulation ({EMULATED}): {why}")
+    """`module` imported, or the test skipped with a reason that names the test file and what installs
+    the module."""
+    caller = pathlib.Path(sys._getframe(1).f_code.co_filename).name
+    return pytest.importorskip(module, reason=f"{caller} needs {module}: {_HOW_TO_GET[module.split('.')[0]]}")
 
 
 def numeric_gradient(f, x, eps=1e-6):

@@ -30,7 +30,7 @@ def _mpiexec():
 
 
 MPIEXEC = _mpiexec()
-pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="needs mpi4py and mpiexec, from the 'distributed' extra: pip install \".[distributed]\"")
+pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="test_distributed.py needs mpi4py and mpiexec: install the 'distributed' extra: pip install \".[distributed]\"")
 
 
 def train(tmp_path, name, case, dtype, ranks=None, *extra, timeout=300):
