@@ -264,7 +264,7 @@ def float32_limits(evaluate: Callable[[dict[str, Optional[np.ndarray]]], Arrays]
     limit moves measurably. In float64 the same model (u = 2^-53) gives C · sensitivity below
     1e-12 for 98.7% of the sweep's tensors (99th percentile 1.5e-12), far below
     TOLERANCE[float64] = 1e-10, which stays the float64 limit (it exceeds it only where float64
-    cannot do better either: gates saturated beyond |a| ≈ 37, where σ(a) rounds to 1 in float64
+    cannot do better either: gates saturated beyond ``|a|`` ≈ 37, where σ(a) rounds to 1 in float64
     too, and layer normalization over a single unit, H = 1, whose output is constant and whose
     gradients through it are rounding noise).
     """
