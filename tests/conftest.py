@@ -69,6 +69,17 @@ def needs(module: str):
     return pytest.importorskip(module, reason=f"{caller} needs {module}: {_HOW_TO_GET[module.split('.')[0]]}")
 
 
+# Emulation: .ci/aarch64 runs the core's tests on another architecture under qemu-user, and says so
+# with LSTM_EXT_EMULATED=qemu-aarch64 (the emulator's name), which the processes a test starts inherit.
+EMULATED = os.environ.get("LSTM_EXT_EMULATED", "")
+
+
+def not_emulated(why: str):
+    """A mark: the test skips under emulation (LSTM_EXT_EMULATED), for the reason `why` (what of
+    the emulator, not of lstm_ext, it cannot pass)."""
+    return pytest.mark.skipif(bool(EMULATED), reason=f"under emulation ({EMULATED}): {why}")
+
+
 def numeric_gradient(f, x, eps=1e-6):
     """Central finite differences of the scalar function f at x, element by element."""
     g = np.zeros_like(x)

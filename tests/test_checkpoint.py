@@ -19,6 +19,7 @@ import pytest
 import lstm_ext
 from lstm_ext.testing import relative_error
 from lstm_ext.checkpoint import read_checkpoint, write_checkpoint
+from conftest import not_emulated
 
 TRAIN = textwrap.dedent("""
     import sys
@@ -52,6 +53,7 @@ def run_training(tmp_path, name, mode, epochs):
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+@not_emulated("timing-bound: qemu-user is too slow (three training runs in processes of their own, over 10 min)")
 @pytest.mark.parametrize("mode, epochs", [("sequence to one", 40), ("truncated BPTT", 12)])
 def test_a_run_killed_and_resumed_ends_with_the_same_weights(tmp_path, mode, epochs):
     straight = run_training(tmp_path, "straight", mode, epochs)

@@ -16,8 +16,10 @@ import pytest
 
 import lstm_ext
 from lstm_ext.testing import cast_case, random_case, run_compiled
+from conftest import not_emulated
 
 
+@not_emulated("timing-bound: qemu-user is too slow (the 6,000-step forward it times takes 6 min)")
 def test_other_python_threads_run_during_a_forward():
     case = cast_case(random_case(6000, 1, 256, 256, seed=0), np.float32)
     args = (case["x"], case["w_ih"], case["w_hh"])
@@ -242,6 +244,7 @@ FORK_PROBE = textwrap.dedent("""
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+@not_emulated("a fork with a live thread (the pool's) crashes qemu-user 7.2")
 def test_the_pool_survives_fork():
     out = subprocess.run([sys.executable, "-c", FORK_PROBE], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
