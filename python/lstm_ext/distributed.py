@@ -167,6 +167,10 @@ def _abort_on_uncaught_exceptions(comm: Any) -> None:
     def hook(kind: type[BaseException], value: BaseException, traceback: Optional[TracebackType]) -> None:
         previous(kind, value, traceback)
         sys.stderr.flush()
+        # MPICH's abort ends the job's processes, mpiexec's forwarding of their output included: a
+        # moment first, so that the traceback reaches mpiexec's stderr (without it, one run in CI
+        # ended with exit 1 and an empty stderr).
+        time.sleep(0.5)
         comm.Abort(1)
 
     sys.excepthook = hook
