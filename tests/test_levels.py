@@ -130,9 +130,9 @@ def test_levels_agree_within_the_tolerances(probes):
                           {tensor[k]: b[k] for k in keys}, tolerance=2 * lstm_ext.testing.TOLERANCE[np.dtype(dtype)])
 
 
-def grid_digests(level, cpu=None):
+def grid_digests(level):
     """level_grid.py at `level`: {configuration and tensor: digest of its bytes}."""
-    out = run_python(["level_grid.py"], env={"LSTM_EXT_KERNELS": level}, cpu=cpu)
+    out = run_python(["level_grid.py"], env={"LSTM_EXT_KERNELS": level})
     assert out.returncode == 0, out.stdout + out.stderr
     report = json.loads(out.stdout.splitlines()[-1])
     assert report["level"] == level
