@@ -8,6 +8,11 @@
 //   dv = r · (d ⊙ γ − mean(d ⊙ γ) − v̂ ⊙ mean(d ⊙ γ ⊙ v̂)),   dγ = Σ_rows d ⊙ v̂,   dβ = Σ_rows d
 // The sums over a row are taken in double, in the order of the row: every member of a team that
 // computes a row's statistics gets the same bits, so results do not depend on the team size.
+// Where v̂ and dv cancel (a row whose spread is small next to its mean; dv, which is orthogonal
+// to v̂, near 0) they are computed in double too (the scalar loops), or with μ and the means as a
+// pair of Scalars hi + lo and fused multiply-adds (the cells' packet loops): v − μ_hi − μ_lo keeps
+// the digits that v and μ share, which v − (Scalar)μ rounds away. In double the pair is (μ, 0)
+// and nothing changes.
 #pragma once
 
 #include "rnn/common.hpp"
@@ -19,15 +24,26 @@ namespace LSTM_EXT_LEVEL {
 
 constexpr double kLayerNormEpsilon = 1e-5;
 
-// The mean μ and r = 1 / sqrt(σ² + ε) of the N values v (two passes: the mean, then the squared
-// deviations from it).
+// A double split into a pair of Scalars, value ≈ hi + lo (lo = 0 when Scalar is double).
 template <typename Scalar>
-struct RowStats {
-  Scalar mean;
-  Scalar rstd;
+struct SplitDouble {
+  Scalar hi;
+  Scalar lo;
 };
 template <typename Scalar>
-RowStats<Scalar> row_stats(const Scalar* v, Index N) {
+SplitDouble<Scalar> split_double(double value) {
+  const Scalar hi = static_cast<Scalar>(value);
+  return {hi, static_cast<Scalar>(value - static_cast<double>(hi))};
+}
+
+// The mean μ and r = 1 / sqrt(σ² + ε) of the N values v (two passes: the mean, then the squared
+// deviations from it), in double.
+struct RowStats {
+  double mean;
+  double rstd;
+};
+template <typename Scalar>
+RowStats row_stats(const Scalar* v, Index N) {
   double sum = 0;
   for (Index j = 0; j < N; ++j) sum += v[j];
   const double mean = sum / static_cast<double>(N);
@@ -36,25 +52,29 @@ RowStats<Scalar> row_stats(const Scalar* v, Index N) {
     const double deviation = v[j] - mean;
     squares += deviation * deviation;
   }
-  return {static_cast<Scalar>(mean),
-          static_cast<Scalar>(1.0 / std::sqrt(squares / static_cast<double>(N) + kLayerNormEpsilon))};
+  return {mean, 1.0 / std::sqrt(squares / static_cast<double>(N) + kLayerNormEpsilon)};
 }
 
-// The two means of a row's backward, over its N values: mean(d ⊙ γ) and mean(d ⊙ γ ⊙ v̂).
+// v̂ = (v − μ) · r of one value, in double.
 template <typename Scalar>
+Scalar normalized_value(Scalar v, const RowStats& stats) {
+  return static_cast<Scalar>((static_cast<double>(v) - stats.mean) * stats.rstd);
+}
+
+// The two means of a row's backward, over its N values, in double: mean(d ⊙ γ) and mean(d ⊙ γ ⊙ v̂).
 struct RowGradientMeans {
-  Scalar of_dg;
-  Scalar of_dg_vhat;
+  double of_dg;
+  double of_dg_vhat;
 };
 template <typename Scalar>
-RowGradientMeans<Scalar> row_gradient_means(const Scalar* d, const Scalar* gamma, const Scalar* v_hat, Index N) {
+RowGradientMeans row_gradient_means(const Scalar* d, const Scalar* gamma, const Scalar* v_hat, Index N) {
   double dg = 0, dg_vhat = 0;
   for (Index j = 0; j < N; ++j) {
     const double term = static_cast<double>(d[j]) * gamma[j];
     dg += term;
     dg_vhat += term * v_hat[j];
   }
-  return {static_cast<Scalar>(dg / static_cast<double>(N)), static_cast<Scalar>(dg_vhat / static_cast<double>(N))};
+  return {dg / static_cast<double>(N), dg_vhat / static_cast<double>(N)};
 }
 
 // Layer normalization of the rows of a (rows, N) block in place, all N columns: v ← γ ⊙ v̂ + β
@@ -65,10 +85,10 @@ void layer_norm_rows(Scalar* v, Index rows, Index N, const Scalar* gamma, const 
                      const Scalar* add2, Scalar* v_hat, Scalar* rstd, Index rstd_stride) {
   for (Index r = 0; r < rows; ++r) {
     Scalar* row = v + r * N;
-    const RowStats<Scalar> stats = row_stats(row, N);
-    if (rstd != nullptr) rstd[r * rstd_stride] = stats.rstd;
+    const RowStats stats = row_stats(row, N);
+    if (rstd != nullptr) rstd[r * rstd_stride] = static_cast<Scalar>(stats.rstd);
     for (Index j = 0; j < N; ++j) {
-      const Scalar normalized = (row[j] - stats.mean) * stats.rstd;
+      const Scalar normalized = normalized_value(row[j], stats);
       if (v_hat != nullptr) v_hat[r * N + j] = normalized;
       Scalar out = gamma[j] * normalized + beta[j];
       if (add != nullptr) out += add[j];
@@ -90,11 +110,13 @@ void layer_norm_backward_rows(Scalar* dv, const Scalar* d, const Scalar* gamma, 
   for (Index r = 0; r < rows; ++r) {
     const Scalar* d_row = d + r * N;
     const Scalar* v_hat_row = v_hat + r * N;
-    const RowGradientMeans<Scalar> means = row_gradient_means(d_row, gamma, v_hat_row, N);
-    const Scalar rs = rstd[r * rstd_stride];
+    const RowGradientMeans means = row_gradient_means(d_row, gamma, v_hat_row, N);
+    const double rs = rstd[r * rstd_stride];
     for (Index q = 0; q < blocks; ++q) {
       for (Index j = q * block_stride + col0; j < q * block_stride + col0 + width; ++j) {
-        dv[r * N + j] = rs * (d_row[j] * gamma[j] - means.of_dg - v_hat_row[j] * means.of_dg_vhat);
+        const double centered = static_cast<double>(d_row[j]) * gamma[j] - means.of_dg -
+                                static_cast<double>(v_hat_row[j]) * means.of_dg_vhat;
+        dv[r * N + j] = static_cast<Scalar>(rs * centered);
       }
     }
   }
@@ -156,13 +178,13 @@ void layer_norm_recurrent_products(Team& team, bool meet, Scalar* product, Index
   if (meet) team.barrier();  // the step's products complete
   for (Index b = 0; b < nb; ++b) {
     const Scalar* row = rows + b * G;
-    const RowStats<Scalar> stats = row_stats(row, G);
-    if (rstd != nullptr) rstd[b * rstd_stride] = stats.rstd;
+    const RowStats stats = row_stats(row, G);
+    if (rstd != nullptr) rstd[b * rstd_stride] = static_cast<Scalar>(stats.rstd);
     for (Index q = 0; q < gates; ++q) {
       Scalar* out = product + b * ld + q * gate_stride;
       for (Index j = 0; j < nu; ++j) {
         const Index col = q * H + u0 + j;
-        const Scalar normalized = (row[col] - stats.mean) * stats.rstd;
+        const Scalar normalized = normalized_value(row[col], stats);
         if (v_hat != nullptr) v_hat[b * G + col] = normalized;
         out[j] = gamma[col] * normalized + beta[col];
       }

@@ -239,13 +239,14 @@ void lstm_norm_cell_output(Scalar* m, const Scalar* gates, const Scalar* c_cand,
   using namespace Eigen::internal;
   for (Index b = 0; b < B; ++b) {
     if (!seq.active(b, t)) continue;
-    const RowStats<Scalar> stats = row_stats(c_cand + b * H, H);
-    if (rstd != nullptr) rstd[b * rstd_stride] = stats.rstd;
-    const P mean = pset1<P>(stats.mean), r = pset1<P>(stats.rstd);
+    const RowStats stats = row_stats(c_cand + b * H, H);
+    if (rstd != nullptr) rstd[b * rstd_stride] = static_cast<Scalar>(stats.rstd);
+    const SplitDouble<Scalar> mean = split_double<Scalar>(stats.mean);  // μ ≈ hi + lo (layer_norm.hpp)
+    const P mean_hi = pset1<P>(mean.hi), mean_lo = pset1<P>(mean.lo), r = pset1<P>(static_cast<Scalar>(stats.rstd));
     for (Index j = 0; j < nu; j += kPacket<Scalar>) {
       const Index n = std::min(kPacket<Scalar>, nu - j);
       const Index k = b * H + u0 + j;
-      const P normalized = pmul(psub(load_packet(c_cand + k, n), mean), r);
+      const P normalized = pmul(psub(psub(load_packet(c_cand + k, n), mean_hi), mean_lo), r);
       if (c_hat != nullptr) store_packet(c_hat + k, normalized, n);
       const P cell = pmadd(load_packet(gamma + u0 + j, n), normalized, load_packet(beta + u0 + j, n));
       store_packet(m + k, pmul(load_packet(gates + b * 4 * H + 3 * H + u0 + j, n), packet_tanh<Scalar>(cell)), n);
@@ -334,27 +335,20 @@ void lstm_pointwise_backward(Scalar* dgates, Scalar* dc_next, const Scalar* dm, 
     const Scalar* a = gates + b * 4 * H + u0;
     Scalar* da = dgates + b * 4 * H + u0;
     const Scalar* dm_b = dm + b * ld_dm;
-    RowGradientMeans<Scalar> means{};  // of LN_c's backward, over the whole row
-    if constexpr (kLayerNorm) means = row_gradient_means(norm.dn_rows + b * H, norm.gamma, norm.c_hat + b * H, H);
+    // LN_c's backward: the means over the whole row, mean(dn ⊙ γ_c) as a pair hi + lo (layer_norm.hpp)
+    SplitDouble<Scalar> mean_dg{};
+    Scalar mean_dg_vhat = 0;
+    if constexpr (kLayerNorm) {
+      const RowGradientMeans means = row_gradient_means(norm.dn_rows + b * H, norm.gamma, norm.c_hat + b * H, H);
+      mean_dg = split_double<Scalar>(means.of_dg);
+      mean_dg_vhat = static_cast<Scalar>(means.of_dg_vhat);
+    }
     for (Index j = 0; j < nu; j += kPacket<Scalar>) {
       const Index n = std::min(kPacket<Scalar>, nu - j);
       const Index k = b * H + u0 + j;  // this packet's offset in the (B, H) buffers
       const P i = load_packet(a + j, n), f = load_packet(a + H + j, n);
       const P g = load_packet(a + 2 * H + j, n), o = load_packet(a + 3 * H + j, n);
       const P dm_k = load_packet(dm_b + j, n);
-      if constexpr (!kPeephole && !kZoneout && !kLayerNorm) {
-        // The plain cell, in the statements of earlier versions: the compiler's fused multiply-adds
-        // follow the statements, and these keep its gradients bitwise what they were (a run resumed
-        // from an older checkpoint continues as it would have).
-        const P tanh_c = packet_tanh<Scalar>(load_packet(c_cell + k, n));
-        const P dc = padd(load_packet(dc_next + k, n), pmul(pmul(dm_k, o), psub(one, pmul(tanh_c, tanh_c))));
-        store_packet(da + j, pmul(pmul(dc, g), pmul(i, psub(one, i))), n);
-        store_packet(da + H + j, pmul(pmul(dc, load_packet(c_prev + k, n)), pmul(f, psub(one, f))), n);
-        store_packet(da + 2 * H + j, pmul(pmul(dc, i), psub(one, pmul(g, g))), n);
-        store_packet(da + 3 * H + j, pmul(pmul(dm_k, tanh_c), pmul(o, psub(one, o))), n);
-        store_packet(dc_next + k, pmul(dc, f), n);
-        continue;
-      }
       // tanh of what m_t = o_t ⊙ tanh(·) read: c̃_t, or with layer normalization γ_c ⊙ ĉ_t + β_c
       P tanh_c;
       if constexpr (kLayerNorm) {
@@ -371,10 +365,11 @@ void lstm_pointwise_backward(Scalar* dgates, Scalar* dc_next, const Scalar* dm, 
       }
       if constexpr (kLayerNorm) {
         // through LN_c: r · (dn ⊙ γ_c − mean(dn ⊙ γ_c) − ĉ ⊙ mean(dn ⊙ γ_c ⊙ ĉ)), dn (lstm_norm_cell_backward)
-        // the gradient of its output
-        const P dn_gamma = pmul(load_packet(norm.dn_rows + k, n), load_packet(norm.gamma + u0 + j, n));
-        const P centered = psub(psub(dn_gamma, pset1<P>(means.of_dg)),
-                                pmul(load_packet(norm.c_hat + k, n), pset1<P>(means.of_dg_vhat)));
+        // the gradient of its output; fused multiply-adds, so that the terms cancel before rounding
+        const P dn_gamma_centered = pmadd(load_packet(norm.dn_rows + k, n), load_packet(norm.gamma + u0 + j, n),
+                                          pset1<P>(-mean_dg.hi));
+        const P centered = psub(pmadd(pnegate(load_packet(norm.c_hat + k, n)), pset1<P>(mean_dg_vhat), dn_gamma_centered),
+                                pset1<P>(mean_dg.lo));
         dc = pmadd(pset1<P>(norm.rstd[(t * B + b) * norm.rstd_stride]), centered, dc);
       } else {
         dc = padd(dc, pmul(pmul(dm_k, o), psub(one, pmul(tanh_c, tanh_c))));
