@@ -70,6 +70,128 @@ def test_parameters_are_live_attributes():
     assert layer.named_parameters()["bias_hh_l0"] is layer.bias_hh_l0
 
 
+def test_a_parameter_set_as_an_attribute_is_checked_and_used():
+    layer = lstm_ext.LSTM(I, H, seed=0).eval()
+    parameter = layer.weight_hh_l0
+    layer.weight_hh_l0 = np.zeros((4 * H, H))  # copied into the parameter (an optimizer holds it)
+    assert layer.weight_hh_l0 is parameter and not parameter.any()
+    reference = lstm_ext.LSTM(I, H, seed=0).eval()
+    reference.load_state_dict({**reference.state_dict(), "weight_hh_l0": np.zeros((4 * H, H))})
+    np.testing.assert_array_equal(layer(make_input())[0], reference(make_input())[0])
+    with pytest.raises(ValueError, match=r"weight_hh_l0: expected shape \(20, 5\), got \(5, 5\)"):
+        layer.weight_hh_l0 = np.ones((H, H))
+    with pytest.raises(TypeError, match="weight_hh_l0"):
+        layer.weight_hh_l0 = "zeros"
+    assert not parameter.any()
+
+
+# One rule for every constructor argument of a built layer: what decides the parameters is fixed
+# (AttributeError naming how to build another layer), the rest is checked as the constructor
+# checks it and used from the next forward.
+FIXED = {"LSTM": ["input_size", "hidden_size", "num_layers", "bias", "bidirectional", "dtype", "seed", "proj_size",
+                  "peephole", "layer_norm"],
+         "GRU": ["input_size", "hidden_size", "num_layers", "bias", "bidirectional", "dtype", "seed", "layer_norm"],
+         "RNN": ["input_size", "hidden_size", "num_layers", "bias", "bidirectional", "dtype", "seed"]}
+SETTABLE = {"LSTM": {"dropout": 0.25, "batch_first": True, "zoneout": (0.3, 0.4), "recurrent_dropout": 0.5},
+            "GRU": {"dropout": 0.25, "batch_first": True},
+            "RNN": {"dropout": 0.25, "batch_first": True, "nonlinearity": "relu"}}
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_every_constructor_argument_is_fixed_or_settable(kind):
+    layer = getattr(lstm_ext, kind)(I, H, num_layers=2, seed=0)
+    config = layer.config()
+    assert set(config) == set(FIXED[kind]) | set(SETTABLE[kind])  # every argument has its rule
+    for name in FIXED[kind]:
+        with pytest.raises(AttributeError, match=rf"{kind}\.{name} is fixed once the {kind} is built .*"
+                                                 rf"lstm_ext\.{kind}\(\*\*{{\*\*old\.config\(\), '{name}': \.\.\.}}\)"):
+            setattr(layer, name, config[name])
+    assert layer.config() == config
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_a_setting_is_used_from_the_next_forward_and_shown_by_repr(kind):
+    # A layer whose settable arguments are set after it is built computes what a layer built with
+    # them computes (the same seed: the same weights and masks), and repr and config say them.
+    settings = SETTABLE[kind]
+    changed = getattr(lstm_ext, kind)(I, H, num_layers=2, dtype=np.float64, seed=3)
+    for name, value in settings.items():
+        setattr(changed, name, value)
+    built = getattr(lstm_ext, kind)(I, H, num_layers=2, dtype=np.float64, seed=3, **settings)
+    assert repr(changed) == repr(built) and changed.config() == built.config()
+    x = make_input(1, (B, T, I))  # batch_first
+    y, _ = changed(x)
+    np.testing.assert_array_equal(y, built(x)[0])
+    dy = make_input(2, y.shape)
+    np.testing.assert_array_equal(changed.backward(dy)[0], built.backward(dy)[0])
+    plain = getattr(lstm_ext, kind)(I, H, num_layers=2, dtype=np.float64, seed=3)
+    assert not np.array_equal(plain(x.swapaxes(0, 1))[0].swapaxes(0, 1), y)
+
+
+def test_backward_runs_with_the_settings_of_its_forward():
+    layer = lstm_ext.LSTM(I, H, dtype=np.float64, seed=4, zoneout=0.3)
+    twin = lstm_ext.LSTM(I, H, dtype=np.float64, seed=4, zoneout=0.3)
+    x = make_input(3)
+    y, _ = layer(x)
+    twin(x)
+    layer.zoneout = 0.0
+    layer.batch_first = True  # dy stays (T, B, ·), the forward's layout
+    dy = make_input(4, y.shape)
+    np.testing.assert_array_equal(layer.backward(dy)[0], twin.backward(dy)[0])
+
+
+@pytest.mark.parametrize("name, value, error, message", [
+    ("dropout", 1.0, ValueError, r"dropout: expected a probability in \[0, 1\), got 1.0"),
+    ("dropout", "0.5", TypeError, "dropout: expected a probability"),
+    ("batch_first", "no", TypeError, "batch_first: expected True or False, got str 'no'"),
+    ("batch_first", 1, TypeError, "batch_first: expected True or False, got int 1"),
+    ("zoneout", (0.5, 1.0), ValueError, r"zoneout\[1\] \(z_h\): expected a probability in \[0, 1\), got 1.0"),
+    ("zoneout", "0.5", TypeError, "zoneout: expected a pair"),
+    ("recurrent_dropout", -0.1, ValueError, "recurrent_dropout: expected a probability"),
+])
+def test_a_bad_setting_is_refused_and_changes_nothing(name, value, error, message):
+    layer = lstm_ext.LSTM(I, H, num_layers=2, seed=0)
+    before = (repr(layer), layer.config())
+    with pytest.raises(error, match=message):
+        setattr(layer, name, value)
+    assert (repr(layer), layer.config()) == before
+    assert np.isfinite(layer.train()(make_input())[0]).all()
+
+
+def test_the_rnns_nonlinearity_can_be_set_and_a_bad_one_is_refused():
+    layer = lstm_ext.RNN(I, H, seed=0)
+    with pytest.raises(ValueError, match="nonlinearity: expected 'tanh' or 'relu', got 'sigmoid'"):
+        layer.nonlinearity = "sigmoid"
+    layer.nonlinearity = "relu"
+    assert (layer(make_input())[0] >= 0).all() and "nonlinearity='relu'" in repr(layer)
+
+
+def test_setting_dropout_on_one_layer_warns_as_the_constructor_does():
+    layer = lstm_ext.LSTM(I, H)
+    with pytest.warns(UserWarning, match="with num_layers=1 it has no effect"):
+        layer.dropout = 0.5
+
+
+@pytest.mark.parametrize("argument", ["bias", "batch_first", "bidirectional"])
+@pytest.mark.parametrize("value", ["false", "no", 0, 1.0, None])
+def test_the_constructors_booleans_are_booleans(argument, value):
+    with pytest.raises(TypeError, match=f"{argument}: expected True or False, got"):
+        lstm_ext.LSTM(I, H, **{argument: value})
+
+
+@pytest.mark.parametrize("make, fixed", [
+    (lambda: lstm_ext.Linear(3, 2, seed=0), ["in_features", "out_features", "has_bias", "dtype", "seed"]),
+    (lambda: lstm_ext.Embedding(7, 2, seed=0), ["num_embeddings", "embedding_dim", "dtype", "seed"]),
+])
+def test_the_other_modules_follow_the_same_rule(make, fixed):
+    module = make()
+    for name in fixed:
+        with pytest.raises(AttributeError, match=f"{type(module).__name__}.{name} is fixed"):
+            setattr(module, name, getattr(module, name))
+    with pytest.raises(ValueError, match="weight: expected shape"):
+        module.weight = np.zeros((1, 1))
+
+
 def test_load_state_dict_errors_change_nothing():
     layer = lstm_ext.LSTM(I, H, seed=0)
     good = layer.state_dict()

@@ -173,9 +173,10 @@ def test_a_variant_that_is_off_is_the_plain_cell_bit_for_bit(options, training):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_neutral_masks_give_the_plain_cell(dtype):
     # Zero peepholes, a recurrent dropout mask of ones and zoneout masks of zeros: the plain cell's
-    # outputs and states bit for bit, and its gradients to rounding, through every variant's code
-    # path. (Not bit for bit: the compiler fuses multiplies and adds differently in the variants'
-    # instantiation, e.g. 0 · dc_t + dc̃ ⊙ f; a variant switched off runs the plain code itself.)
+    # outputs, states and gradients bit for bit, through every variant's code path: with every
+    # multiply-add written out (issue 19), a zero term adds exactly zero and a mask of ones
+    # multiplies by exactly one. (Before, the compiler fused the plain cell's backward differently:
+    # the gradients differed by rounding.)
     rng = np.random.default_rng(3)
     T, B, I, H = 6, 4, 3, 20
     x, h0, c0 = rng.standard_normal((T, B, I)), rng.standard_normal((B, H)), rng.standard_normal((B, H))
@@ -191,9 +192,44 @@ def test_neutral_masks_give_the_plain_cell(dtype):
     g = F.lstm_backward(dy, None, None, x, w_ih, w_hh, out.workspace, lengths=lengths, **neutral)
     for name in ("y", "h_n", "c_n"):
         np.testing.assert_array_equal(getattr(out, name), getattr(plain, name), err_msg=name)
-    errors = {name: relative_error(getattr(g, name), getattr(plain_g, name))
-              for name in ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih")}
-    assert max(errors.values()) <= 8 * np.finfo(dtype).eps, {name: f"{e:.1e}" for name, e in errors.items()}
+    for name in ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih"):
+        np.testing.assert_array_equal(getattr(g, name), getattr(plain_g, name), err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("options", [
+    {}, {"num_layers": 2, "bidirectional": True}, {"proj_size": 3}, {"zoneout": (0.2, 0.3)},
+    {"recurrent_dropout": 0.4}, {"layer_norm": True}, {"batch_first": True, "dropout": 0.3, "num_layers": 2},
+], ids=["plain", "2 layers bidirectional", "projection", "zoneout", "recurrent dropout", "layer norm",
+        "batch_first dropout"])
+def test_zero_peepholes_are_the_layer_without_them_bit_for_bit(options, dtype):
+    # A layer with peephole=True whose weight_ch are all zero against the same layer without
+    # peepholes (same seed: the same masks): outputs, states and every gradient the same bits.
+    plain = lstm_ext.LSTM(4, 9, dtype=dtype, seed=5, **options)
+    peephole = lstm_ext.LSTM(4, 9, dtype=dtype, seed=5, peephole=True, **options)
+    peephole.load_state_dict({**plain.state_dict(), **{name: np.zeros_like(value)
+                                                       for name, value in peephole.state_dict().items()
+                                                       if name.startswith("weight_ch")}})
+    x, state, dy, dstate = random_inputs(plain, 7, 5, np.random.default_rng(6))
+    a = ours_run(plain, x, state, dy, dstate, [7, 3, 5, 1, 6])
+    b = ours_run(peephole, x, state, dy, dstate, [7, 3, 5, 1, 6])
+    assert {k for k in b if not k.startswith("dweight_ch")} == a.keys()
+    for name in a:
+        np.testing.assert_array_equal(b[name], a[name], err_msg=name)
+
+
+@pytest.mark.parametrize("options", [{"peephole": True}, {"layer_norm": True}, {"peephole": True, "layer_norm": True}],
+                         ids=["peephole", "layer norm", "both"])
+def test_a_variant_layer_has_the_plain_layers_weights_for_the_same_seed(options):
+    # The variants' own weights (peepholes) come from a generator of their own: PyTorch's weights of
+    # every layer and direction are those of the plain layer with the same seed.
+    plain = lstm_ext.LSTM(4, 9, num_layers=3, bidirectional=True, proj_size=2, seed=7)
+    variant = lstm_ext.LSTM(4, 9, num_layers=3, bidirectional=True, proj_size=2, seed=7, **options)
+    for name, value in plain.state_dict().items():
+        np.testing.assert_array_equal(variant.state_dict()[name], value, err_msg=name)
+    peepholes = [value for name, value in variant.state_dict().items() if name.startswith("weight_ch")]
+    assert len(peepholes) == (6 if options.get("peephole") else 0)
+    assert all(np.all(np.abs(p) <= 1 / 3) and np.unique(p).size == p.size for p in peepholes)  # U(±1/√H), distinct
 
 
 def test_zoneout_masks_of_ones_keep_the_state():

@@ -33,8 +33,8 @@ from . import functional as F
 from . import reference
 
 __all__ = ["Option", "CellKind", "LSTM", "GRU", "RNN", "KINDS", "by_name", "check_proj_size", "check_nonlinearity",
-           "check_peephole", "check_layer_norm", "check_zoneout", "check_recurrent_dropout", "require_supported",
-           "LAYER_NORM_NAMES", "WEIGHT_NAMES", "initial_value"]
+           "check_flag", "check_peephole", "check_layer_norm", "check_zoneout", "check_recurrent_dropout", "require_supported",
+           "LAYER_NORM_NAMES", "TORCH_WEIGHT_NAMES", "WEIGHT_NAMES", "initial_value"]
 
 # The types the descriptions' functions share (for mypy). A layer's weights in one direction by base
 # name, each an array, or for the core's bidirectional call a pair (forward, reverse); the masks of
@@ -104,7 +104,8 @@ def check_nonlinearity(nonlinearity: object, hidden_size: int) -> str:
     return str(nonlinearity)
 
 
-def _flag(value: object, name: str) -> bool:
+def check_flag(value: object, name: str) -> bool:
+    """A constructor's True-or-False argument: a bool (or NumPy's), never a string or a number."""
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name}: expected True or False, got {type(value).__name__} {value!r}")
     return bool(value)
@@ -112,12 +113,12 @@ def _flag(value: object, name: str) -> bool:
 
 def check_peephole(peephole: object, hidden_size: int) -> bool:
     """peephole: True or False."""
-    return _flag(peephole, "peephole")
+    return check_flag(peephole, "peephole")
 
 
 def check_layer_norm(layer_norm: object, hidden_size: int) -> bool:
     """layer_norm: True or False."""
-    return _flag(layer_norm, "layer_norm")
+    return check_flag(layer_norm, "layer_norm")
 
 
 def _probability(value: object, name: str, what: str) -> float:
@@ -157,12 +158,16 @@ class Option:
     check: Callable[[Any, int], Any]  # (value, hidden_size) -> the value, or TypeError / ValueError
     supported_by: frozenset[str] = frozenset({"torch", "onnx", "stream", "flow"})
     description: str = ""  # what a user is told when something cannot run it
+    # True when the option decides the layer's parameters (which there are, their shapes): a built
+    # layer cannot change it (setting the attribute raises AttributeError); the others can be set.
+    fixed: bool = False
 
 
-PROJ_SIZE = Option("proj_size", 0, check_proj_size, frozenset({"torch"}), "a projection")
+PROJ_SIZE = Option("proj_size", 0, check_proj_size, frozenset({"torch"}), "a projection", fixed=True)
 NONLINEARITY = Option("nonlinearity", "tanh", check_nonlinearity)
-PEEPHOLE = Option("peephole", False, check_peephole, frozenset({"onnx", "flow"}), "peephole connections")
-LAYER_NORM = Option("layer_norm", False, check_layer_norm, frozenset(), "layer normalization")
+PEEPHOLE = Option("peephole", False, check_peephole, frozenset({"onnx", "flow"}), "peephole connections",
+                  fixed=True)
+LAYER_NORM = Option("layer_norm", False, check_layer_norm, frozenset(), "layer normalization", fixed=True)
 ZONEOUT = Option("zoneout", (0.0, 0.0), check_zoneout, frozenset(), "zoneout")
 # Recurrent dropout changes training only: an inference forward is the plain cell's.
 RECURRENT_DROPOUT = Option("recurrent_dropout", 0.0, check_recurrent_dropout, frozenset({"onnx", "stream"}),
@@ -267,6 +272,12 @@ class CellKind:
 LAYER_NORM_NAMES = ("ln_ih_weight", "ln_ih_bias", "ln_hh_weight", "ln_hh_bias", "ln_c_weight", "ln_c_bias")
 # Every weight's base name, in the order of weight_shapes (PyTorch's, then the variants').
 WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_ch") + LAYER_NORM_NAMES
+
+
+# PyTorch's weights: a layer draws them in PyTorch's order from its seed's generator, and the
+# variants' random weights (peepholes) from a generator of their own, so that a layer with a variant
+# has the same plain weights as the plain layer with the same seed.
+TORCH_WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 
 
 def initial_value(base_name: str) -> Optional[float]:

@@ -50,11 +50,40 @@ _LayerSaved = tuple[np.ndarray, Optional[np.ndarray], dict[str, np.ndarray], int
 class Module:
     """What every layer shares: parameters and gradients by name, train/eval, state dicts."""
 
+    # A module's constructor arguments are its attributes, under one rule: those that decide its
+    # parameters (which there are, their shapes, their dtype, their initial values) are fixed once
+    # the constructor has set them, and setting one raises AttributeError naming how to build
+    # another module; the others can be set, are checked as the constructor checks them
+    # (_checked_setting), and are used from the next call. A parameter set as an attribute is
+    # checked like load_state_dict's arrays and copied into the parameter (optimizers keep it).
+    FIXED_ARGUMENTS: tuple[str, ...] = ("dtype",)
+
     def __init__(self, dtype: DTypeLike = np.float32) -> None:
+        self._parameters: dict[str, np.ndarray] = {}
         self.dtype = check_float_dtype(dtype)
         self.training = True
-        self._parameters: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if self._is_fixed(name) and name in self.__dict__:
+            kind = type(self).__name__
+            raise AttributeError(f"{kind}.{name} is fixed once the {kind} is built (it decides the parameters): build "
+                                 f"another one, e.g. lstm_ext.{kind}(**{{**old.config(), {name!r}: ...}}), and load "
+                                 "the weights that still fit")
+        parameter = self.__dict__.get("_parameters", {}).get(name)
+        if parameter is not None and name in self.__dict__:
+            array = as_real_array(value, name, self.dtype)
+            check_shape(array, name, parameter.shape)
+            parameter[...] = array
+            return
+        object.__setattr__(self, name, self._checked_setting(name, value))
+
+    def _is_fixed(self, name: str) -> bool:
+        return name in self.FIXED_ARGUMENTS
+
+    def _checked_setting(self, name: str, value: Any) -> Any:
+        """`value` checked as the constructor checks argument `name` (no argument: as it is)."""
+        return value
 
     def _add_parameter(self, name: str, value: np.ndarray) -> None:
         value = np.ascontiguousarray(value, dtype=self.dtype)
@@ -152,35 +181,74 @@ class RNNBase(Module):
         self.input_size = check_positive_int(input_size, "input_size")
         self.hidden_size = check_positive_int(hidden_size, "hidden_size")
         self.num_layers = check_positive_int(num_layers, "num_layers")
-        self.bias = bool(bias)
-        self.batch_first = bool(batch_first)
+        self.bias = cells.check_flag(bias, "bias")
+        self.batch_first = cells.check_flag(batch_first, "batch_first")
         self.dropout = _check_dropout(dropout)
-        self.bidirectional = bool(bidirectional)
+        self.bidirectional = cells.check_flag(bidirectional, "bidirectional")
         # The kind's own options (LSTM proj_size, RNN nonlinearity), also attributes of the layer.
-        self.options: dict[str, Any] = self.cell.check_options(self.hidden_size, options)
-        for name, value in self.options.items():
+        self._options: dict[str, Any] = self.cell.check_options(self.hidden_size, options)
+        for name, value in self._options.items():
             setattr(self, name, value)
         self.seed = seed
-        if self.dropout > 0 and self.num_layers == 1:
-            warnings.warn(f"dropout={self.dropout} applies between stacked layers: with num_layers=1 it has no "
-                          "effect", UserWarning, stacklevel=3)
+        self._warn_if_dropout_has_no_effect(stacklevel=4)
         # What backward needs, from the last training-mode forward: (per layer what it keeps, the
-        # dropout masks between layers, lengths, T, B).
+        # dropout masks between layers, lengths, T, B, the options and batch_first it ran with).
         self._saved: Optional[tuple[list[_LayerSaved], list[Optional[np.ndarray]], Optional[NDArray[np.int64]],
-                                    int, int]] = None
+                                    int, int, dict[str, Any], bool]] = None
         self._forward_copies: dict[str, np.ndarray] = {}  # the weights as at that forward (_weights_at_forward)
 
         # PyTorch's parameters, in its order, from U(−1/√H, 1/√H); drawn in float64 so that layers
         # of either dtype with the same seed match. Dropout masks come from a stream of their own.
+        # The variants' random weights (peepholes) from a generator of their own (cells.TORCH_WEIGHT_NAMES).
         init = np.random.default_rng(seed)
         self._dropout_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
+        variant_init = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2,)))
         bound = 1.0 / math.sqrt(self.hidden_size)
         for name, shape in self.parameter_shapes(self.config()).items():
-            constant = cells.initial_value(re.sub(r"_l\d+(_reverse)?$", "", name))  # by its base name
-            if constant is None:
-                self._add_parameter(name, init.uniform(-bound, bound, size=shape))
-            else:  # layer normalization's gains and biases (no draw: the other weights stay the plain layer's)
+            base_name = re.sub(r"_l\d+(_reverse)?$", "", name)
+            constant = cells.initial_value(base_name)
+            if constant is not None:  # layer normalization's gains and biases
                 self._add_parameter(name, np.full(shape, constant))
+            else:
+                generator = init if base_name in cells.TORCH_WEIGHT_NAMES else variant_init
+                self._add_parameter(name, generator.uniform(-bound, bound, size=shape))
+        self._built = True  # from here on, a setting is checked (_checked_setting)
+
+    FIXED_ARGUMENTS = ("input_size", "hidden_size", "num_layers", "bias", "bidirectional", "dtype", "seed")
+
+    def _is_fixed(self, name: str) -> bool:  # the arguments above and proj_size, peephole, layer_norm
+        return super()._is_fixed(name) or any(option.name == name and option.fixed for option in self.cell.options)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name == "dropout" and self.__dict__.get("_built", False):
+            self._warn_if_dropout_has_no_effect(stacklevel=3)
+
+    def _checked_setting(self, name: str, value: Any) -> Any:
+        """After the constructor: dropout, batch_first and the kind's options that are not fixed
+        (zoneout, recurrent_dropout, nonlinearity) checked as the constructor checks them; the
+        kind's options also go to the options the calls read."""
+        if not self.__dict__.get("_built", False):
+            return value  # the constructor checks its arguments itself
+        if name == "dropout":
+            return _check_dropout(value)
+        if name == "batch_first":
+            return cells.check_flag(value, "batch_first")
+        option = next((option for option in self.cell.options if option.name == name), None)
+        if option is not None:
+            value = option.check(value, self.hidden_size)
+            self._options[name] = value
+        return value
+
+    def _warn_if_dropout_has_no_effect(self, stacklevel: int) -> None:
+        if self.dropout > 0 and self.num_layers == 1:
+            warnings.warn(f"dropout={self.dropout} applies between stacked layers: with num_layers=1 it has no "
+                          "effect", UserWarning, stacklevel=stacklevel)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The kind's own options by name (a copy: set them as the layer's attributes)."""
+        return dict(self._options)
 
     @property
     def mode(self) -> str:
@@ -213,7 +281,7 @@ class RNNBase(Module):
                     bidirectional=self.bidirectional, dtype=self.dtype.name,
                     seed=self.seed if isinstance(self.seed, int) else None,
                     **{name: list(value) if isinstance(value, tuple) else value  # as JSON gives them back
-                       for name, value in self.options.items()})
+                       for name, value in self._options.items()})
 
     def rng_state(self) -> Mapping[str, Any]:
         """The state of the generator the dropout masks come from (JSON-able)."""
@@ -230,16 +298,16 @@ class RNNBase(Module):
     @property
     def output_size(self) -> int:
         """Size of h and of each direction's output: proj_size when projecting, else hidden_size."""
-        return self.cell.output_size(self.hidden_size, self.options)
+        return self.cell.output_size(self.hidden_size, self._options)
 
     def to_torch(self) -> Any:  # a torch.nn.Module
         """The equal torch.nn.LSTM / GRU / RNN module: same arguments, weights, dtype and mode
         (needs torch, imported here only)."""
-        cells.require_supported(self.cell, self.options, "torch", f"torch.nn.{self.cell.name}")
+        cells.require_supported(self.cell, self._options, "torch", f"torch.nn.{self.cell.name}")
         import torch
 
         torch_class = getattr(torch.nn, self.cell.name)
-        torch_options = {option.name: self.options[option.name] for option in self.cell.options
+        torch_options = {option.name: self._options[option.name] for option in self.cell.options
                          if "torch" in option.supported_by}
         module = torch_class(self.input_size, self.hidden_size, num_layers=self.num_layers, bias=self.bias,
                              batch_first=self.batch_first, dropout=self.dropout, bidirectional=self.bidirectional,
@@ -262,15 +330,15 @@ class RNNBase(Module):
 
     # -- shapes at the Python edge ----------------------------------------------------------------
 
-    def _time_major(self, array: np.ndarray) -> np.ndarray:
-        """(B, T, ·) -> (T, B, ·) with batch_first; a view, no copy."""
-        return array.swapaxes(0, 1) if self.batch_first else array
+    def _time_major(self, array: np.ndarray, batch_first: Optional[bool] = None) -> np.ndarray:
+        """(B, T, ·) <-> (T, B, ·) with batch_first (the layer's when None); a view, no copy."""
+        return array.swapaxes(0, 1) if (self.batch_first if batch_first is None else batch_first) else array
 
     def state_shapes(self, B: int) -> list[tuple[str, tuple[int, int, int]]]:
         """[(part name, shape)] of the state for a batch of B: one per part of the cell's state
         ((h,) or (h, c)), each (num_layers * D, B, ·)."""
         rows = self.num_layers * self.num_directions
-        return [(part, (rows, B, size)) for part, size in self.cell.state_sizes(self.hidden_size, self.options).items()]
+        return [(part, (rows, B, size)) for part, size in self.cell.state_sizes(self.hidden_size, self._options).items()]
 
     def _state_legend(self, part: str) -> str:
         size = "proj_size" if part == "h" and self.output_size != self.hidden_size else "H"
@@ -330,20 +398,21 @@ class RNNBase(Module):
         layer k, both directions in one core call; states (B, ·) for one direction, (2, B, ·) for two;
         masks: the variants' masks of this call (cells.CellKind.draw_masks)."""
         out: tuple[np.ndarray, list[np.ndarray], Optional[np.ndarray]] = self.cell.forward(
-            x, self._layer_weights(k), state0, self.options, lengths=lengths, training=self.training,
+            x, self._layer_weights(k), state0, self._options, lengths=lengths, training=self.training,
             bidirectional=self.bidirectional, masks=masks)
         return out
 
     def _backward_layer(self, dy: Optional[np.ndarray], dstate_n: list[Optional[np.ndarray]], saved: _LayerSaved,
-                        lengths: Optional[NDArray[np.int64]]
+                        lengths: Optional[NDArray[np.int64]], options: dict[str, Any]
                         ) -> tuple[np.ndarray, list[np.ndarray], dict[str, np.ndarray]]:
         """-> (dx, dstate0 (a list, one per part), {parameter name: gradient}) of one layer, both
-        directions in one core call (dy (T, B, D * H_out), states as in _forward_layer)."""
+        directions in one core call (dy (T, B, D * H_out), states as in _forward_layer; options:
+        those of the forward)."""
         x, ws, weights, k, masks = saved
         dx: np.ndarray
         dstate0: list[np.ndarray]
         named: dict[str, np.ndarray]
-        dx, dstate0, named = self.cell.backward(dy, dstate_n, x, self._layer_weights(k, weights), ws, self.options,
+        dx, dstate0, named = self.cell.backward(dy, dstate_n, x, self._layer_weights(k, weights), ws, options,
                                                 lengths=lengths, bias=self.bias, bidirectional=self.bidirectional,
                                                 masks=masks)
         grads: dict[str, np.ndarray] = {}
@@ -395,7 +464,7 @@ class RNNBase(Module):
         state_n: list[list[np.ndarray]] = [[] for _ in state0]
         for k in range(self.num_layers):
             # The masks of the variants (recurrent dropout, zoneout) for this call, from the masks' stream.
-            cell_masks = self.cell.draw_masks(self._dropout_rng, self.options, T, B, D, self.hidden_size, self.dtype,
+            cell_masks = self.cell.draw_masks(self._dropout_rng, self._options, T, B, D, self.hidden_size, self.dtype,
                                               self.training)
             # Both directions in one core call: y (T, B, D * H_out), the directions side by side.
             layer_output, layer_state, ws = self._forward_layer(layer_input, k, self._layer_rows(state0, k),
@@ -420,7 +489,7 @@ class RNNBase(Module):
                 masks.append(None)
             layer_input = layer_output
         if self.training:
-            self._saved = (saved, masks, lengths, T, B)
+            self._saved = (saved, masks, lengths, T, B, dict(self._options), self.batch_first)
         return self._time_major(layer_input), self._pack_state([np.stack(rows) for rows in state_n])
 
     def _weights_at_forward(self, name: str) -> np.ndarray:
@@ -446,14 +515,15 @@ class RNNBase(Module):
         if self._saved is None:
             raise RuntimeError("backward: no training-mode forward to backpropagate through (call forward() "
                                "in training mode first; each forward supports one backward)")
-        saved, masks, lengths, T, B = self._saved
+        # The options and layout of that forward (setting an attribute in between changes the next forward)
+        saved, masks, lengths, T, B, options, batch_first = self._saved
         d_output: Optional[np.ndarray] = None
         if dy is not None:
             dy_array = as_real_array(dy, "dy", self.dtype)
             width = self.num_directions * self.output_size
-            y_shape = (B, T, width) if self.batch_first else (T, B, width)
-            check_shape(dy_array, "dy", y_shape, "of y " + ("(B, T, H)" if self.batch_first else "(T, B, H)"))
-            d_output = self._time_major(dy_array)
+            y_shape = (B, T, width) if batch_first else (T, B, width)
+            check_shape(dy_array, "dy", y_shape, "of y " + ("(B, T, H)" if batch_first else "(T, B, H)"))
+            d_output = self._time_major(dy_array, batch_first)
         dstate_n = self._read_state(dstate, "dstate", B, allow_none=True)
 
         # From here on the forward's workspaces are this call's: each is dropped as soon as its layer
@@ -472,7 +542,7 @@ class RNNBase(Module):
             # Both directions in one core call: it reads each direction's columns of dy and returns
             # dx with both directions' parts added. (saved.pop() is saved[k], dropped from the list.)
             d_output, layer_dstate0, layer_grads = self._backward_layer(
-                d_output, self._layer_rows(dstate_n, k), saved.pop(), lengths)
+                d_output, self._layer_rows(dstate_n, k), saved.pop(), lengths, options)
             for per_layer, part in zip(dstate0, layer_dstate0):
                 per_layer.append(part)
             for name, grad in layer_grads.items():
@@ -483,7 +553,8 @@ class RNNBase(Module):
             stacked: np.ndarray = np.concatenate([p.reshape(D, B, -1) for p in parts])
             return stacked
 
-        return self._time_major(d_output), self._pack_state([stack(per_layer[::-1]) for per_layer in dstate0])
+        return (self._time_major(d_output, batch_first),
+                self._pack_state([stack(per_layer[::-1]) for per_layer in dstate0]))
 
 
 class LSTM(RNNBase):

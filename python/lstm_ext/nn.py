@@ -22,6 +22,7 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from . import functional
 from ._checks import as_real_array, check_positive_int, check_shape, read_lengths
+from .cells import check_flag
 from .layers import GRU, LSTM, RNN, Module
 
 __all__ = ["Linear", "Embedding", "LastStep", "Tanh", "ReLU", "Sigmoid", "LAYER_TYPES"]
@@ -40,12 +41,14 @@ class Linear(Module):
     like torch.nn.Linear: U(−1/√in, 1/√in) from a generator seeded with ``seed``.
     """
 
+    FIXED_ARGUMENTS = ("in_features", "out_features", "has_bias", "dtype", "seed")  # (Module's rule)
+
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype: DTypeLike = np.float32,
                  seed: Optional[int] = None) -> None:
         super().__init__(dtype)
         self.in_features = check_positive_int(in_features, "in_features")
         self.out_features = check_positive_int(out_features, "out_features")
-        self.has_bias = bool(bias)  # (the parameter itself is the attribute `bias`, as in torch)
+        self.has_bias = check_flag(bias, "bias")  # (the parameter itself is the attribute `bias`, as in torch)
         self.seed = seed
         rng = np.random.default_rng(seed)
         bound = 1.0 / math.sqrt(self.in_features)
@@ -99,6 +102,8 @@ class Embedding(Module):
     Initialised like torch.nn.Embedding: N(0, 1). Tokens must be integers in [0, num_embeddings).
     backward adds into the rows of the tokens seen and returns None (tokens have no gradient).
     """
+
+    FIXED_ARGUMENTS = ("num_embeddings", "embedding_dim", "dtype", "seed")  # (Module's rule)
 
     def __init__(self, num_embeddings: int, embedding_dim: int, dtype: DTypeLike = np.float32,
                  seed: Optional[int] = None) -> None:
