@@ -239,8 +239,13 @@ HOSTILE_EDITS = {
     "bad layer setting": (_set(["model", 0, "config", "num_layers"], "two"), r"layer 0 \(LSTM\) has invalid settings"),
     "unknown loss": (_set(["compile", "loss"], "hinge"), r"unknown optimizer 'AdamW' or loss 'hinge'"),
     "unknown optimizer": (_set(["compile", "optimizer", "type"], "Lion"), r"unknown optimizer 'Lion'"),
-    "bad hyper-parameter": (_set(["compile", "optimizer", "hyper"], {"lr": "fast"}), r"ValueError|TypeError"),
-    "malformed generator state": (_set(["rng", 0], {"bit_generator": "PCG64", "state": "x"}), r"TypeError|ValueError"),
+    "bad hyper-parameter": (_set(["compile", "optimizer", "hyper"], {"lr": "fast"}),
+                            r'compile.optimizer.hyper.lr: expected a number, got a string "fast"'),
+    "hyper-parameter out of range": (_set(["compile", "optimizer", "hyper", "lr"], -1.0),
+                                     r"ValueError: lr: expected a value in \(0.0, ∞\), got -1.0"),
+    "malformed generator state": (_set(["rng", 0], {"bit_generator": "PCG64", "state": "x"}),
+                                  r'rng\[0\].state: expected an object, got a string "x"'),
+    "generator of another kind": (_set(["rng", 0, "bit_generator"], "MT19937"), r"ValueError"),
     "optimizer buffer misshapen": (lambda h, a: a.update({k: np.zeros(3, np.float32) for k in sorted(a)
                                                           if k.startswith("optimizer:")}), r"does not match a parameter"),
 }
@@ -253,6 +258,121 @@ def test_an_edited_and_redigested_checkpoint_raises_checkpoint_error(tmp_path, c
     change, message = HOSTILE_EDITS[case]
     with pytest.raises(lstm_ext.CheckpointError, match=message):
         lstm_ext.load(edited(tmp_path, tmp_path / "model.npz", change))
+
+
+# Every field of the header is checked for its JSON kind (issue 27, item 9): a string boolean loaded
+# as True through bool() ("no", "false"), a float step count as an int through int(), while the
+# variant flags were strict. Each message names the field, the kind it must be and what it is.
+SETTINGS = r"layer {} \({}\) has invalid settings: "
+BOOLEAN = r"expected a boolean \(true or false\), got "
+HEADER_KIND_EDITS = {
+    # booleans (the issue's three loaded as True)
+    "bidirectional 'no'": (["model", 0, "config", "bidirectional"], "no", SETTINGS.format(0, "LSTM")
+                           + "bidirectional: " + BOOLEAN + 'a string "no"'),
+    "bias 'false'": (["model", 0, "config", "bias"], "false", SETTINGS.format(0, "LSTM") + "bias: " + BOOLEAN
+                     + 'a string "false"'),
+    "batch_first 'no'": (["model", 0, "config", "batch_first"], "no", SETTINGS.format(0, "LSTM") + "batch_first: "
+                         + BOOLEAN + 'a string "no"'),
+    "Linear bias 0": (["model", 2, "config", "bias"], 0, SETTINGS.format(2, "Linear") + "bias: " + BOOLEAN
+                      + "an integer 0"),
+    "peephole 1": (["model", 0, "config", "peephole"], 1, SETTINGS.format(0, "LSTM") + "peephole: " + BOOLEAN
+                   + "an integer 1"),
+    # integers: not floats, not booleans, not strings
+    "hidden_size 5.0": (["model", 0, "config", "hidden_size"], 5.0, SETTINGS.format(0, "LSTM")
+                        + "hidden_size: expected an integer, got a number 5.0"),
+    "num_layers true": (["model", 0, "config", "num_layers"], True, SETTINGS.format(0, "LSTM")
+                        + "num_layers: expected an integer, got a boolean true"),
+    "proj_size '0'": (["model", 0, "config", "proj_size"], "0", SETTINGS.format(0, "LSTM")
+                      + 'proj_size: expected an integer, got a string "0"'),
+    "in_features 5.0": (["model", 2, "config", "in_features"], 5.0, SETTINGS.format(2, "Linear")
+                        + "in_features: expected an integer, got a number 5.0"),
+    "seed true": (["model", 0, "config", "seed"], True, SETTINGS.format(0, "LSTM")
+                  + "seed: expected an integer or null, got a boolean true"),
+    "steps '6'": (["compile", "optimizer", "steps"], "6", 'compile.optimizer.steps: expected an integer >= 0, got a '
+                                                           'string "6"'),
+    "steps 6.5": (["compile", "optimizer", "steps"], 6.5, "compile.optimizer.steps: expected an integer >= 0, got a "
+                                                           "number 6.5"),
+    "steps true": (["compile", "optimizer", "steps"], True, "compile.optimizer.steps: expected an integer >= 0, got a "
+                                                             "boolean true"),
+    "generator state 1.5": (["rng", 0, "state", "state"], 1.5, r"rng\[0\].state.state: expected an integer, got a "
+                                                                r"number 1.5"),
+    # numbers: not booleans, not strings
+    "dropout '0'": (["model", 0, "config", "dropout"], "0", SETTINGS.format(0, "LSTM")
+                    + 'dropout: expected a number, got a string "0"'),
+    "recurrent_dropout false": (["model", 0, "config", "recurrent_dropout"], False, SETTINGS.format(0, "LSTM")
+                                + "recurrent_dropout: expected a number, got a boolean false"),
+    "lr true": (["compile", "optimizer", "hyper", "lr"], True, "compile.optimizer.hyper.lr: expected a number, got a "
+                                                               "boolean true"),
+    "clip_grad_norm '2'": (["compile", "clip_grad_norm"], "2", 'compile.clip_grad_norm: expected a number or null, '
+                                                               'got a string "2"'),
+    "history loss '0.5'": (["history", 0, "loss"], "0.5", r'history\[0\].loss: expected a number, got a string "0.5"'),
+    # strings
+    "dtype 64": (["model", 1, "config", "dtype"], 64, SETTINGS.format(1, "LastStep")
+                 + "dtype: expected a string, got an integer 64"),
+    "loss ['mse']": (["compile", "loss"], ["mse"], r'compile.loss: expected a string, got a list \["mse"\]'),
+    # lists: where lists, of what they hold
+    "zoneout 0.0": (["model", 0, "config", "zoneout"], 0.0, SETTINGS.format(0, "LSTM")
+                    + "zoneout: expected a list of two numbers, got a number 0.0"),
+    "zoneout ['0', 0]": (["model", 0, "config", "zoneout"], ["0", 0], SETTINGS.format(0, "LSTM")
+                         + r'zoneout: expected a list of two numbers, got a list \["0", 0\]'),
+    "betas of three": (["compile", "optimizer", "hyper", "betas"], [0.9, 0.99, 0.9],
+                       r"compile.optimizer.hyper.betas: expected a list of two numbers, got a list \[0.9, 0.99, 0.9\]"),
+    # objects
+    "hyper a list": (["compile", "optimizer", "hyper"], [0.01], r"compile.optimizer.hyper: expected an object, got a "
+                                                                r"list \[0.01\]"),
+    "history record a number": (["history", 1], 0.5, r"history\[1\]: expected an object, got a number 0.5"),
+}
+
+
+@pytest.mark.parametrize("case", HEADER_KIND_EDITS)
+def test_every_header_field_is_checked_for_its_json_kind(tmp_path, case):
+    model, _, _ = trained_model(tmp_path)
+    model.save(tmp_path / "model.npz")
+    field, value, message = HEADER_KIND_EDITS[case]
+    with pytest.raises(lstm_ext.CheckpointError, match=message):
+        lstm_ext.load(edited(tmp_path, tmp_path / "model.npz", _set(field, value)))
+
+
+def test_a_string_nesterov_is_refused(tmp_path):
+    # SGD(nesterov="no") would be True through bool(); the loaded optimizer kept the string itself.
+    model = lstm_ext.Sequential(lstm_ext.Linear(2, 1, seed=0))
+    model.compile("mse", lstm_ext.SGD(lr=0.1, momentum=0.9, nesterov=True))
+    model.save(tmp_path / "model.npz")
+    assert lstm_ext.load(tmp_path / "model.npz").optimizer.hyper()["nesterov"] is True
+    for value, shown in (("no", 'a string "no"'), (1, "an integer 1")):
+        hostile = edited(tmp_path, tmp_path / "model.npz", _set(["compile", "optimizer", "hyper", "nesterov"], value))
+        with pytest.raises(lstm_ext.CheckpointError, match=r"compile.optimizer.hyper.nesterov: expected a boolean "
+                                                           rf"\(true or false\), got {shown}"):
+            lstm_ext.load(hostile)
+
+
+def test_every_constructor_argument_and_hyper_parameter_has_a_json_kind(tmp_path):
+    # A layer or optimizer argument added without its kind in the checkpoint's tables would go
+    # unchecked: every one of every type is there, and a model using them all goes through a file.
+    import inspect
+    from lstm_ext.checkpoint import LAYER_SETTINGS, OPTIMIZER_SETTINGS
+    from lstm_ext.nn import LAYER_TYPES
+    from lstm_ext.optim import OPTIMIZERS
+
+    for name, layer_type in LAYER_TYPES.items():
+        arguments = [p.name for p in inspect.signature(layer_type.__init__).parameters.values()
+                     if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        assert set(arguments) <= set(LAYER_SETTINGS), (name, sorted(set(arguments) - set(LAYER_SETTINGS)))
+    for name, optimizer_type in OPTIMIZERS.items():
+        assert set(optimizer_type().hyper()) <= set(OPTIMIZER_SETTINGS), name
+    model = lstm_ext.Sequential(
+        lstm_ext.Embedding(5, 4, seed=0),
+        lstm_ext.LSTM(4, 6, num_layers=2, batch_first=True, dropout=0.25, peephole=True, layer_norm=True,
+                      zoneout=(0.1, 0.2), recurrent_dropout=0.3, seed=1),
+        lstm_ext.GRU(6, 5, batch_first=True, layer_norm=True, bidirectional=True, seed=2),
+        lstm_ext.RNN(10, 3, nonlinearity="relu", batch_first=True, bias=False, dtype=np.float32, seed=None),
+        lstm_ext.LSTM(3, 4, proj_size=2, batch_first=True), lstm_ext.LastStep(), lstm_ext.Tanh(),
+        lstm_ext.Linear(2, 3, bias=False, seed=4), lstm_ext.ReLU(), lstm_ext.Sigmoid())
+    model.compile("mse", lstm_ext.SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01), clip_grad_norm=1.0)
+    model.save(tmp_path / "every.npz")
+    loaded = lstm_ext.load(tmp_path / "every.npz")
+    assert repr(loaded) == repr(model)
+    assert [layer.config() for layer in loaded.layers] == [layer.config() for layer in model.layers]
 
 
 def test_hostile_files_are_refused_before_anything_large_is_read(tmp_path):
@@ -281,6 +401,21 @@ FIT_EDITS = {
     "negative batch": (_set(["fit", "batch"], -3), r"fit.batch: expected an integer >= 0"),
     "carried states of another shape": (_set(["fit", "carried"], [0]), r"fit.carried\[0\]: a state of 0 parts"),
     "best weights missing": (_set(["fit", "has_best"], True), r"best weights .* do not match"),
+    # Fields of the wrong JSON kind (issue 27, item 9): each passed for another kind of value.
+    "has_best 0": (_set(["fit", "has_best"], 0), r"fit.has_best: expected a boolean \(true or false\), got an integer 0"),
+    "stopped 'no'": (_set(["fit", "stopped"], "no"), r'fit.stopped: expected a boolean \(true or false\), got a string "no"'),
+    "shuffle 1": (_set(["fit", "settings", "shuffle"], 1), r"fit.settings.shuffle: expected a boolean \(true or false\), "
+                                                           r"got an integer 1"),
+    "batch_size 8.0": (_set(["fit", "settings", "batch_size"], 8.0), r"fit.settings.batch_size: expected an integer >= 0, "
+                                                                     r"got a number 8.0"),
+    "steps 2.5": (_set(["fit", "steps"], 2.5), r"fit.steps: expected an integer >= 0, got a number 2.5"),
+    "loss_sum '1'": (_set(["fit", "loss_sum"], "1"), r'fit.loss_sum: expected a number, got a string "1"'),
+    "best true": (_set(["fit", "best"], True), r"fit.best: expected a number or null, got a boolean true"),
+    "carried of strings": (_set(["fit", "carried"], ["2"]), r"fit.carried: expected a list of integers >= 0 or null"),
+    "history record of strings": (_set(["fit", "history"], [{"epoch": 1, "loss": "0.5"}]),
+                                  r'fit.history\[0\].loss: expected a number, got a string "0.5"'),
+    "layer type a list": (_set(["model", 0, "type"], ["LSTM"]), r"written for another model"),  # was TypeError: unhashable
+    "model a number": (_set(["model"], 5), r"written for another model"),  # was TypeError: not iterable
 }
 
 

@@ -107,3 +107,42 @@ def test_a_stream_refuses_a_second_thread_while_it_steps():
     assert refused and "another thread is stepping this stream" in refused[0], refused
     # Once the other thread is done, the stream is usable again.
     assert stream.step(x).shape == (1, 1024)
+
+
+@pytest.mark.parametrize("batch_size", [1.5, "2", True, np.True_, None, 2.0], ids=repr)
+def test_a_batch_size_of_the_wrong_kind_is_a_type_error(batch_size):
+    # 1.5, '2' and True raised ValueError; the README's rule: the wrong kind is a TypeError.
+    with pytest.raises(TypeError, match=r"batch_size: expected an integer >= 1, got "):
+        lstm_ext.LSTM(3, 4).stream(batch_size=batch_size)
+
+
+@pytest.mark.parametrize("batch_size", [2**31, 2**40, 2**61, 2**64, 2**70], ids=lambda b: f"2**{b.bit_length() - 1}")
+def test_a_batch_size_too_large_is_refused_before_any_allocation(batch_size):
+    # 2**61 gave "ValueError: cannot create std::vector larger than max_size()", 2**31
+    # "MemoryError: std::bad_alloc", 2**70 a TypeError printing every weight; none named the argument.
+    layer = lstm_ext.LSTM(3, 64, num_layers=2, seed=0)
+    with pytest.raises(MemoryError, match=rf"batch_size: a stream of batch_size = {batch_size} \(weights, states and "
+                                          r"scratch of 2 layer\(s\) of 64 units, float32\) needs [0-9.e+]+ GiB, more "
+                                          r"than this machine's [0-9.]+ GiB of memory"):
+        layer.stream(batch_size=batch_size)
+
+
+def test_valid_batch_sizes_and_states():
+    layer = lstm_ext.LSTM(3, 4, num_layers=2, seed=0)
+    for batch_size in (0, -1):
+        with pytest.raises(ValueError, match=rf"batch_size: expected an integer >= 1, got {batch_size}"):
+            layer.stream(batch_size=batch_size)
+    stream = layer.stream(batch_size=np.int64(3))  # NumPy integers are integers
+    assert stream.batch_size == 3 and type(stream.batch_size) is int
+    assert stream.step(np.ones((3, 3))).shape == (3, 4)
+    with pytest.raises(TypeError, match=r"state: expected \(h, c\) or None, got tuple of length 3"):
+        layer.stream(batch_size=3, state=(None, None, None))
+    with pytest.raises(TypeError, match=r"state: expected \(h, c\) or None, got dict"):
+        stream.state = {"h": None, "c": None}
+    with pytest.raises(TypeError, match=r"h: expected real numbers"):
+        stream.state = (np.full((2, 3, 4), "x"), None)
+    with pytest.raises(ValueError, match=r"c: expected shape \(num_layers, B, H\) = \(2, 3, 4\), got \(2, 1, 4\)"):
+        stream.state = (None, np.zeros((2, 1, 4)))
+    stream.state = [np.ones((2, 3, 4)), None]  # a list is a pair too; None: zeros
+    h, c = stream.state
+    assert (h == 1).all() and (c == 0).all()

@@ -7,6 +7,7 @@ wrong kind of value, ValueError for the wrong shape or an out-of-range value.
 from __future__ import annotations
 
 import numbers
+import os
 from typing import Any, Optional, overload
 
 import numpy as np
@@ -47,6 +48,27 @@ def check_positive_int(value: object, name: str) -> int:
     if value < 1:
         raise ValueError(f"{name}: expected an integer >= 1, got {value}")
     return int(value)
+
+
+def physical_memory_bytes() -> int:
+    """This machine's physical memory in bytes, the bound the core checks its calls against
+    (bindings' require_memory); 10**18 where the system does not say."""
+    try:
+        pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows), or no such name
+        return 10**18
+    return pages * page_size if pages > 0 and page_size > 0 else 10**18
+
+
+def check_memory(elements: int, itemsize: int, name: str, what: str) -> None:
+    """MemoryError naming the argument `name` unless `elements` values of `itemsize` bytes (`what`
+    they are for) fit in this machine's physical memory: checked before allocating them, as the
+    core checks its own calls. Python integers: no product can overflow."""
+    needed = elements * itemsize
+    physical = physical_memory_bytes()
+    if needed > physical:
+        raise MemoryError(f"{name}: {what} needs {needed / 2**30:.3g} GiB, more than this machine's "
+                          f"{physical / 2**30:.3g} GiB of memory")
 
 
 def check_float_dtype(dtype: object) -> np.dtype[Any]:

@@ -6,10 +6,17 @@ the rename itself survives a crash. An interrupted write leaves the previous fil
 worst a stray temporary file, which is removed when the write fails in Python. The file gets
 the mode a plain open() would give it: an existing file's own mode, a new file 0666 less the
 user's umask (the temporary file starts at 0600).
+
+A symbolic link is written through, as open() does: the destination is the file the link
+resolves to (the temporary file goes beside it, in its folder), and the link stays a link. A
+dangling link creates its target, as open() would. A destination that exists but is not a
+regular file (a folder, a device such as /dev/null, a FIFO, a socket) is refused with a
+ValueError before anything is written: renaming over it would replace it with a regular file.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
@@ -21,11 +28,13 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 def write_bytes_atomic(path: PathLike, data: bytes) -> None:
-    """Replace the file at `path` with `data`, atomically."""
+    """Replace the file at `path` (or the file a symbolic link there resolves to) with `data`,
+    atomically; ValueError if `path` exists and is not a regular file."""
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    mode = _mode_for(path)
-    descriptor, temporary = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    target = _destination(path)
+    folder = os.path.dirname(target)
+    mode = _mode_for(target)
+    descriptor, temporary = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(descriptor, "wb") as f:
             f.write(data)
@@ -33,7 +42,7 @@ def write_bytes_atomic(path: PathLike, data: bytes) -> None:
             if hasattr(os, "fchmod"):
                 os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
-        os.replace(temporary, path)
+        os.replace(temporary, target)
     except BaseException:
         try:
             os.unlink(temporary)
@@ -41,6 +50,32 @@ def write_bytes_atomic(path: PathLike, data: bytes) -> None:
             pass
         raise
     _fsync_folder(folder)
+
+
+def _destination(path: str) -> str:
+    """The absolute path a write to `path` replaces: symbolic links resolved (a dangling link
+    gives the path it points to). ValueError if that path exists and is not a regular file; an
+    OSError (FileNotFoundError, NotADirectoryError, ...) if its folder cannot hold a file."""
+    target = os.path.realpath(path)
+    try:
+        status = os.stat(target)
+    except FileNotFoundError:  # a new file: its folder must exist, as for open(path, "w")
+        folder = os.path.dirname(target)
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(errno.ENOENT, f"cannot write {path!r}: no folder {folder!r}") from None
+        return target
+    if not stat.S_ISREG(status.st_mode):
+        resolved = "" if target == os.path.abspath(path) else f" (it resolves to {target!r})"
+        raise ValueError(f"path: expected a regular file or a new file's path, got {_file_kind(status.st_mode)}: "
+                         f"{path!r}{resolved}")
+    return target
+
+
+def _file_kind(mode: int) -> str:
+    """What kind of file `mode` (st_mode) describes, with its article."""
+    kinds = [(stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket")]
+    return next((name for test, name in kinds if test(mode)), "a file of another kind")
 
 
 def _mode_for(path: str) -> int:

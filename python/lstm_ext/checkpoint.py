@@ -31,7 +31,8 @@ import json
 import os
 import zipfile
 from collections.abc import Iterator, Mapping
-from typing import Any, Optional, Protocol
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -44,7 +45,7 @@ from .nn import LAYER_TYPES
 from .optim import OPTIMIZERS, Optimizer
 
 __all__ = ["CheckpointError", "write_checkpoint", "read_checkpoint", "write_model", "read_model_file", "build_layers",
-           "restore_model", "layer_specs", "with_defaults", "check_parameters", "contents_of"]
+           "restore_model", "layer_specs", "with_defaults", "check_parameters", "check_field_kinds", "contents_of"]
 
 
 # What the file keeps of a model and of a fit, as Protocols (model.py and training.py import this
@@ -204,10 +205,13 @@ def layer_specs(model: Model) -> list[dict[str, Any]]:
 def with_defaults(specs: list[Any]) -> list[Any]:
     """Layer specs (a header's ``model``) with every constructor argument a file written before
     the argument existed leaves out set to its default, as JSON gives values back (tuples as
-    lists): the form in which two specs are compared."""
+    lists): the form in which two specs are compared. Anything but a list comes back as it is."""
+    if not isinstance(specs, list):  # an edited header's: compared as it is, and refused
+        return specs
     completed = []
     for spec in specs:
-        layer_type = LAYER_TYPES.get(spec.get("type", "")) if isinstance(spec, dict) else None
+        named = isinstance(spec, dict) and isinstance(spec.get("type"), str)  # not a list: unhashable
+        layer_type = LAYER_TYPES.get(spec["type"]) if named else None
         if layer_type is None or not isinstance(spec.get("config"), dict):
             completed.append(spec)
             continue
@@ -252,13 +256,15 @@ def build_layers(header: Header) -> list[Module]:
 
 
 def check_parameters(path: PathLike, header: Header, arrays: Arrays) -> None:
-    """The header's layers are known kinds with configs, and the file holds exactly the parameters
-    they have, with their shapes: checked before any layer is built, so that no header can make the
-    layers larger than the file that carries their weights."""
+    """The header's layers are known kinds with configs, every field of the header is of its JSON
+    kind (check_field_kinds), and the file holds exactly the parameters the layers have, with their
+    shapes: checked before any layer is built, so that no header can make the layers larger than
+    the file that carries their weights."""
     specs = header.get("model")
     if not isinstance(specs, list) or not all(isinstance(spec, dict) and isinstance(spec.get("config"), dict)
                                               for spec in specs):
         raise CheckpointError(f"{path}: the header does not describe a list of layers with their settings")
+    check_field_kinds(path, header)
     params = {name[len("param:"):]: value for name, value in arrays.items() if name.startswith("param:")}
     largest = sum(value.size for value in params.values())  # no size in a config can exceed this
     expected: dict[str, tuple[int, ...]] = {}
@@ -284,6 +290,145 @@ def check_parameters(path: PathLike, header: Header, arrays: Arrays) -> None:
     if missing or extra or misshapen:
         raise CheckpointError(f"{path}: the parameters do not match the layers the header describes (missing: "
                               f"{missing}, unexpected: {extra}, misshapen: {misshapen})")
+
+
+# -- the kinds of the header's fields ---------------------------------------------------------------
+# JSON tells a boolean from a string and an integer from a float, but the constructors' bool() and
+# int() would not: "no" would load as True, 2.5 as 2. So every field a model or a fit is rebuilt
+# from is checked for its JSON kind first, by name, with a message naming the field.
+
+@dataclass(frozen=True)
+class FieldKind:
+    """A kind of JSON value a header field holds: what a message calls it, and its test."""
+
+    name: str
+    holds: Callable[[Any], bool]
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+BOOLEAN = FieldKind("a boolean (true or false)", lambda value: isinstance(value, bool))
+INTEGER = FieldKind("an integer", _is_integer)
+COUNT = FieldKind("an integer >= 0", lambda value: _is_integer(value) and value >= 0)
+NUMBER = FieldKind("a number", _is_number)
+STRING = FieldKind("a string", lambda value: isinstance(value, str))
+OBJECT = FieldKind("an object", lambda value: isinstance(value, dict))
+LIST = FieldKind("a list", lambda value: isinstance(value, list))
+INTEGER_OR_NULL = FieldKind("an integer or null", lambda value: value is None or _is_integer(value))
+COUNT_OR_NULL = FieldKind("an integer >= 0 or null", lambda value: value is None or COUNT.holds(value))
+NUMBER_OR_NULL = FieldKind("a number or null", lambda value: value is None or _is_number(value))
+PAIR_OF_NUMBERS = FieldKind("a list of two numbers",
+                            lambda value: isinstance(value, list) and len(value) == 2 and all(map(_is_number, value)))
+LIST_OF_COUNTS_OR_NULL = FieldKind("a list of integers >= 0 or null", lambda value: value is None or (
+    isinstance(value, list) and all(map(COUNT.holds, value))))
+
+# The layers' constructor arguments, as config() writes them (the same name means the same thing in
+# every layer type; a name a type does not take is refused by its constructor). Every argument of
+# every type in LAYER_TYPES is here (a test checks).
+LAYER_SETTINGS: dict[str, FieldKind] = {
+    "input_size": INTEGER, "hidden_size": INTEGER, "num_layers": INTEGER, "proj_size": INTEGER,
+    "in_features": INTEGER, "out_features": INTEGER, "num_embeddings": INTEGER, "embedding_dim": INTEGER,
+    "bias": BOOLEAN, "batch_first": BOOLEAN, "bidirectional": BOOLEAN, "peephole": BOOLEAN, "layer_norm": BOOLEAN,
+    "dropout": NUMBER, "recurrent_dropout": NUMBER, "zoneout": PAIR_OF_NUMBERS,
+    "dtype": STRING, "nonlinearity": STRING, "seed": INTEGER_OR_NULL,
+}
+# The optimizers' hyper-parameters, as Optimizer.hyper() writes them (every one of every type in
+# OPTIMIZERS; a test checks).
+OPTIMIZER_SETTINGS: dict[str, FieldKind] = {
+    "lr": NUMBER, "momentum": NUMBER, "dampening": NUMBER, "nesterov": BOOLEAN, "weight_decay": NUMBER,
+    "betas": PAIR_OF_NUMBERS, "eps": NUMBER,
+}
+_COMPILE_FIELDS = {"loss": STRING, "clip_grad_norm": NUMBER_OR_NULL, "optimizer": OBJECT}
+_OPTIMIZER_FIELDS = {"type": STRING, "hyper": OBJECT, "steps": COUNT}
+# A dropout generator's state: numpy's PCG64 (what np.random.default_rng makes).
+_RNG_FIELDS = {"bit_generator": STRING, "state": OBJECT, "has_uint32": INTEGER, "uinteger": INTEGER}
+_PCG64_FIELDS = {"state": INTEGER, "inc": INTEGER}
+# Where a fit is (training.FitState.header) and the settings a resumed fit must share.
+_FIT_FIELDS = {"settings": OBJECT, "epoch": COUNT, "batch": COUNT, "chunk": COUNT, "steps": COUNT,
+               "loss_sum": NUMBER, "loss_count": COUNT, "history": LIST, "best": NUMBER_OR_NULL,
+               "bad_epochs": COUNT, "stopped": BOOLEAN, "has_best": BOOLEAN, "carried": LIST_OF_COUNTS_OR_NULL}
+_FIT_SETTINGS = {"samples": COUNT, "batch_size": COUNT, "shuffle": BOOLEAN, "seed": INTEGER,
+                 "tbptt": COUNT_OR_NULL, "early_stopping": COUNT_OR_NULL}
+
+
+def _json_text(value: object) -> str:
+    """`value` as a message shows it: its JSON kind and (the start of) its JSON text."""
+    if value is None:
+        return "null"
+    kinds = [(bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"), (list, "a list"),
+             (dict, "an object")]
+    kind = next((name for python_type, name in kinds if isinstance(value, python_type)), type(value).__name__)
+    text = json.dumps(value)
+    return f"{kind} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def _check_fields(path: PathLike, where: str, fields: Mapping[str, Any], kinds: Mapping[str, FieldKind]) -> None:
+    """CheckpointError naming the first field of `fields` (the header's part `where`) that is not of
+    its kind in `kinds`; fields `kinds` does not name are left to what reads them."""
+    for name, value in fields.items():
+        kind = kinds.get(name)
+        if kind is not None and not kind.holds(value):
+            raise CheckpointError(f"{path}: {where}{name}: expected {kind.name}, got {_json_text(value)}")
+
+
+def _check_history(path: PathLike, where: str, history: object) -> None:
+    """A history: a list of {name: number} records, one per epoch."""
+    if not isinstance(history, list):
+        raise CheckpointError(f"{path}: {where}: expected a list of records, got {_json_text(history)}")
+    for index, record in enumerate(history):
+        if not isinstance(record, dict):
+            raise CheckpointError(f"{path}: {where}[{index}]: expected an object, got {_json_text(record)}")
+        for name, value in record.items():
+            if not NUMBER.holds(value):
+                raise CheckpointError(f"{path}: {where}[{index}].{name}: expected {NUMBER.name}, got {_json_text(value)}")
+
+
+def check_field_kinds(path: PathLike, header: Header) -> None:
+    """Every field of the header that a model or a fit is rebuilt from is of its JSON kind (a
+    boolean, an integer, a number, a string, a list, an object, or null where allowed): a
+    CheckpointError names the first that is not, what it should be and what it is. Missing fields
+    and values out of range are left to what reads them."""
+    for index, spec in enumerate(header["model"]):
+        for name, value in spec["config"].items():
+            kind = LAYER_SETTINGS.get(name)
+            if kind is not None and not kind.holds(value):
+                raise CheckpointError(f"{path}: layer {index} ({spec.get('type')}) has invalid settings: {name}: "
+                                      f"expected {kind.name}, got {_json_text(value)}")
+    if "rng" in header:
+        if not isinstance(header["rng"], list):
+            raise CheckpointError(f"{path}: rng: expected a list of generator states, got "
+                                  f"{_json_text(header['rng'])}")
+        for index, state in enumerate(header["rng"]):
+            if state is None:
+                continue
+            if not isinstance(state, dict):
+                raise CheckpointError(f"{path}: rng[{index}]: expected an object or null, got {_json_text(state)}")
+            _check_fields(path, f"rng[{index}].", state, _RNG_FIELDS)
+            _check_fields(path, f"rng[{index}].state.", state.get("state", {}), _PCG64_FIELDS)
+    if "history" in header:
+        _check_history(path, "history", header["history"])
+    if "compile" in header:
+        settings = header["compile"]
+        if not isinstance(settings, dict):
+            raise CheckpointError(f"{path}: compile: expected an object, got {_json_text(settings)}")
+        _check_fields(path, "compile.", settings, _COMPILE_FIELDS)
+        optimizer = settings.get("optimizer", {})
+        _check_fields(path, "compile.optimizer.", optimizer, _OPTIMIZER_FIELDS)
+        _check_fields(path, "compile.optimizer.hyper.", optimizer.get("hyper", {}), OPTIMIZER_SETTINGS)
+    if "fit" in header:
+        fit = header["fit"]
+        if not isinstance(fit, dict):
+            raise CheckpointError(f"{path}: fit: expected an object, got {_json_text(fit)}")
+        _check_fields(path, "fit.", fit, _FIT_FIELDS)
+        _check_fields(path, "fit.settings.", fit.get("settings", {}), _FIT_SETTINGS)
+        if "history" in fit:
+            _check_history(path, "fit.history", fit["history"])
 
 
 def restore_model(model: Model, header: Header, arrays: Arrays) -> None:

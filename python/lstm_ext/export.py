@@ -28,11 +28,17 @@ node's P input (ONNX's peepholes are the layer's). A projected LSTM (proj_size >
 normalization and zoneout have no ONNX equivalent and are refused. Dropout between layers and recurrent dropout are
 training-time operations: the graph is the layer in inference mode. Needs the ``onnx`` package
 (the ``onnx`` extra).
+
+The graph is float32 whatever the layer's dtype: ONNX Runtime's LSTM, GRU and RNN operators run
+only float32 (a float64 graph loads, then fails at its first run: "LSTM operator does not
+support double yet"). A float64 layer is exported with its weights rounded to float32, and a
+UserWarning says so; its inputs and outputs are then float32 too.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -50,19 +56,36 @@ OPSET = 17
 
 def onnx_model(layer: RNNBase, *, lengths: bool = False, states: bool = True) -> Any:  # an onnx.ModelProto
     """The ONNX ModelProto of `layer` (see the module docstring); checked by onnx.checker.
-    states=False leaves out the state inputs and outputs (zeros in, only y out)."""
-    # What cannot be exported is refused first, whether or not onnx is installed.
+    states=False leaves out the state inputs and outputs (zeros in, only y out). A float64 layer
+    gives a float32 model, with a UserWarning."""
+    _check_exportable(layer)
+    return _build_model(layer, lengths, states, "onnx_model")
+
+
+def _check_exportable(layer: RNNBase) -> None:
+    """TypeError or ValueError unless ONNX's operators can express `layer` (checked whether or
+    not onnx is installed)."""
     if not isinstance(layer, RNNBase):
         raise TypeError(f"layer: expected an lstm_ext LSTM, GRU or RNN, got {type(layer).__name__}")
     require_supported(layer.cell, layer.options, "onnx", "layer: ONNX's recurrent operators")
+
+
+def _build_model(layer: RNNBase, lengths: bool, states: bool, caller: str) -> Any:  # an onnx.ModelProto
+    """The graph of onnx_model and export_onnx (`caller`, named by the warning for a float64
+    layer), in float32; `layer` checked by _check_exportable."""
     try:
         import onnx
         from onnx import TensorProto, helper, numpy_helper
     except ImportError as error:
-        raise ImportError("export_onnx needs the onnx package: pip install \"lstm_ext[onnx]\"") from error
+        raise ImportError(f"{caller} needs the onnx package: pip install \"lstm_ext[onnx]\"") from error
+    if layer.dtype != np.float32:
+        warnings.warn(f"{caller}: the layer is {layer.dtype.name}, the model float32 (its weights rounded to float32, "
+                      f"its inputs and outputs float32): ONNX Runtime's LSTM, GRU and RNN operators run only float32",
+                      UserWarning, stacklevel=3)  # at the caller's caller: the user's line
     cell, H, D, L = layer.cell, layer.hidden_size, layer.num_directions, layer.num_layers
-    element = TensorProto.DOUBLE if layer.dtype == np.float64 else TensorProto.FLOAT
-    params = layer.state_dict()
+    # float32 throughout: ONNX Runtime's recurrent operators have no float64 kernels.
+    element, dtype = TensorProto.FLOAT, np.float32
+    params = {name: value.astype(dtype) for name, value in layer.state_dict().items()}
     nodes: list[onnx.NodeProto] = []
     initializers: list[onnx.TensorProto] = []
 
@@ -88,7 +111,7 @@ def onnx_model(layer: RNNBase, *, lengths: bool = False, states: bool = True) ->
         state_shape = node("Concat", [constant("state_rows", np.array([L * D], np.int64)), batch,
                                       constant("state_hidden", np.array([H], np.int64))], ["state_shape"], axis=0)
         for part in state_names:
-            constant(f"{part}0", np.zeros((L * D, 1, H), layer.dtype))
+            constant(f"{part}0", np.zeros((L * D, 1, H), dtype))
             node("Expand", [f"{part}0", state_shape], [f"{part}0_batch"])
     sequence_lens = "lengths" if lengths else ""  # ONNX's sequence_lens (B,) int32
     finals: dict[str, list[str]] = {part: [] for part in state_names}
@@ -96,7 +119,7 @@ def onnx_model(layer: RNNBase, *, lengths: bool = False, states: bool = True) ->
         suffixes = [f"_l{k}", f"_l{k}_reverse"][:D]
         W = np.stack([reorder_gates(params["weight_ih" + s], cell.onnx_gates) for s in suffixes])  # (D, G·H, I_k)
         R = np.stack([reorder_gates(params["weight_hh" + s], cell.onnx_gates) for s in suffixes])  # (D, G·H, H)
-        zeros = np.zeros(W.shape[1], layer.dtype)
+        zeros = np.zeros(W.shape[1], dtype)
         B = np.stack([np.concatenate([reorder_gates(params.get("bias_ih" + s, zeros), cell.onnx_gates),
                                       reorder_gates(params.get("bias_hh" + s, zeros), cell.onnx_gates)])
                       for s in suffixes])  # (D, 2·G·H): Wb then Rb
@@ -151,6 +174,7 @@ def onnx_model(layer: RNNBase, *, lengths: bool = False, states: bool = True) ->
 
 def export_onnx(layer: RNNBase, path: PathLike, *, lengths: bool = False, states: bool = True) -> None:
     """Write `layer` as an ONNX model to `path`, atomically (see the module docstring for its
-    inputs and outputs; states=False: x (and lengths) in, y out)."""
-    model = onnx_model(layer, lengths=lengths, states=states)
-    write_bytes_atomic(os.fspath(path), model.SerializeToString())
+    inputs and outputs; states=False: x (and lengths) in, y out). A float64 layer is written as a
+    float32 model, with a UserWarning."""
+    _check_exportable(layer)
+    write_bytes_atomic(os.fspath(path), _build_model(layer, lengths, states, "export_onnx").SerializeToString())

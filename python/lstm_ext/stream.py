@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _core, cells
+from ._checks import check_memory, check_positive_int
 
 __all__ = ["Stream"]
 
@@ -33,6 +34,8 @@ class _Layer(Protocol):
     @property
     def num_layers(self) -> int: ...
     @property
+    def hidden_size(self) -> int: ...
+    @property
     def dtype(self) -> np.dtype[Any]: ...
 
     def state_dict(self) -> dict[str, np.ndarray]: ...
@@ -42,6 +45,9 @@ class Stream:
     """An LSTM stack's weights and (h, c), kept between steps (see the module doc).
 
     Build it with ``LSTM.stream(batch_size=1, state=None)``: one direction, no projection.
+    ``batch_size`` is an integer >= 1 (TypeError for any other kind, bool included; MemoryError
+    naming it, before anything is allocated, when the stream cannot fit in memory); ``state`` is
+    (h, c), each (num_layers, batch_size, hidden_size) or None (zeros), or None.
     """
 
     def __init__(self, layer: _Layer, batch_size: int = 1,
@@ -52,14 +58,20 @@ class Stream:
             raise ValueError("Stream: a stream runs one direction without projection; got "
                              f"bidirectional={layer.bidirectional}, proj_size={layer.proj_size}")
         cells.require_supported(layer.cell, layer.options, "stream", "Stream")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
+        batch_size = check_positive_int(batch_size, "batch_size")  # TypeError for a bool, a float, a string
         params = layer.state_dict()
+        # What the core allocates, checked first: a copy of the weights, and per layer h (twice: a
+        # step reads h_{t-1} while it writes h_t) and c, plus two (B, 4H) scratch buffers.
+        L, H = layer.num_layers, layer.hidden_size
+        check_memory(sum(value.size for value in params.values()) + batch_size * (3 * L + 8) * H,
+                     layer.dtype.itemsize, "batch_size",
+                     f"a stream of batch_size = {batch_size} (weights, states and scratch of {L} layer(s) of "
+                     f"{H} units, {layer.dtype.name})")
         layers = [(params[f"weight_ih_l{k}"], params[f"weight_hh_l{k}"], params.get(f"bias_ih_l{k}"),
                    params.get(f"bias_hh_l{k}")) for k in range(layer.num_layers)]
         core: Union[type[_core.LstmStream32], type[_core.LstmStream64]] = (
             _core.LstmStream32 if layer.dtype == np.float32 else _core.LstmStream64)
-        self._core: Union[_core.LstmStream32, _core.LstmStream64] = core(layers, int(batch_size))
+        self._core: Union[_core.LstmStream32, _core.LstmStream64] = core(layers, batch_size)
         self.dtype = layer.dtype
         self.num_layers = layer.num_layers
         if state is not None:
@@ -85,8 +97,9 @@ class Stream:
         if value is None:
             self._core.set_state(None, None)
             return
-        if not isinstance(value, (tuple, list)) or len(value) != 2:
-            raise TypeError(f"state: expected (h, c) or None, got {type(value).__name__}")
+        if not isinstance(value, (tuple, list)) or len(value) != 2:  # a wrong length too, as the layers' state
+            got = f" of length {len(value)}" if isinstance(value, (tuple, list)) else ""
+            raise TypeError(f"state: expected (h, c) or None, got {type(value).__name__}{got}")
         self._core.set_state(value[0], value[1])
 
     def reset(self) -> None:
