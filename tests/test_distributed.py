@@ -1,7 +1,8 @@
 """Data-parallel training over MPI (lstm_ext.distributed): under mpiexec with 2 and 3 ranks the
 weights equal those of one process on the same global batches; a rank that dies ends the job
 and the run resumes from its checkpoint on another number of ranks; a rank that hangs makes the
-others fail with a clear error within the timeout. Needs mpi4py and an mpiexec (the
+others fail with a clear error within the timeout; ranks that differ in their model, fit's
+arguments or data are refused at once, on every rank. Needs mpi4py and an mpiexec (the
 'distributed' extra); skipped without them."""
 
 from __future__ import annotations
@@ -95,6 +96,81 @@ def test_a_rank_that_hangs_makes_the_others_fail_with_a_clear_error(tmp_path):
     assert hung.returncode != 0
     assert "DistributedError" in hung.stderr and "no answer from the other ranks for 3 s" in hung.stderr, \
         hung.stderr[-2000:]
+
+
+# distributed_worker.py --disagree: rank 1's difference -> what the refusal names (after "the ranks
+# disagree on "), on both ranks.
+DISAGREEMENTS = {
+    "zoneout": "layers[0].zoneout: rank 0 has [0.0, 0.0], rank 1 has [0.5, 0.5]",
+    "recurrent_dropout": "layers[0].recurrent_dropout: rank 0 has 0.0, rank 1 has 0.3",
+    "hidden_size": "layers[0].hidden_size: rank 0 has 16, rank 1 has 8",
+    "dtype": 'dtype: rank 0 has "float32", rank 1 has "float64"',
+    "seed": "seed: rank 0 has 0, rank 1 has 1",
+    "batch_size": "batch_size: rank 0 has 16, rank 1 has 15",
+    "epochs": "epochs: rank 0 has 3, rank 1 has 4",
+    "samples": "len(X): rank 0 has 50, rank 1 has 49",
+    "values": "the values of X (digest): rank 0 has ",
+    "weights after the broadcast": "the weights after rank 0's broadcast (digest): rank 0 has ",
+}
+
+
+def test_ranks_that_disagree_are_refused_at_once_on_every_rank(tmp_path):
+    # Issue 27: ranks that differed trained to the end, averaging different models, or hung until
+    # the allreduce timeout, or ended in an MPICH internal error (float64 against float32, in the
+    # issue). Before the check, these cases: 'hidden_size' (refused on rank 1 alone) and 'epochs'
+    # hung until the timeout; every other one trained to the end. One mpiexec run: one fit per
+    # difference in turn, each refused on both ranks with the same message.
+    done, _ = train(tmp_path, "disagree", "sequence to one", "float32", 2, "--disagree", ",".join(DISAGREEMENTS),
+                    "--timeout", "20", timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = [json.loads((tmp_path / f"disagree.npz.rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [r["disagree"] for r in results[0]] == [r["disagree"] for r in results[1]] == list(DISAGREEMENTS)
+    for expected, on_0, on_1 in zip(DISAGREEMENTS.values(), *results):
+        assert on_0["refused"] == on_1["refused"], (on_0, on_1)
+        for result in (on_0, on_1):
+            assert (result["refused"] or "").startswith(f"distributed fit: the ranks disagree on {expected}"), result
+            assert result["seconds"] < 10, result  # at once, not after the timeout (20 s here, 600 s by default)
+
+
+ONE_RANK_REFUSED = """
+import numpy as np
+from mpi4py import MPI
+import lstm_ext
+
+rank = MPI.COMM_WORLD.Get_rank()
+X = np.zeros((8, 5, 2), np.float32)
+y = np.zeros((8, 1 if rank == 0 else 2), np.float32)  # rank 1's targets have the wrong shape
+model = lstm_ext.Sequential(lstm_ext.LSTM(2, 3, batch_first=True, seed=0), lstm_ext.LastStep(),
+                            lstm_ext.Linear(3, 1, seed=0))
+model.compile("mse")
+model.fit(X, y, distributed=True, verbose=0)
+"""
+
+
+def test_arguments_refused_on_one_rank_end_the_job_at_once():
+    # With distributed=True, fit refused rank 1's arguments before it made its Group (and with it
+    # the hook that aborts the job on an uncaught exception): rank 0 then waited in MPI forever.
+    job = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, "-c", ONE_RANK_REFUSED], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        _, errors = job.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        job.terminate()  # (on SIGTERM mpiexec ends its ranks)
+        job.communicate()
+        pytest.fail("a rank whose arguments fit refused left the other waiting")
+    assert job.returncode != 0
+    assert "ValueError: y: expected shape (8, 1) (the model's output shape), got (8, 2)" in errors, errors[-2000:]
+
+
+def test_the_refusal_names_the_first_difference_and_groups_the_ranks():
+    from lstm_ext.distributed import _first_difference
+
+    mine = [["dtype", "float32"], ["layers[0].zoneout", [0.0, 0.0]], ["seed", 0], ["epochs", 3]]
+    other = [["dtype", "float32"], ["layers[0].zoneout", [0.0, 0.0]], ["seed", 0], ["epochs", 4]]
+    assert _first_difference([mine, other, mine], "distributed fit").startswith(
+        "distributed fit: the ranks disagree on epochs: ranks 0, 2 have 3, rank 1 has 4 (")
+    assert _first_difference([mine, mine[:2] + other[3:], other], "distributed fit").startswith(
+        "distributed fit: the ranks disagree on seed: ranks 0, 2 have 0, rank 1 has nothing (")
 
 
 def test_the_demo_runs_distributed_and_rank_0_alone_writes(tmp_path):

@@ -1,4 +1,5 @@
-"""Memory between calls: the core's scratch cache, and training steps that touch no fresh pages.
+"""Memory between calls: the core's scratch cache, training steps that touch no fresh pages, and
+a truncated-BPTT fit whose memory is its chunk's, not its sequence's.
 
 A new page costs a page fault and the kernel zeroing it. Before the scratch cache and the
 layers' reused weight copies, a training step at (25, 16, 512) faulted about 5700 pages (22 MiB),
@@ -7,6 +8,7 @@ layers' reused weight copies, a training step at (25, 16, 512) faulted about 570
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -98,3 +100,42 @@ def test_results_do_not_depend_on_reused_memory():
     reused = run()
     for a, b in zip(fresh, reused):
         np.testing.assert_array_equal(a, b)
+
+
+TBPTT_FIT = textwrap.dedent("""
+    import json, resource, sys
+    import numpy as np
+    import lstm_ext
+
+    T, H, chunk = map(int, sys.argv[1:])
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((1, T, 1)).astype(np.float32)
+    y = np.roll(X, 1, axis=1)
+    model = lstm_ext.Sequential(lstm_ext.LSTM(1, H, batch_first=True, seed=0), lstm_ext.Linear(H, 1, seed=0))
+    model.compile("mse", lstm_ext.SGD(lr=1e-3))
+    short = slice(0, 4 * chunk)  # a short fit first: imports, caches and pools at a chunk's size
+    model.fit(X[:, short], y[:, short], tbptt=chunk, validation_data=(X[:, short], y[:, short]), verbose=0)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    history = model.fit(X, y, tbptt=chunk, validation_data=(X, y), verbose=0)
+    growth = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    whole = model.evaluate(X, y)  # the validation loss of the sequence run whole (memory O(T): after the measure)
+    print(json.dumps({"growth_mib": growth, "val_loss": history[-1]["val_loss"], "whole": whole}))
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the peak resident set with getrusage (Linux)")
+@pytest.mark.skipif(lstm_ext.build_info()["sanitizers"],
+                    reason="the sanitizers' allocator keeps freed memory in quarantine (up to 256 MiB)")
+def test_a_truncated_bptt_fit_holds_a_chunk_not_the_sequence():
+    # Issue 27: fit(tbptt=1000) on T = 2,000,000 grew the peak resident set by 313 MiB, the check of
+    # the targets' shape running one sample through all T steps at once (and the validation, whole
+    # sequences). Here T = 400,000, H = 8 (about 1.6 MiB of input): that was +65 MiB; chunks of
+    # 1000 steps take a few hundred KiB.
+    out = subprocess.run([sys.executable, "-c", TBPTT_FIT, "400000", "8", "1000"], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"\ntruncated BPTT, T = 400,000: peak resident set {result['growth_mib']:+.1f} MiB")
+    assert result["growth_mib"] < 16, result
+    # The validation, run in chunks with the state carried, gives the loss of the whole sequence.
+    assert result["val_loss"] == pytest.approx(result["whole"], rel=1e-5), result

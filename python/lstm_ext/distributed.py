@@ -27,6 +27,15 @@ hold them to 1e-6 relative in float32, 1e-12 in float64), on every rank alike.
   different on every rank, reproducible for a given number of ranks, but not those of a single
   process (whose masks cover the whole batch), and not carried bit for bit across a resume.
 - Truncated BPTT (tbptt=) is not supported with distributed=True (ValueError).
+- Before anything else a distributed fit compares what every rank has (:meth:`Group.check_agreement`):
+  the model (every layer's constructor arguments, dtype, parameter names and shapes, loss,
+  optimizer and its hyper-parameters, gradient clipping), fit's arguments that decide the samples
+  of each step and the number of collective calls (epochs, batch_size, shuffle, seed,
+  early_stopping, validation) and the data (shapes and a digest of the values: every rank passes
+  the same data); after rank 0's broadcast, a digest of the weights and the optimizer's state.
+  Any difference is refused on every rank alike, with a ValueError naming the first one and the
+  ranks, instead of ranks that silently average different models, hang at a step or end in an
+  MPI error.
 - A rank that stops answering (a crashed machine whose MPI does not end the job, a hang) makes
   the others raise :class:`DistributedError` after ``timeout`` seconds instead of waiting forever
   (MPICH's mpiexec ends every rank as soon as one dies).
@@ -37,10 +46,13 @@ from the ``distributed`` extra, Open MPI, Intel MPI, a vendor's).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import pickle
 import sys
 import time
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Optional, Union
 
@@ -49,6 +61,10 @@ import numpy as np
 from ._parallel import set_num_threads
 
 __all__ = ["DistributedError", "Group"]
+
+# What each rank describes of itself before a distributed run: (name, JSON-able value) pairs, in
+# the order in which a difference is best reported.
+Description = Sequence[tuple[str, Any]]
 
 
 class DistributedError(RuntimeError):
@@ -133,6 +149,29 @@ class Group:
         self._wait(self.comm.Ibcast(data, root=0), what)
         return value if self.is_root else pickle.loads(data.tobytes())
 
+    def allgather_bytes(self, payload: bytes, what: str) -> list[bytes]:
+        """Every rank's `payload`, in rank order, on every rank: first the sizes (one integer from
+        each rank, which cannot mismatch), then the bytes into a buffer of their sum; so ranks
+        whose payloads differ in size still meet. DistributedError when the others do not
+        answer within the timeout."""
+        sizes: np.ndarray = np.zeros(self.size, dtype=np.int64)
+        self._wait(self.comm.Iallgather(np.array([len(payload)], dtype=np.int64), sizes), what)
+        offsets = [0, *np.cumsum(sizes).tolist()]
+        gathered = np.empty(offsets[-1], dtype=np.uint8)
+        mine = np.frombuffer(payload, dtype=np.uint8)
+        self._wait(self.comm.Iallgatherv(mine, [gathered, sizes.tolist(), offsets[:-1], self.MPI.BYTE]), what)
+        return [gathered[offsets[k]:offsets[k + 1]].tobytes() for k in range(self.size)]
+
+    def check_agreement(self, description: Description, subject: str) -> None:
+        """Refuse unless every rank's `description` ((name, JSON-able value) pairs) is the same:
+        the same ValueError on every rank, naming the first name whose values differ and which
+        ranks have which value. The descriptions travel as canonical JSON (sorted keys) through
+        allgather_bytes, so that the comparison itself cannot hang or fail in MPI on a mismatch."""
+        payload = _canonical_json([[name, value] for name, value in description])
+        every = self.allgather_bytes(payload, f"the comparison of the ranks at the start of the {subject}")
+        if any(other != payload for other in every):
+            raise ValueError(_first_difference([json.loads(other) for other in every], subject))
+
     def _wait(self, request: Any, what: str) -> None:  # request: an mpi4py.MPI.Request
         deadline = time.monotonic() + self.timeout
         pause = 0.0
@@ -174,6 +213,68 @@ def _abort_on_uncaught_exceptions(comm: Any) -> None:
         comm.Abort(1)
 
     sys.excepthook = hook
+
+
+def _canonical_json(value: Any) -> bytes:
+    """`value` as JSON bytes, the same for equal values on every rank: sorted keys, no spaces,
+    NumPy numbers and arrays as Python's, anything else JSON cannot hold as its repr."""
+    def plain(item: Any) -> Any:
+        if isinstance(item, (np.generic, np.ndarray)):
+            return item.tolist()
+        return repr(item)
+
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=plain).encode()
+
+
+def _first_difference(descriptions: list[list[list[Any]]], subject: str) -> str:
+    """The message for ranks whose descriptions differ (each a list of [name, value], from
+    JSON): the first name, in rank 0's order, whose values differ, and the ranks holding each
+    value. Every rank computes it from the same gathered descriptions: the same text on all."""
+    tables = [{name: value for name, value in description} for description in descriptions]
+    names = list(dict.fromkeys(name for table in tables for name in table))  # rank 0's order, then others'
+    for name in names:
+        texts = [json.dumps(table[name], sort_keys=True) if name in table else "nothing" for table in tables]
+        if len(set(texts)) == 1:
+            continue
+        holders: dict[str, list[int]] = {}  # each value shown, the ranks that have it
+        for rank, text in enumerate(texts):
+            holders.setdefault(text, []).append(rank)
+        parts = [f"{_ranks(ranks)} {'has' if len(ranks) == 1 else 'have'} {_shortened(text)}"
+                 for text, ranks in holders.items()]
+        return (f"{subject}: the ranks disagree on {name}: {', '.join(parts)} (every rank must build the same "
+                f"model and call fit with the same data and arguments)")
+    return f"{subject}: the ranks' descriptions differ"  # (not reached: equal values give equal JSON)
+
+
+def _ranks(ranks: list[int]) -> str:
+    """'rank 1', 'ranks 0, 2, 3'."""
+    return f"rank {ranks[0]}" if len(ranks) == 1 else "ranks " + ", ".join(str(rank) for rank in ranks)
+
+
+def _shortened(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def array_digest(arrays: Sequence[Optional[np.ndarray]]) -> str:
+    """A digest of the arrays' shapes and values (SHA-256, its first 64 bits in hex: enough to
+    tell data that differ by mistake), the same on two ranks holding equal data whatever its
+    memory layout: integers as int64, native byte order, read a block of rows at a time (at most
+    16 MiB copied at once)."""
+    hashed = hashlib.sha256()
+    for array in arrays:
+        if array is None:
+            hashed.update(b"None;")
+            continue
+        hashed.update(f"{array.shape};".encode())
+        dtype = np.dtype(np.int64) if array.dtype.kind in "biu" else array.dtype.newbyteorder("=")
+        if array.ndim == 0:
+            hashed.update(np.ascontiguousarray(array, dtype=dtype).tobytes())
+            continue
+        row_bytes = max(1, dtype.itemsize * int(np.prod(array.shape[1:])))
+        rows = max(1, (16 << 20) // row_bytes)
+        for start in range(0, len(array), rows):
+            hashed.update(np.ascontiguousarray(array[start:start + rows], dtype=dtype).data)
+    return hashed.hexdigest()[:16]
 
 
 def _split(cpus: list[int], parts: int) -> list[list[int]]:

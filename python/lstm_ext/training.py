@@ -31,9 +31,9 @@ from . import checkpoint as ckpt
 from ._checks import as_real_array, check_positive_int
 from ._typing import Arrays, Header, LayerState, PathLike
 from .layers import RNNBase
-from .distributed import Group, make_group
+from .distributed import Description, Group, array_digest, make_group
 from .losses import LOSSES, counted_elements
-from .nn import Embedding
+from .nn import Embedding, LastStep
 from .optim import clip_grad_norm
 
 __all__ = ["fit", "evaluate", "predict", "FitState"]
@@ -102,24 +102,44 @@ def read_data(model: Model, X: ArrayLike, y: Optional[ArrayLike], lengths: Optio
         lengths = np.asarray(lengths)
         if lengths.dtype.kind not in "iu" or lengths.shape != (len(X),):
             raise ValueError(f"lengths: expected {len(X)} integers, got {lengths.dtype} array of shape {lengths.shape}")
+        outside = (lengths < 1) | (lengths > X.shape[1])
+        if outside.any():
+            index = int(np.argmax(outside))
+            raise ValueError(f"lengths: expected every length in [1, T] = [1, {X.shape[1]}], got {lengths[index]} "
+                             f"at index {index}")
     return X, y, lengths
+
+
+def _keeps_time_axis(model: Model) -> bool:
+    """Whether the model's output keeps the time axis (sequence to sequence): every layer keeps
+    it but LastStep."""
+    return not any(isinstance(layer, LastStep) for layer in model.layers)
 
 
 def check_targets(model: Model, X: np.ndarray, y: np.ndarray, lengths: Optional[np.ndarray],
                   name: str = "y") -> None:
-    """y's shape against what the model outputs for X (one sample run in inference mode, which
-    draws no dropout mask and keeps nothing): the error names the whole array's shape."""
+    """y's shape against what the model outputs for X, found by running one sample's first step
+    in inference mode (which draws no dropout mask and keeps nothing). The output's shape depends
+    on the number of steps only through its time axis (_keeps_time_axis), so one step tells it:
+    the check costs one step's memory and time, not a whole sequence's (a truncated-BPTT fit of a
+    very long sequence stays within its chunks). The error names the whole array's shape."""
+    has_steps = X.ndim >= 3 or isinstance(model.layers[0], Embedding)  # X (N, T, features) or tokens (N, T)
+    x_probe, l_probe = X[:1], None if lengths is None else lengths[:1]
+    if has_steps:
+        x_probe = X[:1, :1]
+        l_probe = None if lengths is None else np.ones(1, dtype=lengths.dtype)  # (one step: lengths are >= 1)
     was_training = model.training
     model.eval()
     try:
-        out = model.forward(X[:1], lengths=None if lengths is None else lengths[:1])
+        out = model.forward(x_probe, lengths=l_probe)
     finally:
         model.train(was_training)
     N = len(X)
+    shape = (N, X.shape[1]) + out.shape[2:] if has_steps and _keeps_time_axis(model) else (N,) + out.shape[1:]
     if model.loss_name == "cross_entropy":
-        expected, what = (N,) + out.shape[1:-1], f"class labels: the model's output {(N,) + out.shape[1:]} without its class axis"
+        expected, what = shape[:-1], f"class labels: the model's output {shape} without its class axis"
     else:
-        expected, what = (N,) + out.shape[1:], "the model's output shape"
+        expected, what = shape, "the model's output shape"
     if tuple(y.shape) != expected:
         raise ValueError(f"{name}: expected shape {expected} ({what}), got {tuple(y.shape)}")
 
@@ -219,6 +239,14 @@ def _start_together(model: Model, run: FitState, group: Group) -> FitState:
         model.optimizer.load_state_dict(state["optimizer"])
         model.history = state["history"]
         run = FitState.from_checkpoint({"fit": state["fit"]}, state["fit_arrays"], model)
+    optimizer_state = model.optimizer.state_dict()
+    group.check_agreement([
+        ("the weights after rank 0's broadcast (digest)", array_digest(list(model.named_parameters().values()))),
+        ("the optimizer's state after rank 0's broadcast", {
+            "type": optimizer_state["type"], "hyper": optimizer_state["hyper"], "steps": optimizer_state["steps"],
+            "buffers (digest)": {kind: array_digest(list(buffers.values()))
+                                 for kind, buffers in optimizer_state["buffers"].items()}}),
+    ], "distributed fit")
     for layer, rng in zip(model.layers, state["rng"]):
         if rng is not None:
             assert isinstance(layer, RNNBase)  # only recurrent layers have generators
@@ -228,13 +256,60 @@ def _start_together(model: Model, run: FitState, group: Group) -> FitState:
     return run
 
 
-def train_chunk(model: Model, x_b: np.ndarray, y_b: np.ndarray, steps: slice,
+def _fit_description(model: Model, X: np.ndarray, y: np.ndarray, lengths: Optional[np.ndarray],
+                     validation: Optional[Data], epochs: int, settings: dict[str, Any]) -> Description:
+    """What must be the same on every rank of a distributed fit, for Group.check_agreement, in the
+    order in which a difference is best reported:
+
+    - the model: its layers with every constructor argument (defaults included) but the seed,
+      dtype, the parameters' names and shapes, loss, optimizer with its hyper-parameters,
+      gradient clipping;
+    - fit's arguments that decide which samples each step takes and how many collective calls
+      the ranks make: epochs, batch_size, shuffle, seed, early_stopping (decided on each rank from
+      the reduced losses), tbptt, whether there is validation data;
+    - the data: every rank passes all of it and takes its shard of each global batch from it (by
+      the sample index), so the number of samples must be equal (not only the number of batches,
+      which decides how many allreduces happen: with other N the permutation of (seed, epoch)
+      would give each rank other samples), and so must the values: shapes, then a digest.
+
+    Left out: the layers' seeds (rank 0's initial weights and dropout generators are broadcast,
+    so seeds may differ, e.g. none given); checkpoint, checkpoint_every, resume and verbose (rank
+    0 alone reads, writes and prints); the weights themselves, compared after the broadcast
+    (_start_together)."""
+    description: list[tuple[str, Any]] = [
+        ("the layers", [type(layer).__name__ for layer in model.layers]), ("dtype", model.dtype.name)]
+    for i, spec in enumerate(ckpt.with_defaults(ckpt.layer_specs(model))):
+        description += [(f"layers[{i}].{key}", value) for key, value in spec["config"].items() if key != "seed"]
+    parameters = model.named_parameters()
+    description.append(("the parameters' names", list(parameters)))
+    description += [(f"the shape of parameter {name}", list(value.shape)) for name, value in parameters.items()]
+    assert model.optimizer is not None  # compiled (fit checks)
+    description += [("loss", model.loss_name), ("optimizer", type(model.optimizer).__name__),
+                    *((f"optimizer.{key}", value) for key, value in model.optimizer.hyper().items()),
+                    ("clip_grad_norm", model.clip_norm), ("epochs", epochs),
+                    *((key, settings[key]) for key in ("batch_size", "shuffle", "seed", "early_stopping", "tbptt")),
+                    ("len(X)", len(X)), ("X.shape[1:]", list(X.shape[1:])), ("y.shape[1:]", list(y.shape[1:])),
+                    ("lengths", None if lengths is None else "given"),
+                    ("validation_data", None if validation is None else "given")]
+    if validation is not None:
+        X_val, y_val, lengths_val = validation
+        description += [("len(X_val)", len(X_val)), ("X_val.shape[1:]", list(X_val.shape[1:])),
+                        ("y_val.shape[1:]", list(y_val.shape[1:])),
+                        ("lengths_val", None if lengths_val is None else "given")]
+    data = {"X": X, "y": y, "lengths": lengths}
+    if validation is not None:
+        data.update(X_val=validation[0], y_val=validation[1], lengths_val=validation[2])
+    description += [(f"the values of {name} (digest)", array_digest([array])) for name, array in data.items()]
+    return description
+
+
+def train_chunk(model: Model, x_chunk: np.ndarray, y_chunk: np.ndarray,
                 carried: Optional[list[LayerState]]) -> tuple[float, list[LayerState]]:
-    """Truncated BPTT: one optimizer step on the time steps `steps` of a batch, starting from the
-    states `carried` from the chunk before (None at the first). Returns (loss, the final states,
-    copied: no gradient crosses into the next chunk)."""
-    out = model.forward(x_b[:, steps], states=carried)
-    loss, d_out = loss_and_gradient(model, out, y_b[:, steps], None)
+    """Truncated BPTT: one optimizer step on a chunk of steps of a batch (x_chunk, y_chunk),
+    starting from the states `carried` from the chunk before (None at the first). Returns (loss,
+    the final states, copied: no gradient crosses into the next chunk)."""
+    out = model.forward(x_chunk, states=carried)
+    loss, d_out = loss_and_gradient(model, out, y_chunk, None)
     model.backward(d_out)
     optimizer_step(model)
     return loss, _copy_states(model.states)
@@ -340,6 +415,12 @@ def fit(model: Model, X: ArrayLike, y: ArrayLike, *, epochs: int = 1, batch_size
     """Train `model` on (X, y): Sequential.fit's arguments and history (see its docstring).
     distributed: True (or an lstm_ext.distributed.Group) for data-parallel training over MPI,
     batch_size then being the global batch (lstm_ext.distributed)."""
+    if distributed not in (None, False) and tbptt is not None:
+        raise ValueError("tbptt: truncated BPTT is not supported with distributed=True")
+    # The group before the other checks: its hook ends the whole job when they refuse one rank's
+    # arguments alone; the other ranks would otherwise wait for that rank in MPI forever.
+    group = make_group(distributed)
+    root = group is None or group.is_root  # the rank that writes files and prints
     if model.optimizer is None:
         raise RuntimeError("fit: call compile() first (loss and optimizer)")
     epochs = check_positive_int(epochs, "epochs")
@@ -352,21 +433,20 @@ def fit(model: Model, X: ArrayLike, y: ArrayLike, *, epochs: int = 1, batch_size
     if resume and checkpoint is None:
         raise ValueError("resume: needs checkpoint= (the file to resume from)")
     X, y, lengths = read_data(model, X, y, lengths)
-    if tbptt is not None and (lengths is not None or y.ndim < 2 or y.shape[1] != X.shape[1]):
+    if tbptt is not None and (lengths is not None or y.ndim < 2 or y.shape[1] != X.shape[1]
+                              or not _keeps_time_axis(model)):
         raise ValueError("tbptt: needs sequence-to-sequence targets y (N, T, ...) and sequences of equal length "
                          "(lengths=None)")
     check_targets(model, X, y, lengths)
     validation = _read_validation(model, validation_data)
     if validation is not None:
         check_targets(model, *validation, name="y_val")
-    if distributed not in (None, False) and tbptt is not None:
-        raise ValueError("tbptt: truncated BPTT is not supported with distributed=True")
-    group = make_group(distributed)
-    root = group is None or group.is_root  # the rank that writes files and prints
 
     N = len(X)
     settings = {"samples": N, "batch_size": batch_size, "shuffle": bool(shuffle), "seed": int(seed),
                 "tbptt": tbptt, "early_stopping": early_stopping}
+    if group is not None:  # before any other collective call: the ranks must agree (lstm_ext.distributed)
+        group.check_agreement(_fit_description(model, X, y, lengths, validation, epochs, settings), "distributed fit")
     run = FitState(settings)
     if resume and root and checkpoint is not None and os.path.exists(checkpoint):
         run = _resume(model, checkpoint, settings)
@@ -396,11 +476,11 @@ def fit(model: Model, X: ArrayLike, y: ArrayLike, *, epochs: int = 1, batch_size
                     run.batch += 1
                     after_step()
                 else:
-                    _train_chunks(model, run, X[index], y[index], tbptt, after_step)
+                    _train_chunks(model, run, X, y, index, tbptt, after_step)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{run.loss_sum / max(run.loss_count, 1):.4g}")
-            _end_epoch(model, run, validation, early_stopping, verbose if root else 0, bar, group)
+            _end_epoch(model, run, validation, early_stopping, verbose if root else 0, bar, group, tbptt)
             if root and checkpoint is not None:
                 ckpt.write_model(checkpoint, model, run)
     finally:
@@ -412,15 +492,17 @@ def fit(model: Model, X: ArrayLike, y: ArrayLike, *, epochs: int = 1, batch_size
     return model.history
 
 
-def _train_chunks(model: Model, run: FitState, x_b: np.ndarray, y_b: np.ndarray, tbptt: int,
+def _train_chunks(model: Model, run: FitState, X: np.ndarray, y: np.ndarray, index: np.ndarray, tbptt: int,
                   after_step: Callable[[], None]) -> None:
-    """The batch's chunks of tbptt steps from run.chunk on, one optimizer step each; the position
-    (chunk, then batch) moves past each chunk before after_step() may write a checkpoint."""
-    chunks = math.ceil(x_b.shape[1] / tbptt)
+    """The chunks of tbptt steps of the batch of samples `index` from run.chunk on, one optimizer
+    step each; the position (chunk, then batch) moves past each chunk before after_step() may
+    write a checkpoint. Each chunk's samples are copied out of (X, y) on their own: the memory of
+    a chunk, not of the batch's whole sequences."""
+    chunks = math.ceil(X.shape[1] / tbptt)
     while True:
         steps = slice(run.chunk * tbptt, (run.chunk + 1) * tbptt)
-        loss, run.carried = train_chunk(model, x_b, y_b, steps, run.carried)
-        run.add_loss(loss, len(x_b))
+        loss, run.carried = train_chunk(model, X[index, steps], y[index, steps], run.carried)
+        run.add_loss(loss, len(index))
         run.chunk += 1
         last = run.chunk == chunks
         if last:
@@ -432,11 +514,13 @@ def _train_chunks(model: Model, run: FitState, x_b: np.ndarray, y_b: np.ndarray,
 
 
 def _end_epoch(model: Model, run: FitState, validation: Optional[Data], early_stopping: Optional[int],
-               verbose: int, bar: Any, group: Optional[Group] = None) -> None:  # bar: a tqdm bar or None
-    """The epoch's record in the history (loss, val_loss), early stopping, the report."""
+               verbose: int, bar: Any, group: Optional[Group] = None,
+               tbptt: Optional[int] = None) -> None:  # bar: a tqdm bar or None
+    """The epoch's record in the history (loss, val_loss), early stopping, the report. With
+    tbptt the validation sequences are run in chunks of that many steps too."""
     record: dict[str, float] = {"epoch": run.epoch + 1, "loss": run.loss_sum / max(run.loss_count, 1)}
     if validation is not None:
-        record["val_loss"] = evaluate(model, *validation, group=group)
+        record["val_loss"] = evaluate(model, *validation, group=group, chunk_steps=tbptt)
         model.train()
     run.history.append(record)
     watched = record.get("val_loss", record["loss"])
@@ -506,10 +590,12 @@ def _progress_bar(verbose: int, total: int, done: int) -> Any:  # a tqdm bar or 
 # -- evaluate and predict -------------------------------------------------------------------------
 
 def evaluate(model: Model, X: ArrayLike, y: ArrayLike, lengths: Optional[ArrayLike] = None,
-             batch_size: int = 256, group: Optional[Group] = None) -> float:
+             batch_size: int = 256, group: Optional[Group] = None, chunk_steps: Optional[int] = None) -> float:
     """The loss on (X, y) in inference mode: the mean over batches, weighted by their sizes.
     With a distributed Group each rank evaluates its contiguous share of the samples and the
-    sums are added over the ranks."""
+    sums are added over the ranks. chunk_steps (fit's tbptt): whole sequences (lengths None) of
+    a sequence-to-sequence model are run that many steps at a time, the state carried from chunk
+    to chunk, so that the memory is a chunk's, not a whole sequence's (_chunked_loss)."""
     if model.loss_name is None:
         raise RuntimeError("evaluate: call compile() first (the loss)")
     X, y, lengths = read_data(model, X, y, lengths)
@@ -519,10 +605,15 @@ def evaluate(model: Model, X: ArrayLike, y: ArrayLike, lengths: Optional[ArrayLi
     was_training = model.training
     model.eval()
     total = 0.0
+    chunked = chunk_steps is not None and lengths is None and _keeps_time_axis(model)
     for start in range(0, len(samples), batch_size):
         part = samples[start:start + batch_size]
-        l_b = None if lengths is None else lengths[part]
-        loss, _ = loss_and_gradient(model, model.forward(X[part], lengths=l_b), y[part], l_b)
+        if chunked:
+            assert chunk_steps is not None  # (for mypy: chunked says so)
+            loss = _chunked_loss(model, X, y, part, chunk_steps)
+        else:
+            l_b = None if lengths is None else lengths[part]
+            loss, _ = loss_and_gradient(model, model.forward(X[part], lengths=l_b), y[part], l_b)
         total += loss * len(part)
     model.train(was_training)
     if group is not None:
@@ -530,6 +621,23 @@ def evaluate(model: Model, X: ArrayLike, y: ArrayLike, lengths: Optional[ArrayLi
         group.allreduce_sum(sums, "the allreduce of a validation loss")
         total = float(sums[0])
     return total / len(X)
+
+
+def _chunked_loss(model: Model, X: np.ndarray, y: np.ndarray, part: np.ndarray, chunk_steps: int) -> float:
+    """The loss of the whole sequences X[part] against y[part] (sequence to sequence), the model
+    run chunk_steps steps at a time in inference mode with the state carried from chunk to chunk:
+    the chunks' summed losses over their counted elements, which is the loss of the sequences run
+    whole, to rounding. Each chunk's samples are copied out of (X, y) on their own."""
+    loss_sum, count = 0.0, 0.0
+    carried: Optional[list[LayerState]] = None
+    for start in range(0, X.shape[1], chunk_steps):
+        steps = slice(start, start + chunk_steps)
+        out = model.forward(X[part, steps], states=carried)
+        carried = model.states
+        chunk_sum, chunk_count, _ = summed_loss(model, out, y[part, steps], None)
+        loss_sum += chunk_sum
+        count += chunk_count
+    return loss_sum / max(count, 1.0)
 
 
 def predict(model: Model, X: ArrayLike, lengths: Optional[ArrayLike] = None, batch_size: int = 256) -> np.ndarray:
