@@ -104,3 +104,35 @@ def test_an_output_path_of_the_wrong_kind_or_an_empty_text_fails_at_once(tmp_pat
     empty.write_text("  \n")
     done = run_cli("demo", "--only", "text", "--text", str(empty))
     assert done.returncode == 2 and f"--text {empty}: the file is empty" in done.stderr
+
+
+# -- every number on the command line: checked before any work (issue 27, items 1 and 6) -------------
+
+@pytest.mark.parametrize("args, message", [
+    # Went straight to the core and to torch, which crashed (SIGSEGV, nothing printed).
+    (["bench", "--threads", "100000"],
+     "--threads must be >= 1 and <= 4096 (the range of lstm_ext.set_num_threads), got 100000"),
+    (["bench", "--threads", "4097"], "--threads must be >= 1 and <= 4096"),
+    # A ValueError and an OverflowError after the grid had started.
+    (["bench", "--grid", "--gap-ms", "nan"], "--gap-ms must be a number of milliseconds >= 0 and <= 1000, got nan"),
+    (["bench", "--grid", "--gap-ms", "inf"], "--gap-ms must be a number of milliseconds >= 0 and <= 1000, got inf"),
+    (["bench", "--grid", "--gap-ms", "1e300"], "--gap-ms must be a number of milliseconds >= 0 and <= 1000"),
+    (["bench", "--repeats", "1001"], "--repeats must be >= 1 and <= 1000, got 1001"),
+    # Tracebacks from NumPy's seeding, the demo's after "[1/1] two-company" had begun.
+    (["check", "--seed", "-1"], "--seed must be >= 0 and <= 4294967295, got -1"),
+    (["check", "--seed", str(2**32)], "--seed must be >= 0 and <= 4294967295, got 4294967296"),
+    (["--seed", "-1"], "--seed must be >= 0"),  # check, the default command
+    (["demo", "--quick", "--only", "two-company", "--seed", "-1"], "--seed must be >= 0 and <= 4294967295, got -1"),
+    (["check", "--repeats", "1001"], "--repeats must be >= 1 and <= 1000, got 1001"),
+    (["check", "--T", "0"], "--T must be >= 1, got 0"),
+    # A MemoryError from NumPy after the check had started.
+    (["check", "--T", "1000000", "--B", "100000"],
+     "--T 1000000 --B 100000 --I 32 --H 64: the self-check would hold about"),
+])
+def test_every_number_is_checked_before_any_work(args, message):
+    started = time.perf_counter()
+    done = run_cli(*args)
+    assert done.returncode == 2 and message in done.stderr, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr and done.stderr.splitlines()[-1].startswith("python -m lstm_ext")
+    assert done.stdout == ""  # nothing began
+    assert time.perf_counter() - started < 30

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tracemalloc
 
 import pytest
 
@@ -121,6 +122,52 @@ def test_command_line_errors(tmp_path):
                             plots=False)
     with pytest.raises(ValueError, match="the text demo needs at least"):
         demos.run_demos(["text"], context)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\0" * 5000, "5000 of its 5000 characters (100%) are control characters (NUL bytes, say) other than whitespace"),
+    (b"\x01\x02 ab\n" * 1000, "2000 of its 6000 characters (33%) are control characters"),
+    (b"a" * 5000, "has 1 distinct printable character ('a'); the text demo needs at least 2"),
+    (b"ab\n" * 10, "has 30 characters; the text demo needs at least 2048"),
+    (b"\xff\xfe" * 2000, "not UTF-8 text"),
+])
+def test_a_text_the_demo_cannot_learn_from_is_refused_before_any_work(tmp_path, content, message):
+    # A file of NUL bytes was taken: the models trained, then the demo reported FAILED.
+    path = tmp_path / "unusable.txt"
+    path.write_bytes(content)
+    done = subprocess.run([sys.executable, "-m", "lstm_ext", "demo", "--quick", "--only", "two-company", "--only",
+                           "text", "--text", str(path), "--out", str(tmp_path / "out")], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and f"--text {path}: {message}" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""  # nothing began
+
+
+def test_the_text_demo_reads_at_most_the_characters_it_states(tmp_path, monkeypatch):
+    # Read whole, a 44 MB text took the demo past 11 GiB resident.
+    from lstm_ext.tools.demos import text
+
+    assert (text.MAX_CHARACTERS, text.QUICK_MAX_CHARACTERS) == (1_000_000, 100_000)  # what the README states
+    line = "the quick brown fox jumps over the lazy dog. \n"
+    big = tmp_path / "big.txt"
+    big.write_text(line * (10 * text.MAX_CHARACTERS // len(line)))  # 10 MB
+    tracemalloc.start()
+    read, cut = text.read_text(str(big), text.MAX_CHARACTERS)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert cut and read == big.read_text()[:text.MAX_CHARACTERS]
+    assert peak < 4 * text.MAX_CHARACTERS  # a few copies of the characters kept (ASCII: a byte each), not the file
+    assert text.read_text(str(big), 10 * text.MAX_CHARACTERS) == (big.read_text(), False)
+
+    # The demo trains on that much and says so (a small limit here, for a test of seconds).
+    monkeypatch.setattr(text, "QUICK_MAX_CHARACTERS", 3000)
+    lines = []
+    context = demos.Context(out_dir=str(tmp_path / "out"), quick=True, text_path=str(big), log=lines.append,
+                            plots=False)
+    summary = demos.run_demos(["text"], context)
+    result = summary["demos"]["text"]
+    assert result["metrics"]["characters"] == 3000 and result["text_cut"], result
+    assert any(f"{big}: its first 3000 characters (the text demo reads at most 1000000, 3000 with --quick)" in line
+               for line in lines), lines
 
 
 def test_without_matplotlib_the_demos_run_and_say_so(tmp_path):

@@ -167,6 +167,54 @@ def test_default_comes_from_the_environment():
         assert out.returncode != 0 and "LSTM_EXT_NUM_THREADS: expected a number of threads in [1, 4096]" in out.stderr
 
 
+def test_a_number_of_threads_with_spaces_around_it_is_the_number_used():
+    # The check took " 1 " for 1 while the core, which reads the variable itself, ignored it.
+    code = "import lstm_ext; print(lstm_ext.get_num_threads())"
+    for value in (" 1 ", "1\n"):
+        out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "LSTM_EXT_NUM_THREADS": value},
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and out.stdout.strip() == "1", (value, out.stderr)
+
+
+def test_pinning_from_the_environment_is_checked():
+    # "false", "no" or "abc" silently meant "pin" (the core turns pinning off for "0" alone).
+    code = "import os, lstm_ext; print(repr(os.environ.get('LSTM_EXT_PIN_THREADS')))"
+    env = {k: v for k, v in os.environ.items() if k != "LSTM_EXT_PIN_THREADS"}
+    for value in ("false", "no", "abc", "2", "00", "off"):
+        out = subprocess.run([sys.executable, "-c", code], env={**env, "LSTM_EXT_PIN_THREADS": value},
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode != 0, value
+        assert (f"ValueError: LSTM_EXT_PIN_THREADS: expected 0 (leave the worker threads to the scheduler) or 1 (pin "
+                f"each to its own CPU, the default), got {value!r}") in out.stderr, out.stderr
+    # Accepted: 0 and 1, with spaces around them (the core reads the variable without them too:
+    # test_workers_are_pinned_only_when_the_team_covers_every_cpu).
+    for value in ("0", "1", " 0 ", "1\n"):
+        out = subprocess.run([sys.executable, "-c", code], env={**env, "LSTM_EXT_PIN_THREADS": value},
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and out.stdout.strip() == repr(value), (value, out.stderr)
+
+
+@pytest.mark.parametrize("name, values", [("LSTM_EXT_NUM_THREADS", ("", "  ")), ("LSTM_EXT_PIN_THREADS", ("", " ")),
+                                          ("LSTM_EXT_KERNELS", ("", "  "))])
+def test_an_empty_variable_means_the_same_as_an_unset_one(name, values):
+    # LSTM_EXT_KERNELS='' meant the best level while LSTM_EXT_NUM_THREADS='' raised ImportError.
+    code = "import lstm_ext; print(lstm_ext.get_num_threads(), lstm_ext.build_info()['kernel_level'])"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LSTM_EXT_")}
+    unset = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert unset.returncode == 0, unset.stderr
+    for value in values:
+        out = subprocess.run([sys.executable, "-c", code], env={**env, name: value}, capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0 and out.stdout == unset.stdout, (value, out.stderr)
+
+
+def test_a_kernel_level_with_spaces_around_it_is_that_level():
+    code = "import lstm_ext; print(lstm_ext.build_info()['kernel_level'])"
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "LSTM_EXT_KERNELS": " baseline\n"},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "baseline", out.stderr
+
+
 @pytest.mark.parametrize("T, B, I, H", [(40, 3, 16, 32), (30, 6, 48, 96)], ids=["one thread each", "pool"])
 def test_concurrent_calls_give_the_sequential_results(T, B, I, H, restore_threads):
     """Calls from several Python threads at once: small ones each run on their own thread; large
@@ -272,7 +320,8 @@ PIN_PROBE = textwrap.dedent("""
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2,
                     reason="pinning is for Linux with 2 CPUs or more")
-@pytest.mark.parametrize("threads, pin, pinned", [("all", None, True), ("all", "0", False), ("fewer", None, False)])
+@pytest.mark.parametrize("threads, pin, pinned", [("all", None, True), ("all", "0", False), ("fewer", None, False),
+                                                  ("all", " 0 ", False), ("all", "", True), ("all", "1", True)])
 def test_workers_are_pinned_only_when_the_team_covers_every_cpu(threads, pin, pinned):
     cpus = sorted(os.sched_getaffinity(0))
     count = len(cpus) if threads == "all" else len(cpus) - 1

@@ -12,6 +12,7 @@
 #endif
 
 #include <array>
+#include <cstdlib>
 
 namespace lstm_ext {
 namespace {
@@ -115,6 +116,16 @@ std::vector<std::string> feature_names(CpuFeatures features) {
     if ((features >> f) & 1) names.emplace_back(kFeatureNames[f]);
   }
   return names;
+}
+
+std::string environment_value(const char* name) {
+  const char* value = std::getenv(name);
+  if (value == nullptr) return "";
+  const std::string text(value);
+  const char* blank = " \t\n\r\f\v";
+  const std::size_t first = text.find_first_not_of(blank);
+  if (first == std::string::npos) return "";
+  return text.substr(first, text.find_last_not_of(blank) - first + 1);
 }
 
 }  // namespace lstm_ext

@@ -39,4 +39,8 @@ CpuFeatures cpu_features();
 // The names of the features in `features`, in the list's order ("avx2", "fma", ...).
 std::vector<std::string> feature_names(CpuFeatures features);
 
+// The value of the environment variable `name` without the whitespace around it; "" when it is
+// unset, empty or whitespace only (an empty LSTM_EXT_* variable means the same as an unset one).
+std::string environment_value(const char* name);
+
 }  // namespace lstm_ext

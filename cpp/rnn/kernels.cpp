@@ -67,19 +67,19 @@ std::string level_names(bool runnable_only) {
 // The level to use, or an exception saying why none can be.
 const KernelLevel& choose() {
   const CpuFeatures cpu = cpu_features();
-  const char* forced = std::getenv("LSTM_EXT_KERNELS");
-  if (forced != nullptr && *forced != '\0' && std::string(forced) != "auto") {
+  const std::string forced = environment_value("LSTM_EXT_KERNELS");  // "" when unset or empty
+  if (!forced.empty() && forced != "auto") {
     for (const CompiledLevel& level : compiled_levels()) {
-      if (level.name != std::string(forced)) continue;
+      if (level.name != forced) continue;
       const CpuFeatures missing = *level.compiled_for & ~cpu;
       if (missing != 0) {
-        throw std::runtime_error("LSTM_EXT_KERNELS=" + std::string(forced) + ": this CPU lacks " +
+        throw std::runtime_error("LSTM_EXT_KERNELS=" + forced + ": this CPU lacks " +
                                  joined(feature_names(missing)) + ", which that kernel level needs; the levels it can "
                                  "run are: " + level_names(true) + " (unset LSTM_EXT_KERNELS for the best of them)");
       }
       return level.table();
     }
-    throw std::runtime_error("LSTM_EXT_KERNELS=" + std::string(forced) + ": expected one of this build's kernel levels (" +
+    throw std::runtime_error("LSTM_EXT_KERNELS=" + forced + ": expected one of this build's kernel levels (" +
                              level_names(false) + "), or unset or 'auto' for the best this CPU supports");
   }
   // The best level the CPU supports: the last of those it has every feature of.

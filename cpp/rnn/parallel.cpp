@@ -1,6 +1,8 @@
 // lstm_ext core: the thread pool behind TeamLease (see parallel.hpp).
 #include "rnn/parallel.hpp"
 
+#include "rnn/cpu.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -247,8 +249,7 @@ std::vector<int> allowed_cpus() {
 // Returns the CPU it was pinned to, or -1.
 int pin_worker(std::thread& worker, int rank, int team) {
 #if defined(__linux__)
-  const char* env = std::getenv("LSTM_EXT_PIN_THREADS");
-  if (env != nullptr && std::string(env) == "0") return -1;
+  if (environment_value("LSTM_EXT_PIN_THREADS") == "0") return -1;  // (checked at import: "0" or "1")
   const std::vector<int> cpus = allowed_cpus();
   if (cpus.size() < 2 || team < static_cast<int>(cpus.size())) return -1;
   const int cpu = cpus[rank % cpus.size()];
@@ -302,10 +303,11 @@ class CallerOffWorkers {
 };
 
 int default_num_threads() {
-  if (const char* env = std::getenv("LSTM_EXT_NUM_THREADS")) {
+  const std::string env = environment_value("LSTM_EXT_NUM_THREADS");
+  if (!env.empty()) {
     char* end = nullptr;
-    const long n = std::strtol(env, &end, 10);
-    if (end != env && *end == '\0' && n >= 1 && n <= 4096) return static_cast<int>(n);
+    const long n = std::strtol(env.c_str(), &end, 10);
+    if (end != env.c_str() && *end == '\0' && n >= 1 && n <= 4096) return static_cast<int>(n);
   }
   int cpus = available_cpus();
 #if defined(__linux__)

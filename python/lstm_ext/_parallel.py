@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import numbers
 import os
+import re
 import warnings
+from typing import Optional
 
 from . import _core
 
@@ -61,17 +63,32 @@ def get_num_threads() -> int:
     return _core.get_num_threads()
 
 
+def _environment_value(name: str) -> Optional[str]:
+    """The value of the environment variable `name` without surrounding whitespace, or None when
+    it is unset, empty or whitespace only: an empty LSTM_EXT_* variable means the same as an
+    unset one, here and in the core (cpu.hpp's environment_value reads them the same way)."""
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
 def _check_environment() -> None:
-    """LSTM_EXT_NUM_THREADS, when set, must be a number of threads (the core would ignore a bad one)."""
-    value = os.environ.get("LSTM_EXT_NUM_THREADS")
-    if value is None:
-        return
-    try:
-        n = int(value.strip())
-    except ValueError:
-        raise ValueError(f"LSTM_EXT_NUM_THREADS: expected a number of threads in [1, {MAX_THREADS}], got "
-                         f"{value!r}") from None
-    _check_threads(n, "LSTM_EXT_NUM_THREADS")
+    """The variables the core reads while it runs, checked at import: the core would ignore a bad
+    value or take it for another, silently. Empty means unset (_environment_value).
+
+    LSTM_EXT_NUM_THREADS: a number of threads in [1, 4096]. LSTM_EXT_PIN_THREADS: 0 (leave the
+    workers to the scheduler) or 1 (pin them, the default). (LSTM_EXT_KERNELS is checked by the
+    core itself when it is imported.)
+    """
+    threads = _environment_value("LSTM_EXT_NUM_THREADS")
+    if threads is not None:
+        if not re.fullmatch(r"\+?[0-9]+", threads):
+            raise ValueError(f"LSTM_EXT_NUM_THREADS: expected a number of threads in [1, {MAX_THREADS}], got "
+                             f"{os.environ['LSTM_EXT_NUM_THREADS']!r}")
+        _check_threads(int(threads), "LSTM_EXT_NUM_THREADS")
+    pin = _environment_value("LSTM_EXT_PIN_THREADS")
+    if pin is not None and pin not in ("0", "1"):
+        raise ValueError(f"LSTM_EXT_PIN_THREADS: expected 0 (leave the worker threads to the scheduler) or 1 "
+                         f"(pin each to its own CPU, the default), got {os.environ['LSTM_EXT_PIN_THREADS']!r}")
 
 
 _check_environment()

@@ -34,15 +34,18 @@ import numpy as np
 
 from lstm_ext import _core, cells
 from lstm_ext._io import write_text_atomic
+from lstm_ext._parallel import MAX_THREADS, get_num_threads, set_num_threads
 
 from .measure import BLOCK, GAP_SECONDS, Config, load_torch, measure, paired_ratio, runners, time_call
-from . import variants
+from . import arguments, variants
 from .paths import writable_file_problem
 
 if TYPE_CHECKING:
     from .grid import GridResult
 
 __all__ = ["Config", "CONFIGS", "main", "run"]
+
+MAX_GAP_MS = 1000.0  # --gap-ms: a pause of a second after every timed call already makes the grid take hours
 
 # DeepBench's RNN set scaled to 2 cores, input size = hidden size, float32, one layer; then the
 # other paths the library has.
@@ -395,8 +398,8 @@ def run(configs: Sequence[Config] = CONFIGS, repeats: int = 15, warmup: int = 3,
         log: Callable[[str], None] = print) -> tuple[dict[str, Any], list[Result]]:
     """Time every configuration; returns (machine info, results)."""
     torch = load_torch()
-    threads = threads or _core.get_num_threads()
-    _core.set_num_threads(threads)
+    threads = threads if threads is not None else get_num_threads()
+    set_num_threads(threads)  # checked: [1, 4096], before torch gets the same number
     if torch is not None:
         torch.set_num_threads(threads)
     machine = machine_info(threads, torch)
@@ -682,9 +685,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lstm_ext bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="a smoke check: 2 rounds, no reference, no memory probe (CI)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed rounds per configuration (default 15)")
-    parser.add_argument("--threads", type=int, default=None, help="threads for every library (default: "
-                        "lstm_ext.get_num_threads())")
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds per configuration, at most "
+                        f"{arguments.MAX_REPEATS} (default 15)")
+    parser.add_argument("--threads", type=int, default=None, help="threads for every library, 1 to "
+                        f"{MAX_THREADS} (default: lstm_ext.get_num_threads())")
     parser.add_argument("--only", default=None, help="run the configurations whose label contains this text "
                         "(and skip the shared-machine section); 'shared' runs that section alone")
     parser.add_argument("--out", default=None, help="write the Markdown report to this file (e.g. BENCHMARKS.md)")
@@ -695,16 +699,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="run the LSTM variants alone: each variant's training step against the plain cell and "
                         "against a torch.jit-scripted loop (lstm_ext.tools.variants); with --quick one small size")
     parser.add_argument("--gap-ms", type=float, default=GAP_SECONDS * 1e3,
-                        help=f"pause after each timed call in the grid, in ms (default {GAP_SECONDS * 1e3:.0f}; 0: "
-                        "back to back, each library right after the other's threads)")
+                        help=f"pause after each timed call in the grid, in ms, at most {MAX_GAP_MS:g} (default "
+                        f"{GAP_SECONDS * 1e3:.0f}; 0: back to back, each library right after the other's threads)")
     args = parser.parse_args(argv)
+    # Every number before any work: a bad one fails here in one line (exit code 2), not in the
+    # core or in torch (--threads 100000 crashed torch while it measured the GEMM peak).
     repeats = args.repeats if args.repeats is not None else (2 if args.quick else 15)
-    if repeats < 1:
-        parser.error("--repeats must be >= 1")
-    if args.threads is not None and args.threads < 1:
-        parser.error("--threads must be >= 1")
-    if args.gap_ms < 0:
-        parser.error("--gap-ms must be >= 0")
+    problem = arguments.integer_problem(repeats, 1, arguments.MAX_REPEATS)
+    if problem:
+        parser.error(f"--repeats {problem}")
+    problem = None if args.threads is None else arguments.threads_problem(args.threads)
+    if problem:
+        parser.error(f"--threads {problem}")
+    problem = arguments.milliseconds_problem(args.gap_ms, MAX_GAP_MS)
+    if problem:
+        parser.error(f"--gap-ms {problem}")
     if args.out and writable_file_problem(args.out):
         parser.error(f"--out {writable_file_problem(args.out)}")
     if args.grid:
@@ -712,7 +721,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         if load_torch() is None:
             parser.error("the grid compares with torch: pip install torch==2.13.0 (CPU)")
-        threads = args.threads or _core.get_num_threads()
+        threads = args.threads if args.threads is not None else get_num_threads()
         machine = machine_info(threads, load_torch())
         grid_rows = grid.run_grid(grid.grid_configs(quick=args.quick), threads=threads, gap=args.gap_ms / 1e3)
         report = "\n".join(["# lstm_ext benchmarks: the grid", "", _machine_line(machine), "",
@@ -722,8 +731,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"wrote {args.out}")
         return 0
     if args.variants:
-        threads = args.threads or _core.get_num_threads()
-        _core.set_num_threads(threads)
+        threads = args.threads if args.threads is not None else get_num_threads()
+        set_num_threads(threads)
         torch = load_torch()
         if torch is not None:
             torch.set_num_threads(threads)
@@ -737,7 +746,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"wrote {args.out}")
         return 0
     if args.only == "shared":  # the shared-machine section alone
-        threads = args.threads or _core.get_num_threads()
+        threads = args.threads if args.threads is not None else get_num_threads()
         machine = machine_info(threads, load_torch())
         shared_rows = contention(rounds=1 if args.quick else 5, seconds=0.5 if args.quick else 4.0)
         report = "\n".join(["# lstm_ext benchmarks: a shared machine", "", _machine_line(machine), "",

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Optional
 
-from . import selfcheck
+from . import arguments, selfcheck
 
 COMMANDS = {
     "check": "the compiled core against the NumPy reference: parity and time per step (the default)",
@@ -39,12 +39,25 @@ def check(argv: list[str]) -> int:
     parser.add_argument("--B", type=int, default=8, help="batch size (default 8)")
     parser.add_argument("--I", type=int, default=32, help="input size (default 32)")
     parser.add_argument("--H", type=int, default=64, help="hidden size (default 64)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--repeats", type=int, default=3, help="timing repeats, median taken (default 3)")
+    parser.add_argument("--seed", type=int, default=0, help=f"random seed, 0 to {arguments.MAX_SEED} (default 0)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help=f"timing repeats, median taken, at most {arguments.MAX_REPEATS} (default 3)")
     args = parser.parse_args(argv)
-    for name in ("T", "B", "I", "H", "repeats"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be >= 1")
+    # Every number before any work: a bad one fails here in one line (exit code 2).
+    for name in ("T", "B", "I", "H"):
+        problem = arguments.integer_problem(getattr(args, name), 1)
+        if problem:
+            parser.error(f"--{name} {problem}")
+    problem = arguments.integer_problem(args.repeats, 1, arguments.MAX_REPEATS)
+    if problem:
+        parser.error(f"--repeats {problem}")
+    problem = arguments.seed_problem(args.seed)
+    if problem:
+        parser.error(f"--seed {problem}")
+    problem = arguments.memory_problem(selfcheck.memory_bytes(args.T, args.B, args.I, args.H),
+                                       f"--T {args.T} --B {args.B} --I {args.I} --H {args.H}: the self-check")
+    if problem:
+        parser.error(problem)
     return selfcheck.run(T=args.T, B=args.B, I=args.I, H=args.H, seed=args.seed, repeats=args.repeats)
 
 

@@ -19,7 +19,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from lstm_ext import _core
+from lstm_ext._parallel import get_num_threads, set_num_threads
 
 from . import ort_bench
 from .measure import BLOCK, GAP_SECONDS, Config, inputs, load_torch, measure, paired_ratio, runners
@@ -67,8 +67,8 @@ def run_grid(configs: list[Config], threads: Optional[int] = None, gap: float = 
     torch = load_torch()
     if torch is None:
         raise RuntimeError("the grid compares with torch: pip install torch==2.13.0 (CPU)")
-    threads = threads or _core.get_num_threads()
-    _core.set_num_threads(threads)
+    threads = threads if threads is not None else get_num_threads()
+    set_num_threads(threads)  # checked: [1, 4096], before torch gets the same number
     torch.set_num_threads(threads)
     results: list[GridResult] = []
     for cfg in configs:

@@ -7,7 +7,7 @@ import os
 import tempfile
 from typing import Optional
 
-__all__ = ["writable_folder_problem", "writable_file_problem", "readable_text_problem"]
+__all__ = ["writable_folder_problem", "writable_file_problem"]
 
 
 def _cannot_create_in(folder: str) -> Optional[str]:
@@ -42,18 +42,3 @@ def writable_file_problem(path: str) -> Optional[str]:
     problem = _cannot_create_in(folder)
     return None if problem is None else f"cannot write files in {folder} ({problem})"
 
-
-def readable_text_problem(path: str) -> Optional[str]:
-    """None when `path` is a file with some text in it; else why not."""
-    if not os.path.isfile(path):
-        return f"{path}: no such file"
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as error:
-        return f"{path}: {error.strerror or error}"
-    except UnicodeDecodeError:
-        return f"{path}: not UTF-8 text"
-    if not text.strip():
-        return f"{path}: the file is empty"
-    return None

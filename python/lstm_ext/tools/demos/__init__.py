@@ -31,7 +31,8 @@ from typing import Any, Callable, Optional
 from lstm_ext._io import write_text_atomic
 from lstm_ext._parallel import get_num_threads
 
-from ..paths import readable_text_problem, writable_folder_problem
+from .. import arguments
+from ..paths import writable_folder_problem
 from .common import Context, Result
 
 __all__ = ["DEMOS", "Context", "Result", "main", "run_demos"]
@@ -83,19 +84,28 @@ def run_demos(names: Sequence[str], context: Context) -> dict[str, Any]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .text import MAX_CHARACTERS, QUICK_MAX_CHARACTERS, character_limit, text_file_problem
+
     parser = argparse.ArgumentParser(prog="python -m lstm_ext demo", description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=DEMOS, action="append", help="run this demo (repeatable); default: all")
     parser.add_argument("--quick", action="store_true", help="a smaller training budget (the same thresholds)")
     parser.add_argument("--out", default="lstm_ext_demo", help="folder for the plots and summary.json "
                         "(default ./lstm_ext_demo)")
-    parser.add_argument("--text", default=None, help="a UTF-8 text file for the text demo (default: an essay "
+    parser.add_argument("--text", default=None, help="a UTF-8 text file for the text demo, of which it reads at most "
+                        f"the first {MAX_CHARACTERS} characters ({QUICK_MAX_CHARACTERS} with --quick; default: an essay "
                         "shipped with lstm_ext)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help=f"random seed, 0 to {arguments.MAX_SEED} (default 0)")
     parser.add_argument("--distributed", action="store_true", help="train data-parallel over MPI, run under "
                         "mpiexec (lstm_ext.distributed; not the text demo, which uses truncated BPTT)")
     args = parser.parse_args(argv)
-    if args.text is not None and readable_text_problem(args.text):
-        parser.error(f"--text {readable_text_problem(args.text)}")
+    # Every argument before any work: a bad one fails here in one line (exit code 2).
+    problem = arguments.seed_problem(args.seed)
+    if problem:
+        parser.error(f"--seed {problem}")
+    if args.text is not None:
+        problem = text_file_problem(args.text, character_limit(args.quick))
+        if problem:
+            parser.error(f"--text {problem}")
     if writable_folder_problem(args.out):  # before any work: a bad --out fails at once
         parser.error(f"--out {writable_folder_problem(args.out)}")
     names = [name for name in DEMOS if args.only is None or name in args.only]

@@ -1,12 +1,13 @@
 """Character-level language models (LSTM, GRU, vanilla RNN), trained briefly on a text and sampled.
 
-The text (``--text FILE``; by default an essay written for this package, shipped with it) is
-split 80/10/10 into training, validation and test parts. The training part is cut into 16
-parallel streams that the models read with truncated backpropagation through time (chunks of 64
-characters, the state carried across chunks). Each model: an embedding of the characters, one
-recurrent layer of 128 units (LSTM, GRU or vanilla tanh RNN) and a linear head over the
-vocabulary, trained with cross-entropy; training stops when the validation loss has not improved
-for 4 epochs and keeps the best weights (on so small a text a model that trains on keeps
+The text (``--text FILE``, of which the demo reads at most the first million characters, a
+hundred thousand with --quick, and says so; by default an essay written for this package,
+shipped with it) is split 80/10/10 into training, validation and test parts. The training part
+is cut into 16 parallel streams that the models read with truncated backpropagation through
+time (chunks of 64 characters, the state carried across chunks). Each model: an embedding of the
+characters, one recurrent layer of 128 units (LSTM, GRU or vanilla tanh RNN) and a linear head
+over the vocabulary, trained with cross-entropy; training stops when the validation loss has not
+improved for 4 epochs and keeps the best weights (on so small a text a model that trains on keeps
 memorising it: an LSTM trained 40 epochs reached a training loss of 0.6 and a held-out loss of
 1.96 nats; stopped early, 1.75 on the test part).
 
@@ -25,7 +26,9 @@ from __future__ import annotations
 import collections
 import importlib.resources
 import math
-from typing import Any
+import os
+import re
+from typing import Any, Optional
 
 import numpy as np
 
@@ -34,10 +37,71 @@ from .common import COLOURS, KINDS, Context, Result, integer_epochs, layer_class
 
 STREAMS, CHUNK, TEMPERATURE, PATIENCE, HIDDEN = 16, 64, 0.7, 4, 128
 PROMPT = "The "
+# At most this many characters of a --text file are read (character_limit): the memory and the
+# time of the demo grow with the text (its validation and test parts are each run as one
+# sequence). Read whole, a 44 MB text took the demo past 11 GiB resident. Measured on 2 CPUs: a
+# million characters peak at 0.4-0.45 GiB (12 epochs of the three models: 7 minutes), a hundred
+# thousand with --quick at 0.1 GiB (17 s).
+MAX_CHARACTERS = 1_000_000
+QUICK_MAX_CHARACTERS = 100_000  # with --quick
+MIN_CHARACTERS = 2 * STREAMS * CHUNK  # every stream gets at least a chunk, the validation and test parts some
+MAX_CONTROL_SHARE = 0.1  # a text with more control characters than this (NUL bytes, say) is not text
+# Control characters but the whitespace ones (tab, line feed, vertical tab, form feed, carriage return).
+CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 
 
 def default_text() -> str:
     return (importlib.resources.files(__package__) / "data" / "on_remembering.txt").read_text(encoding="utf-8")
+
+
+def character_limit(quick: bool) -> int:
+    """How many characters of a --text file the demo reads at most."""
+    return QUICK_MAX_CHARACTERS if quick else MAX_CHARACTERS
+
+
+def read_text(path: str, limit: int) -> tuple[str, bool]:
+    """The first `limit` characters of the UTF-8 file at `path` (never more in memory), and
+    whether the file has more, which the demo leaves out. Raises what open and read raise
+    (OSError, UnicodeDecodeError)."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read(limit + 1)
+    return text[:limit], len(text) > limit
+
+
+def text_problem(text: str) -> Optional[str]:
+    """None when the demo can learn from `text`; else why not. Checked before any work: on a file
+    of NUL bytes, say, the models trained for their whole budget and then failed the threshold
+    (one distinct character: a unigram baseline of 0 nats, which no model can beat)."""
+    if not text.strip():
+        return "the file is empty"
+    if len(text) < MIN_CHARACTERS:
+        return (f"has {len(text)} characters; the text demo needs at least {MIN_CHARACTERS} ({STREAMS} streams "
+                f"of {CHUNK}-character chunks and a validation and a test part)")
+    control = len(text) - len(CONTROL.sub("", text))
+    if control > MAX_CONTROL_SHARE * len(text):
+        return (f"{control} of its {len(text)} characters ({control / len(text):.0%}) are control characters "
+                f"(NUL bytes, say) other than whitespace; the text demo needs text, at most "
+                f"{MAX_CONTROL_SHARE:.0%} of them")
+    printable = sorted(c for c in set(text) if c.isprintable())
+    if len(printable) < 2:
+        return (f"has {len(printable)} distinct printable character{'s' if len(printable) != 1 else ''} "
+                f"({''.join(printable)!r}); the text demo needs at least 2: there is nothing to predict")
+    return None
+
+
+def text_file_problem(path: str, limit: int) -> Optional[str]:
+    """None when the text demo can use the file at `path` (its first `limit` characters); else
+    why not, starting with the path. For the command line's --text, before any work."""
+    if not os.path.isfile(path):
+        return f"{path}: no such file"
+    try:
+        text, _ = read_text(path, limit)
+    except OSError as error:
+        return f"{path}: {error.strerror or error}"
+    except UnicodeDecodeError:
+        return f"{path}: not UTF-8 text"
+    problem = text_problem(text)
+    return None if problem is None else f"{path}: {problem}"
 
 
 def sample(model: Sequential, prompt_ids: list[int], length: int, temperature: float,
@@ -61,16 +125,16 @@ def sample(model: Sequential, prompt_ids: list[int], length: int, temperature: f
 
 
 def run(context: Context) -> Result:
+    cut = False  # whether the text is the file's first character_limit characters only
     if context.text_path is not None:
-        with open(context.text_path, encoding="utf-8") as f:
-            text = f.read()
+        text, cut = read_text(context.text_path, character_limit(context.quick))
         source = context.text_path
     else:
         text, source = default_text(), "on_remembering.txt (shipped)"
+    problem = text_problem(text)
+    if problem:
+        raise ValueError(f"--text: {source}: {problem}")
     chars = sorted(set(text))
-    if len(text) < 2 * STREAMS * CHUNK:
-        raise ValueError(f"--text: {source} has {len(text)} characters; the text demo needs at least "
-                         f"{2 * STREAMS * CHUNK}")
     index = {c: i for i, c in enumerate(chars)}
     data = np.array([index[c] for c in text], dtype=np.int32)
     train_end, validation_end = int(len(data) * 0.8), int(len(data) * 0.9)
@@ -82,7 +146,9 @@ def run(context: Context) -> Result:
     counts = collections.Counter(train.tolist())
     unigram = -sum(n / len(train) * math.log(n / len(train)) for n in counts.values())
     max_epochs = 12 if context.quick else 60
-    context.log(f"  {source}: {len(text)} characters, {len(chars)} distinct; {STREAMS} streams of {per_stream}, "
+    size = (f"its first {len(text)} characters (the text demo reads at most {MAX_CHARACTERS}, "
+            f"{QUICK_MAX_CHARACTERS} with --quick)" if cut else f"{len(text)} characters")
+    context.log(f"  {source}: {size}, {len(chars)} distinct; {STREAMS} streams of {per_stream}, "
                 f"chunks of {CHUNK}; up to {max_epochs} epochs, early stopping on the validation part; "
                 f"unigram baseline {unigram:.3f} nats per character")
     histories: dict[str, list[dict[str, float]]] = {}
@@ -139,4 +205,5 @@ def run(context: Context) -> Result:
     return Result(metrics=metrics, passed=passed, plot=plot,
                   threshold=f"LSTM, GRU and RNN ({HIDDEN} units each): each one's test loss per character below the "
                             "unigram baseline",
-                  details={"samples": samples, "prompt": PROMPT, "temperature": TEMPERATURE, "text": source})
+                  details={"samples": samples, "prompt": PROMPT, "temperature": TEMPERATURE, "text": source,
+                           "text_cut": cut})
