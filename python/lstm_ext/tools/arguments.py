@@ -9,9 +9,9 @@ Each function returns None when the value is fine, else what is wrong with it, f
 from __future__ import annotations
 
 import math
-import os
 from typing import Optional
 
+from lstm_ext._checks import physical_memory_bytes
 from lstm_ext._parallel import MAX_THREADS
 
 __all__ = ["MAX_SEED", "MAX_REPEATS", "integer_problem", "seed_problem", "threads_problem", "milliseconds_problem",
@@ -48,19 +48,12 @@ def milliseconds_problem(value: float, high: float) -> Optional[str]:
     return f"must be a number of milliseconds >= 0 and <= {high:g}, got {value:g}"
 
 
-def physical_memory_bytes() -> Optional[int]:
-    """The machine's memory in bytes (None where the system does not say)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):  # not POSIX, or the name unknown here
-        return None
-
-
 def memory_problem(needed_bytes: float, what: str) -> Optional[str]:
-    """None when `needed_bytes` fit in this machine's memory (or it does not say how much it has);
-    else both, in GiB: `what` would hold about N GiB, more than this machine's M GiB."""
+    """None when `needed_bytes` fit in this machine's memory (the library's bound,
+    lstm_ext._checks.physical_memory_bytes); else both, in GiB: `what` would hold about N GiB, more
+    than this machine's M GiB."""
     memory = physical_memory_bytes()
-    if memory is None or needed_bytes <= memory:
+    if needed_bytes <= memory:
         return None
     return (f"{what} would hold about {needed_bytes / 2**30:.1f} GiB, more than this machine's "
             f"{memory / 2**30:.1f} GiB of memory")
