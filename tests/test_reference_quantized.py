@@ -143,10 +143,12 @@ def test_activation_quantization_is_the_float32_recipe():
     inv = F32(127) / F32(2.0)                         # 63.5
     np.testing.assert_array_equal(q[0], [64, -127, 32, 44])  # rint(63.5) = 64 (even), rint(31.75), rint(44.45)
     assert scale[0] == F32(2.0) / F32(127) and inv == F32(63.5)
-    with pytest.raises(ValueError, match="not finite"):
-        qr.quantize_activation_rows(np.array([[1.0, np.nan]], dtype=F32))
-    with pytest.raises(ValueError, match="overflows"):
-        qr.quantize_activation_rows(np.array([[1e-38, 0.0]], dtype=F32))
+    # A row holding a NaN or an infinity: q 0, scale NaN (its products are NaN); a row below 2^-100
+    # (where 127 / m could overflow): a row of zeros.
+    q, scale = qr.quantize_activation_rows(np.array([[1.0, np.nan], [np.inf, 1.0], [1e-38, 0.0], [2.0 ** -99, 0]],
+                                                    dtype=F32))
+    assert np.isnan(scale[:2]).all() and not q[:3].any() and scale[2] == 0
+    assert q[3, 0] == 127 and scale[3] == F32(2.0 ** -99) / F32(127)
 
 
 def test_quantized_matmul_is_the_float32_recipe():

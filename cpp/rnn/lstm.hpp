@@ -232,6 +232,14 @@ struct LstmKernels {
                     const Scalar* x, const Scalar* h, const Scalar* c,
                     const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
                     Index B, Index I, Index H);
+
+  // Inference with int8 weights (int8.hpp), float32 only (nullptr in the float64 table): forward's
+  // arguments with the weight matrices quantized by rows (w_hr's q nullptr without a projection);
+  // v may hold peepholes and zoneout's expectation (values, no masks), nothing else.
+  void (*forward_int8)(float* y, float* h_n, float* c_n, const float* x, const float* h0, const float* c0,
+                       const Int8Matrix& w_ih, const Int8Matrix& w_hh, const float* b_ih, const float* b_hh,
+                       const Int8Matrix& w_hr, const LstmVariants<float>& v, const LstmDims& d,
+                       const SequenceOptions& seq);
 };
 
 }  // namespace lstm_ext

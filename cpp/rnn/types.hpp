@@ -83,4 +83,17 @@ Count packed_elements(Index columns, Index rows, Index lanes) {
   return Count((columns + lanes - 1) / lanes) * lanes * Count(rows);
 }
 
+// A weight matrix quantized to int8 by rows, symmetric, for inference in int8 (int8.hpp):
+// W (N, K) ≈ q · diag(scale), q in [−127, 127].
+struct Int8Matrix {
+  const std::int8_t* q = nullptr;  // (N, K) row-major
+  const float* scale = nullptr;    // (N)
+};
+
+// The int8 products' limits: the inner size K for which Σ_k q_a q_w (each |q| ≤ 127) is exact in
+// an int32, and the largest value of a row that still counts as zero (2^−100: below it 127 / max
+// could overflow).
+constexpr Index kInt8MaxInner = 132104;  // ⌊(2^31 − 1) / (127 · 128)⌋: a weight of −128 too
+constexpr float kInt8TinyRow = 7.88860905e-31f;  // 2^−100
+
 }  // namespace lstm_ext

@@ -85,6 +85,8 @@ __all__ = [
 FLOAT32_UNIT = 2.0**-24   # u: float32's unit roundoff, |fl(x) − x| ≤ u |x| for a normal result
 FLOAT64_UNIT = 2.0**-53
 BFLOAT16_UNIT = 2.0**-8   # bfloat16's: 8 significant bits (7 stored), |bf16(x) − x| ≤ 2^-8 |x|
+# A row of activations whose largest magnitude is below this is a row of zeros (2^-100).
+TINY_ROW = np.float32(2.0 ** -100)
 INT8_MAX = 127            # the quantized range is symmetric, [−127, 127]: −128 never appears
 _FLOAT32_TINY = 2.0**-149  # float32's smallest subnormal: an underflowing rounding errs by at most half of it
 
@@ -136,26 +138,22 @@ def quantize_activation_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
         m = max_k |a_k|,   inv = 127 / m,   q_k = clip(rint(a_k · inv), −127, 127),   s_a = m / 127
 
-    A row of zeros has q 0 and scale 0. Raises ValueError for a non-finite value, or for a row
-    whose maximum is so small (below 127 / float32 max ≈ 3.7e-37) that 127 / m overflows: the
-    scheme as written is undefined there.
+    A row whose maximum is below TINY_ROW = 2^-100 (a row of zeros, or one so small that 127 / m
+    could overflow) has q 0 and scale 0. A row holding a NaN or an infinity has q 0 and scale NaN,
+    so that its products are NaN, as the float products would not be numbers either.
     """
     a32 = np.asarray(a, dtype=np.float32)
     if a32.ndim != 2:
         raise ValueError(f"a: expected a matrix (R, K), got shape {a32.shape}")
-    if not np.all(np.isfinite(a32)):
-        raise ValueError("a: an activation is not finite (inf or NaN): it cannot be quantized")
-    m = np.max(np.abs(a32), axis=1, initial=np.float32(0.0))          # (R,) float32
-    rows = m > 0
-    with np.errstate(over="ignore"):
-        inv = np.float32(INT8_MAX) / m[rows]                            # float32 division
-    if not np.all(np.isfinite(inv)):
-        raise ValueError("a: a row's largest magnitude is below 127 / float32 max (≈3.7e-37): 127 / m "
-                         "overflows and the scheme does not define its quantization")
+    finite = np.all(np.isfinite(a32), axis=1)                           # (R,)
+    m = np.max(np.abs(np.where(np.isfinite(a32), a32, 0)), axis=1, initial=np.float32(0.0))  # (R,) float32
+    rows = finite & (m >= TINY_ROW)
     q = np.zeros(a32.shape, dtype=np.int8)
+    inv = np.float32(INT8_MAX) / m[rows]                                # float32 division
     product = a32[rows] * inv[:, None]                                  # float32 multiply
     q[rows] = np.clip(np.rint(product), -INT8_MAX, INT8_MAX).astype(np.int8)
-    scale = m / np.float32(INT8_MAX)                                    # float32 division (0 for a zero row)
+    scale = np.where(rows, m / np.float32(INT8_MAX), np.float32(0.0)).astype(np.float32)  # float32 division
+    scale[~finite] = np.nan
     return q, scale
 
 
@@ -347,7 +345,7 @@ def input_preactivations(x: np.ndarray, input_product: Product, b_ih: np.ndarray
 
 def lstm_step(gx_t: np.ndarray, h: np.ndarray, c: np.ndarray, recurrent: Product,
               projection: Optional[Product] = None, w_ch: Optional[np.ndarray] = None,
-              ) -> tuple[np.ndarray, np.ndarray]:
+              zoneout: tuple[float, float] = (0.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
     """One LSTM step: gx_t (B, 4H) the input part, h (B, H_out), c (B, H) -> (h_t, c_t)::
 
         a = gx_t + qmm(h_{t-1}, W_hh)                (blocks a_i, a_f, a_g, a_o)
@@ -355,7 +353,9 @@ def lstm_step(gx_t: np.ndarray, h: np.ndarray, c: np.ndarray, recurrent: Product
         c_t = f ⊙ c_{t-1} + i ⊙ g
         o = σ(a_o + p_o ⊙ c_t),   m_t = o ⊙ tanh(c_t),   h_t = m_t or qmm(m_t, W_hr)
 
-    recurrent and projection: the products with W_hh and W_hr; w_ch (3, H) the peepholes or None.
+    recurrent and projection: the products with W_hh and W_hr; w_ch (3, H) the peepholes or None;
+    zoneout (z_c, z_h): its expectation in inference, c_t ← z_c c_{t-1} + (1 − z_c) c_t and
+    h_t ← z_h h_{t-1} + (1 − z_h) h_t after the cell (o and m read the cell's own c_t).
     """
     a = gx_t + recurrent(h)
     a_i, a_f, a_g, a_o = np.split(a, 4, axis=1)
@@ -372,6 +372,11 @@ def lstm_step(gx_t: np.ndarray, h: np.ndarray, c: np.ndarray, recurrent: Product
     o = sigmoid(a_o)
     m = o * np.tanh(c_new)
     h_new = m if projection is None else projection(m)
+    z_c, z_h = (np.float32(z) if c.dtype == np.float32 else z for z in zoneout)
+    if z_c:
+        c_new = z_c * c + (1 - z_c) * c_new
+    if z_h:
+        h_new = z_h * h + (1 - z_h) * h_new
     return h_new, c_new
 
 
@@ -422,7 +427,7 @@ def _state(s: Optional[np.ndarray], shape: tuple[int, int], dtype: Any) -> np.nd
 def lstm_layer(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: Optional[np.ndarray] = None,
                b_hh: Optional[np.ndarray] = None, h0: Optional[np.ndarray] = None, c0: Optional[np.ndarray] = None,
                w_hr: Optional[np.ndarray] = None, w_ch: Optional[np.ndarray] = None, *, scheme: str = "int8",
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               zoneout: tuple[float, float] = (0.0, 0.0)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One LSTM direction over every step: x (T, B, I) -> (y (T, B, H_out), h_n (B, H_out), c_n (B, H)).
 
     Weights as in ``lstm_ext.reference.lstm_forward`` (w_ih (4H, I), w_hh (4H, H_out), biases (4H,),
@@ -441,7 +446,7 @@ def lstm_layer(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: Optional
     h, c = _state(h0, (B, H_out), dtype), _state(c0, (B, H), dtype)
     y = np.zeros((T, B, H_out), dtype=dtype)
     for t in range(T):
-        h, c = lstm_step(gx[t], h, c, recurrent, projection, peepholes)
+        h, c = lstm_step(gx[t], h, c, recurrent, projection, peepholes, zoneout)
         y[t] = h
     return y, h, c
 
@@ -514,8 +519,10 @@ def layer_forward(kind: str, x: np.ndarray, weights: dict[str, np.ndarray],
     state = [None] * parts if state0 is None else list(state0)
     w = weights
     if name == "LSTM":
+        zoneout = tuple((options or {}).get("zoneout", (0.0, 0.0)))
         y, h_n, c_n = lstm_layer(x, w["weight_ih"], w["weight_hh"], w.get("bias_ih"), w.get("bias_hh"), state[0],
-                                 state[1], w.get("weight_hr"), w.get("weight_ch"), scheme=scheme)
+                                 state[1], w.get("weight_hr"), w.get("weight_ch"), scheme=scheme,
+                                 zoneout=(float(zoneout[0]), float(zoneout[1])))
         return y, [h_n, c_n]
     if name == "GRU":
         y, h_n = gru_layer(x, w["weight_ih"], w["weight_hh"], w.get("bias_ih"), w.get("bias_hh"), state[0],

@@ -1,0 +1,120 @@
+"""Inference in int8: ``quantize_dynamic(layer)`` returns an inference-only copy of an LSTM whose
+weight matrices are int8 (one scale per row) and whose activations are quantized per row at every
+call, as ``torch.ao.quantization.quantize_dynamic`` does for ``nn.LSTM`` (issue 28). The scheme,
+its rounding and its bounds: ``lstm_ext.quantized_reference``, the textbook version the compiled
+path is tested against.
+
+Work in progress: LSTM layers (stacked, bidirectional, projection, peepholes, zoneout's
+expectation, lengths, batch_first, initial states) in int8. Not yet: GRU, RNN, bfloat16, models,
+the stream, save and load, ONNX export.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from . import _core, cells
+from ._checks import as_real_array, read_lengths
+from ._typing import LayerState
+from .layers import RNNBase, StateLike
+from .quantized_reference import quantize_weight_rows
+
+__all__ = ["QuantizedLSTM", "quantize_dynamic"]
+
+# The weight matrices that are quantized; the rest (biases, peepholes) stays float32.
+_QUANTIZED = ("weight_ih", "weight_hh", "weight_hr")
+
+
+class QuantizedLSTM:
+    """An LSTM's inference in int8, made by :func:`quantize_dynamic`: the same call as the layer's
+    forward (``layer(x, state=None, lengths=None) -> (y, (h_n, c_n))``), in float32."""
+
+    def __init__(self, layer: RNNBase) -> None:
+        if layer.cell is not cells.LSTM:
+            raise ValueError(f"quantize_dynamic: int8 runs LSTM layers for now, got a {layer.cell.name}")
+        if layer.options.get("layer_norm"):
+            raise ValueError("quantize_dynamic: layer_norm=True has no int8 form (its statistics need the float "
+                             "products)")
+        self.layer_config = layer.config()
+        self.num_layers, self.bidirectional, self.batch_first = layer.num_layers, layer.bidirectional, layer.batch_first
+        self.hidden_size, self.output_size, self.input_size = layer.hidden_size, layer.output_size, layer.input_size
+        self.zoneout: tuple[float, float] = tuple(layer.options.get("zoneout", (0.0, 0.0)))  # type: ignore[assignment]
+        self._reference_layer = layer  # its state shapes and checks (its weights are not read again)
+        # Per parameter: int8 q and float32 scales for the matrices, float32 arrays for the rest.
+        self.quantized: dict[str, tuple[NDArray[np.int8], NDArray[np.float32]]] = {}
+        self.floats: dict[str, NDArray[np.float32]] = {}
+        for name, value in layer.state_dict().items():
+            base = name.split("_l")[0]
+            if base in _QUANTIZED:
+                self.quantized[name] = quantize_weight_rows(np.asarray(value, np.float64))
+            else:
+                self.floats[name] = np.ascontiguousarray(value, np.float32)
+
+    def __repr__(self) -> str:
+        return f"QuantizedLSTM(int8, {self._reference_layer!r})"
+
+    def weight_bytes(self) -> int:
+        """Bytes of the weights this copy holds (int8 matrices, their scales, float32 vectors)."""
+        return (sum(q.nbytes + s.nbytes for q, s in self.quantized.values())
+                + sum(v.nbytes for v in self.floats.values()))
+
+    def __call__(self, x: ArrayLike, state: StateLike = None,
+                 lengths: Optional[ArrayLike] = None) -> tuple[np.ndarray, LayerState]:
+        return self.forward(x, state, lengths)
+
+    def forward(self, x: ArrayLike, state: StateLike = None,
+                lengths: Optional[ArrayLike] = None) -> tuple[np.ndarray, LayerState]:
+        """The layer's forward in int8 (see the class): x (T, B, I) or batch-first (B, T, I)."""
+        layer = self._reference_layer
+        x_array = as_real_array(x, "x", np.float32)
+        legend = "(B, T, I)" if self.batch_first else "(T, B, I)"
+        if x_array.ndim != 3:
+            raise ValueError(f"x: expected a 3-D array {legend} with I = {self.input_size}, got shape {x_array.shape}")
+        x_tm = x_array.swapaxes(0, 1) if self.batch_first else x_array
+        T, B, I = x_tm.shape
+        if T < 1 or B < 1 or I != self.input_size:
+            raise ValueError(f"x: expected shape {legend} with T >= 1, B >= 1 and I = {self.input_size}, "
+                             f"got {x_array.shape}")
+        h0, c0 = layer._read_state(state, "state", B, allow_none=False)
+        lengths_checked = read_lengths(lengths, T, B)
+        D = 2 if self.bidirectional else 1
+        layer_input = np.ascontiguousarray(x_tm)
+        h_n: list[np.ndarray] = []
+        c_n: list[np.ndarray] = []
+        for k in range(self.num_layers):
+            outputs = []
+            for direction, suffix in enumerate([f"_l{k}", f"_l{k}_reverse"][:D]):
+                row = k * D + direction
+                q_ih, s_ih = self.quantized["weight_ih" + suffix]
+                q_hh, s_hh = self.quantized["weight_hh" + suffix]
+                q_hr, s_hr = self.quantized.get("weight_hr" + suffix, (None, None))
+                y, h, c = _core.lstm_forward_int8(
+                    layer_input, q_ih, s_ih, q_hh, s_hh, self.floats.get("bias_ih" + suffix),
+                    self.floats.get("bias_hh" + suffix), None if h0 is None else h0[row],
+                    None if c0 is None else c0[row], w_hr=q_hr, w_hr_scale=s_hr,
+                    w_ch=self.floats.get("weight_ch" + suffix), zone_c=self.zoneout[0], zone_h=self.zoneout[1],
+                    lengths=lengths_checked, reverse=direction == 1)
+                outputs.append(y)
+                h_n.append(h)
+                c_n.append(c)
+            layer_input = outputs[0] if D == 1 else np.concatenate(outputs, axis=2)
+        y_out = layer_input.swapaxes(0, 1) if self.batch_first else layer_input
+        return y_out, (np.stack(h_n), np.stack(c_n))
+
+    def backward(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("backward: a quantized layer is for inference only (train the float layer, then "
+                           "quantize_dynamic it again)")
+
+
+def quantize_dynamic(layer: RNNBase, dtype: str = "int8") -> QuantizedLSTM:
+    """An inference-only copy of `layer` with int8 weights (one scale per row) and int8
+    activations quantized per row at every call (PyTorch's name and meaning); the layer is
+    untouched."""
+    if not isinstance(layer, RNNBase):
+        raise TypeError(f"quantize_dynamic: expected an lstm_ext LSTM, got {type(layer).__name__}")
+    if dtype != "int8":
+        raise ValueError(f"dtype: expected 'int8', got {dtype!r}")
+    return QuantizedLSTM(layer)

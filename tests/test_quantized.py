@@ -1,0 +1,163 @@
+"""int8 inference (lstm_ext.quantize_dynamic): the compiled path against its NumPy reference
+(lstm_ext.quantized_reference), the same bits at every kernel level and whatever the batch, and the
+error against float32 no larger than PyTorch's quantize_dynamic."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from conftest import needs
+
+import lstm_ext
+from lstm_ext import quantized_reference as qref
+from lstm_ext.quantized import quantize_dynamic
+
+CONFIGS = {
+    "plain": {},
+    "2 layers bidirectional": {"num_layers": 2, "bidirectional": True},
+    "projection": {"proj_size": 5},
+    "peepholes": {"peephole": True},
+    "zoneout": {"zoneout": (0.3, 0.2)},
+    "everything": {"num_layers": 2, "bidirectional": True, "proj_size": 5, "peephole": True},
+}
+
+
+def reference_run(layer, x, state=None, lengths=None):
+    """quantized_reference.stack_forward on the layer's weights (time-major x)."""
+    params = {name: value.astype(np.float32) for name, value in layer.state_dict().items()}
+    state0 = None if state is None else [np.asarray(s, np.float32) for s in state]
+    return qref.stack_forward("LSTM", x.astype(np.float32), params, layer.num_layers, layer.bidirectional,
+                              lengths, state0, {"zoneout": layer.options["zoneout"]}, scheme="int8")
+
+
+def inputs(layer, T, B, seed):
+    rng = np.random.default_rng(seed)
+    D = layer.num_directions
+    x = rng.standard_normal((T, B, layer.input_size)).astype(np.float32)
+    state = (rng.standard_normal((layer.num_layers * D, B, layer.output_size)).astype(np.float32),
+             rng.standard_normal((layer.num_layers * D, B, layer.hidden_size)).astype(np.float32))
+    return x, state
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_int8_lstm_matches_its_reference(name):
+    options = CONFIGS[name]
+    layer = lstm_ext.LSTM(6, 9, seed=1, **options).eval()
+    x, state = inputs(layer, 12, 4, seed=2)
+    lengths = np.array([12, 5, 9, 1])
+    quantized = quantize_dynamic(layer)
+    y, (h_n, c_n) = quantized(x, state, lengths=lengths)
+    y_ref, (h_ref, c_ref) = reference_run(layer, x, state, lengths)
+    # The int8 products are the reference's bit for bit; the core's σ and tanh differ from NumPy's
+    # by a few float32 units, so the outputs agree to float32 rounding (measured at most 1.2e-7)
+    # unless a requantized h lands on the other side of a rounding tie of its grid (a step of
+    # s_h = max|h| / 127; with 1e-7 of slack about once in 10^5 values), which these cases do not.
+    for got, expected, what in ((y, y_ref, "y"), (h_n, h_ref, "h_n"), (c_n, c_ref, "c_n")):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5, err_msg=what)
+
+
+def test_rows_and_chunks_give_the_same_bits():
+    layer = lstm_ext.LSTM(5, 7, num_layers=2, proj_size=3, seed=3).eval()
+    quantized = quantize_dynamic(layer)
+    x, state = inputs(layer, 10, 5, seed=4)
+    y, (h_n, c_n) = quantized(x, state)
+    for b in range(5):  # each sequence alone
+        y_b, (h_b, c_b) = quantized(x[:, b:b + 1], (state[0][:, b:b + 1], state[1][:, b:b + 1]))
+        assert np.array_equal(y_b[:, 0], y[:, b]) and np.array_equal(h_b[:, 0], h_n[:, b])
+    y1, s1 = quantized(x[:4], state)  # the steps in two calls
+    y2, (h2, c2) = quantized(x[4:], s1)
+    assert np.array_equal(np.concatenate([y1, y2]), y) and np.array_equal(h2, h_n) and np.array_equal(c2, c_n)
+
+
+def _digest_at(level):
+    code = ("import hashlib, numpy as np, lstm_ext\n"
+            "from lstm_ext.quantized import quantize_dynamic\n"
+            "layer = lstm_ext.LSTM(37, 45, num_layers=2, bidirectional=True, proj_size=11, peephole=True, seed=5).eval()\n"
+            "x = np.random.default_rng(6).standard_normal((9, 6, 37)).astype(np.float32)\n"
+            "y, (h, c) = quantize_dynamic(layer)(x, lengths=[9, 3, 7, 1, 9, 5])\n"
+            "print(hashlib.sha256(y.tobytes() + h.tobytes() + c.tobytes()).hexdigest())\n")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "LSTM_EXT_KERNELS": level},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_every_kernel_level_with_fma_gives_the_same_bits():
+    # Exact int32 sums and one epilogue; the gates are the float cell's, the same bits at the levels
+    # with FMA (tests/test_levels.py), which the baseline is not.
+    info = lstm_ext.build_info()
+    levels = [name for name, needs in info["kernel_levels"].items()
+              if set(needs) <= set(info["cpu_features"]) and name != "baseline"]
+    digests = {level: _digest_at(level) for level in levels}
+    assert len(set(digests.values())) == 1, digests
+
+
+def test_on_grid_weights_and_inputs_give_the_float_layer():
+    # Weights already on their int8 grids and one step from a zero state with x on its grid: every
+    # product is exact, so the quantized layer is the float layer to float32 rounding of the gates.
+    layer = lstm_ext.LSTM(8, 6, seed=7).eval()
+    rng = np.random.default_rng(8)
+    grid = {name: (rng.integers(-127, 128, size=value.shape) * 2.0 ** -9).astype(np.float32)
+            if name.startswith("weight") else value for name, value in layer.state_dict().items()}
+    for name in ("weight_ih_l0", "weight_hh_l0"):  # each row reaches ±127 steps: its scale is 2^-9
+        grid[name][:, 0] = 127 * 2.0 ** -9
+    layer.load_state_dict(grid)
+    x = (rng.integers(-127, 128, size=(1, 3, 8)) * 2.0 ** -7).astype(np.float32)
+    x[..., 0] = 127 * 2.0 ** -7
+    y, _ = quantize_dynamic(layer)(x)
+    np.testing.assert_allclose(y, layer(x)[0], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("B, H", [(1, 64), (8, 64), (1, 256), (8, 256)])
+def test_the_int8_error_is_not_larger_than_torchs(B, H):
+    torch = needs("torch")
+
+    torch.manual_seed(0)
+    module = torch.nn.LSTM(H, H)
+    layer = lstm_ext.LSTM(H, H).eval()
+    layer.load_state_dict({name: value.detach().numpy() for name, value in module.state_dict().items()})
+    x = np.random.default_rng(9).standard_normal((50, B, H)).astype(np.float32)
+    exact = layer(x)[0]
+    ours = quantize_dynamic(layer)(x)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs_module = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(module), {torch.nn.LSTM},
+                                                               dtype=torch.qint8)
+        theirs = theirs_module(torch.from_numpy(x))[0].detach().numpy()
+    ours_error, theirs_error = np.abs(ours - exact), np.abs(theirs - exact)
+    assert ours_error.max() <= theirs_error.max() and ours_error.mean() <= theirs_error.mean(), \
+        (f"max {ours_error.max():.2e} vs torch {theirs_error.max():.2e}, "
+         f"mean {ours_error.mean():.2e} vs torch {theirs_error.mean():.2e}")
+
+
+def test_what_int8_cannot_run_is_refused():
+    with pytest.raises(ValueError, match="layer_norm=True has no int8 form"):
+        quantize_dynamic(lstm_ext.LSTM(3, 4, layer_norm=True))
+    with pytest.raises(ValueError, match="int8 runs LSTM layers for now, got a GRU"):
+        quantize_dynamic(lstm_ext.GRU(3, 4))
+    with pytest.raises(ValueError, match="dtype: expected 'int8', got 'int4'"):
+        quantize_dynamic(lstm_ext.LSTM(3, 4), dtype="int4")
+    with pytest.raises(RuntimeError, match="a quantized layer is for inference only"):
+        quantize_dynamic(lstm_ext.LSTM(3, 4)).backward(np.zeros((1, 1, 4)))
+
+
+def test_the_weights_take_at_most_0_27_of_float32():
+    layer = lstm_ext.LSTM(256, 256, num_layers=2)
+    float_bytes = sum(value.nbytes for value in layer.state_dict().values())
+    assert quantize_dynamic(layer).weight_bytes() <= 0.27 * float_bytes
+
+
+def test_the_core_refuses_bad_int8_arguments():
+    q = np.zeros((8, 3), np.int8)
+    s = np.ones(8, np.float32)
+    x = np.zeros((2, 1, 3), np.float32)
+    with pytest.raises(TypeError, match=r"w_ih: expected an int8 array \(4H, I\), got an array of float32"):
+        lstm_ext._core.lstm_forward_int8(x, q.astype(np.float32), s, np.zeros((8, 2), np.int8), s)
+    with pytest.raises(ValueError, match=r"w_hh_scale: expected shape \(4H,\)"):
+        lstm_ext._core.lstm_forward_int8(x, q, s, np.zeros((8, 2), np.int8), s[:3])
