@@ -19,9 +19,14 @@
 
 #include "rnn/common.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
 
 namespace lstm_ext {
 namespace LSTM_EXT_LEVEL {
@@ -48,27 +53,104 @@ inline float quantize_row(std::int8_t* q, const float* a, Index K) {
   return m / 127.0f;
 }
 
-// acc = Σ_k a[k] b[k] over K int8 pairs, exact in int32.
-inline std::int32_t dot_int8(const std::int8_t* a, const std::int8_t* b, Index K) {
-  std::int32_t acc = 0;
-  for (Index k = 0; k < K; ++k) acc += std::int32_t(a[k]) * std::int32_t(b[k]);
-  return acc;
+// ---------------------------------------------------------------------------------------------
+// The dot products. Int8Lanes holds the int8 values of a chunk of kChunk inputs widened to int16,
+// and madd(a, w) adds the products of neighbouring pairs into int32 lanes (pmaddwd): exact, since
+// a pair's sum is at most 2 · 127 · 128 < 2^31 and the lanes then add exact int32s. The chunk is
+// what one instruction widens at this level (SSE2 8 values, SSE4.1 8, AVX2 16, AVX-512 BW 32);
+// on other architectures a plain loop, which the compiler vectorises.
+#if defined(__AVX512BW__)
+constexpr Index kInt8Chunk = 32;
+using Int32Lanes = __m512i;
+inline __m512i widen_int8(const std::int8_t* p) {
+  return _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+inline __m512i madd_int16(__m512i a, __m512i b) { return _mm512_madd_epi16(a, b); }
+inline __m512i add_int32(__m512i a, __m512i b) { return _mm512_add_epi32(a, b); }
+inline __m512i zero_int32() { return _mm512_setzero_si512(); }
+inline std::int32_t sum_int32(__m512i v) { return _mm512_reduce_add_epi32(v); }
+#elif defined(__AVX2__)
+constexpr Index kInt8Chunk = 16;
+using Int32Lanes = __m256i;
+inline __m256i widen_int8(const std::int8_t* p) {
+  return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+inline __m256i madd_int16(__m256i a, __m256i b) { return _mm256_madd_epi16(a, b); }
+inline __m256i add_int32(__m256i a, __m256i b) { return _mm256_add_epi32(a, b); }
+inline __m256i zero_int32() { return _mm256_setzero_si256(); }
+inline std::int32_t sum_int32(__m256i v) {
+  const __m128i half = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  const __m128i pairs = _mm_add_epi32(half, _mm_shuffle_epi32(half, 0x4e));
+  return _mm_cvtsi128_si32(_mm_add_epi32(pairs, _mm_shuffle_epi32(pairs, 0xb1)));
+}
+#elif defined(__SSE2__)
+constexpr Index kInt8Chunk = 8;
+using Int32Lanes = __m128i;
+inline __m128i widen_int8(const std::int8_t* p) {
+  const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+#if defined(__SSE4_1__)
+  return _mm_cvtepi8_epi16(bytes);
+#else
+  return _mm_srai_epi16(_mm_unpacklo_epi8(bytes, bytes), 8);  // each byte twice, then its sign kept
+#endif
+}
+inline __m128i madd_int16(__m128i a, __m128i b) { return _mm_madd_epi16(a, b); }
+inline __m128i add_int32(__m128i a, __m128i b) { return _mm_add_epi32(a, b); }
+inline __m128i zero_int32() { return _mm_setzero_si128(); }
+inline std::int32_t sum_int32(__m128i v) {
+  const __m128i pairs = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0x4e));
+  return _mm_cvtsi128_si32(_mm_add_epi32(pairs, _mm_shuffle_epi32(pairs, 0xb1)));
+}
+#else
+constexpr Index kInt8Chunk = 0;  // no SIMD of our own: the plain loops below
+#endif
+
+// acc_q = Σ_k a[k] w_q[k] over K int8 pairs, exact in int32, for the kRows rows w_q = w + q · K of
+// a weight matrix at once (a's chunks widened once for all of them).
+constexpr Index kInt8Rows = 4;
+inline void dot_int8_rows(std::int32_t* acc, const std::int8_t* a, const std::int8_t* w, Index rows, Index K) {
+  Index k = 0;
+#if defined(__SSE2__)
+  if (rows == kInt8Rows) {
+    Int32Lanes sums[kInt8Rows] = {zero_int32(), zero_int32(), zero_int32(), zero_int32()};
+    for (; k + kInt8Chunk <= K; k += kInt8Chunk) {
+      const auto a_k = widen_int8(a + k);
+      for (Index q = 0; q < kInt8Rows; ++q) sums[q] = add_int32(sums[q], madd_int16(a_k, widen_int8(w + q * K + k)));
+    }
+    for (Index q = 0; q < kInt8Rows; ++q) acc[q] = sum_int32(sums[q]);
+  } else {
+    for (Index q = 0; q < rows; ++q) acc[q] = 0;
+  }
+#else
+  for (Index q = 0; q < rows; ++q) acc[q] = 0;
+#endif
+  for (Index q = 0; q < rows; ++q) {  // what the chunks left (all of it for fewer than kInt8Rows rows)
+    std::int32_t sum = acc[q];
+    for (Index j = k; j < K; ++j) sum += std::int32_t(a[j]) * std::int32_t(w[q * K + j]);
+    acc[q] = sum;
+  }
 }
 
 // out[r, j] = float(acc[r, j]) · (s_a[r] · s_w[j]) (+ add1[j]) (+ add2[j]), each addition a float32
-// rounding of its own, in this order; add1, add2 may be nullptr.
+// rounding of its own, in this order; add1, add2 may be nullptr. Weight rows go kInt8Rows at a
+// time, each block over every activation row (the block stays in the L1 cache).
 //   out (R, ld_out)   q_a (R, K), s_a (R)   w (N, K) quantized by rows
 inline void int8_product(float* out, Index ld_out, const std::int8_t* q_a, const float* s_a, Index R,
                          const Int8Matrix& w, Index N, Index K, const float* add1 = nullptr,
                          const float* add2 = nullptr) {
-  for (Index r = 0; r < R; ++r) {
-    const std::int8_t* a_r = q_a + r * K;
-    float* out_r = out + r * ld_out;
-    for (Index j = 0; j < N; ++j) {
-      float value = static_cast<float>(dot_int8(a_r, w.q + j * K, K)) * (s_a[r] * w.scale[j]);
-      if (add1 != nullptr) value = value + add1[j];
-      if (add2 != nullptr) value = value + add2[j];
-      out_r[j] = value;
+  std::int32_t acc[kInt8Rows];
+  for (Index j0 = 0; j0 < N; j0 += kInt8Rows) {
+    const Index rows = std::min(kInt8Rows, N - j0);
+    for (Index r = 0; r < R; ++r) {
+      dot_int8_rows(acc, q_a + r * K, w.q + j0 * K, rows, K);
+      float* out_r = out + r * ld_out + j0;
+      for (Index q = 0; q < rows; ++q) {
+        const Index j = j0 + q;
+        float value = static_cast<float>(acc[q]) * (s_a[r] * w.scale[j]);
+        if (add1 != nullptr) value = value + add1[j];
+        if (add2 != nullptr) value = value + add2[j];
+        out_r[q] = value;
+      }
     }
   }
 }

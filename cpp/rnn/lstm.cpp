@@ -605,8 +605,10 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
 // step, h_{t-1} quantized by rows, rec = float(acc_hh) · (s_h · s_hh), and the float cell's
 // pointwise pass (a = gx + rec; peepholes and zoneout's expectation included); with a projection,
 // m_t quantized by rows and h_t = float(acc_hr) · (s_m · s_hr). No layer normalization and no
-// recurrent dropout (inference). The team shares the sequences: a row's scales depend on that
-// row alone, so the members never meet inside the time loop.
+// recurrent dropout (inference). The team shares the units (the rows of W_hh, c and m, and with a
+// projection the rows of W_hr) and meets after each step's h_t (and m_t), every member quantizing
+// whole rows of h itself (the same bits in each); or, for a large batch (split_by_rows), the
+// sequences, without meeting in the time loop. A row's scale depends on that row alone.
 //   y (T, B, ld_y) out   h_n (B, H_out) out   c_n (B, H) out   x (T, B, I)   h0, c0 or nullptr
 //   w_ih (4H, I)   w_hh (4H, H_out)   b_ih, b_hh (4H) or nullptr   w_hr (P, H) when P > 0
 void lstm_forward_int8(float* y, float* h_n, float* c_n, const float* x, const float* h0, const float* c0,
@@ -616,17 +618,21 @@ void lstm_forward_int8(float* y, float* h_n, float* c_n, const float* x, const f
   const Index T = d.T, B = d.B, I = d.I, H = d.H, G = d.G(), P = d.P, H_out = d.H_out(), TB = T * B,
               ld_y = d.ld_y();
   const bool projected = P > 0, peephole = v.peephole(), zoneout_c = v.zoneout_c(), zoneout_h = v.zoneout_h();
-  TeamLease lease(members_for(2.0 * B * (G * H_out + P * H), B, 1), 2.0 * T * B * (G * (I + H_out) + P * H));
+  constexpr Index granule = kUnitGranule<float>;
+  TeamLease lease(members_for(2.0 * B * (G * H_out + P * H), H, granule), 2.0 * T * B * (G * (I + H_out) + P * H));
+  const int members = lease.size();
+  const bool by_rows = split_by_rows(B, members);
+  const Index widest = std::max(H_out, H);  // the rows a member quantizes: h (H_out), m (H)
 
-  Buffer<float> gates(TB * G);                   // (T, B, G) gx, then a step's activated gates
-  Buffer<std::int8_t> q_x(TB * I);               // (T, B, I) x quantized by rows
-  Buffer<float> s_x(TB);                         // (T, B) their scales
-  Buffer<float> h_steps(2 * B * H_out);          // (2, B, H_out) h_{t-1} and h_t, by parity of the step
-  Buffer<float> c_state(B * H);                  // (B, H) c carried between steps
-  Buffer<std::int8_t> q_h(B * std::max(H_out, H));  // (B, H_out) h_{t-1} quantized; (B, H) m_t with a projection
-  Buffer<float> s_h(B);                          // (B) their scales
-  Buffer<float> rec(B * G);                      // (B, G) a step's recurrent products
-  Buffer<float> m_step(projected ? B * H : 0);   // (B, H) m_t, for the projection
+  Buffer<float> gates(TB * G);                          // (T, B, G) gx, then a step's activated gates
+  Buffer<std::int8_t> q_x(TB * I);                      // (T, B, I) x quantized by rows
+  Buffer<float> s_x(TB);                                // (T, B) their scales
+  Buffer<float> h_steps(2 * B * H_out);                 // (2, B, H_out) h_{t-1} and h_t, by parity of the step
+  Buffer<float> c_state(B * H);                         // (B, H) c carried between steps
+  Buffer<std::int8_t> q_rows(members * B * widest);     // per member (B, H_out or H): h_{t-1} or m_t quantized
+  Buffer<float> s_rows(members * B);                    // per member (B): their scales
+  Buffer<float> rec(B * G);                             // (B, G) a step's recurrent products
+  Buffer<float> m_step(projected ? B * H : 0);          // (B, H) m_t, for the projection
   constexpr Index kRowsPerTask = 16;
 
   lease.run([&](Team& team) {
@@ -636,47 +642,54 @@ void lstm_forward_int8(float* y, float* h_n, float* c_n, const float* x, const f
       for (Index r = r0; r < r0 + rows; ++r) s_x.data()[r] = quantize_row(q_x.data() + r * I, x + r * I, I);
       int8_product(gates.data() + r0 * G, G, q_x.data() + r0 * I, s_x.data() + r0, rows, w_ih, G, I, b_ih, b_hh);
     });
-    team.barrier();  // every row of gx
 
-    // 2. The recurrence over its sequences [b0, b0 + nb).
-    const Team::Range rows = team.part(B);
-    const Index b0 = rows.begin, nb = rows.size();
-    if (nb == 0) return;
+    // Its share: its units (rows of W_hh) and columns of h of every sequence, or its sequences.
+    const Team::Range rows = by_rows ? team.part(B) : Team::Range{0, B};
+    const Team::Range units = by_rows ? Team::Range{0, H} : team.part(H, granule);
+    const Team::Range outs = by_rows ? Team::Range{0, H_out} : projected ? team.part(P, granule) : units;
+    const Index b0 = rows.begin, nb = rows.size(), u0 = units.begin, nu = units.size(), o0 = outs.begin,
+                no = outs.size();
     const SequenceOptions seq_rows = seq.rows_from(b0);
-    const Columns unit_cols{H, 0, H}, out_cols{H_out, 0, H_out}, y_cols{ld_y, 0, H_out};
+    const Columns unit_cols{H, u0, nu}, out_cols{H_out, o0, no}, y_cols{ld_y, o0, no};
+    std::int8_t* q_mine = q_rows.data() + team.rank() * B * widest;  // (nb, K) its quantized rows
+    float* s_mine = s_rows.data() + team.rank() * B;
     copy_or_zero(h_steps.data() + b0 * H_out, h0 ? h0 + b0 * H_out : nullptr, out_cols, nb);
     copy_or_zero(c_state.data() + b0 * H, c0 ? c0 + b0 * H : nullptr, unit_cols, nb);
     float* c_carried = c_state.data() + b0 * H;  // (nb, H) c_{t-1}, then c_t
-    std::int8_t* q_rows = q_h.data() + b0 * std::max(H_out, H);
-    float* s_rows = s_h.data() + b0;
-    float* rec_rows = rec.data() + b0 * G;
+    float* rec_rows = rec.data() + b0 * G;       // (nb, G)
+    team.barrier();  // every row of gx, the initial state
+
+    // 2. The recurrence over its rows [b0, b0 + nb).
     for (Index s = 0; s < T; ++s) {
       const Index t = seq.time_at(s, T);
       const float* h_prev = h_steps.data() + (s % 2) * B * H_out + b0 * H_out;  // (nb, H_out) h_{t-1}
       float* h_next = h_steps.data() + ((s + 1) % 2) * B * H_out + b0 * H_out;  // (nb, H_out) h_t
       float* gates_t = gates.data() + (t * B + b0) * G;                         // (nb, G)
-      // rec (nb, G) = h_{t-1} · W_hhᵀ in int8, for the rows within their length
-      for_rows(Rows::Active, seq_rows, t, nb, [&](Index b) {
-        s_rows[b] = quantize_row(q_rows + b * H_out, h_prev + b * H_out, H_out);
-        int8_product(rec_rows + b * G, G, q_rows + b * H_out, s_rows + b, 1, w_hh, G, H_out);
-      });
+      // rec (nb, its units of each gate block) = h_{t-1} · W_hh[its rows]ᵀ in int8, every row (the
+      // rows past their length are not read)
+      for (Index b = 0; b < nb; ++b) s_mine[b] = quantize_row(q_mine + b * H_out, h_prev + b * H_out, H_out);
+      for (Index q = 0; q < 4; ++q) {
+        const Int8Matrix block{w_hh.q + (q * H + u0) * H_out, w_hh.scale + q * H + u0};
+        int8_product(rec_rows + q * H + u0, G, q_mine, s_mine, nb, block, nu, H_out);
+      }
       float* m_t = projected ? m_step.data() + b0 * H : h_next;
       for_variants(peephole, zoneout_c, false, [&](auto with_peephole, auto with_zoneout, auto) {
         lstm_pointwise_forward<float, decltype(with_peephole)::value, decltype(with_zoneout)::value, false>(
-            gates_t, c_carried, m_t, rec_rows, G, H, c_carried, false, v.w_ch,
-            zone_rows(v.zone_c, v.zone_c_value, t, B, b0, H), nullptr, seq_rows, t, nb, H, 0, H);
+            gates_t, c_carried, m_t, rec_rows + u0, G, H, c_carried, false, v.w_ch,
+            zone_rows(v.zone_c, v.zone_c_value, t, B, b0, H), nullptr, seq_rows, t, nb, H, u0, nu);
       });
-      if (projected) {  // h_t = m_t · W_hrᵀ in int8
-        for_rows(Rows::Active, seq_rows, t, nb, [&](Index b) {
-          s_rows[b] = quantize_row(q_rows + b * H, m_t + b * H, H);
-          int8_product(h_next + b * H_out, H_out, q_rows + b * H, s_rows + b, 1, w_hr, P, H);
-        });
+      if (projected) {  // its columns of h_t = m_t · W_hr[its rows]ᵀ in int8, from whole rows of m_t
+        if (!by_rows) team.barrier();  // m_t complete
+        for (Index b = 0; b < nb; ++b) s_mine[b] = quantize_row(q_mine + b * H, m_t + b * H, H);
+        const Int8Matrix block{w_hr.q + o0 * H, w_hr.scale + o0};
+        int8_product(h_next + o0, H_out, q_mine, s_mine, nb, block, no, H);
       }
       if (zoneout_h) {
         zoneout_rows(h_next, h_prev, out_cols, zone_rows(v.zone_h, v.zone_h_value, t, B, b0, H_out), seq_rows, t, nb);
       }
       write_output(y + (t * B + b0) * ld_y, y_cols, h_next, out_cols, seq_rows, t, nb);
       carry_past_length(h_next, h_prev, out_cols, seq_rows, t, nb);
+      if (!by_rows) team.barrier();  // h_t complete
     }
     copy_columns(h_n + b0 * H_out, h_steps.data() + (T % 2) * B * H_out + b0 * H_out, out_cols, nb);
     copy_columns(c_n + b0 * H, c_carried, unit_cols, nb);
