@@ -105,51 +105,83 @@ inline std::int32_t sum_int32(__m128i v) {
 constexpr Index kInt8Chunk = 0;  // no SIMD of our own: the plain loops below
 #endif
 
-// acc_q = Σ_k a[k] w_q[k] over K int8 pairs, exact in int32, for the kRows rows w_q = w + q · K of
-// a weight matrix at once (a's chunks widened once for all of them).
+// acc[p][q] = Σ_k a_p[k] w_q[k] over K int8 pairs, exact in int32, for na ≤ kInt8ActRows rows
+// a_p = a + p · K of the activations and nw ≤ kInt8Rows rows w_q = w + q · K of the weights at
+// once: each chunk of each row widened once, na · nw sums kept in registers (8 on AVX-512, whose
+// 32 registers hold them with room; 4 elsewhere).
 constexpr Index kInt8Rows = 4;
-inline void dot_int8_rows(std::int32_t* acc, const std::int8_t* a, const std::int8_t* w, Index rows, Index K) {
-  Index k = 0;
-#if defined(__SSE2__)
-  if (rows == kInt8Rows) {
-    Int32Lanes sums[kInt8Rows] = {zero_int32(), zero_int32(), zero_int32(), zero_int32()};
-    for (; k + kInt8Chunk <= K; k += kInt8Chunk) {
-      const auto a_k = widen_int8(a + k);
-      for (Index q = 0; q < kInt8Rows; ++q) sums[q] = add_int32(sums[q], madd_int16(a_k, widen_int8(w + q * K + k)));
-    }
-    for (Index q = 0; q < kInt8Rows; ++q) acc[q] = sum_int32(sums[q]);
-  } else {
-    for (Index q = 0; q < rows; ++q) acc[q] = 0;
-  }
+#if defined(__AVX512BW__)
+constexpr Index kInt8ActRows = 2;
 #else
-  for (Index q = 0; q < rows; ++q) acc[q] = 0;
+constexpr Index kInt8ActRows = 1;
 #endif
-  for (Index q = 0; q < rows; ++q) {  // what the chunks left (all of it for fewer than kInt8Rows rows)
-    std::int32_t sum = acc[q];
-    for (Index j = k; j < K; ++j) sum += std::int32_t(a[j]) * std::int32_t(w[q * K + j]);
-    acc[q] = sum;
+#if defined(__SSE2__)
+// The SIMD part of dot_int8_block for NA activation rows and kInt8Rows weight rows: the sums over
+// the whole chunks of K; returns where they end.
+template <Index NA>
+Index dot_int8_chunks(std::int32_t (*acc)[kInt8Rows], const std::int8_t* a, const std::int8_t* w, Index K) {
+  Int32Lanes sums[NA][kInt8Rows];
+  for (Index p = 0; p < NA; ++p) {
+    for (Index q = 0; q < kInt8Rows; ++q) sums[p][q] = zero_int32();
+  }
+  Index k = 0;
+  for (; k + kInt8Chunk <= K; k += kInt8Chunk) {
+    decltype(widen_int8(a)) a_k[NA];
+    for (Index p = 0; p < NA; ++p) a_k[p] = widen_int8(a + p * K + k);
+    for (Index q = 0; q < kInt8Rows; ++q) {
+      const auto w_k = widen_int8(w + q * K + k);
+      for (Index p = 0; p < NA; ++p) sums[p][q] = add_int32(sums[p][q], madd_int16(a_k[p], w_k));
+    }
+  }
+  for (Index p = 0; p < NA; ++p) {
+    for (Index q = 0; q < kInt8Rows; ++q) acc[p][q] = sum_int32(sums[p][q]);
+  }
+  return k;
+}
+#endif
+
+inline void dot_int8_block(std::int32_t (*acc)[kInt8Rows], const std::int8_t* a, Index na, const std::int8_t* w,
+                           Index nw, Index K) {
+  Index k = 0;
+  for (Index p = 0; p < na; ++p) {
+    for (Index q = 0; q < nw; ++q) acc[p][q] = 0;
+  }
+#if defined(__SSE2__)
+  if (nw == kInt8Rows) k = na == kInt8ActRows ? dot_int8_chunks<kInt8ActRows>(acc, a, w, K) : dot_int8_chunks<1>(acc, a, w, K);
+#endif
+  for (Index p = 0; p < na; ++p) {  // what the chunks left (all of it for fewer weight rows)
+    for (Index q = 0; q < nw; ++q) {
+      std::int32_t sum = acc[p][q];
+      for (Index j = k; j < K; ++j) sum += std::int32_t(a[p * K + j]) * std::int32_t(w[q * K + j]);
+      acc[p][q] = sum;
+    }
   }
 }
 
 // out[r, j] = float(acc[r, j]) · (s_a[r] · s_w[j]) (+ add1[j]) (+ add2[j]), each addition a float32
 // rounding of its own, in this order; add1, add2 may be nullptr. Weight rows go kInt8Rows at a
-// time, each block over every activation row (the block stays in the L1 cache).
+// time, each block over every activation row, kInt8ActRows at a time (the block stays in the L1
+// cache). Blocks of fewer rows at the ends: the same sums, exact.
 //   out (R, ld_out)   q_a (R, K), s_a (R)   w (N, K) quantized by rows
 inline void int8_product(float* out, Index ld_out, const std::int8_t* q_a, const float* s_a, Index R,
                          const Int8Matrix& w, Index N, Index K, const float* add1 = nullptr,
                          const float* add2 = nullptr) {
-  std::int32_t acc[kInt8Rows];
+  std::int32_t acc[kInt8ActRows][kInt8Rows];
   for (Index j0 = 0; j0 < N; j0 += kInt8Rows) {
-    const Index rows = std::min(kInt8Rows, N - j0);
-    for (Index r = 0; r < R; ++r) {
-      dot_int8_rows(acc, q_a + r * K, w.q + j0 * K, rows, K);
-      float* out_r = out + r * ld_out + j0;
-      for (Index q = 0; q < rows; ++q) {
-        const Index j = j0 + q;
-        float value = static_cast<float>(acc[q]) * (s_a[r] * w.scale[j]);
-        if (add1 != nullptr) value = value + add1[j];
-        if (add2 != nullptr) value = value + add2[j];
-        out_r[q] = value;
+    const Index nw = std::min(kInt8Rows, N - j0);
+    for (Index r0 = 0; r0 < R; r0 += kInt8ActRows) {
+      const Index na = std::min(kInt8ActRows, R - r0);
+      dot_int8_block(acc, q_a + r0 * K, na, w.q + j0 * K, nw, K);
+      for (Index p = 0; p < na; ++p) {
+        const Index r = r0 + p;
+        float* out_r = out + r * ld_out + j0;
+        for (Index q = 0; q < nw; ++q) {
+          const Index j = j0 + q;
+          float value = static_cast<float>(acc[p][q]) * (s_a[r] * w.scale[j]);
+          if (add1 != nullptr) value = value + add1[j];
+          if (add2 != nullptr) value = value + add2[j];
+          out_r[q] = value;
+        }
       }
     }
   }
