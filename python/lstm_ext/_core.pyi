@@ -46,6 +46,27 @@ def lstm_forward(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]:
     """-> (y (T, B, H_out), h_n (B, H_out), c_n (B, H), workspace (1-D) if training else None)"""
 
+def lstm_forward_int8(
+    x: ArrayLike,                          # (T, B, I) float32
+    w_ih: np.ndarray,                      # (4H, I) int8, quantized by rows
+    w_ih_scale: ArrayLike,                 # (4H,) float32
+    w_hh: np.ndarray,                      # (4H, H_out) int8
+    w_hh_scale: ArrayLike,                 # (4H,)
+    b_ih: Optional[ArrayLike] = None,      # (4H,)
+    b_hh: Optional[ArrayLike] = None,      # (4H,)
+    h0: Optional[ArrayLike] = None,        # (B, H_out), None = zeros
+    c0: Optional[ArrayLike] = None,        # (B, H), None = zeros
+    *,
+    w_hr: Optional[np.ndarray] = None,     # (P, H) int8: projection
+    w_hr_scale: Optional[ArrayLike] = None,  # (P,)
+    w_ch: Optional[ArrayLike] = None,      # (3, H): peephole weights (float32)
+    zone_c: float = 0.0,                   # zoneout's expectation for c and h
+    zone_h: float = 0.0,
+    lengths: Optional[ArrayLike] = None,   # (B,)
+    reverse: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> (y (T, B, H_out), h_n (B, H_out), c_n (B, H)), one direction, int8 products"""
+
 def lstm_backward(
     dy: Optional[ArrayLike],               # (T, B, H_out), None = zeros
     dh_n: Optional[ArrayLike],             # (B, H_out), None = zeros

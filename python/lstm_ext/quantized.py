@@ -41,7 +41,8 @@ class QuantizedLSTM:
         self.layer_config = layer.config()
         self.num_layers, self.bidirectional, self.batch_first = layer.num_layers, layer.bidirectional, layer.batch_first
         self.hidden_size, self.output_size, self.input_size = layer.hidden_size, layer.output_size, layer.input_size
-        self.zoneout: tuple[float, float] = tuple(layer.options.get("zoneout", (0.0, 0.0)))  # type: ignore[assignment]
+        zoneout = layer.options.get("zoneout", (0.0, 0.0))
+        self.zoneout: tuple[float, float] = (float(zoneout[0]), float(zoneout[1]))
         self._reference_layer = layer  # its state shapes and checks (its weights are not read again)
         # Per parameter: int8 q and float32 scales for the matrices, float32 arrays for the rest.
         self.quantized: dict[str, tuple[NDArray[np.int8], NDArray[np.float32]]] = {}
@@ -58,8 +59,8 @@ class QuantizedLSTM:
 
     def weight_bytes(self) -> int:
         """Bytes of the weights this copy holds (int8 matrices, their scales, float32 vectors)."""
-        return (sum(q.nbytes + s.nbytes for q, s in self.quantized.values())
-                + sum(v.nbytes for v in self.floats.values()))
+        return int(sum(q.nbytes + s.nbytes for q, s in self.quantized.values())
+                   + sum(v.nbytes for v in self.floats.values()))
 
     def __call__(self, x: ArrayLike, state: StateLike = None,
                  lengths: Optional[ArrayLike] = None) -> tuple[np.ndarray, LayerState]:
