@@ -32,7 +32,7 @@ def reference_run(layer, x, state=None, lengths=None):
     """quantized_reference.stack_forward on the layer's weights (time-major x)."""
     params = {name: value.astype(np.float32) for name, value in layer.state_dict().items()}
     state0 = None if state is None else [np.asarray(s, np.float32) for s in state]
-    return qref.stack_forward("LSTM", x.astype(np.float32), params, layer.num_layers, layer.bidirectional,
+    return qref.stack_forward(layer.cell, x.astype(np.float32), params, layer.num_layers, layer.bidirectional,
                               lengths, state0, {"zoneout": layer.options["zoneout"]}, scheme="int8")
 
 

@@ -237,7 +237,7 @@ def test_on_grid_one_step_equals_the_float_reference(name):
         exact = a.astype(np.float64) @ w[weight].T.astype(np.float64)
         np.testing.assert_array_equal(qr.quantized_matmul(a, q, scale), exact)
 
-    y, state_n = qr.layer_forward(kind, x, w, state0, options, scheme="int8")
+    y, state_n = cells.by_name(kind).quantized_reference_forward(x, w, state0, options, scheme="int8")
     assert y.dtype == F32
     f64 = {k: v.astype(np.float64) for k, v in w.items()}
     want_y, want_state, _ = cells.by_name(kind).reference_forward(x.astype(np.float64), f64,
@@ -276,7 +276,7 @@ def test_cells_with_plain_products_are_the_reference_network(name):
     lengths = np.array([5, 2, 4])
     state0 = [rng.standard_normal((2 * L, B, H_out))] + ([rng.standard_normal((2 * L, B, H))] if kind == "LSTM" else [])
     options = options_of(kind, extra)
-    y, state_n = qr.stack_forward(kind, x, params, L, True, lengths, state0, options, scheme="float")
+    y, state_n = qr.stack_forward(cells.by_name(kind), x, params, L, True, lengths, state0, options, scheme="float")
     want_y, want_state, _ = reference.stack_forward(cells.by_name(kind), x, params, L, True, lengths, state0,
                                                     options=options)
     errors = {"y": relative_error(y, want_y), **{f"state[{i}]": relative_error(a, b)
@@ -292,12 +292,12 @@ def test_network_lengths_and_reverse_direction_follow_packed_sequences():
     params = make_params("LSTM", {}, I, H, rng, 1, True, peephole=True)
     x = rng.standard_normal((T, B, I)).astype(F32)
     lengths = [6, 2, 4]
-    y, (h_n, c_n) = qr.stack_forward("LSTM", x, params, 1, True, lengths)
+    y, (h_n, c_n) = qr.stack_forward(cells.LSTM, x, params, 1, True, lengths)
     for b, length in enumerate(lengths):
         for direction, suffix in enumerate(["_l0", "_l0_reverse"]):
             w = {k[:-len(suffix)]: v for k, v in params.items() if k.endswith(suffix)}
             x_b = x[:length, b:b + 1]
-            want_y, (want_h, want_c) = qr.layer_forward("LSTM", x_b[::-1] if direction else x_b, w)
+            want_y, (want_h, want_c) = cells.LSTM.quantized_reference_forward(x_b[::-1] if direction else x_b, w)
             got = y[:length, b, direction * H:(direction + 1) * H]
             np.testing.assert_array_equal(got, (want_y[::-1] if direction else want_y)[:, 0])
             np.testing.assert_array_equal(h_n[direction, b], want_h[0])
@@ -408,9 +408,9 @@ def invariance_case(name, seed):
 @pytest.mark.parametrize("name", INVARIANCE_KINDS)
 def test_batch_rows_run_separately_equal_run_together(name):
     kind, w, x, state0, options = invariance_case(name, 21)
-    y, state_n = qr.layer_forward(kind, x, w, state0, options)
+    y, state_n = cells.by_name(kind).quantized_reference_forward(x, w, state0, options)
     for b in range(x.shape[1]):
-        y_b, state_b = qr.layer_forward(kind, x[:, b:b + 1], w, [s[b:b + 1] for s in state0], options)
+        y_b, state_b = cells.by_name(kind).quantized_reference_forward(x[:, b:b + 1], w, [s[b:b + 1] for s in state0], options)
         np.testing.assert_array_equal(y_b[:, 0], y[:, b])
         for part, part_b in zip(state_n, state_b):
             np.testing.assert_array_equal(part_b[0], part[b])
@@ -419,10 +419,10 @@ def test_batch_rows_run_separately_equal_run_together(name):
 @pytest.mark.parametrize("name", INVARIANCE_KINDS)
 def test_steps_in_two_calls_with_the_state_carried_equal_one_call(name):
     kind, w, x, state0, options = invariance_case(name, 22)
-    y, state_n = qr.layer_forward(kind, x, w, state0, options)
+    y, state_n = cells.by_name(kind).quantized_reference_forward(x, w, state0, options)
     for split in (1, 3, 6):
-        y_first, state_mid = qr.layer_forward(kind, x[:split], w, state0, options)
-        y_second, state_end = qr.layer_forward(kind, x[split:], w, state_mid, options)
+        y_first, state_mid = cells.by_name(kind).quantized_reference_forward(x[:split], w, state0, options)
+        y_second, state_end = cells.by_name(kind).quantized_reference_forward(x[split:], w, state_mid, options)
         np.testing.assert_array_equal(np.concatenate([y_first, y_second]), y)
         for part, part_end in zip(state_n, state_end):
             np.testing.assert_array_equal(part_end, part)
@@ -446,7 +446,7 @@ def test_int8_error_is_not_larger_than_torch_dynamic_quantization(B, H):
         y_float = lstm(x)[0].numpy().astype(np.float64)
         y_torch = quantized(x)[0].numpy().astype(np.float64)
     w = {name[:-3]: value.detach().numpy() for name, value in lstm.state_dict().items()}
-    y_ours, _ = qr.layer_forward("LSTM", x.numpy(), w)
+    y_ours, _ = cells.LSTM.quantized_reference_forward(x.numpy(), w)
     ours, theirs = np.abs(y_ours - y_float), np.abs(y_torch - y_float)
     message = (f"T=50 B={B} H={H}: int8 reference max {ours.max():.2e} mean {ours.mean():.2e}; "
                f"torch quantize_dynamic max {theirs.max():.2e} mean {theirs.mean():.2e}")
@@ -499,8 +499,8 @@ def test_bfloat16_scheme_is_the_float32_cell_with_rounded_weights():
     x = rng.standard_normal((6, 2, 5)).astype(F32)
     rounded = {k: qr.to_bfloat16(v) if k.startswith(("weight_ih", "weight_hh", "weight_hr")) else v
                for k, v in params.items()}
-    y, state_n = qr.stack_forward("LSTM", x, params, 2, True, [6, 3], scheme="bfloat16")
-    want_y, want_state = qr.stack_forward("LSTM", x, rounded, 2, True, [6, 3], scheme="float")
+    y, state_n = qr.stack_forward(cells.LSTM, x, params, 2, True, [6, 3], scheme="bfloat16")
+    want_y, want_state = qr.stack_forward(cells.LSTM, x, rounded, 2, True, [6, 3], scheme="float")
     assert y.dtype == F32 and want_y.dtype == F32
     np.testing.assert_array_equal(y, want_y)
     for a, b in zip(state_n, want_state):

@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from . import functional as F
-from . import reference
+from . import quantized_reference, reference
 
 __all__ = ["Option", "CellKind", "LSTM", "GRU", "RNN", "KINDS", "by_name", "check_proj_size", "check_nonlinearity",
            "check_flag", "check_peephole", "check_layer_norm", "check_zoneout", "check_recurrent_dropout", "require_supported",
@@ -207,6 +207,9 @@ class CellKind:
     #   reference_backward(dy, dstate_n, cache) -> dict of dx, dh0 (, dc0) and d + each weight's short name
     reference_forward: _ReferenceForwardFunction
     reference_backward: Callable[[Optional[np.ndarray], _State, dict[str, object]], _ReferenceGradients]
+    # Inference in int8 or bfloat16, its NumPy reference (lstm_ext.quantized_reference):
+    #   quantized_reference_forward(x, weights, state0, options, scheme) -> (y, state_n)
+    quantized_reference_forward: Callable[..., tuple[np.ndarray, list[np.ndarray]]]
     # Keras: the names its layer goes by, which of Keras's gate blocks each of PyTorch's is, and
     # whether the Keras layer has reset_after (then two biases, (2, G * H)).
     keras_names: tuple[str, ...]
@@ -389,6 +392,7 @@ LSTM = CellKind(
     options=(PROJ_SIZE, PEEPHOLE, LAYER_NORM, ZONEOUT, RECURRENT_DROPOUT),
     forward=_lstm_forward, backward=_lstm_backward,
     reference_forward=_lstm_reference_forward, reference_backward=_lstm_reference_backward,
+    quantized_reference_forward=quantized_reference.lstm_layer_forward,
     keras_names=("lstm",), keras_gates=(0, 1, 2, 3), keras_reset_after=False,
     onnx_gates=(0, 3, 1, 2),  # ONNX i, o, f, c
     onnx_peephole_gates=(0, 2, 1),  # ONNX P: i, o, f
@@ -432,6 +436,7 @@ GRU = CellKind(
     name="GRU", gates=("r", "z", "n"), state=("h",), options=(LAYER_NORM,),
     forward=_gru_forward, backward=_gru_backward,
     reference_forward=_gru_reference_forward, reference_backward=_gru_reference_backward,
+    quantized_reference_forward=quantized_reference.gru_layer_forward,
     keras_names=("gru",), keras_gates=(1, 0, 2), keras_reset_after=True,  # Keras z, r, h
     onnx_gates=(1, 0, 2),  # ONNX z, r, h
     # PyTorch's GRU applies the reset gate after the recurrent product, ONNX's linear_before_reset.
@@ -476,6 +481,7 @@ RNN = CellKind(
     state=("h",), options=(NONLINEARITY,),
     forward=_rnn_forward, backward=_rnn_backward,
     reference_forward=_rnn_reference_forward, reference_backward=_rnn_reference_backward,
+    quantized_reference_forward=quantized_reference.rnn_layer_forward,
     keras_names=("simple_rnn", "simplernn", "rnn"), keras_gates=(0,), keras_reset_after=False,
     onnx_gates=(0,),
     onnx_attributes=lambda options, directions: {"activations": [options["nonlinearity"].capitalize()] * directions},

@@ -67,7 +67,7 @@ float32; arithmetic float32. ``|to_bfloat16(w) − w| ≤ 2^-8 |w|`` for normal 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
 import numpy as np
 
@@ -79,7 +79,7 @@ __all__ = [
     "product_error_bound", "to_bfloat16", "bfloat16_product_error_bound",
     "int8_product", "bfloat16_product", "float_product", "sigmoid",
     "input_preactivations", "lstm_step", "gru_step", "rnn_step", "lstm_layer", "gru_layer", "rnn_layer",
-    "layer_forward", "stack_forward",
+    "lstm_layer_forward", "gru_layer_forward", "rnn_layer_forward", "QuantizedCell", "stack_forward",
 ]
 
 FLOAT32_UNIT = 2.0**-24   # u: float32's unit roundoff, |fl(x) − x| ≤ u |x| for a normal result
@@ -493,45 +493,65 @@ def rnn_layer(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: Optional[
 # =============================================================================================
 # 6. PyTorch's network: lstm_ext.reference.stack_forward with these cells
 
-_STATE_PARTS = {"LSTM": ("h", "c"), "GRU": ("h",), "RNN": ("h",)}
-
-
-def _kind_name(kind: str) -> str:
-    name = str(kind).upper()
-    if name not in _STATE_PARTS:
-        raise ValueError(f"kind: expected 'LSTM', 'GRU' or 'RNN', got {kind!r}")
-    return name
-
-
-def layer_forward(kind: str, x: np.ndarray, weights: dict[str, np.ndarray],
-                  state0: Optional[list[Optional[np.ndarray]]] = None, options: Optional[dict[str, Any]] = None,
-                  scheme: str = "int8") -> tuple[np.ndarray, list[np.ndarray]]:
-    """One direction of one layer by PyTorch's base names: weights {weight_ih, weight_hh[, bias_ih,
-    bias_hh, weight_hr, weight_ch]}, state0 None or [h0 (B, H_out)[, c0 (B, H)]] (None entries: zeros),
-    options {"nonlinearity": "tanh" or "relu"} for the RNN -> (y (T, B, H_out), [h_n[, c_n]]).
-
-    Layer norm (ln_* weights) is not part of the scheme: refused.
-    """
-    name = _kind_name(kind)
+def _check_weights(weights: dict[str, np.ndarray]) -> None:
     if any(key.startswith("ln_") for key in weights):
         raise ValueError("layer_norm: a layer with layer normalization has no int8 or bfloat16 reference")
-    parts = len(_STATE_PARTS[name])
-    state = [None] * parts if state0 is None else list(state0)
+
+
+def _states(state0: Optional[list[Optional[np.ndarray]]], parts: int) -> list[Optional[np.ndarray]]:
+    return [None] * parts if state0 is None else list(state0)
+
+
+# One direction of one layer of each kind by PyTorch's base names, as lstm_ext.cells' descriptions
+# name them (CellKind.quantized_reference_forward): weights {weight_ih, weight_hh[, bias_ih,
+# bias_hh, weight_hr, weight_ch]}, state0 None or [h0 (B, H_out)[, c0 (B, H)]] (None entries:
+# zeros), options the kind's -> (y (T, B, H_out), [h_n[, c_n]]). Layer norm is refused.
+
+def lstm_layer_forward(x: np.ndarray, weights: dict[str, np.ndarray],
+                       state0: Optional[list[Optional[np.ndarray]]] = None, options: Optional[dict[str, Any]] = None,
+                       scheme: str = "int8") -> tuple[np.ndarray, list[np.ndarray]]:
+    """The LSTM (options: zoneout's expectation (z_c, z_h), in inference)."""
+    _check_weights(weights)
+    h0, c0 = _states(state0, 2)
     w = weights
-    if name == "LSTM":
-        zoneout = tuple((options or {}).get("zoneout", (0.0, 0.0)))
-        y, h_n, c_n = lstm_layer(x, w["weight_ih"], w["weight_hh"], w.get("bias_ih"), w.get("bias_hh"), state[0],
-                                 state[1], w.get("weight_hr"), w.get("weight_ch"), scheme=scheme,
-                                 zoneout=(float(zoneout[0]), float(zoneout[1])))
-        return y, [h_n, c_n]
-    if name == "GRU":
-        y, h_n = gru_layer(x, w["weight_ih"], w["weight_hh"], w.get("bias_ih"), w.get("bias_hh"), state[0],
-                           scheme=scheme)
-        return y, [h_n]
+    zoneout = tuple((options or {}).get("zoneout", (0.0, 0.0)))
+    y, h_n, c_n = lstm_layer(x, w["weight_ih"], w["weight_hh"], w.get("bias_ih"), w.get("bias_hh"), h0, c0,
+                             w.get("weight_hr"), w.get("weight_ch"), scheme=scheme,
+                             zoneout=(float(zoneout[0]), float(zoneout[1])))
+    return y, [h_n, c_n]
+
+
+def gru_layer_forward(x: np.ndarray, weights: dict[str, np.ndarray],
+                      state0: Optional[list[Optional[np.ndarray]]] = None, options: Optional[dict[str, Any]] = None,
+                      scheme: str = "int8") -> tuple[np.ndarray, list[np.ndarray]]:
+    """The GRU (no options)."""
+    _check_weights(weights)
+    w = weights
+    y, h_n = gru_layer(x, w["weight_ih"], w["weight_hh"], w.get("bias_ih"), w.get("bias_hh"), _states(state0, 1)[0],
+                       scheme=scheme)
+    return y, [h_n]
+
+
+def rnn_layer_forward(x: np.ndarray, weights: dict[str, np.ndarray],
+                      state0: Optional[list[Optional[np.ndarray]]] = None, options: Optional[dict[str, Any]] = None,
+                      scheme: str = "int8") -> tuple[np.ndarray, list[np.ndarray]]:
+    """The vanilla RNN (options: nonlinearity, 'tanh' or 'relu')."""
+    _check_weights(weights)
+    w = weights
     nonlinearity = str((options or {}).get("nonlinearity", "tanh"))
-    y, h_n = rnn_layer(x, w["weight_ih"], w["weight_hh"], w.get("bias_ih"), w.get("bias_hh"), state[0],
+    y, h_n = rnn_layer(x, w["weight_ih"], w["weight_hh"], w.get("bias_ih"), w.get("bias_hh"), _states(state0, 1)[0],
                        nonlinearity, scheme=scheme)
     return y, [h_n]
+
+
+class QuantizedCell(Protocol):
+    """What stack_forward reads of a cell kind (an lstm_ext.cells.CellKind): the parts of its state
+    and its one-direction quantized forward (one of the three functions above)."""
+
+    @property
+    def state(self) -> tuple[str, ...]: ...
+    @property
+    def quantized_reference_forward(self) -> Callable[..., tuple[np.ndarray, list[np.ndarray]]]: ...
 
 
 @dataclass(frozen=True)
@@ -543,33 +563,33 @@ class _SchemeCell:
     reference_forward: Callable[..., tuple[np.ndarray, list[np.ndarray], dict[str, object]]]
 
 
-def stack_forward(kind: str, x: np.ndarray, params: dict[str, np.ndarray], num_layers: int = 1,
+def stack_forward(cell: QuantizedCell, x: np.ndarray, params: dict[str, np.ndarray], num_layers: int = 1,
                   bidirectional: bool = False, lengths: Optional[np.ndarray | list[int]] = None,
                   state0: Optional[list[Optional[np.ndarray]]] = None, options: Optional[dict[str, Any]] = None,
                   scheme: str = "int8") -> tuple[np.ndarray, list[np.ndarray]]:
     """PyTorch's multi-layer, bidirectional, variable-length network in int8 or bfloat16 (inference).
 
-    The same walk as ``lstm_ext.reference.stack_forward`` (it runs it): kind 'LSTM', 'GRU' or 'RNN'
-    (``cells.LSTM.name``, ...); x (T, B, I) (batch_first is the caller's); params PyTorch's state
-    dict as NumPy arrays (weight_hr_l{k}: projection, weight_ch_l{k}: peepholes); lengths (B,) or
-    None; state0 None or [h0 (L*D, B, H_out)[, c0 (L*D, B, H)]]; options the kind's ({"nonlinearity"}
-    for the RNN). Each sequence runs on its own over its first lengths[b] steps, the reverse
-    direction from its last valid step; outputs past a length are zero, the final state is the
-    state at the last valid step. Returns (y (T, B, D*H_out), [h_n (L*D, B, H_out)[, c_n]]).
+    The same walk as ``lstm_ext.reference.stack_forward`` (it runs it): cell the kind's description
+    (``lstm_ext.cells.LSTM``, ``GRU``, ``RNN``); x (T, B, I) (batch_first is the caller's); params
+    PyTorch's state dict as NumPy arrays (weight_hr_l{k}: projection, weight_ch_l{k}: peepholes);
+    lengths (B,) or None; state0 None or [h0 (L*D, B, H_out)[, c0 (L*D, B, H)]]; options the
+    kind's. Each sequence runs on its own over its first lengths[b] steps, the reverse direction
+    from its last valid step; outputs past a length are zero, the final state is the state at the
+    last valid step. Returns (y (T, B, D*H_out), [h_n (L*D, B, H_out)[, c_n]]).
     """
-    name = _kind_name(kind)
     _, dtype = _scheme(scheme, x)
     x = np.asarray(x, dtype=dtype)
+    layer_forward = cell.quantized_reference_forward
 
     def forward(x_b: np.ndarray, w: dict[str, np.ndarray], state0_b: list[Optional[np.ndarray]],
                 options_b: dict[str, Any], masks: Optional[dict[str, object]] = None
                 ) -> tuple[np.ndarray, list[np.ndarray], dict[str, object]]:
         if masks:
             raise ValueError(f"masks: dropout and zoneout have no int8 or bfloat16 reference, got {sorted(masks)}")
-        y, state_n = layer_forward(name, x_b, w, state0_b, options_b, scheme)
+        y, state_n = layer_forward(x_b, w, state0_b, options_b, scheme)
         return y, state_n, {}
 
-    cell = _SchemeCell(state=_STATE_PARTS[name], reference_forward=forward)
-    y, state_n, _ = reference.stack_forward(cell, x, params, num_layers, bidirectional, lengths, state0,
+    scheme_cell = _SchemeCell(state=tuple(cell.state), reference_forward=forward)
+    y, state_n, _ = reference.stack_forward(scheme_cell, x, params, num_layers, bidirectional, lengths, state0,
                                             options=options)
     return y, state_n
