@@ -20,6 +20,10 @@ from lstm_ext.quantized import quantize_dynamic
 
 CONFIGS = {
     "plain": {},
+    "GRU": {"kind": "GRU"},
+    "GRU 2 layers bidirectional": {"kind": "GRU", "num_layers": 2, "bidirectional": True},
+    "RNN tanh": {"kind": "RNN"},
+    "RNN relu 2 layers bidirectional": {"kind": "RNN", "nonlinearity": "relu", "num_layers": 2, "bidirectional": True},
     "2 layers bidirectional": {"num_layers": 2, "bidirectional": True},
     "projection": {"proj_size": 5},
     "peepholes": {"peephole": True},
@@ -31,48 +35,64 @@ CONFIGS = {
 def reference_run(layer, x, state=None, lengths=None):
     """quantized_reference.stack_forward on the layer's weights (time-major x)."""
     params = {name: value.astype(np.float32) for name, value in layer.state_dict().items()}
-    state0 = None if state is None else [np.asarray(s, np.float32) for s in state]
+    parts = None if state is None else (list(state) if isinstance(state, tuple) else [state])
+    state0 = None if parts is None else [np.asarray(s, np.float32) for s in parts]
     return qref.stack_forward(layer.cell, x.astype(np.float32), params, layer.num_layers, layer.bidirectional,
-                              lengths, state0, {"zoneout": layer.options["zoneout"]}, scheme="int8")
+                              lengths, state0, layer.options, scheme="int8")
 
 
 def inputs(layer, T, B, seed):
     rng = np.random.default_rng(seed)
     D = layer.num_directions
     x = rng.standard_normal((T, B, layer.input_size)).astype(np.float32)
-    state = (rng.standard_normal((layer.num_layers * D, B, layer.output_size)).astype(np.float32),
-             rng.standard_normal((layer.num_layers * D, B, layer.hidden_size)).astype(np.float32))
-    return x, state
+    h0 = rng.standard_normal((layer.num_layers * D, B, layer.output_size)).astype(np.float32)
+    if layer.cell.state == ("h",):
+        return x, h0
+    return x, (h0, rng.standard_normal((layer.num_layers * D, B, layer.hidden_size)).astype(np.float32))
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_int8_lstm_matches_its_reference(name):
-    options = CONFIGS[name]
-    layer = lstm_ext.LSTM(6, 9, seed=1, **options).eval()
+def test_int8_layer_matches_its_reference(name):
+    options = dict(CONFIGS[name])
+    layer = getattr(lstm_ext, options.pop("kind", "LSTM"))(6, 9, seed=1, **options).eval()
     x, state = inputs(layer, 12, 4, seed=2)
     lengths = np.array([12, 5, 9, 1])
     quantized = quantize_dynamic(layer)
-    y, (h_n, c_n) = quantized(x, state, lengths=lengths)
-    y_ref, (h_ref, c_ref) = reference_run(layer, x, state, lengths)
+    y, state_n = quantized(x, state, lengths=lengths)
+    y_ref, state_ref = reference_run(layer, x, state, lengths)
     # The int8 products are the reference's bit for bit; the core's σ and tanh differ from NumPy's
     # by a few float32 units, so the outputs agree to float32 rounding (measured at most 1.2e-7)
     # unless a requantized h lands on the other side of a rounding tie of its grid (a step of
     # s_h = max|h| / 127; with 1e-7 of slack about once in 10^5 values), which these cases do not.
-    for got, expected, what in ((y, y_ref, "y"), (h_n, h_ref, "h_n"), (c_n, c_ref, "c_n")):
+    parts = list(state_n) if isinstance(state_n, tuple) else [state_n]
+    for got, expected, what in zip([y, *parts], [y_ref, *state_ref], ["y", "h_n", "c_n"]):
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5, err_msg=what)
 
 
-def test_rows_and_chunks_give_the_same_bits():
-    layer = lstm_ext.LSTM(5, 7, num_layers=2, proj_size=3, seed=3).eval()
+@pytest.mark.parametrize("make", [lambda: lstm_ext.LSTM(5, 7, num_layers=2, proj_size=3, seed=3),
+                                  lambda: lstm_ext.GRU(5, 7, num_layers=2, seed=3),
+                                  lambda: lstm_ext.RNN(5, 7, seed=3)], ids=["LSTM", "GRU", "RNN"])
+def test_rows_and_chunks_give_the_same_bits(make):
+    layer = make().eval()
     quantized = quantize_dynamic(layer)
     x, state = inputs(layer, 10, 5, seed=4)
-    y, (h_n, c_n) = quantized(x, state)
+
+    def parts(s):
+        return list(s) if isinstance(s, tuple) else [s]
+
+    def rows(s, b):
+        picked = [part[:, b:b + 1] for part in parts(s)]
+        return tuple(picked) if isinstance(s, tuple) else picked[0]
+
+    y, state_n = quantized(x, state)
     for b in range(5):  # each sequence alone
-        y_b, (h_b, c_b) = quantized(x[:, b:b + 1], (state[0][:, b:b + 1], state[1][:, b:b + 1]))
-        assert np.array_equal(y_b[:, 0], y[:, b]) and np.array_equal(h_b[:, 0], h_n[:, b])
+        y_b, state_b = quantized(x[:, b:b + 1], rows(state, b))
+        assert np.array_equal(y_b[:, 0], y[:, b])
+        assert all(np.array_equal(p[:, 0], q[:, b]) for p, q in zip(parts(state_b), parts(state_n)))
     y1, s1 = quantized(x[:4], state)  # the steps in two calls
-    y2, (h2, c2) = quantized(x[4:], s1)
-    assert np.array_equal(np.concatenate([y1, y2]), y) and np.array_equal(h2, h_n) and np.array_equal(c2, c_n)
+    y2, s2 = quantized(x[4:], s1)
+    assert np.array_equal(np.concatenate([y1, y2]), y)
+    assert all(np.array_equal(p, q) for p, q in zip(parts(s2), parts(state_n)))
 
 
 def _digest_at(level):
@@ -81,7 +101,12 @@ def _digest_at(level):
             "layer = lstm_ext.LSTM(37, 45, num_layers=2, bidirectional=True, proj_size=11, peephole=True, seed=5).eval()\n"
             "x = np.random.default_rng(6).standard_normal((9, 6, 37)).astype(np.float32)\n"
             "y, (h, c) = quantize_dynamic(layer)(x, lengths=[9, 3, 7, 1, 9, 5])\n"
-            "print(hashlib.sha256(y.tobytes() + h.tobytes() + c.tobytes()).hexdigest())\n")
+            "digest = hashlib.sha256(y.tobytes() + h.tobytes() + c.tobytes())\n"
+            "for kind in (lstm_ext.GRU(37, 45, num_layers=2, bidirectional=True, seed=5),\n"
+            "             lstm_ext.RNN(37, 45, nonlinearity='relu', seed=5)):\n"
+            "    y, h = quantize_dynamic(kind.eval())(x, lengths=[9, 3, 7, 1, 9, 5])\n"
+            "    digest.update(y.tobytes() + h.tobytes())\n"
+            "print(digest.hexdigest())\n")
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "LSTM_EXT_KERNELS": level},
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -139,8 +164,6 @@ def test_the_int8_error_is_not_larger_than_torchs(B, H):
 def test_what_int8_cannot_run_is_refused():
     with pytest.raises(ValueError, match="layer_norm=True has no int8 form"):
         quantize_dynamic(lstm_ext.LSTM(3, 4, layer_norm=True))
-    with pytest.raises(ValueError, match="int8 runs LSTM layers for now, got a GRU"):
-        quantize_dynamic(lstm_ext.GRU(3, 4))
     with pytest.raises(ValueError, match="dtype: expected 'int8', got 'int4'"):
         quantize_dynamic(lstm_ext.LSTM(3, 4), dtype="int4")
     with pytest.raises(RuntimeError, match="a quantized layer is for inference only"):

@@ -189,10 +189,11 @@ def test_preactivations_are_added_in_the_stated_order():
     assert gx.dtype == F32 and gx[0, 0, 0] == 1
     h = np.zeros((1, 1), dtype=F32)
     assert qr.rnn_step(gx[0], h, minus_one, lambda a: np.maximum(a, 0))[0, 0] == 0
-    # the GRU: b_hn stays out of the input part (it goes inside r ⊙ (·))
+    # the GRU: b_hh stays out of the input part (it goes with the recurrent product, as in the
+    # compiled GRU: r = σ(gx_r + (qmm_h_r + b_hr)), n = tanh(gx_n + r ⊙ (qmm_h_n + b_hn)))
     gx = qr.input_preactivations(np.zeros((1, 1, 1), dtype=F32), zeros, np.array([1, 2, 3], dtype=F32),
                                  np.array([10, 20, 30], dtype=F32), gru=True)
-    np.testing.assert_array_equal(gx[0, 0], [11, 22, 3])
+    np.testing.assert_array_equal(gx[0, 0], [1, 2, 3])
 
 
 # -- 3. on the grid: the int8 cells are the float reference -----------------------------------------

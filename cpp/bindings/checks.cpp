@@ -191,4 +191,41 @@ void require_memory(double elements, std::size_t bytes_each, const std::string& 
   }
 }
 
+Int8Arg read_int8_matrix(py::handle q_obj, py::handle scale_obj, const std::string& name, Index N, Index K,
+                         const std::string& legend) {
+  const py::dtype int8 = py::dtype::of<std::int8_t>();
+  if (!py::isinstance<py::array>(q_obj) || !py::reinterpret_borrow<py::array>(q_obj).dtype().is(int8)) {
+    const std::string got = py::isinstance<py::array>(q_obj)
+                                ? "an array of " + std::string(py::str(py::reinterpret_borrow<py::array>(q_obj).dtype()))
+                                : std::string(py::str(py::type::of(q_obj).attr("__name__")));
+    throw py::type_error(name + ": expected an int8 array " + legend + ", got " + got);
+  }
+  auto q = py::array_t<std::int8_t, py::array::c_style>::ensure(q_obj);
+  require_shape(q, name, {N, K}, legend);
+  if (K > kInt8MaxInner) {
+    throw py::value_error(name + ": int8 sums are exact for at most " + std::to_string(kInt8MaxInner) +
+                          " inputs per output, got " + std::to_string(K));
+  }
+  auto scale = to_array<float>(scale_obj, name + "_scale");
+  require_shape(scale, name + "_scale", {N}, "(" + legend.substr(1, legend.find(',') - 1) + ",)");
+  return {std::move(q), std::move(scale)};
+}
+
+Int8Weights read_int8_weights(py::handle q_ih, py::handle s_ih, py::handle q_hh, py::handle s_hh, Index gates,
+                              const std::string& G, bool projected) {
+  const std::string hh_legend = "(" + G + (projected ? ", P)" : ", H)");
+  const py::array hh = as_real_array(q_hh, "w_hh");
+  require_ndim(hh, "w_hh", 2, hh_legend);
+  const Index rows = hh.shape(0), H = rows / gates, H_out = hh.shape(1);
+  if (rows < gates || rows % gates != 0 || (!projected && H_out != H)) {
+    throw py::value_error("w_hh: expected shape " + hh_legend + ", got " + shape_str(hh));
+  }
+  const py::array ih = as_real_array(q_ih, "w_ih");
+  require_ndim(ih, "w_ih", 2, "(" + G + ", I)");
+  const Index I = ih.shape(1);
+  Int8Arg w_ih = read_int8_matrix(q_ih, s_ih, "w_ih", rows, I, "(" + G + ", I)");
+  Int8Arg w_hh = read_int8_matrix(q_hh, s_hh, "w_hh", rows, H_out, hh_legend);
+  return {std::move(w_ih), std::move(w_hh), I, H, H_out};
+}
+
 }  // namespace lstm_ext::bindings

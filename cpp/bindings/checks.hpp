@@ -277,4 +277,30 @@ void add_into(Scalar* to, const Scalar* from, Index count) {
 // `elements` is a double so that products of huge sizes cannot overflow before the check.
 void require_memory(double elements, std::size_t bytes_each, const std::string& what);
 
+// ---------------------------------------------------------------------------------------------
+// Inference with int8 weights (lstm_ext.quantize_dynamic): a weight matrix quantized by rows comes
+// as q, an int8 array (N, K) (TypeError for any other dtype: no silent conversion), and its
+// float32 scales (N,).
+struct Int8Arg {
+  py::array_t<std::int8_t, py::array::c_style> q;  // (N, K)
+  CArray<float> scale;                               // (N)
+  Int8Matrix matrix() const { return {q.data(), scale.data()}; }
+};
+Int8Arg read_int8_matrix(py::handle q_obj, py::handle scale_obj, const std::string& name, Index N, Index K,
+                         const std::string& legend);
+// A cell's W_ih (G, I) and W_hh (G, H_out), G = gates · H, the sizes read from them (`G` names G in
+// messages: "4H", "3H", "H"; H_out = P with a projection).
+struct Int8Weights {
+  Int8Arg w_ih, w_hh;
+  Index I, H, H_out;
+};
+Int8Weights read_int8_weights(py::handle q_ih, py::handle s_ih, py::handle q_hh, py::handle s_hh, Index gates,
+                              const std::string& G, bool projected);
+// Float32 values an int8 call of a cell with state h (GRU, RNN) allocates, at most, for T steps of B
+// rows, I inputs, G gate rows, H units: y, h_n, gx, x quantized (a quarter of a float each), the
+// states and a step's products, and the quantized rows of up to 4 members (a quarter each).
+inline double int8_call_elements(Index T, Index B, Index I, Index G, Index H) {
+  return double(T) * B * (H + G + 1 + I / 4.0) + double(B) * (4 * H + G + 1) + double(B) * H;
+}
+
 }  // namespace lstm_ext::bindings

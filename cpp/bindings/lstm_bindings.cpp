@@ -479,47 +479,17 @@ void bind_stream(py::module_& m, const char* name) {
 // Inference with int8 weights (lstm_ext.quantize_dynamic), one direction. A weight matrix comes as
 // q, an int8 array (N, K), and its scales (N,); everything else is float32.
 
-struct Int8Arg {
-  py::array_t<std::int8_t, py::array::c_style> q;  // (N, K)
-  CArray<float> scale;                               // (N)
-  Int8Matrix matrix() const { return {q.data(), scale.data()}; }
-};
-Int8Arg read_int8_matrix(py::handle q_obj, py::handle scale_obj, const std::string& name, Index N, Index K,
-                         const std::string& legend) {
-  const py::dtype int8 = py::dtype::of<std::int8_t>();
-  if (!py::isinstance<py::array>(q_obj) || !py::reinterpret_borrow<py::array>(q_obj).dtype().is(int8)) {
-    const std::string got = py::isinstance<py::array>(q_obj)
-                                ? "an array of " + std::string(py::str(py::reinterpret_borrow<py::array>(q_obj).dtype()))
-                                : std::string(py::str(py::type::of(q_obj).attr("__name__")));
-    throw py::type_error(name + ": expected an int8 array " + legend + ", got " + got);
-  }
-  auto q = py::array_t<std::int8_t, py::array::c_style>::ensure(q_obj);
-  require_shape(q, name, {N, K}, legend);
-  if (K > kInt8MaxInner) {
-    throw py::value_error(name + ": int8 sums are exact for at most " + std::to_string(kInt8MaxInner) +
-                          " inputs per output, got " + std::to_string(K));
-  }
-  auto scale = to_array<float>(scale_obj, name + "_scale");
-  require_shape(scale, name + "_scale", {N}, "(" + legend.substr(1, legend.find(',') - 1) + ",)");
-  return {std::move(q), std::move(scale)};
-}
-
 py::tuple lstm_forward_int8(py::handle x_obj, py::handle q_ih_obj, py::handle s_ih_obj, py::handle q_hh_obj,
                             py::handle s_hh_obj, py::handle b_ih_obj, py::handle b_hh_obj, py::handle h0_obj,
                             py::handle c0_obj, py::handle q_hr_obj, py::handle s_hr_obj, py::handle w_ch_obj,
                             double zone_c, double zone_h, py::handle lengths_obj, bool reverse) {
-  // The sizes from the weights: W_hh (4H, H_out), W_ih (4H, I), W_hr (P, H).
-  const py::array q_hh_array = as_real_array(q_hh_obj, "w_hh");
-  require_ndim(q_hh_array, "w_hh", 2, "(4H, H_out)");
-  const Index G = q_hh_array.shape(0), H_out = q_hh_array.shape(1), H = G / 4;
-  if (G < 4 || G % 4 != 0) throw py::value_error("w_hh: expected shape (4H, H_out), got " + shape_str(q_hh_array));
   const bool projected = !q_hr_obj.is_none();
-  const Index P = projected ? H_out : 0;
-  const py::array q_ih_array = as_real_array(q_ih_obj, "w_ih");
-  require_ndim(q_ih_array, "w_ih", 2, "(4H, I)");
-  const Index I = q_ih_array.shape(1);
-  const Int8Arg w_ih = read_int8_matrix(q_ih_obj, s_ih_obj, "w_ih", G, I, "(4H, I)");
-  const Int8Arg w_hh = read_int8_matrix(q_hh_obj, s_hh_obj, "w_hh", G, H_out, projected ? "(4H, P)" : "(4H, H)");
+  const Int8Weights w = read_int8_weights(q_ih_obj, s_ih_obj, q_hh_obj, s_hh_obj, 4, "4H", projected);
+  const Index I = w.I, H = w.H, H_out = w.H_out, G = 4 * H, P = projected ? H_out : 0;
+  if (projected && H_out >= H) {  // torch's rule too: proj_size < hidden_size
+    throw py::value_error("w_hh: expected shape (4H, P) with a projection to fewer units than H (P < H = " +
+                          std::to_string(H) + "), got " + shape_str(w.w_hh.q));
+  }
   std::optional<Int8Arg> w_hr;
   if (projected) w_hr.emplace(read_int8_matrix(q_hr_obj, s_hr_obj, "w_hr", P, H, "(P, H)"));
   const auto x = read_sequence<float>(x_obj, I);
@@ -541,9 +511,8 @@ py::tuple lstm_forward_int8(py::handle x_obj, py::handle q_ih_obj, py::handle s_
   v.zone_c_value = static_cast<float>(zone_c);
   v.zone_h_value = static_cast<float>(zone_h);
   d.zoneout_c = v.zoneout_c();
-  // y, h_n, c_n and the core's scratch: gx (T, B, 4H), x quantized (T, B, I) bytes, the states.
-  require_memory(double(d.T) * B * (H_out + G + 1 + I / 4.0) + double(B) * (4 * H_out + 3 * H + G + 1), sizeof(float),
-                 "lstm_forward_int8");
+  // y, h_n, gx, x quantized, a step's products (int8_call_elements), and c, m with the projection
+  require_memory(int8_call_elements(d.T, B, I, G, H_out) + double(B) * 3 * H, sizeof(float), "lstm_forward_int8");
   auto y = new_array<float>({d.T, B, H_out});
   auto h_n = new_array<float>({B, H_out});
   auto c_n = new_array<float>({B, H});
@@ -551,8 +520,8 @@ py::tuple lstm_forward_int8(py::handle x_obj, py::handle q_ih_obj, py::handle s_
   float *y_data = y.mutable_data(), *h_n_data = h_n.mutable_data(), *c_n_data = c_n.mutable_data();
   const Int8Matrix hr = w_hr ? w_hr->matrix() : Int8Matrix{};
   without_gil([&] {
-    kernel.lstm.forward_int8(y_data, h_n_data, c_n_data, x.data(), data_or_null(h0), data_or_null(c0), w_ih.matrix(),
-                             w_hh.matrix(), data_or_null(b_ih), data_or_null(b_hh), hr, v, d,
+    kernel.lstm.forward_int8(y_data, h_n_data, c_n_data, x.data(), data_or_null(h0), data_or_null(c0), w.w_ih.matrix(),
+                             w.w_hh.matrix(), data_or_null(b_ih), data_or_null(b_hh), hr, v, d,
                              sequence_options(reverse, lengths));
   });
   return py::make_tuple(y, h_n, c_n);

@@ -120,6 +120,12 @@ struct GruKernels {
                    const GruLayerNormGrads<Scalar>& dln, const Scalar* dy, const Scalar* dh_n, const Scalar* ws,
                    const Scalar* w_ih, const Scalar* w_hh, const GruLayerNorm<Scalar>& ln, const GruDims& d,
                    const SequenceOptions& seq);
+
+  // Inference with int8 weights (int8.hpp), float32 only (nullptr in the float64 table):
+  // forward's arguments with W_ih and W_hh quantized by rows; no layer normalization.
+  void (*forward_int8)(float* y, float* h_n, const float* x, const float* h0, const Int8Matrix& w_ih,
+                       const Int8Matrix& w_hh, const float* b_ih, const float* b_hh, const GruDims& d,
+                       const SequenceOptions& seq);
 };
 
 }  // namespace lstm_ext

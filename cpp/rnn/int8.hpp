@@ -187,5 +187,88 @@ inline void int8_product(float* out, Index ld_out, const std::int8_t* q_a, const
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// What the cells' int8 forwards share (lstm.cpp, gru.cpp, rnn.cpp).
+
+constexpr Index kInt8InputRowsPerTask = 16;
+
+// The input part of every step: x's T·B rows quantized (q_x (TB, I), s_x (TB)) and
+// gx (TB, G) = float(acc) · (s_x · s_ih) (+ add1) (+ add2), as tasks of rows shared by the team
+// (which must meet before reading gx).
+inline void int8_input_projection(Team& team, float* gx, std::int8_t* q_x, float* s_x, const float* x, Index TB,
+                                  Index I, const Int8Matrix& w_ih, Index G, const float* add1, const float* add2) {
+  team.tasks((TB + kInt8InputRowsPerTask - 1) / kInt8InputRowsPerTask, [&](Index task) {
+    const Index r0 = task * kInt8InputRowsPerTask, rows = std::min(kInt8InputRowsPerTask, TB - r0);
+    for (Index r = r0; r < r0 + rows; ++r) s_x[r] = quantize_row(q_x + r * I, x + r * I, I);
+    int8_product(gx + r0 * G, G, q_x + r0 * I, s_x + r0, rows, w_ih, G, I, add1, add2);
+  });
+}
+
+// A step's recurrent products for a member's units [u0, u0 + nu) of each of the `gates` blocks:
+// its nb rows of h (nb, K) quantized whole into q_h (nb, K), s_h (nb) (each member quantizes the
+// rows itself: the same bits in each), and rec[b, q · H + u0 + j] = float(acc) · (s_h · s_hh) for
+// gate row q · H + u0 + j of W_hh (gates · H, K).
+//   rec (nb, gates · H) out (the member's columns)
+inline void int8_recurrent_products(float* rec, std::int8_t* q_h, float* s_h, const float* h, Index nb, Index K,
+                                    const Int8Matrix& w_hh, Index gates, Index H, Index u0, Index nu) {
+  for (Index b = 0; b < nb; ++b) s_h[b] = quantize_row(q_h + b * K, h + b * K, K);
+  for (Index q = 0; q < gates; ++q) {
+    const Int8Matrix block{w_hh.q + (q * H + u0) * K, w_hh.scale + q * H + u0};
+    int8_product(rec + q * H + u0, gates * H, q_h, s_h, nb, block, nu, K);
+  }
+}
+
+// The int8 forward of a cell whose state is h alone (GRU, RNN), over the same walk as the float
+// forwards: the team shares the units and meets after each step's h_t, or for a large batch shares
+// the sequences (split_by_rows). pointwise(gx_t, rec, h_prev, h_next, seq_rows, t, nb, u0, nu)
+// computes its units of h_t for the active rows from gx_t (nb, G), rec (nb, G) (gate q of unit
+// u0 + j at column q · H + u0 + j) and h_{t-1}.
+//   y (T, B, ld_y) out   h_n (B, H) out   x (T, B, I)   h0 (B, H) or nullptr
+//   w_ih (G, I), w_hh (G, H) with G = gates · H; gx = qmm(x, W_ih) (+ add1) (+ add2)
+template <typename Pointwise>
+void int8_forward_h_only(float* y, float* h_n, const float* x, const float* h0, const Int8Matrix& w_ih,
+                         const Int8Matrix& w_hh, const float* add1, const float* add2, Index gates, Index T, Index B,
+                         Index I, Index H, Index ld_y, const SequenceOptions& seq, Pointwise&& pointwise) {
+  const Index G = gates * H, TB = T * B;
+  constexpr Index granule = kUnitGranule<float>;
+  TeamLease lease(members_for(2.0 * B * G * H, H, granule), 2.0 * T * B * G * (I + H));
+  const int members = lease.size();
+  const bool by_rows = split_by_rows(B, members);
+
+  Buffer<float> gx(TB * G);                  // (T, B, G) the input part of every step
+  Buffer<std::int8_t> q_x(TB * I);           // (T, B, I) x quantized by rows
+  Buffer<float> s_x(TB);                     // (T, B) their scales
+  Buffer<float> h_steps(2 * B * H);          // (2, B, H) h_{t-1} and h_t, by parity of the step
+  Buffer<std::int8_t> q_h(members * B * H);  // per member (B, H): h_{t-1} quantized
+  Buffer<float> s_h(members * B);            // per member (B): their scales
+  Buffer<float> rec(B * G);                  // (B, G) a step's recurrent products
+
+  lease.run([&](Team& team) {
+    int8_input_projection(team, gx.data(), q_x.data(), s_x.data(), x, TB, I, w_ih, G, add1, add2);
+    const Team::Range rows = by_rows ? team.part(B) : Team::Range{0, B};
+    const Team::Range units = by_rows ? Team::Range{0, H} : team.part(H, granule);
+    const Index b0 = rows.begin, nb = rows.size(), u0 = units.begin, nu = units.size();
+    const SequenceOptions seq_rows = seq.rows_from(b0);
+    const Columns unit_cols{H, u0, nu}, y_cols{ld_y, u0, nu};
+    std::int8_t* q_mine = q_h.data() + team.rank() * B * H;
+    float* s_mine = s_h.data() + team.rank() * B;
+    float* rec_rows = rec.data() + b0 * G;
+    copy_or_zero(h_steps.data() + b0 * H, h0 ? h0 + b0 * H : nullptr, unit_cols, nb);
+    team.barrier();  // every row of gx, the initial state
+
+    for (Index s = 0; s < T; ++s) {
+      const Index t = seq.time_at(s, T);
+      const float* h_prev = h_steps.data() + (s % 2) * B * H + b0 * H;  // (nb, H) h_{t-1}
+      float* h_next = h_steps.data() + ((s + 1) % 2) * B * H + b0 * H;  // (nb, H) h_t
+      int8_recurrent_products(rec_rows, q_mine, s_mine, h_prev, nb, H, w_hh, gates, H, u0, nu);
+      pointwise(gx.data() + (t * B + b0) * G, rec_rows, h_prev, h_next, seq_rows, t, nb, u0, nu);
+      write_output(y + (t * B + b0) * ld_y, y_cols, h_next, unit_cols, seq_rows, t, nb);
+      carry_past_length(h_next, h_prev, unit_cols, seq_rows, t, nb);
+      if (!by_rows) team.barrier();  // h_t complete
+    }
+    copy_columns(h_n + b0 * H, h_steps.data() + (T % 2) * B * H + b0 * H, unit_cols, nb);
+  });
+}
+
 }  // namespace LSTM_EXT_LEVEL
 }  // namespace lstm_ext

@@ -633,15 +633,10 @@ void lstm_forward_int8(float* y, float* h_n, float* c_n, const float* x, const f
   Buffer<float> s_rows(members * B);                    // per member (B): their scales
   Buffer<float> rec(B * G);                             // (B, G) a step's recurrent products
   Buffer<float> m_step(projected ? B * H : 0);          // (B, H) m_t, for the projection
-  constexpr Index kRowsPerTask = 16;
 
   lease.run([&](Team& team) {
-    // 1. x quantized by rows and its products with W_ih, both biases added, as tasks of rows.
-    team.tasks((TB + kRowsPerTask - 1) / kRowsPerTask, [&](Index task) {
-      const Index r0 = task * kRowsPerTask, rows = std::min(kRowsPerTask, TB - r0);
-      for (Index r = r0; r < r0 + rows; ++r) s_x.data()[r] = quantize_row(q_x.data() + r * I, x + r * I, I);
-      int8_product(gates.data() + r0 * G, G, q_x.data() + r0 * I, s_x.data() + r0, rows, w_ih, G, I, b_ih, b_hh);
-    });
+    // 1. x quantized by rows and its products with W_ih, both biases added.
+    int8_input_projection(team, gates.data(), q_x.data(), s_x.data(), x, TB, I, w_ih, G, b_ih, b_hh);
 
     // Its share: its units (rows of W_hh) and columns of h of every sequence, or its sequences.
     const Team::Range rows = by_rows ? team.part(B) : Team::Range{0, B};
@@ -667,11 +662,7 @@ void lstm_forward_int8(float* y, float* h_n, float* c_n, const float* x, const f
       float* gates_t = gates.data() + (t * B + b0) * G;                         // (nb, G)
       // rec (nb, its units of each gate block) = h_{t-1} · W_hh[its rows]ᵀ in int8, every row (the
       // rows past their length are not read)
-      for (Index b = 0; b < nb; ++b) s_mine[b] = quantize_row(q_mine + b * H_out, h_prev + b * H_out, H_out);
-      for (Index q = 0; q < 4; ++q) {
-        const Int8Matrix block{w_hh.q + (q * H + u0) * H_out, w_hh.scale + q * H + u0};
-        int8_product(rec_rows + q * H + u0, G, q_mine, s_mine, nb, block, nu, H_out);
-      }
+      int8_recurrent_products(rec_rows, q_mine, s_mine, h_prev, nb, H_out, w_hh, 4, H, u0, nu);
       float* m_t = projected ? m_step.data() + b0 * H : h_next;
       for_variants(peephole, zoneout_c, false, [&](auto with_peephole, auto with_zoneout, auto) {
         lstm_pointwise_forward<float, decltype(with_peephole)::value, decltype(with_zoneout)::value, false>(

@@ -87,6 +87,12 @@ struct RnnKernels {
   void (*backward)(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar* db,
                    const Scalar* dy, const Scalar* dh_n, const Scalar* ws, const Scalar* w_ih, const Scalar* w_hh,
                    RnnActivation act, const RnnDims& d, const SequenceOptions& seq);
+
+  // Inference with int8 weights (int8.hpp), float32 only (nullptr in the float64 table):
+  // forward's arguments with W_ih and W_hh quantized by rows.
+  void (*forward_int8)(float* y, float* h_n, const float* x, const float* h0, const Int8Matrix& w_ih,
+                       const Int8Matrix& w_hh, const float* b_ih, const float* b_hh, RnnActivation act,
+                       const RnnDims& d, const SequenceOptions& seq);
 };
 
 }  // namespace lstm_ext

@@ -67,6 +67,37 @@ def lstm_forward_int8(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """-> (y (T, B, H_out), h_n (B, H_out), c_n (B, H)), one direction, int8 products"""
 
+def gru_forward_int8(
+    x: ArrayLike,                          # (T, B, I) float32
+    w_ih: np.ndarray,                      # (3H, I) int8, quantized by rows
+    w_ih_scale: ArrayLike,                 # (3H,) float32
+    w_hh: np.ndarray,                      # (3H, H) int8
+    w_hh_scale: ArrayLike,                 # (3H,)
+    b_ih: Optional[ArrayLike] = None,      # (3H,)
+    b_hh: Optional[ArrayLike] = None,      # (3H,)
+    h0: Optional[ArrayLike] = None,        # (B, H), None = zeros
+    *,
+    lengths: Optional[ArrayLike] = None,   # (B,)
+    reverse: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """-> (y (T, B, H), h_n (B, H)), one direction, int8 products"""
+
+def rnn_forward_int8(
+    x: ArrayLike,                          # (T, B, I) float32
+    w_ih: np.ndarray,                      # (H, I) int8, quantized by rows
+    w_ih_scale: ArrayLike,                 # (H,) float32
+    w_hh: np.ndarray,                      # (H, H) int8
+    w_hh_scale: ArrayLike,                 # (H,)
+    b_ih: Optional[ArrayLike] = None,      # (H,)
+    b_hh: Optional[ArrayLike] = None,      # (H,)
+    h0: Optional[ArrayLike] = None,        # (B, H), None = zeros
+    *,
+    nonlinearity: str = "tanh",
+    lengths: Optional[ArrayLike] = None,   # (B,)
+    reverse: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """-> (y (T, B, H), h_n (B, H)), one direction, int8 products"""
+
 def lstm_backward(
     dy: Optional[ArrayLike],               # (T, B, H_out), None = zeros
     dh_n: Optional[ArrayLike],             # (B, H_out), None = zeros

@@ -29,6 +29,7 @@ from typing import Any, Callable, Optional, Protocol, TypedDict, Union
 import numpy as np
 from numpy.typing import DTypeLike
 
+from . import _core
 from . import functional as F
 from . import quantized_reference, reference
 
@@ -210,6 +211,10 @@ class CellKind:
     # Inference in int8 or bfloat16, its NumPy reference (lstm_ext.quantized_reference):
     #   quantized_reference_forward(x, weights, state0, options, scheme) -> (y, state_n)
     quantized_reference_forward: Callable[..., tuple[np.ndarray, list[np.ndarray]]]
+    # Inference in int8 through the core, one direction (lstm_ext.quantized): quantized {base name:
+    # (q int8, scale float32)} of the weight matrices, floats {base name: array} of the rest:
+    #   forward_int8(x, quantized, floats, state0, options, lengths, reverse) -> (y, state_n)
+    forward_int8: Callable[..., tuple[np.ndarray, list[np.ndarray]]]
     # Keras: the names its layer goes by, which of Keras's gate blocks each of PyTorch's is, and
     # whether the Keras layer has reset_after (then two biases, (2, G * H)).
     keras_names: tuple[str, ...]
@@ -349,6 +354,18 @@ def _lstm_backward(dy: Optional[np.ndarray], dstate_n: _State, x: np.ndarray, w:
                                             options.get("layer_norm", False))
 
 
+def _lstm_forward_int8(x: np.ndarray, quantized: dict[str, tuple[np.ndarray, np.ndarray]],
+                       floats: dict[str, np.ndarray], state0: _State, options: dict[str, Any],
+                       lengths: Optional[np.ndarray], reverse: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+    q_hr, s_hr = quantized.get("weight_hr", (None, None))
+    z_c, z_h = options.get("zoneout", (0.0, 0.0))
+    y, h_n, c_n = _core.lstm_forward_int8(x, *quantized["weight_ih"], *quantized["weight_hh"], floats.get("bias_ih"),
+                                          floats.get("bias_hh"), state0[0], state0[1], w_hr=q_hr, w_hr_scale=s_hr,
+                                          w_ch=floats.get("weight_ch"), zone_c=z_c, zone_h=z_h, lengths=lengths,
+                                          reverse=reverse)
+    return y, [h_n, c_n]
+
+
 def _lstm_masks(rng: np.random.Generator, options: dict[str, Any], T: int, B: int, directions: int, hidden_size: int,
                 dtype: DTypeLike, training: bool) -> _Masks:
     """{keep_h, zone_c, zone_h} of one layer's call (functional's arguments), as options ask:
@@ -392,7 +409,7 @@ LSTM = CellKind(
     options=(PROJ_SIZE, PEEPHOLE, LAYER_NORM, ZONEOUT, RECURRENT_DROPOUT),
     forward=_lstm_forward, backward=_lstm_backward,
     reference_forward=_lstm_reference_forward, reference_backward=_lstm_reference_backward,
-    quantized_reference_forward=quantized_reference.lstm_layer_forward,
+    quantized_reference_forward=quantized_reference.lstm_layer_forward, forward_int8=_lstm_forward_int8,
     keras_names=("lstm",), keras_gates=(0, 1, 2, 3), keras_reset_after=False,
     onnx_gates=(0, 3, 1, 2),  # ONNX i, o, f, c
     onnx_peephole_gates=(0, 2, 1),  # ONNX P: i, o, f
@@ -417,6 +434,14 @@ def _gru_backward(dy: Optional[np.ndarray], dstate_n: _State, x: np.ndarray, w: 
     return g.dx, [g.dh0], _gradients(g, bias, False, layer_norm=options.get("layer_norm", False))
 
 
+def _gru_forward_int8(x: np.ndarray, quantized: dict[str, tuple[np.ndarray, np.ndarray]], floats: dict[str, np.ndarray],
+                      state0: _State, options: dict[str, Any], lengths: Optional[np.ndarray],
+                      reverse: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+    y, h_n = _core.gru_forward_int8(x, *quantized["weight_ih"], *quantized["weight_hh"], floats.get("bias_ih"),
+                                    floats.get("bias_hh"), state0[0], lengths=lengths, reverse=reverse)
+    return y, [h_n]
+
+
 def _gru_reference_forward(x: np.ndarray, w: Mapping[str, np.ndarray], state0: _State, options: dict[str, Any],
                            masks: Optional[_Masks] = None) -> _ReferenceForward:
     if masks:
@@ -436,7 +461,7 @@ GRU = CellKind(
     name="GRU", gates=("r", "z", "n"), state=("h",), options=(LAYER_NORM,),
     forward=_gru_forward, backward=_gru_backward,
     reference_forward=_gru_reference_forward, reference_backward=_gru_reference_backward,
-    quantized_reference_forward=quantized_reference.gru_layer_forward,
+    quantized_reference_forward=quantized_reference.gru_layer_forward, forward_int8=_gru_forward_int8,
     keras_names=("gru",), keras_gates=(1, 0, 2), keras_reset_after=True,  # Keras z, r, h
     onnx_gates=(1, 0, 2),  # ONNX z, r, h
     # PyTorch's GRU applies the reset gate after the recurrent product, ONNX's linear_before_reset.
@@ -462,6 +487,15 @@ def _rnn_backward(dy: Optional[np.ndarray], dstate_n: _State, x: np.ndarray, w: 
     return g.dx, [g.dh0], _gradients(g, bias, False)
 
 
+def _rnn_forward_int8(x: np.ndarray, quantized: dict[str, tuple[np.ndarray, np.ndarray]], floats: dict[str, np.ndarray],
+                      state0: _State, options: dict[str, Any], lengths: Optional[np.ndarray],
+                      reverse: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+    y, h_n = _core.rnn_forward_int8(x, *quantized["weight_ih"], *quantized["weight_hh"], floats.get("bias_ih"),
+                                    floats.get("bias_hh"), state0[0], nonlinearity=options["nonlinearity"],
+                                    lengths=lengths, reverse=reverse)
+    return y, [h_n]
+
+
 def _rnn_reference_forward(x: np.ndarray, w: Mapping[str, np.ndarray], state0: _State, options: dict[str, Any],
                            masks: Optional[_Masks] = None) -> _ReferenceForward:
     if masks:
@@ -481,7 +515,7 @@ RNN = CellKind(
     state=("h",), options=(NONLINEARITY,),
     forward=_rnn_forward, backward=_rnn_backward,
     reference_forward=_rnn_reference_forward, reference_backward=_rnn_reference_backward,
-    quantized_reference_forward=quantized_reference.rnn_layer_forward,
+    quantized_reference_forward=quantized_reference.rnn_layer_forward, forward_int8=_rnn_forward_int8,
     keras_names=("simple_rnn", "simplernn", "rnn"), keras_gates=(0,), keras_reset_after=False,
     onnx_gates=(0,),
     onnx_attributes=lambda options, directions: {"activations": [options["nonlinearity"].capitalize()] * directions},

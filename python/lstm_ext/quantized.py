@@ -1,12 +1,12 @@
-"""Inference in int8: ``quantize_dynamic(layer)`` returns an inference-only copy of an LSTM whose
-weight matrices are int8 (one scale per row) and whose activations are quantized per row at every
-call, as ``torch.ao.quantization.quantize_dynamic`` does for ``nn.LSTM`` (issue 28). The scheme,
-its rounding and its bounds: ``lstm_ext.quantized_reference``, the textbook version the compiled
-path is tested against.
+"""Inference in int8: ``quantize_dynamic(layer)`` returns an inference-only copy of an LSTM, GRU or
+RNN whose weight matrices are int8 (one scale per row) and whose activations are quantized per row
+at every call, as ``torch.ao.quantization.quantize_dynamic`` does for ``nn.LSTM`` (issue 28). The
+scheme, its rounding and its bounds: ``lstm_ext.quantized_reference``, the textbook version the
+compiled path is tested against.
 
-Work in progress: LSTM layers (stacked, bidirectional, projection, peepholes, zoneout's
-expectation, lengths, batch_first, initial states) in int8. Not yet: GRU, RNN, bfloat16, models,
-the stream, save and load, ONNX export.
+Work in progress: layers (stacked, bidirectional, lengths, batch_first, initial states; the LSTM's
+projection, peepholes and zoneout's expectation) in int8. Not yet: bfloat16, models, the stream,
+save and load, ONNX export.
 """
 
 from __future__ import annotations
@@ -16,33 +16,29 @@ from typing import Any, Optional
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import _core, cells
 from ._checks import as_real_array, read_lengths
 from ._typing import LayerState
 from .layers import RNNBase, StateLike
 from .quantized_reference import quantize_weight_rows
 
-__all__ = ["QuantizedLSTM", "quantize_dynamic"]
+__all__ = ["QuantizedLayer", "quantize_dynamic"]
 
 # The weight matrices that are quantized; the rest (biases, peepholes) stays float32.
 _QUANTIZED = ("weight_ih", "weight_hh", "weight_hr")
 
 
-class QuantizedLSTM:
-    """An LSTM's inference in int8, made by :func:`quantize_dynamic`: the same call as the layer's
-    forward (``layer(x, state=None, lengths=None) -> (y, (h_n, c_n))``), in float32."""
+class QuantizedLayer:
+    """A layer's inference in int8, made by :func:`quantize_dynamic`: the same call as the layer's
+    forward (``layer(x, state=None, lengths=None) -> (y, state_n)``), in float32."""
 
     def __init__(self, layer: RNNBase) -> None:
-        if layer.cell is not cells.LSTM:
-            raise ValueError(f"quantize_dynamic: int8 runs LSTM layers for now, got a {layer.cell.name}")
         if layer.options.get("layer_norm"):
             raise ValueError("quantize_dynamic: layer_norm=True has no int8 form (its statistics need the float "
                              "products)")
         self.layer_config = layer.config()
         self.num_layers, self.bidirectional, self.batch_first = layer.num_layers, layer.bidirectional, layer.batch_first
         self.hidden_size, self.output_size, self.input_size = layer.hidden_size, layer.output_size, layer.input_size
-        zoneout = layer.options.get("zoneout", (0.0, 0.0))
-        self.zoneout: tuple[float, float] = (float(zoneout[0]), float(zoneout[1]))
+        self.cell, self.options = layer.cell, layer.options
         self._reference_layer = layer  # its state shapes and checks (its weights are not read again)
         # Per parameter: int8 q and float32 scales for the matrices, float32 arrays for the rest.
         self.quantized: dict[str, tuple[NDArray[np.int8], NDArray[np.float32]]] = {}
@@ -55,7 +51,7 @@ class QuantizedLSTM:
                 self.floats[name] = np.ascontiguousarray(value, np.float32)
 
     def __repr__(self) -> str:
-        return f"QuantizedLSTM(int8, {self._reference_layer!r})"
+        return f"Quantized{self.cell.name}(int8, {self._reference_layer!r})"
 
     def weight_bytes(self) -> int:
         """Bytes of the weights this copy holds (int8 matrices, their scales, float32 vectors)."""
@@ -79,43 +75,40 @@ class QuantizedLSTM:
         if T < 1 or B < 1 or I != self.input_size:
             raise ValueError(f"x: expected shape {legend} with T >= 1, B >= 1 and I = {self.input_size}, "
                              f"got {x_array.shape}")
-        h0, c0 = layer._read_state(state, "state", B, allow_none=False)
+        state0 = layer._read_state(state, "state", B, allow_none=False)  # [h0] or [h0, c0], each or None
         lengths_checked = read_lengths(lengths, T, B)
         D = 2 if self.bidirectional else 1
         layer_input = np.ascontiguousarray(x_tm)
-        h_n: list[np.ndarray] = []
-        c_n: list[np.ndarray] = []
+        state_n: list[list[np.ndarray]] = [[] for _ in state0]  # per part, every layer's and direction's rows
         for k in range(self.num_layers):
             outputs = []
             for direction, suffix in enumerate([f"_l{k}", f"_l{k}_reverse"][:D]):
                 row = k * D + direction
-                q_ih, s_ih = self.quantized["weight_ih" + suffix]
-                q_hh, s_hh = self.quantized["weight_hh" + suffix]
-                q_hr, s_hr = self.quantized.get("weight_hr" + suffix, (None, None))
-                y, h, c = _core.lstm_forward_int8(
-                    layer_input, q_ih, s_ih, q_hh, s_hh, self.floats.get("bias_ih" + suffix),
-                    self.floats.get("bias_hh" + suffix), None if h0 is None else h0[row],
-                    None if c0 is None else c0[row], w_hr=q_hr, w_hr_scale=s_hr,
-                    w_ch=self.floats.get("weight_ch" + suffix), zone_c=self.zoneout[0], zone_h=self.zoneout[1],
-                    lengths=lengths_checked, reverse=direction == 1)
+                # this direction's weights by base name ("_l0" ends no reverse name: "_l0_reverse" does)
+                quantized = {name[:-len(suffix)]: value for name, value in self.quantized.items()
+                             if name.endswith(suffix)}
+                floats = {name[:-len(suffix)]: value for name, value in self.floats.items() if name.endswith(suffix)}
+                y, parts = self.cell.forward_int8(layer_input, quantized, floats,
+                                                  [None if part is None else part[row] for part in state0],
+                                                  self.options, lengths_checked, direction == 1)
                 outputs.append(y)
-                h_n.append(h)
-                c_n.append(c)
+                for rows, part in zip(state_n, parts):
+                    rows.append(part)
             layer_input = outputs[0] if D == 1 else np.concatenate(outputs, axis=2)
         y_out = layer_input.swapaxes(0, 1) if self.batch_first else layer_input
-        return y_out, (np.stack(h_n), np.stack(c_n))
+        return y_out, layer._pack_state([np.stack(rows) for rows in state_n])
 
     def backward(self, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("backward: a quantized layer is for inference only (train the float layer, then "
                            "quantize_dynamic it again)")
 
 
-def quantize_dynamic(layer: RNNBase, dtype: str = "int8") -> QuantizedLSTM:
+def quantize_dynamic(layer: RNNBase, dtype: str = "int8") -> QuantizedLayer:
     """An inference-only copy of `layer` with int8 weights (one scale per row) and int8
     activations quantized per row at every call (PyTorch's name and meaning); the layer is
     untouched."""
     if not isinstance(layer, RNNBase):
-        raise TypeError(f"quantize_dynamic: expected an lstm_ext LSTM, got {type(layer).__name__}")
+        raise TypeError(f"quantize_dynamic: expected an lstm_ext LSTM, GRU or RNN, got {type(layer).__name__}")
     if dtype != "int8":
         raise ValueError(f"dtype: expected 'int8', got {dtype!r}")
-    return QuantizedLSTM(layer)
+    return QuantizedLayer(layer)

@@ -42,9 +42,8 @@ u = 2^-24 is float32's unit roundoff.
 
        LSTM, RNN:  gx = (qmm(x, W_ih) + b_ih) + b_hh
                    a_t = gx_t + qmm(h_{t-1}, W_hh)
-       GRU:        gx_rz = (qmm(x, W_ih)_rz + b_ih_rz) + b_hh_rz,   gx_n = qmm(x, W_ih)_n + b_in
-                   a_rz = gx_rz,t + qmm(h_{t-1}, W_hh)_rz
-                   n = tanh(gx_n,t + r ⊙ (qmm(h_{t-1}, W_hh)_n + b_hn))
+       GRU:        gx = qmm(x, W_ih) + b_ih,   gh_t = qmm(h_{t-1}, W_hh) + b_hh
+                   a_rz = gx_rz,t + gh_rz,t,   n = tanh(gx_n,t + r ⊙ gh_n,t)   (the compiled GRU's order)
 
    The LSTM's variants: a projection h_t = qmm(m_t, W_hr) (m_t = o ⊙ tanh(c_t) quantized per row
    like h); peepholes (float32, not quantized) a_i += p_i ⊙ c_{t-1}, a_f += p_f ⊙ c_{t-1} and, on
@@ -328,16 +327,14 @@ def input_preactivations(x: np.ndarray, input_product: Product, b_ih: np.ndarray
                          gru: bool = False) -> np.ndarray:
     """The input part of the pre-activations, once for all steps: x (T, B, I) -> gx (T, B, G*H)::
 
-        gx = (qmm(x, W_ih) + b_ih) + b_hh      (the GRU: b_hh's n block left out, for r ⊙ (· + b_hn))
+        gx = (qmm(x, W_ih) + b_ih) + b_hh      (the GRU: qmm(x, W_ih) + b_ih; b_hh goes with the
+                                                recurrent product, gru_step)
 
     over the T·B rows at once, in this order.
     """
     T, B, I = x.shape
     gx = input_product(x.reshape(T * B, I)) + b_ih
-    if gru:
-        H = b_hh.shape[0] // 3
-        gx[:, :2 * H] = gx[:, :2 * H] + b_hh[:2 * H]   # r, z: (qmm + b_ih) + b_hh; n: qmm + b_in
-    else:
+    if not gru:
         gx = gx + b_hh
     per_step: np.ndarray = gx.reshape(T, B, -1)
     return per_step
@@ -380,20 +377,20 @@ def lstm_step(gx_t: np.ndarray, h: np.ndarray, c: np.ndarray, recurrent: Product
     return h_new, c_new
 
 
-def gru_step(gx_t: np.ndarray, h: np.ndarray, recurrent: Product, b_hn: np.ndarray) -> np.ndarray:
+def gru_step(gx_t: np.ndarray, h: np.ndarray, recurrent: Product, b_hh: np.ndarray) -> np.ndarray:
     """One GRU step: gx_t (B, 3H) the input part (input_preactivations with gru=True), h (B, H) -> h_t::
 
-        gh = qmm(h_{t-1}, W_hh)                      (blocks gh_r, gh_z, gh_n)
-        r = σ(gx_r + gh_r),   z = σ(gx_z + gh_z),   n = tanh(gx_n + r ⊙ (gh_n + b_hn))
+        gh = qmm(h_{t-1}, W_hh) + b_hh               (blocks gh_r, gh_z, gh_n)
+        r = σ(gx_r + gh_r),   z = σ(gx_z + gh_z),   n = tanh(gx_n + r ⊙ gh_n)
         h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}
 
-    recurrent: the product with W_hh; b_hn (H,) the n block of b_hh.
+    (the compiled GRU's order: b_hh with the recurrent product). recurrent: the product with W_hh.
     """
     gx_r, gx_z, gx_n = np.split(gx_t, 3, axis=1)
-    gh_r, gh_z, gh_n = np.split(recurrent(h), 3, axis=1)
+    gh_r, gh_z, gh_n = np.split(recurrent(h) + b_hh, 3, axis=1)
     r = sigmoid(gx_r + gh_r)
     z = sigmoid(gx_z + gh_z)
-    n = np.tanh(gx_n + r * (gh_n + b_hn))
+    n = np.tanh(gx_n + r * gh_n)
     h_new: np.ndarray = (1.0 - z) * n + z * h
     return h_new
 
@@ -462,11 +459,10 @@ def gru_layer(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: Optional[
     bias_hh = _vector(b_hh, G, dtype)
     gx = input_preactivations(x, make_product(w_ih), _vector(b_ih, G, dtype), bias_hh, gru=True)
     recurrent = make_product(w_hh)
-    b_hn = bias_hh[2 * H:]
     h = _state(h0, (B, H), dtype)
     y = np.zeros((T, B, H), dtype=dtype)
     for t in range(T):
-        h = gru_step(gx[t], h, recurrent, b_hn)
+        h = gru_step(gx[t], h, recurrent, bias_hh)
         y[t] = h
     return y, h
 
