@@ -184,3 +184,25 @@ def test_the_core_refuses_bad_int8_arguments():
         lstm_ext._core.lstm_forward_int8(x, q.astype(np.float32), s, np.zeros((8, 2), np.int8), s)
     with pytest.raises(ValueError, match=r"w_hh_scale: expected shape \(4H,\)"):
         lstm_ext._core.lstm_forward_int8(x, q, s, np.zeros((8, 2), np.int8), s[:3])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_a_sequential_model_quantizes_its_recurrent_layers(dtype):
+    model = lstm_ext.Sequential(lstm_ext.LSTM(4, 16, batch_first=True, seed=1, dtype=dtype),
+                                lstm_ext.GRU(16, 12, batch_first=True, seed=2, dtype=dtype), lstm_ext.LastStep(dtype=dtype),
+                                lstm_ext.Linear(12, 3, seed=3, dtype=dtype))
+    before = model.state_dict()
+    x = np.random.default_rng(5).standard_normal((6, 20, 4))
+    lengths = np.array([20, 3, 11, 20, 7, 1])
+    quantized = quantize_dynamic(model)
+    assert "QuantizedLSTM(int8" in repr(quantized) and "QuantizedGRU(int8" in repr(quantized)
+    y = quantized.predict(x, lengths)
+    assert y.dtype == np.float32 and y.shape == (6, 3)
+    np.testing.assert_allclose(y, model.predict(x, lengths), rtol=0, atol=0.05)  # int8's error, well inside
+    assert all(np.array_equal(before[name], value) for name, value in model.state_dict().items())  # untouched
+    assert np.array_equal(quantized(x[:2], lengths[:2]), y[:2])  # batches do not change a bit
+    for refused in (lambda: quantized.train(), lambda: quantized.fit(x, y), lambda: quantized.backward(y)):
+        with pytest.raises(RuntimeError, match="is for inference only"):
+            refused()
+    with pytest.raises(TypeError, match="model_or_layer: expected an lstm_ext LSTM, GRU, RNN or Sequential, got Linear"):
+        quantize_dynamic(lstm_ext.Linear(2, 2))

@@ -11,17 +11,21 @@ save and load, ONNX export.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from collections.abc import Sequence
+from typing import Any, Optional, Union
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._checks import as_real_array, read_lengths
 from ._typing import LayerState
+from . import training
 from .layers import RNNBase, StateLike
+from .model import Sequential
+from .nn import LastStep
 from .quantized_reference import quantize_weight_rows
 
-__all__ = ["QuantizedLayer", "quantize_dynamic"]
+__all__ = ["QuantizedLayer", "QuantizedSequential", "quantize_dynamic"]
 
 # The weight matrices that are quantized; the rest (biases, peepholes) stays float32.
 _QUANTIZED = ("weight_ih", "weight_hh", "weight_hr")
@@ -103,12 +107,83 @@ class QuantizedLayer:
                            "quantize_dynamic it again)")
 
 
-def quantize_dynamic(layer: RNNBase, dtype: str = "int8") -> QuantizedLayer:
-    """An inference-only copy of `layer` with int8 weights (one scale per row) and int8
-    activations quantized per row at every call (PyTorch's name and meaning); the layer is
-    untouched."""
-    if not isinstance(layer, RNNBase):
-        raise TypeError(f"quantize_dynamic: expected an lstm_ext LSTM, GRU or RNN, got {type(layer).__name__}")
+class QuantizedSequential:
+    """A Sequential's inference with its recurrent layers in int8 (QuantizedLayer), made by
+    :func:`quantize_dynamic`: ``forward(x, lengths=None, states=None)``, ``predict``; the other
+    layers are float32 copies, in inference mode."""
+
+    def __init__(self, model: Sequential) -> None:
+        self.layers: list[Any] = []
+        for layer in model.layers:
+            if isinstance(layer, RNNBase):
+                self.layers.append(QuantizedLayer(layer))
+            else:
+                config = layer.config()
+                copy = type(layer)(**({**config, "dtype": "float32"} if "dtype" in config else config))
+                copy.load_state_dict(layer.state_dict())  # (float64 weights rounded to float32)
+                self.layers.append(copy.eval())
+        self.dtype = np.dtype(np.float32)
+        self.training = False
+        self.states: list[LayerState] = []  # each recurrent layer's final state after the last forward
+
+    def __repr__(self) -> str:
+        inner = ",\n".join(f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
+        return f"QuantizedSequential(int8,\n{inner}\n)"
+
+    def train(self, mode: bool = True) -> QuantizedSequential:
+        if mode:
+            raise RuntimeError("train: a quantized model is for inference only (train the float model, then "
+                               "quantize_dynamic it again)")
+        return self
+
+    def eval(self) -> QuantizedSequential:
+        return self
+
+    def forward(self, x: ArrayLike, lengths: Optional[ArrayLike] = None,
+                states: Optional[Sequence[Optional[LayerState]]] = None) -> np.ndarray:
+        """As Sequential.forward, in inference: x (B, T, features) or tokens -> the output."""
+        recurrent = [layer for layer in self.layers if isinstance(layer, QuantizedLayer)]
+        if states is not None and len(states) != len(recurrent):
+            raise ValueError(f"states: expected one state per recurrent layer ({len(recurrent)}), got {len(states)}")
+        out: Any = x
+        finals: list[LayerState] = []
+        for layer in self.layers:
+            if isinstance(layer, QuantizedLayer):
+                out, state = layer(out, None if states is None else states[len(finals)], lengths=lengths)
+                finals.append(state)
+            elif isinstance(layer, LastStep):
+                out = layer(out, lengths)
+            else:
+                out = layer(out)
+        self.states = finals
+        y: np.ndarray = out
+        return y
+
+    __call__ = forward
+
+    def predict(self, X: ArrayLike, lengths: Optional[ArrayLike] = None, batch_size: int = 256) -> np.ndarray:
+        """As Sequential.predict: the outputs for X, batch by batch."""
+        return training.predict(self, X, lengths, batch_size)  # type: ignore[arg-type]  # (duck-typed model)
+
+    def backward(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("backward: a quantized model is for inference only (train the float model, then "
+                           "quantize_dynamic it again)")
+
+    def fit(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("fit: a quantized model is for inference only (train the float model, then "
+                           "quantize_dynamic it again)")
+
+
+def quantize_dynamic(model_or_layer: Union[RNNBase, Sequential],
+                     dtype: str = "int8") -> Union[QuantizedLayer, QuantizedSequential]:
+    """An inference-only copy of an LSTM, GRU or RNN layer, or of a Sequential model, whose
+    recurrent weight matrices are int8 (one scale per row) and whose activations are quantized per
+    row at every call (PyTorch's name and meaning); the original is untouched."""
     if dtype != "int8":
         raise ValueError(f"dtype: expected 'int8', got {dtype!r}")
-    return QuantizedLayer(layer)
+    if isinstance(model_or_layer, Sequential):
+        return QuantizedSequential(model_or_layer)
+    if not isinstance(model_or_layer, RNNBase):
+        raise TypeError(f"model_or_layer: expected an lstm_ext LSTM, GRU, RNN or Sequential, got "
+                        f"{type(model_or_layer).__name__}")
+    return QuantizedLayer(model_or_layer)
