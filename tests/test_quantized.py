@@ -164,7 +164,7 @@ def test_the_int8_error_is_not_larger_than_torchs(B, H):
 def test_what_int8_cannot_run_is_refused():
     with pytest.raises(ValueError, match="layer_norm=True has no int8 form"):
         quantize_dynamic(lstm_ext.LSTM(3, 4, layer_norm=True))
-    with pytest.raises(ValueError, match="dtype: expected 'int8', got 'int4'"):
+    with pytest.raises(ValueError, match="dtype: expected 'int8' or 'bfloat16', got 'int4'"):
         quantize_dynamic(lstm_ext.LSTM(3, 4), dtype="int4")
     with pytest.raises(RuntimeError, match="a quantized layer is for inference only"):
         quantize_dynamic(lstm_ext.LSTM(3, 4)).backward(np.zeros((1, 1, 4)))
@@ -206,3 +206,35 @@ def test_a_sequential_model_quantizes_its_recurrent_layers(dtype):
             refused()
     with pytest.raises(TypeError, match="model_or_layer: expected an lstm_ext LSTM, GRU, RNN or Sequential, got Linear"):
         quantize_dynamic(lstm_ext.Linear(2, 2))
+
+
+@pytest.mark.parametrize("name", ["plain", "2 layers bidirectional", "projection", "peepholes", "zoneout", "everything"])
+def test_bfloat16_is_the_float_layer_with_its_weights_rounded_bit_for_bit(name):
+    # bf16 weights widened to float32 are exact, and the products run the float kernel's chains of
+    # multiply-adds on them: the float32 layer whose matrices are rounded to bf16, bit for bit.
+    layer = lstm_ext.LSTM(6, 9, seed=1, **CONFIGS[name]).eval()
+    x, state = inputs(layer, 12, 4, seed=2)
+    lengths = np.array([12, 5, 9, 1])
+    quantized = quantize_dynamic(layer, dtype="bfloat16")
+    rounded = lstm_ext.LSTM(6, 9, seed=1, **CONFIGS[name]).eval()
+    rounded.load_state_dict({name: qref.to_bfloat16(value) if name.startswith(("weight_ih", "weight_hh", "weight_hr"))
+                             else value for name, value in layer.state_dict().items()})
+    y, (h_n, c_n) = quantized(x, state, lengths=lengths)
+    y_float, (h_float, c_float) = rounded(x, state, lengths=lengths)
+    assert np.array_equal(y, y_float) and np.array_equal(h_n, h_float) and np.array_equal(c_n, c_float)
+    assert "QuantizedLSTM(bfloat16" in repr(quantized)
+
+
+def test_bfloat16_recurrent_weights_take_half_of_float32():
+    layer = lstm_ext.LSTM(256, 256)
+    recurrent = sum(value.nbytes for name, value in layer.state_dict().items() if name.startswith("weight_hh"))
+    assert sum(bits.nbytes for bits in quantize_dynamic(layer, "bfloat16").bf16.values()) == recurrent // 2
+
+
+def test_bfloat16_refuses_what_it_cannot_run_yet():
+    with pytest.raises(ValueError, match="bfloat16 runs LSTM layers for now, got a GRU"):
+        quantize_dynamic(lstm_ext.GRU(3, 4), dtype="bfloat16")
+    with pytest.raises(TypeError, match=r"w_hh: expected a uint16 array \(4H, H\) of bfloat16 values, got an array of "
+                                        r"float32"):
+        lstm_ext._core.lstm_forward_bf16(np.zeros((1, 1, 3), np.float32), np.zeros((8, 3), np.float32),
+                                         np.zeros((8, 2), np.float32))

@@ -211,6 +211,20 @@ Int8Arg read_int8_matrix(py::handle q_obj, py::handle scale_obj, const std::stri
   return {std::move(q), std::move(scale)};
 }
 
+py::array_t<std::uint16_t, py::array::c_style> read_bf16_matrix(py::handle obj, const std::string& name, Index N,
+                                                                Index K, const std::string& legend) {
+  const py::dtype uint16 = py::dtype::of<std::uint16_t>();
+  if (!py::isinstance<py::array>(obj) || !py::reinterpret_borrow<py::array>(obj).dtype().is(uint16)) {
+    const std::string got = py::isinstance<py::array>(obj)
+                                ? "an array of " + std::string(py::str(py::reinterpret_borrow<py::array>(obj).dtype()))
+                                : std::string(py::str(py::type::of(obj).attr("__name__")));
+    throw py::type_error(name + ": expected a uint16 array " + legend + " of bfloat16 values, got " + got);
+  }
+  auto w = py::array_t<std::uint16_t, py::array::c_style>::ensure(obj);
+  require_shape(w, name, {N, K}, legend);
+  return w;
+}
+
 Int8Weights read_int8_weights(py::handle q_ih, py::handle s_ih, py::handle q_hh, py::handle s_hh, Index gates,
                               const std::string& G, bool projected) {
   const std::string hh_legend = "(" + G + (projected ? ", P)" : ", H)");

@@ -288,6 +288,10 @@ struct Int8Arg {
 };
 Int8Arg read_int8_matrix(py::handle q_obj, py::handle scale_obj, const std::string& name, Index N, Index K,
                          const std::string& legend);
+// bfloat16 weights (lstm_ext.quantize_dynamic(..., "bfloat16")): a uint16 array (N, K) of the upper
+// 16 bits of float32 values (TypeError for any other dtype).
+py::array_t<std::uint16_t, py::array::c_style> read_bf16_matrix(py::handle obj, const std::string& name, Index N,
+                                                                Index K, const std::string& legend);
 // A cell's W_ih (G, I) and W_hh (G, H_out), G = gates · H, the sizes read from them (`G` names G in
 // messages: "4H", "3H", "H"; H_out = P with a projection).
 struct Int8Weights {

@@ -527,9 +527,72 @@ py::tuple lstm_forward_int8(py::handle x_obj, py::handle q_ih_obj, py::handle s_
   return py::make_tuple(y, h_n, c_n);
 }
 
+// Inference with bfloat16 recurrent weights, one direction: W_ih float32 (its bf16 values; the
+// input projection is one large product, bound by the multiply-adds), W_hh and W_hr bf16 (uint16
+// arrays), read by every step's products; everything else float32. The float forward's walk.
+py::tuple lstm_forward_bf16(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_obj, py::handle b_ih_obj,
+                            py::handle b_hh_obj, py::handle h0_obj, py::handle c0_obj, py::handle w_hr_obj,
+                            py::handle w_ch_obj, double zone_c, double zone_h, py::handle lengths_obj, bool reverse) {
+  const auto w_ih = to_array<float>(w_ih_obj, "w_ih");
+  require_ndim(w_ih, "w_ih", 2, "(4H, I)");
+  const Index G = w_ih.shape(0), I = w_ih.shape(1), H = G / 4;
+  if (G < 4 || G % 4 != 0) throw py::value_error("w_ih: expected shape (4H, I), got " + shape_str(w_ih));
+  const bool projected = !w_hr_obj.is_none();
+  const py::array hh = as_real_array(w_hh_obj, "w_hh");
+  require_ndim(hh, "w_hh", 2, projected ? "(4H, P)" : "(4H, H)");
+  const Index H_out = projected ? hh.shape(1) : H, P = projected ? H_out : 0;
+  if (projected && (H_out < 1 || H_out >= H)) {
+    throw py::value_error("w_hh: expected shape (4H, P) with 0 < P < H = " + std::to_string(H) + ", got " +
+                          shape_str(hh));
+  }
+  const auto w_hh = read_bf16_matrix(w_hh_obj, "w_hh", G, H_out, projected ? "(4H, P)" : "(4H, H)");
+  std::optional<py::array_t<std::uint16_t, py::array::c_style>> w_hr;
+  if (projected) w_hr.emplace(read_bf16_matrix(w_hr_obj, "w_hr", P, H, "(P, H)"));
+  const auto x = read_sequence<float>(x_obj, I);
+  LstmDims d{x.shape(0), x.shape(1), I, H, P};
+  const Index B = d.B;
+  const auto b_ih = read_optional<float>(b_ih_obj, "b_ih", {G}, "(4H,)");
+  const auto b_hh = read_optional<float>(b_hh_obj, "b_hh", {G}, "(4H,)");
+  const auto h0 = read_optional<float>(h0_obj, "h0", {B, H_out}, projected ? "(B, P)" : "(B, H)");
+  const auto c0 = read_optional<float>(c0_obj, "c0", {B, H}, "(B, H)");
+  const auto w_ch = read_optional<float>(w_ch_obj, "w_ch", {3, H}, "(3, H)");
+  for (const auto& [z, name] : {std::pair{zone_c, "zone_c"}, std::pair{zone_h, "zone_h"}}) {
+    if (!(z >= 0.0 && z <= 1.0)) {
+      throw py::value_error(std::string(name) + ": expected a zoneout weight in [0, 1], got " + std::to_string(z));
+    }
+  }
+  const auto lengths = read_lengths(lengths_obj, d.T, B);
+  LstmVariants<float> v;
+  v.w_ch = data_or_null(w_ch);
+  v.zone_c_value = static_cast<float>(zone_c);
+  v.zone_h_value = static_cast<float>(zone_h);
+  v.w_hh_bf16 = w_hh.data();
+  v.w_hr_bf16 = w_hr ? w_hr->data() : nullptr;
+  d.zoneout_c = v.zoneout_c();
+  const Kernels<float>& kernel = kernels<float>();
+  require_memory(lstm_forward_call_size<double>(d, false, get_num_threads(), kernel.lanes), sizeof(float),
+                 "lstm_forward_bf16");
+  auto y = new_array<float>({d.T, B, H_out});
+  auto h_n = new_array<float>({B, H_out});
+  auto c_n = new_array<float>({B, H});
+  float *y_data = y.mutable_data(), *h_n_data = h_n.mutable_data(), *c_n_data = c_n.mutable_data();
+  without_gil([&] {
+    kernel.lstm.forward(y_data, h_n_data, c_n_data, nullptr, x.data(), data_or_null(h0), data_or_null(c0), w_ih.data(),
+                        nullptr, data_or_null(b_ih), data_or_null(b_hh), nullptr, v, d,
+                        sequence_options(reverse, lengths));
+  });
+  return py::make_tuple(y, h_n, c_n);
+}
+
 }  // namespace
 
 void bind_lstm(py::module_& m) {
+  m.def("lstm_forward_bf16", &lstm_forward_bf16, py::arg("x"), py::arg("w_ih"), py::arg("w_hh"),
+        py::arg("b_ih") = py::none(), py::arg("b_hh") = py::none(), py::arg("h0") = py::none(),
+        py::arg("c0") = py::none(), py::kw_only(), py::arg("w_hr") = py::none(), py::arg("w_ch") = py::none(),
+        py::arg("zone_c") = 0.0, py::arg("zone_h") = 0.0, py::arg("lengths") = py::none(), py::arg("reverse") = false,
+        "LSTM inference with bfloat16 recurrent weights (uint16 arrays of their bits; w_ih float32), one "
+        "direction: x (T, B, I) float32 -> (y (T, B, H_out), h_n (B, H_out), c_n (B, H)).");
   bind_stream<float>(m, "LstmStream32");
   bind_stream<double>(m, "LstmStream64");
   m.def("lstm_forward", &lstm_forward, py::arg("x"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih") = py::none(),

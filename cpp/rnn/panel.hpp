@@ -19,6 +19,10 @@
 
 #include "rnn/common.hpp"
 
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
 namespace lstm_ext {
 namespace LSTM_EXT_LEVEL {
 
@@ -87,6 +91,49 @@ void pack_columns(Scalar* packed, const Scalar* m, Columns cols, Index K) {
   }
 }
 
+// bfloat16 weights (inference, lstm_ext.quantize_dynamic(..., "bfloat16")): a bf16 value is the upper
+// 16 bits of a float32, so widening one is a shift, exact. pack_rows_bf16 packs bf16 rows in the
+// panels' layout (as pack_rows: packed[(p * K + k) * kPacket<float> + l] = M[p * kPacket + l][k]),
+// and the product kernel widens each packet of weights as it loads it: the multiply-adds are
+// those of the float32 weights the bf16 values stand for, bit for bit.
+inline void pack_rows_bf16(std::uint16_t* packed, const std::uint16_t* m, Index ld, Index rows, Index K) {
+  constexpr Index L = kPacket<float>;
+  for (Index p = 0; p < panel_count<float>(rows); ++p) {
+    const Index lanes = std::min(L, rows - p * L);
+    std::uint16_t* panel = packed + p * K * L;  // (K, L)
+    for (Index k = 0; k < K; ++k) {
+      for (Index l = 0; l < L; ++l) panel[k * L + l] = l < lanes ? m[(p * L + l) * ld + k] : std::uint16_t(0);
+    }
+  }
+}
+
+// A packet of weights from a panel: float's as it is, bf16's widened to float.
+template <typename Scalar, typename Weight>
+inline Packet<Scalar> load_weight_packet(const Weight* w) {
+  if constexpr (std::is_same_v<Weight, Scalar>) {
+    return Eigen::internal::ploadu<Packet<Scalar>>(w);
+  } else {
+    static_assert(std::is_same_v<Scalar, float> && std::is_same_v<Weight, std::uint16_t>, "bf16 weights, float sums");
+#if defined(__AVX512F__) && defined(EIGEN_VECTORIZE_AVX512)
+    const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+#elif defined(__AVX2__) && defined(EIGEN_VECTORIZE_AVX)
+    const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+#elif defined(EIGEN_VECTORIZE_SSE2) && !defined(EIGEN_VECTORIZE_AVX)
+    const __m128i half = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(w));
+    return _mm_castsi128_ps(_mm_unpacklo_epi16(_mm_setzero_si128(), half));  // each value in a float's upper half
+#else
+    alignas(64) float values[kPacket<float>];
+    for (Index l = 0; l < kPacket<float>; ++l) {
+      const std::uint32_t bits = std::uint32_t(w[l]) << 16;
+      std::memcpy(&values[l], &bits, sizeof(float));
+    }
+    return Eigen::internal::ploadu<Packet<float>>(values);
+#endif
+  }
+}
+
 // The input of a product: element (b, k) at data[b * row_stride + k * col_stride]. A row-major
 // (B, ld) matrix is {data, ld, 1}; the transpose of a row-major (K, ld) matrix is {data, 1, ld}.
 template <typename Scalar>
@@ -152,9 +199,9 @@ constexpr int panels_for_rows(int nb) {
 // One function with nothing else in it, not inlined, so that the compiler keeps the NP * NB
 // sums in registers from the first multiply-add to the store (passing them between functions
 // went through memory: measured 10 % of an inference at K = 64).
-template <typename Scalar, int NP, int NB>
+template <typename Scalar, int NP, int NB, typename Weight = Scalar>
 EIGEN_DONT_INLINE void tile(Scalar* out, Index ld_out, Index cols, const Scalar* in, Index in_row_stride,
-                            Index in_col_stride, const Scalar* panels, Index panel_stride, Index k0, Index k1) {
+                            Index in_col_stride, const Weight* panels, Index panel_stride, Index k0, Index k1) {
   using P = Packet<Scalar>;
   using namespace Eigen::internal;
   constexpr Index L = kPacket<Scalar>;
@@ -169,7 +216,7 @@ EIGEN_DONT_INLINE void tile(Scalar* out, Index ld_out, Index cols, const Scalar*
   const Scalar* x = in + k0 * in_col_stride;
   for (Index k = k0; k < k1; ++k, x += in_col_stride) {
     P w[NP];
-    for (int p = 0; p < NP; ++p) w[p] = ploadu<P>(panels + p * panel_stride + k * L);
+    for (int p = 0; p < NP; ++p) w[p] = load_weight_packet<Scalar>(panels + p * panel_stride + k * L);
     for (int b = 0; b < NB; ++b) {
       const P x_b = pset1<P>(x[b * in_row_stride]);
       for (int p = 0; p < NP; ++p) sums[p][b] = pmadd(w[p], x_b, sums[p][b]);
@@ -199,22 +246,22 @@ constexpr bool tiles_fit_groups() {
 static_assert(tiles_fit_groups(), "every tile shape divides the panel group");
 
 // One tile of NB rows (1..kMaxTileRows) and np <= NP panels.
-template <typename Scalar, int NB, int NP = panels_for_rows(NB)>
-inline void tile_rows(int np, Scalar* out, Index ld_out, Index cols, ProductInput<Scalar> in, const Scalar* panels,
+template <typename Scalar, typename Weight, int NB, int NP = panels_for_rows(NB)>
+inline void tile_rows(int np, Scalar* out, Index ld_out, Index cols, ProductInput<Scalar> in, const Weight* panels,
                       Index panel_stride, Index k0, Index k1) {
   if constexpr (NP > 1) {
-    if (np < NP) return tile_rows<Scalar, NB, NP - 1>(np, out, ld_out, cols, in, panels, panel_stride, k0, k1);
+    if (np < NP) return tile_rows<Scalar, Weight, NB, NP - 1>(np, out, ld_out, cols, in, panels, panel_stride, k0, k1);
   }
-  tile<Scalar, NP, NB>(out, ld_out, cols, in.data, in.row_stride, in.col_stride, panels, panel_stride, k0, k1);
+  tile<Scalar, NP, NB, Weight>(out, ld_out, cols, in.data, in.row_stride, in.col_stride, panels, panel_stride, k0, k1);
 }
 // The tile of nb rows (1 <= nb <= kMaxTileRows): the shape chosen at compile time for each height.
-template <typename Scalar, int NB = kMaxTileRows>
+template <typename Scalar, typename Weight, int NB = kMaxTileRows>
 inline void tile_of(int np, int nb, Scalar* out, Index ld_out, Index cols, ProductInput<Scalar> in,
-                    const Scalar* panels, Index panel_stride, Index k0, Index k1) {
+                    const Weight* panels, Index panel_stride, Index k0, Index k1) {
   if constexpr (NB > 1) {
-    if (nb < NB) return tile_of<Scalar, NB - 1>(np, nb, out, ld_out, cols, in, panels, panel_stride, k0, k1);
+    if (nb < NB) return tile_of<Scalar, Weight, NB - 1>(np, nb, out, ld_out, cols, in, panels, panel_stride, k0, k1);
   }
-  tile_rows<Scalar, NB>(np, out, ld_out, cols, in, panels, panel_stride, k0, k1);
+  tile_rows<Scalar, Weight, NB>(np, out, ld_out, cols, in, panels, panel_stride, k0, k1);
 }
 
 }  // namespace panel_detail
@@ -231,8 +278,9 @@ inline void tile_of(int np, int nb, Scalar* out, Index ld_out, Index cols, Produ
 // the hardware prefetcher streams a group's weights from L2 or L3 well enough. Measured against
 // blocks of 256 on the products of the benchmark's sizes (one core, median of 15 interleaved
 // rounds): 3-9 % faster at K = 400-512 and 8-18 % at K = 1024-2048.
-template <typename Scalar>
-void panel_product(Scalar* out, Index ld_out, Index cols, ProductInput<Scalar> in, const Scalar* packed,
+// (Weight: the packed weights' type, Scalar's, or bf16 for Scalar = float: pack_rows_bf16.)
+template <typename Scalar, typename Weight = Scalar>
+void panel_product(Scalar* out, Index ld_out, Index cols, ProductInput<Scalar> in, const Weight* packed,
                    Index panels, Index K, Index B) {
   using panel_detail::kPanelGroup;
   constexpr Index L = kPacket<Scalar>, kDepthBlock = 2048;
@@ -249,8 +297,8 @@ void panel_product(Scalar* out, Index ld_out, Index cols, ProductInput<Scalar> i
         const ProductInput<Scalar> rows{in.data + b0 * in.row_stride, in.row_stride, in.col_stride};
         for (Index p = group; p < group_end; p += step) {
           const int np = static_cast<int>(std::min<Index>(step, group_end - p));
-          panel_detail::tile_of<Scalar>(np, nb, out + b0 * ld_out + p * L, ld_out, cols - p * L, rows,
-                                        packed + p * panel_stride, panel_stride, k0, k1);
+          panel_detail::tile_of<Scalar, Weight>(np, nb, out + b0 * ld_out + p * L, ld_out, cols - p * L, rows,
+                                                packed + p * panel_stride, panel_stride, k0, k1);
         }
       }
     }

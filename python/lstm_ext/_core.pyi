@@ -67,6 +67,24 @@ def lstm_forward_int8(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """-> (y (T, B, H_out), h_n (B, H_out), c_n (B, H)), one direction, int8 products"""
 
+def lstm_forward_bf16(
+    x: ArrayLike,                          # (T, B, I) float32
+    w_ih: ArrayLike,                       # (4H, I) float32 (its bfloat16 values)
+    w_hh: np.ndarray,                      # (4H, H_out) uint16: bfloat16 bits
+    b_ih: Optional[ArrayLike] = None,      # (4H,)
+    b_hh: Optional[ArrayLike] = None,      # (4H,)
+    h0: Optional[ArrayLike] = None,        # (B, H_out), None = zeros
+    c0: Optional[ArrayLike] = None,        # (B, H), None = zeros
+    *,
+    w_hr: Optional[np.ndarray] = None,     # (P, H) uint16: bfloat16 bits of the projection
+    w_ch: Optional[ArrayLike] = None,      # (3, H): peephole weights (float32)
+    zone_c: float = 0.0,                   # zoneout's expectation for c and h
+    zone_h: float = 0.0,
+    lengths: Optional[ArrayLike] = None,   # (B,)
+    reverse: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> (y (T, B, H_out), h_n (B, H_out), c_n (B, H)), one direction, bfloat16 recurrent weights"""
+
 def gru_forward_int8(
     x: ArrayLike,                          # (T, B, I) float32
     w_ih: np.ndarray,                      # (3H, I) int8, quantized by rows

@@ -230,6 +230,10 @@ class CellKind:
     #   draw_masks(rng, options, T, B, directions, hidden_size, dtype, training) -> {name: array or number}
     draw_masks: Callable[[np.random.Generator, dict[str, Any], int, int, int, int, DTypeLike, bool], _Masks] = field(
         default=lambda *args: {})
+    # Inference with bfloat16 recurrent weights (lstm_ext.quantized), one direction, or None where the
+    # core has none yet: bf16 {base name: uint16 bits} of W_hh (and W_hr), floats the rest (W_ih
+    # float32 with its bf16 values):  forward_bf16(x, bf16, floats, state0, options, lengths, reverse)
+    forward_bf16: Optional[Callable[..., tuple[np.ndarray, list[np.ndarray]]]] = None
 
     @property
     def num_gates(self) -> int:
@@ -366,6 +370,17 @@ def _lstm_forward_int8(x: np.ndarray, quantized: dict[str, tuple[np.ndarray, np.
     return y, [h_n, c_n]
 
 
+def _lstm_forward_bf16(x: np.ndarray, bf16: dict[str, np.ndarray], floats: dict[str, np.ndarray], state0: _State,
+                       options: dict[str, Any], lengths: Optional[np.ndarray],
+                       reverse: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+    z_c, z_h = options.get("zoneout", (0.0, 0.0))
+    y, h_n, c_n = _core.lstm_forward_bf16(x, floats["weight_ih"], bf16["weight_hh"], floats.get("bias_ih"),
+                                          floats.get("bias_hh"), state0[0], state0[1], w_hr=bf16.get("weight_hr"),
+                                          w_ch=floats.get("weight_ch"), zone_c=z_c, zone_h=z_h, lengths=lengths,
+                                          reverse=reverse)
+    return y, [h_n, c_n]
+
+
 def _lstm_masks(rng: np.random.Generator, options: dict[str, Any], T: int, B: int, directions: int, hidden_size: int,
                 dtype: DTypeLike, training: bool) -> _Masks:
     """{keep_h, zone_c, zone_h} of one layer's call (functional's arguments), as options ask:
@@ -410,6 +425,7 @@ LSTM = CellKind(
     forward=_lstm_forward, backward=_lstm_backward,
     reference_forward=_lstm_reference_forward, reference_backward=_lstm_reference_backward,
     quantized_reference_forward=quantized_reference.lstm_layer_forward, forward_int8=_lstm_forward_int8,
+    forward_bf16=_lstm_forward_bf16,
     keras_names=("lstm",), keras_gates=(0, 1, 2, 3), keras_reset_after=False,
     onnx_gates=(0, 3, 1, 2),  # ONNX i, o, f, c
     onnx_peephole_gates=(0, 2, 1),  # ONNX P: i, o, f

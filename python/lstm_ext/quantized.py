@@ -23,7 +23,7 @@ from . import training
 from .layers import RNNBase, StateLike
 from .model import Sequential
 from .nn import LastStep
-from .quantized_reference import quantize_weight_rows
+from .quantized_reference import quantize_weight_rows, to_bfloat16
 
 __all__ = ["QuantizedLayer", "QuantizedSequential", "quantize_dynamic"]
 
@@ -31,36 +31,54 @@ __all__ = ["QuantizedLayer", "QuantizedSequential", "quantize_dynamic"]
 _QUANTIZED = ("weight_ih", "weight_hh", "weight_hr")
 
 
-class QuantizedLayer:
-    """A layer's inference in int8, made by :func:`quantize_dynamic`: the same call as the layer's
-    forward (``layer(x, state=None, lengths=None) -> (y, state_n)``), in float32."""
+def _bfloat16_bits(w: np.ndarray) -> NDArray[np.uint16]:
+    """The bfloat16 bits (uint16) of w rounded to bfloat16 (quantized_reference.to_bfloat16)."""
+    rounded = to_bfloat16(np.asarray(w, np.float32))
+    bits: NDArray[np.uint16] = (np.ascontiguousarray(rounded).view(np.uint32) >> 16).astype(np.uint16)
+    return bits
 
-    def __init__(self, layer: RNNBase) -> None:
+
+class QuantizedLayer:
+    """A layer's inference in int8 or with bfloat16 weights, made by :func:`quantize_dynamic`: the
+    same call as the layer's forward (``layer(x, state=None, lengths=None) -> (y, state_n)``), in
+    float32."""
+
+    def __init__(self, layer: RNNBase, dtype: str = "int8") -> None:
         if layer.options.get("layer_norm"):
-            raise ValueError("quantize_dynamic: layer_norm=True has no int8 form (its statistics need the float "
+            raise ValueError(f"quantize_dynamic: layer_norm=True has no {dtype} form (its statistics need the float "
                              "products)")
+        if dtype == "bfloat16" and layer.cell.forward_bf16 is None:
+            raise ValueError(f"quantize_dynamic: bfloat16 runs LSTM layers for now, got a {layer.cell.name}")
+        self.dtype_name = dtype
         self.layer_config = layer.config()
         self.num_layers, self.bidirectional, self.batch_first = layer.num_layers, layer.bidirectional, layer.batch_first
         self.hidden_size, self.output_size, self.input_size = layer.hidden_size, layer.output_size, layer.input_size
         self.cell, self.options = layer.cell, layer.options
         self._reference_layer = layer  # its state shapes and checks (its weights are not read again)
-        # Per parameter: int8 q and float32 scales for the matrices, float32 arrays for the rest.
+        # Per parameter: int8 q and float32 scales for the matrices (bfloat16: the bits of W_hh and
+        # W_hr, and W_ih as float32 of its bfloat16 values), float32 arrays for the rest.
         self.quantized: dict[str, tuple[NDArray[np.int8], NDArray[np.float32]]] = {}
+        self.bf16: dict[str, NDArray[np.uint16]] = {}
         self.floats: dict[str, NDArray[np.float32]] = {}
         for name, value in layer.state_dict().items():
             base = name.split("_l")[0]
-            if base in _QUANTIZED:
+            if dtype == "int8" and base in _QUANTIZED:
                 self.quantized[name] = quantize_weight_rows(np.asarray(value, np.float64))
+            elif dtype == "bfloat16" and base in ("weight_hh", "weight_hr"):
+                self.bf16[name] = _bfloat16_bits(value)
+            elif dtype == "bfloat16" and base == "weight_ih":
+                self.floats[name] = to_bfloat16(np.asarray(value, np.float32))
             else:
                 self.floats[name] = np.ascontiguousarray(value, np.float32)
 
     def __repr__(self) -> str:
-        return f"Quantized{self.cell.name}(int8, {self._reference_layer!r})"
+        return f"Quantized{self.cell.name}({self.dtype_name}, {self._reference_layer!r})"
 
     def weight_bytes(self) -> int:
-        """Bytes of the weights this copy holds (int8 matrices, their scales, float32 vectors)."""
+        """Bytes of the weights this copy holds (int8 matrices and their scales, or bf16 matrices, and
+        float32 arrays)."""
         return int(sum(q.nbytes + s.nbytes for q, s in self.quantized.values())
-                   + sum(v.nbytes for v in self.floats.values()))
+                   + sum(v.nbytes for v in self.bf16.values()) + sum(v.nbytes for v in self.floats.values()))
 
     def __call__(self, x: ArrayLike, state: StateLike = None,
                  lengths: Optional[ArrayLike] = None) -> tuple[np.ndarray, LayerState]:
@@ -89,15 +107,21 @@ class QuantizedLayer:
             for direction, suffix in enumerate([f"_l{k}", f"_l{k}_reverse"][:D]):
                 row = k * D + direction
                 # this direction's weights by base name ("_l0" ends no reverse name: "_l0_reverse" does)
-                quantized = {name[:-len(suffix)]: value for name, value in self.quantized.items()
-                             if name.endswith(suffix)}
                 floats = {name[:-len(suffix)]: value for name, value in self.floats.items() if name.endswith(suffix)}
-                y, parts = self.cell.forward_int8(layer_input, quantized, floats,
-                                                  [None if part is None else part[row] for part in state0],
-                                                  self.options, lengths_checked, direction == 1)
+                rows = [None if part is None else part[row] for part in state0]
+                if self.dtype_name == "int8":
+                    quantized = {name[:-len(suffix)]: value for name, value in self.quantized.items()
+                                 if name.endswith(suffix)}
+                    y, parts = self.cell.forward_int8(layer_input, quantized, floats, rows, self.options,
+                                                      lengths_checked, direction == 1)
+                else:
+                    assert self.cell.forward_bf16 is not None  # (checked when built)
+                    bf16 = {name[:-len(suffix)]: value for name, value in self.bf16.items() if name.endswith(suffix)}
+                    y, parts = self.cell.forward_bf16(layer_input, bf16, floats, rows, self.options, lengths_checked,
+                                                      direction == 1)
                 outputs.append(y)
-                for rows, part in zip(state_n, parts):
-                    rows.append(part)
+                for final_rows, part in zip(state_n, parts):
+                    final_rows.append(part)
             layer_input = outputs[0] if D == 1 else np.concatenate(outputs, axis=2)
         y_out = layer_input.swapaxes(0, 1) if self.batch_first else layer_input
         return y_out, layer._pack_state([np.stack(rows) for rows in state_n])
@@ -112,11 +136,11 @@ class QuantizedSequential:
     :func:`quantize_dynamic`: ``forward(x, lengths=None, states=None)``, ``predict``; the other
     layers are float32 copies, in inference mode."""
 
-    def __init__(self, model: Sequential) -> None:
+    def __init__(self, model: Sequential, dtype: str = "int8") -> None:
         self.layers: list[Any] = []
         for layer in model.layers:
             if isinstance(layer, RNNBase):
-                self.layers.append(QuantizedLayer(layer))
+                self.layers.append(QuantizedLayer(layer, dtype))
             else:
                 config = layer.config()
                 copy = type(layer)(**({**config, "dtype": "float32"} if "dtype" in config else config))
@@ -128,7 +152,7 @@ class QuantizedSequential:
 
     def __repr__(self) -> str:
         inner = ",\n".join(f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
-        return f"QuantizedSequential(int8,\n{inner}\n)"
+        return f"QuantizedSequential(\n{inner}\n)"
 
     def train(self, mode: bool = True) -> QuantizedSequential:
         if mode:
@@ -179,11 +203,11 @@ def quantize_dynamic(model_or_layer: Union[RNNBase, Sequential],
     """An inference-only copy of an LSTM, GRU or RNN layer, or of a Sequential model, whose
     recurrent weight matrices are int8 (one scale per row) and whose activations are quantized per
     row at every call (PyTorch's name and meaning); the original is untouched."""
-    if dtype != "int8":
-        raise ValueError(f"dtype: expected 'int8', got {dtype!r}")
+    if dtype not in ("int8", "bfloat16"):
+        raise ValueError(f"dtype: expected 'int8' or 'bfloat16', got {dtype!r}")
     if isinstance(model_or_layer, Sequential):
-        return QuantizedSequential(model_or_layer)
+        return QuantizedSequential(model_or_layer, dtype)
     if not isinstance(model_or_layer, RNNBase):
         raise TypeError(f"model_or_layer: expected an lstm_ext LSTM, GRU, RNN or Sequential, got "
                         f"{type(model_or_layer).__name__}")
-    return QuantizedLayer(model_or_layer)
+    return QuantizedLayer(model_or_layer, dtype)
