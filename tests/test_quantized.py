@@ -208,13 +208,14 @@ def test_a_sequential_model_quantizes_its_recurrent_layers(dtype):
         quantize_dynamic(lstm_ext.Linear(2, 2))
 
 
+@pytest.mark.parametrize("B", [1, 4], ids=["B=1: the products read bf16", "B=4: widened once per call"])
 @pytest.mark.parametrize("name", ["plain", "2 layers bidirectional", "projection", "peepholes", "zoneout", "everything"])
-def test_bfloat16_is_the_float_layer_with_its_weights_rounded_bit_for_bit(name):
+def test_bfloat16_is_the_float_layer_with_its_weights_rounded_bit_for_bit(name, B):
     # bf16 weights widened to float32 are exact, and the products run the float kernel's chains of
     # multiply-adds on them: the float32 layer whose matrices are rounded to bf16, bit for bit.
     layer = lstm_ext.LSTM(6, 9, seed=1, **CONFIGS[name]).eval()
-    x, state = inputs(layer, 12, 4, seed=2)
-    lengths = np.array([12, 5, 9, 1])
+    x, state = inputs(layer, 12, B, seed=2)
+    lengths = np.array([12, 5, 9, 1])[:B]
     quantized = quantize_dynamic(layer, dtype="bfloat16")
     rounded = lstm_ext.LSTM(6, 9, seed=1, **CONFIGS[name]).eval()
     rounded.load_state_dict({name: qref.to_bfloat16(value) if name.startswith(("weight_ih", "weight_hh", "weight_hr"))
@@ -226,7 +227,7 @@ def test_bfloat16_is_the_float_layer_with_its_weights_rounded_bit_for_bit(name):
 
 
 def test_bfloat16_recurrent_weights_take_half_of_float32():
-    layer = lstm_ext.LSTM(256, 256)
+    layer = lstm_ext.LSTM(256, 256)  # (256 rows per gate block: whole panels at every level)
     recurrent = sum(value.nbytes for name, value in layer.state_dict().items() if name.startswith("weight_hh"))
     assert sum(bits.nbytes for bits in quantize_dynamic(layer, "bfloat16").bf16.values()) == recurrent // 2
 
@@ -234,7 +235,12 @@ def test_bfloat16_recurrent_weights_take_half_of_float32():
 def test_bfloat16_refuses_what_it_cannot_run_yet():
     with pytest.raises(ValueError, match="bfloat16 runs LSTM layers for now, got a GRU"):
         quantize_dynamic(lstm_ext.GRU(3, 4), dtype="bfloat16")
-    with pytest.raises(TypeError, match=r"w_hh: expected a uint16 array \(4H, H\) of bfloat16 values, got an array of "
-                                        r"float32"):
+    with pytest.raises(TypeError, match=r"w_hh: expected bf16 weights packed by pack_bf16"):
         lstm_ext._core.lstm_forward_bf16(np.zeros((1, 1, 3), np.float32), np.zeros((8, 3), np.float32),
                                          np.zeros((8, 2), np.float32))
+    lanes = lstm_ext._core.pack_bf16(np.zeros((4, 2), np.uint16), 4).shape[-1]
+    other_level = np.zeros((4, 1, 2, 2 * lanes), np.uint16)  # packed with other lanes: refused by its shape
+    with pytest.raises(ValueError, match=r"w_hh: expected shape \(4, ceil\(H / lanes\), 2, lanes = \d+\)"):
+        lstm_ext._core.lstm_forward_bf16(np.zeros((1, 1, 3), np.float32), np.zeros((8, 3), np.float32), other_level)
+    with pytest.raises(TypeError, match=r"w: expected a uint16 array"):
+        lstm_ext._core.pack_bf16(np.zeros((4, 2), np.float32), 4)

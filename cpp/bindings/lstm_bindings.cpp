@@ -527,27 +527,66 @@ py::tuple lstm_forward_int8(py::handle x_obj, py::handle q_ih_obj, py::handle s_
   return py::make_tuple(y, h_n, c_n);
 }
 
+// bfloat16 weights packed once for the recurrent products of this process's kernel level
+// (DenseKernels::pack_bf16): w (blocks · rows, K) bf16 bits -> (blocks, panels, K, lanes), panels =
+// ceil(rows / lanes). The lanes are the level's: an array packed for another level is refused by
+// its shape.
+py::array pack_bf16(py::handle w_obj, Index blocks) {
+  const py::array w_any = as_real_array(w_obj, "w");
+  require_ndim(w_any, "w", 2, "(blocks * rows, K)");
+  if (blocks < 1 || w_any.shape(0) % blocks != 0) {
+    throw py::value_error("w: expected a number of rows that is a multiple of blocks = " + std::to_string(blocks) +
+                          ", got shape " + shape_str(w_any));
+  }
+  const Index rows = w_any.shape(0) / blocks, K = w_any.shape(1);
+  const auto w = read_bf16_matrix(w_obj, "w", blocks * rows, K, "(blocks * rows, K)");
+  const Kernels<float>& kernel = kernels<float>();
+  const Index lanes = kernel.lanes, panels = (rows + lanes - 1) / lanes;
+  require_memory(double(blocks) * panels * K * lanes / 2, sizeof(float), "pack_bf16");
+  auto packed = new_array<std::uint16_t>({blocks, panels, K, lanes});
+  std::uint16_t* packed_data = packed.mutable_data();
+  without_gil([&] { kernel.dense.pack_bf16(packed_data, w.data(), blocks, rows, K); });
+  return std::move(packed);
+}
+
 // Inference with bfloat16 recurrent weights, one direction: W_ih float32 (its bf16 values; the
-// input projection is one large product, bound by the multiply-adds), W_hh and W_hr bf16 (uint16
-// arrays), read by every step's products; everything else float32. The float forward's walk.
+// input projection is one large product, bound by the multiply-adds), W_hh and W_hr bf16 packed by
+// pack_bf16 (W_hh in 4 gate blocks), read by every step's products; everything else float32. The
+// float forward's walk.
 py::tuple lstm_forward_bf16(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_obj, py::handle b_ih_obj,
-                            py::handle b_hh_obj, py::handle h0_obj, py::handle c0_obj, py::handle w_hr_obj,
-                            py::handle w_ch_obj, double zone_c, double zone_h, py::handle lengths_obj, bool reverse) {
+                            py::handle b_hh_obj, py::handle h0_obj, py::handle c0_obj, Index proj_size,
+                            py::handle w_hr_obj, py::handle w_ch_obj, double zone_c, double zone_h,
+                            py::handle lengths_obj, bool reverse) {
   const auto w_ih = to_array<float>(w_ih_obj, "w_ih");
   require_ndim(w_ih, "w_ih", 2, "(4H, I)");
   const Index G = w_ih.shape(0), I = w_ih.shape(1), H = G / 4;
   if (G < 4 || G % 4 != 0) throw py::value_error("w_ih: expected shape (4H, I), got " + shape_str(w_ih));
-  const bool projected = !w_hr_obj.is_none();
-  const py::array hh = as_real_array(w_hh_obj, "w_hh");
-  require_ndim(hh, "w_hh", 2, projected ? "(4H, P)" : "(4H, H)");
-  const Index H_out = projected ? hh.shape(1) : H, P = projected ? H_out : 0;
-  if (projected && (H_out < 1 || H_out >= H)) {
-    throw py::value_error("w_hh: expected shape (4H, P) with 0 < P < H = " + std::to_string(H) + ", got " +
-                          shape_str(hh));
+  const bool projected = proj_size > 0;
+  if (proj_size < 0 || proj_size >= H) {
+    throw py::value_error("proj_size: expected 0 (none) or 0 < P < H = " + std::to_string(H) + ", got " +
+                          std::to_string(proj_size));
   }
-  const auto w_hh = read_bf16_matrix(w_hh_obj, "w_hh", G, H_out, projected ? "(4H, P)" : "(4H, H)");
+  if (projected == w_hr_obj.is_none()) throw py::value_error("w_hr: expected packed W_hr exactly when proj_size > 0");
+  const Index H_out = projected ? proj_size : H, P = proj_size;
+  const Kernels<float>& kernel = kernels<float>();
+  const Index lanes = kernel.lanes, lanes_legend = lanes;
+  auto packed_legend = [&](Index blocks, Index rows, Index K, const std::string& legend) {
+    return "(" + std::to_string(blocks) + ", ceil(" + legend + " / lanes), " + std::to_string(K) + ", lanes = " +
+           std::to_string(lanes_legend) + ") from pack_bf16 in this process";
+  };
+  auto read_packed = [&](py::handle obj, const std::string& name, Index blocks, Index rows, Index K,
+                         const std::string& legend) {
+    const py::dtype uint16 = py::dtype::of<std::uint16_t>();
+    if (!py::isinstance<py::array>(obj) || !py::reinterpret_borrow<py::array>(obj).dtype().is(uint16)) {
+      throw py::type_error(name + ": expected bf16 weights packed by pack_bf16 (a uint16 array)");
+    }
+    auto a = py::array_t<std::uint16_t, py::array::c_style>::ensure(obj);
+    require_shape(a, name, {blocks, (rows + lanes - 1) / lanes, K, lanes}, packed_legend(blocks, rows, K, legend));
+    return a;
+  };
+  const auto w_hh = read_packed(w_hh_obj, "w_hh", 4, H, H_out, "H");
   std::optional<py::array_t<std::uint16_t, py::array::c_style>> w_hr;
-  if (projected) w_hr.emplace(read_bf16_matrix(w_hr_obj, "w_hr", P, H, "(P, H)"));
+  if (projected) w_hr.emplace(read_packed(w_hr_obj, "w_hr", 1, P, H, "P"));
   const auto x = read_sequence<float>(x_obj, I);
   LstmDims d{x.shape(0), x.shape(1), I, H, P};
   const Index B = d.B;
@@ -566,10 +605,9 @@ py::tuple lstm_forward_bf16(py::handle x_obj, py::handle w_ih_obj, py::handle w_
   v.w_ch = data_or_null(w_ch);
   v.zone_c_value = static_cast<float>(zone_c);
   v.zone_h_value = static_cast<float>(zone_h);
-  v.w_hh_bf16 = w_hh.data();
-  v.w_hr_bf16 = w_hr ? w_hr->data() : nullptr;
+  v.packed_hh_bf16 = w_hh.data();
+  v.packed_hr_bf16 = w_hr ? w_hr->data() : nullptr;
   d.zoneout_c = v.zoneout_c();
-  const Kernels<float>& kernel = kernels<float>();
   require_memory(lstm_forward_call_size<double>(d, false, get_num_threads(), kernel.lanes), sizeof(float),
                  "lstm_forward_bf16");
   auto y = new_array<float>({d.T, B, H_out});
@@ -587,12 +625,16 @@ py::tuple lstm_forward_bf16(py::handle x_obj, py::handle w_ih_obj, py::handle w_
 }  // namespace
 
 void bind_lstm(py::module_& m) {
+  m.def("pack_bf16", &pack_bf16, py::arg("w"), py::arg("blocks") = 1,
+        "bfloat16 weights (uint16 bits, (blocks * rows, K)) packed for this process's recurrent products: "
+        "(blocks, panels, K, lanes).");
   m.def("lstm_forward_bf16", &lstm_forward_bf16, py::arg("x"), py::arg("w_ih"), py::arg("w_hh"),
         py::arg("b_ih") = py::none(), py::arg("b_hh") = py::none(), py::arg("h0") = py::none(),
-        py::arg("c0") = py::none(), py::kw_only(), py::arg("w_hr") = py::none(), py::arg("w_ch") = py::none(),
-        py::arg("zone_c") = 0.0, py::arg("zone_h") = 0.0, py::arg("lengths") = py::none(), py::arg("reverse") = false,
-        "LSTM inference with bfloat16 recurrent weights (uint16 arrays of their bits; w_ih float32), one "
-        "direction: x (T, B, I) float32 -> (y (T, B, H_out), h_n (B, H_out), c_n (B, H)).");
+        py::arg("c0") = py::none(), py::kw_only(), py::arg("proj_size") = 0, py::arg("w_hr") = py::none(),
+        py::arg("w_ch") = py::none(), py::arg("zone_c") = 0.0, py::arg("zone_h") = 0.0, py::arg("lengths") = py::none(),
+        py::arg("reverse") = false,
+        "LSTM inference with bfloat16 recurrent weights (W_hh in 4 blocks and W_hr packed by pack_bf16; w_ih "
+        "float32), one direction: x (T, B, I) float32 -> (y (T, B, H_out), h_n (B, H_out), c_n (B, H)).");
   bind_stream<float>(m, "LstmStream32");
   bind_stream<double>(m, "LstmStream64");
   m.def("lstm_forward", &lstm_forward, py::arg("x"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih") = py::none(),

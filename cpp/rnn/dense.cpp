@@ -107,12 +107,22 @@ void elementwise(Scalar* y, const Scalar* x, Index n, Elementwise f) {
   }
 }
 
+// bf16 weights packed once for the recurrent products, block by block (dense.hpp).
+void pack_bf16_blocks(std::uint16_t* packed, const std::uint16_t* m, Index blocks, Index rows, Index K) {
+  const Index block_size = panel_count<float>(rows) * K * kPacket<float>;
+  for (Index q = 0; q < blocks; ++q) pack_rows_bf16(packed + q * block_size, m + q * rows * K, K, rows, K);
+}
+
 }  // namespace
 
 // This level's dense kernels, for its table (level.cpp).
 template <typename Scalar>
 DenseKernels<Scalar> dense_kernels() {
-  return {&linear_forward<Scalar>, &linear_backward<Scalar>, &elementwise<Scalar>};
+  if constexpr (std::is_same_v<Scalar, float>) {
+    return {&linear_forward<Scalar>, &linear_backward<Scalar>, &elementwise<Scalar>, &pack_bf16_blocks};
+  } else {
+    return {&linear_forward<Scalar>, &linear_backward<Scalar>, &elementwise<Scalar>, nullptr};
+  }
 }
 template DenseKernels<float> dense_kernels<float>();
 template DenseKernels<double> dense_kernels<double>();

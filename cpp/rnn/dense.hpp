@@ -38,6 +38,11 @@ struct DenseKernels {
                           Index N, Index I, Index O);
   //   y (n) out    x (n): y[k] = f(x[k])
   void (*elementwise)(Scalar* y, const Scalar* x, Index n, Elementwise f);
+  // bfloat16 weights (float32 only; nullptr in the float64 table), packed once for the recurrent
+  // products (panel.hpp's pack_rows_bf16), block by block: the `blocks` blocks of `rows` rows of
+  // m (blocks · rows, K), each in panel_count(rows) panels of K · lanes values, one after the other.
+  //   packed (blocks · panel_count(rows) · K · lanes) out    m (blocks · rows, K) bf16 bits
+  void (*pack_bf16)(std::uint16_t* packed, const std::uint16_t* m, Index blocks, Index rows, Index K);
 };
 
 }  // namespace lstm_ext

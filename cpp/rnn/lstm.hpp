@@ -91,11 +91,12 @@ struct LstmVariants {
   const Scalar* ln_c_weight = nullptr;   // (H) γ_c       ln_c_bias (H) β_c
   const Scalar* ln_c_bias = nullptr;
 
-  // bfloat16 recurrent weights (inference in float32 only: lstm_ext.quantize_dynamic(..., "bfloat16")):
-  // W_hh (4H, H_out) and W_hr (P, H) as the upper 16 bits of float32 values, read by the products
-  // in place of w_hh and w_hr (panel.hpp: the same multiply-adds as their float32 values).
-  const std::uint16_t* w_hh_bf16 = nullptr;
-  const std::uint16_t* w_hr_bf16 = nullptr;
+  // bfloat16 recurrent weights (inference in float32 only: lstm_ext.quantize_dynamic(..., "bfloat16")),
+  // read by the products in place of w_hh and w_hr (panel.hpp: the same multiply-adds as their
+  // float32 values), packed once (DenseKernels::pack_bf16): W_hh's four gate blocks of H rows, each
+  // in panel_count(H) panels of H_out · lanes values; W_hr in panel_count(P) panels of H · lanes.
+  const std::uint16_t* packed_hh_bf16 = nullptr;
+  const std::uint16_t* packed_hr_bf16 = nullptr;
 
   bool peephole() const { return w_ch != nullptr; }
   bool layer_norm() const { return ln_ih_weight != nullptr; }

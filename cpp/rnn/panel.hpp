@@ -107,6 +107,14 @@ inline void pack_rows_bf16(std::uint16_t* packed, const std::uint16_t* m, Index 
   }
 }
 
+// dst (n) = the float32 values of the bf16 bits src (n): exact.
+inline void widen_bf16(float* dst, const std::uint16_t* src, Index n) {
+  for (Index i = 0; i < n; ++i) {
+    const std::uint32_t bits = std::uint32_t(src[i]) << 16;
+    std::memcpy(dst + i, &bits, sizeof(float));
+  }
+}
+
 // A packet of weights from a panel: float's as it is, bf16's widened to float.
 template <typename Scalar, typename Weight>
 inline Packet<Scalar> load_weight_packet(const Weight* w) {

@@ -39,8 +39,6 @@ struct MemberScratch {
   Buffer<Scalar> product_proj;  // projection: (B, panels * kPacket)
   Buffer<Scalar> packed_task;   // the weights of one task of a large product (ColumnTasks)
   Buffer<Scalar> strip;         // backward: a strip of a gradient, transposed (WeightGradient)
-  Buffer<std::uint16_t> packed_bf16;       // with bf16 weights: its rows of W_hh, packed (pack_rows_bf16)
-  Buffer<std::uint16_t> packed_proj_bf16;  // with bf16 weights: its rows of W_hr, packed
 };
 
 // Scratch for each of `members` members, each owning a part of `count` rows split by `granule`:

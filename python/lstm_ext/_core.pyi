@@ -67,16 +67,20 @@ def lstm_forward_int8(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """-> (y (T, B, H_out), h_n (B, H_out), c_n (B, H)), one direction, int8 products"""
 
+def pack_bf16(w: np.ndarray, blocks: int = 1) -> np.ndarray:
+    """bfloat16 bits (blocks * rows, K) uint16 -> packed for this level's products (blocks, panels, K, lanes)"""
+
 def lstm_forward_bf16(
     x: ArrayLike,                          # (T, B, I) float32
     w_ih: ArrayLike,                       # (4H, I) float32 (its bfloat16 values)
-    w_hh: np.ndarray,                      # (4H, H_out) uint16: bfloat16 bits
+    w_hh: np.ndarray,                      # W_hh's bfloat16 bits packed by pack_bf16 in 4 blocks
     b_ih: Optional[ArrayLike] = None,      # (4H,)
     b_hh: Optional[ArrayLike] = None,      # (4H,)
     h0: Optional[ArrayLike] = None,        # (B, H_out), None = zeros
     c0: Optional[ArrayLike] = None,        # (B, H), None = zeros
     *,
-    w_hr: Optional[np.ndarray] = None,     # (P, H) uint16: bfloat16 bits of the projection
+    proj_size: int = 0,
+    w_hr: Optional[np.ndarray] = None,     # W_hr packed by pack_bf16 (1 block), with proj_size > 0
     w_ch: Optional[ArrayLike] = None,      # (3, H): peephole weights (float32)
     zone_c: float = 0.0,                   # zoneout's expectation for c and h
     zone_h: float = 0.0,

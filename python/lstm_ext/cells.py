@@ -231,8 +231,9 @@ class CellKind:
     draw_masks: Callable[[np.random.Generator, dict[str, Any], int, int, int, int, DTypeLike, bool], _Masks] = field(
         default=lambda *args: {})
     # Inference with bfloat16 recurrent weights (lstm_ext.quantized), one direction, or None where the
-    # core has none yet: bf16 {base name: uint16 bits} of W_hh (and W_hr), floats the rest (W_ih
-    # float32 with its bf16 values):  forward_bf16(x, bf16, floats, state0, options, lengths, reverse)
+    # core has none yet: bf16 {base name: packed bf16} of W_hh (in its gate blocks) and W_hr
+    # (_core.pack_bf16), floats the rest (W_ih float32 with its bf16 values):
+    #   forward_bf16(x, bf16, floats, state0, options, lengths, reverse)
     forward_bf16: Optional[Callable[..., tuple[np.ndarray, list[np.ndarray]]]] = None
 
     @property
@@ -375,7 +376,8 @@ def _lstm_forward_bf16(x: np.ndarray, bf16: dict[str, np.ndarray], floats: dict[
                        reverse: bool) -> tuple[np.ndarray, list[np.ndarray]]:
     z_c, z_h = options.get("zoneout", (0.0, 0.0))
     y, h_n, c_n = _core.lstm_forward_bf16(x, floats["weight_ih"], bf16["weight_hh"], floats.get("bias_ih"),
-                                          floats.get("bias_hh"), state0[0], state0[1], w_hr=bf16.get("weight_hr"),
+                                          floats.get("bias_hh"), state0[0], state0[1],
+                                          proj_size=options.get("proj_size", 0), w_hr=bf16.get("weight_hr"),
                                           w_ch=floats.get("weight_ch"), zone_c=z_c, zone_h=z_h, lengths=lengths,
                                           reverse=reverse)
     return y, [h_n, c_n]

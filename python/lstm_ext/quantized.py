@@ -19,7 +19,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ._checks import as_real_array, read_lengths
 from ._typing import LayerState
-from . import training
+from . import _core, training
 from .layers import RNNBase, StateLike
 from .model import Sequential
 from .nn import LastStep
@@ -65,7 +65,9 @@ class QuantizedLayer:
             if dtype == "int8" and base in _QUANTIZED:
                 self.quantized[name] = quantize_weight_rows(np.asarray(value, np.float64))
             elif dtype == "bfloat16" and base in ("weight_hh", "weight_hr"):
-                self.bf16[name] = _bfloat16_bits(value)
+                # packed once, for this process's kernel level (never saved): W_hh by gate blocks
+                blocks = self.cell.num_gates if base == "weight_hh" else 1
+                self.bf16[name] = _core.pack_bf16(_bfloat16_bits(value), blocks)
             elif dtype == "bfloat16" and base == "weight_ih":
                 self.floats[name] = to_bfloat16(np.asarray(value, np.float32))
             else:
