@@ -244,3 +244,27 @@ def test_bfloat16_refuses_what_it_cannot_run_yet():
         lstm_ext._core.lstm_forward_bf16(np.zeros((1, 1, 3), np.float32), np.zeros((8, 3), np.float32), other_level)
     with pytest.raises(TypeError, match=r"w: expected a uint16 array"):
         lstm_ext._core.pack_bf16(np.zeros((4, 2), np.float32), 4)
+
+
+@pytest.mark.parametrize("dtype", ["int8", "bfloat16"])
+@pytest.mark.parametrize("make", [lambda: lstm_ext.LSTM(5, 7, num_layers=2, proj_size=3, seed=3),
+                                  lambda: lstm_ext.GRU(5, 7, num_layers=2, seed=3),
+                                  lambda: lstm_ext.RNN(5, 7, seed=3)], ids=["LSTM", "GRU", "RNN"])
+def test_a_stream_step_is_the_whole_forward_bit_for_bit(make, dtype):
+    layer = make().eval()
+    if dtype == "bfloat16" and layer.cell.forward_bf16 is None:
+        pytest.skip("bfloat16 runs LSTM layers for now")
+    quantized = quantize_dynamic(layer, dtype)
+    x, state = inputs(layer, 9, 3, seed=7)
+    y, state_n = quantized(x, state)
+    stream = quantized.stream(batch_size=3, state=state)
+    steps = np.stack([stream.step(x[t]) for t in range(9)])
+    assert np.array_equal(steps, y[:, :, -layer.output_size:])
+    parts = list(state_n) if isinstance(state_n, tuple) else [state_n]
+    stream_parts = list(stream.state) if isinstance(stream.state, tuple) else [stream.state]
+    assert all(np.array_equal(p, q) for p, q in zip(stream_parts, parts))
+    stream.reset()
+    with pytest.raises(ValueError, match=r"x: expected shape \(batch_size, input_size\) = \(3, 5\), got \(2, 5\)"):
+        stream.step(x[0, :2])
+    with pytest.raises(TypeError, match="batch_size: expected an integer >= 1"):
+        quantized.stream(batch_size=1.5)

@@ -17,7 +17,7 @@ from typing import Any, Optional, Union
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._checks import as_real_array, read_lengths
+from ._checks import as_real_array, check_positive_int, read_lengths
 from ._typing import LayerState
 from . import _core, training
 from .layers import RNNBase, StateLike
@@ -25,7 +25,7 @@ from .model import Sequential
 from .nn import LastStep
 from .quantized_reference import quantize_weight_rows, to_bfloat16
 
-__all__ = ["QuantizedLayer", "QuantizedSequential", "quantize_dynamic"]
+__all__ = ["QuantizedLayer", "QuantizedSequential", "QuantizedStream", "quantize_dynamic"]
 
 # The weight matrices that are quantized; the rest (biases, peepholes) stays float32.
 _QUANTIZED = ("weight_ih", "weight_hh", "weight_hr")
@@ -131,6 +131,44 @@ class QuantizedLayer:
     def backward(self, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("backward: a quantized layer is for inference only (train the float layer, then "
                            "quantize_dynamic it again)")
+
+    def stream(self, batch_size: int = 1, state: StateLike = None) -> QuantizedStream:
+        """Step-by-step inference in this layer's precision: ``step(x_t)``, x_t (batch_size,
+        input_size) -> the last layer's h_t, the state kept for the next step. A step is this
+        layer's forward over one step: the same bits as the whole sequence (every scale is per row)."""
+        return QuantizedStream(self, batch_size, state)
+
+
+class QuantizedStream:
+    """One sequence's state (per batch row) for a QuantizedLayer, stepped one time step at a time
+    (QuantizedLayer.stream). Unidirectional layers only: a reverse direction needs the whole
+    sequence."""
+
+    def __init__(self, layer: QuantizedLayer, batch_size: int = 1, state: StateLike = None) -> None:
+        if layer.bidirectional:
+            raise ValueError("stream: a stream runs one direction; the layer is bidirectional")
+        self.layer = layer
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.state: Optional[LayerState] = None  # None: zeros
+        if state is not None:
+            layer._reference_layer._read_state(state, "state", self.batch_size, allow_none=False)  # checked
+            self.state = state  # type: ignore[assignment]
+
+    def step(self, x: ArrayLike) -> np.ndarray:
+        """One time step: x (batch_size, input_size) -> h of the last layer (batch_size, output size)."""
+        x_array = as_real_array(x, "x", np.float32)
+        if x_array.shape != (self.batch_size, self.layer.input_size):
+            raise ValueError(f"x: expected shape (batch_size, input_size) = ({self.batch_size}, "
+                             f"{self.layer.input_size}), got {x_array.shape}")
+        y, self.state = self.layer.forward(x_array[None] if not self.layer.batch_first else x_array[:, None],
+                                           self.state)
+        return y[0] if not self.layer.batch_first else y[:, 0]
+
+    __call__ = step
+
+    def reset(self) -> None:
+        """Zero state, as at the start of a sequence."""
+        self.state = None
 
 
 class QuantizedSequential:
