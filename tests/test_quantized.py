@@ -119,6 +119,8 @@ def test_every_kernel_level_with_fma_gives_the_same_bits():
     info = lstm_ext.build_info()
     levels = [name for name, needs in info["kernel_levels"].items()
               if set(needs) <= set(info["cpu_features"]) and name != "baseline"]
+    if len(levels) < 2:
+        pytest.skip(f"needs two kernel levels with FMA, this build and CPU have {levels}")
     digests = {level: _digest_at(level) for level in levels}
     assert len(set(digests.values())) == 1, digests
 
