@@ -230,6 +230,8 @@ class CellKind:
     #   draw_masks(rng, options, T, B, directions, hidden_size, dtype, training) -> {name: array or number}
     draw_masks: Callable[[np.random.Generator, dict[str, Any], int, int, int, int, DTypeLike, bool], _Masks] = field(
         default=lambda *args: {})
+    # Whether ONNX Runtime has this kind's int8 operator (com.microsoft.DynamicQuantizeLSTM: the LSTM).
+    onnx_int8: bool = False
     # Inference with bfloat16 recurrent weights (lstm_ext.quantized), one direction, or None where the
     # core has none yet: bf16 {base name: packed bf16} of W_hh (in its gate blocks) and W_hr
     # (_core.pack_bf16), floats the rest (W_ih float32 with its bf16 values):
@@ -427,7 +429,7 @@ LSTM = CellKind(
     forward=_lstm_forward, backward=_lstm_backward,
     reference_forward=_lstm_reference_forward, reference_backward=_lstm_reference_backward,
     quantized_reference_forward=quantized_reference.lstm_layer_forward, forward_int8=_lstm_forward_int8,
-    forward_bf16=_lstm_forward_bf16,
+    forward_bf16=_lstm_forward_bf16, onnx_int8=True,
     keras_names=("lstm",), keras_gates=(0, 1, 2, 3), keras_reset_after=False,
     onnx_gates=(0, 3, 1, 2),  # ONNX i, o, f, c
     onnx_peephole_gates=(0, 2, 1),  # ONNX P: i, o, f

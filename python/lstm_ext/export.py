@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -48,13 +48,17 @@ from ._io import write_bytes_atomic
 from ._typing import PathLike
 from .cells import reorder_gates, require_supported
 from .layers import RNNBase
+from .quantized import QuantizedLayer
 
 __all__ = ["export_onnx", "onnx_model"]
 
 OPSET = 17
 
 
-def onnx_model(layer: RNNBase, *, lengths: bool = False, states: bool = True) -> Any:  # an onnx.ModelProto
+Exportable = Union[RNNBase, QuantizedLayer]
+
+
+def onnx_model(layer: Exportable, *, lengths: bool = False, states: bool = True) -> Any:  # an onnx.ModelProto
     """The ONNX ModelProto of `layer` (see the module docstring); checked by onnx.checker.
     states=False leaves out the state inputs and outputs (zeros in, only y out). A float64 layer
     gives a float32 model, with a UserWarning."""
@@ -62,30 +66,43 @@ def onnx_model(layer: RNNBase, *, lengths: bool = False, states: bool = True) ->
     return _build_model(layer, lengths, states, "onnx_model")
 
 
-def _check_exportable(layer: RNNBase) -> None:
+def _check_exportable(layer: Exportable) -> None:
     """TypeError or ValueError unless ONNX's operators can express `layer` (checked whether or
-    not onnx is installed)."""
+    not onnx is installed). An int8 LSTM becomes ONNX Runtime's com.microsoft.DynamicQuantizeLSTM;
+    int8 GRU and RNN, and bfloat16 layers, have no such operator (yet: refused)."""
+    if isinstance(layer, QuantizedLayer):
+        if layer.dtype_name != "int8" or not layer.cell.onnx_int8:
+            raise ValueError(f"layer: a {layer.dtype_name} {layer.cell.name} has no ONNX Runtime operator; the int8 "
+                             "LSTM exports (com.microsoft.DynamicQuantizeLSTM)")
+        require_supported(layer.cell, layer.options, "onnx", "layer: ONNX Runtime's DynamicQuantizeLSTM")
+        return
     if not isinstance(layer, RNNBase):
-        raise TypeError(f"layer: expected an lstm_ext LSTM, GRU or RNN, got {type(layer).__name__}")
+        raise TypeError(f"layer: expected an lstm_ext LSTM, GRU or RNN, or one quantized to int8, got "
+                        f"{type(layer).__name__}")
     require_supported(layer.cell, layer.options, "onnx", "layer: ONNX's recurrent operators")
 
 
-def _build_model(layer: RNNBase, lengths: bool, states: bool, caller: str) -> Any:  # an onnx.ModelProto
+def _build_model(exported: Exportable, lengths: bool, states: bool, caller: str) -> Any:  # an onnx.ModelProto
     """The graph of onnx_model and export_onnx (`caller`, named by the warning for a float64
-    layer), in float32; `layer` checked by _check_exportable."""
+    layer), in float32; `exported` checked by _check_exportable. An int8 LSTM's nodes are ONNX
+    Runtime's DynamicQuantizeLSTM: its int8 weights transposed (D, I, 4H), one scale per gate row
+    (D, 4H) and zero points 0 (ONNX Runtime quantizes the activations itself, per tensor)."""
+    quantized = exported if isinstance(exported, QuantizedLayer) else None
+    layer = exported._reference_layer if isinstance(exported, QuantizedLayer) else exported
     try:
         import onnx
         from onnx import TensorProto, helper, numpy_helper
     except ImportError as error:
         raise ImportError(f"{caller} needs the onnx package: pip install \"lstm_ext[onnx]\"") from error
-    if layer.dtype != np.float32:
+    if layer.dtype != np.float32 and quantized is None:
         warnings.warn(f"{caller}: the layer is {layer.dtype.name}, the model float32 (its weights rounded to float32, "
                       f"its inputs and outputs float32): ONNX Runtime's LSTM, GRU and RNN operators run only float32",
                       UserWarning, stacklevel=3)  # at the caller's caller: the user's line
     cell, H, D, L = layer.cell, layer.hidden_size, layer.num_directions, layer.num_layers
     # float32 throughout: ONNX Runtime's recurrent operators have no float64 kernels.
     element, dtype = TensorProto.FLOAT, np.float32
-    params = {name: value.astype(dtype) for name, value in layer.state_dict().items()}
+    params = ({name: value.astype(dtype) for name, value in layer.state_dict().items()} if quantized is None
+              else quantized.floats)  # (int8: the biases and peepholes; the matrices are quantized.quantized)
     nodes: list[onnx.NodeProto] = []
     initializers: list[onnx.TensorProto] = []
 
@@ -117,9 +134,17 @@ def _build_model(layer: RNNBase, lengths: bool, states: bool, caller: str) -> An
     finals: dict[str, list[str]] = {part: [] for part in state_names}
     for k in range(L):
         suffixes = [f"_l{k}", f"_l{k}_reverse"][:D]
-        W = np.stack([reorder_gates(params["weight_ih" + s], cell.onnx_gates) for s in suffixes])  # (D, G·H, I_k)
-        R = np.stack([reorder_gates(params["weight_hh" + s], cell.onnx_gates) for s in suffixes])  # (D, G·H, H)
-        zeros = np.zeros(W.shape[1], dtype)
+        if quantized is None:
+            W = np.stack([reorder_gates(params["weight_ih" + s], cell.onnx_gates) for s in suffixes])  # (D, G·H, I_k)
+            R = np.stack([reorder_gates(params["weight_hh" + s], cell.onnx_gates) for s in suffixes])  # (D, G·H, H)
+        else:  # int8, transposed: (D, I_k, G·H) and (D, H, G·H), and their scales by gate row (D, G·H)
+            W = np.stack([reorder_gates(quantized.quantized["weight_ih" + s][0], cell.onnx_gates).T for s in suffixes])
+            R = np.stack([reorder_gates(quantized.quantized["weight_hh" + s][0], cell.onnx_gates).T for s in suffixes])
+            W_scale = np.stack([reorder_gates(quantized.quantized["weight_ih" + s][1], cell.onnx_gates)
+                                for s in suffixes])
+            R_scale = np.stack([reorder_gates(quantized.quantized["weight_hh" + s][1], cell.onnx_gates)
+                                for s in suffixes])
+        zeros = np.zeros(W.shape[2] if quantized is not None else W.shape[1], dtype)
         B = np.stack([np.concatenate([reorder_gates(params.get("bias_ih" + s, zeros), cell.onnx_gates),
                                       reorder_gates(params.get("bias_hh" + s, zeros), cell.onnx_gates)])
                       for s in suffixes])  # (D, 2·G·H): Wb then Rb
@@ -139,11 +164,18 @@ def _build_model(layer: RNNBase, lengths: bool, states: bool, caller: str) -> An
             P = np.stack([reorder_gates(params["weight_ch" + s], cell.onnx_peephole_gates).reshape(-1)
                           for s in suffixes])
             inputs.append(constant(f"P{k}", P))
-        while inputs[-1] == "":  # trailing absent inputs are left out
-            inputs.pop()
         attributes = {"hidden_size": H, "direction": "bidirectional" if D == 2 else "forward",
                       **cell.onnx_attributes(layer.options, D)}
-        node(cell.name, inputs, outputs, **attributes)
+        if quantized is None:
+            while inputs[-1] == "":  # trailing absent inputs are left out
+                inputs.pop()
+            node(cell.name, inputs, outputs, **attributes)
+        else:  # DynamicQuantizeLSTM: LSTM's eight inputs (P or "" in place), then the scales and zero points
+            inputs += [""] * (8 - len(inputs))
+            zero_points = np.zeros(W_scale.shape, np.int8)
+            inputs += [constant(f"W_scale{k}", W_scale), constant(f"W_zero_point{k}", zero_points),
+                       constant(f"R_scale{k}", R_scale), constant(f"R_zero_point{k}", zero_points)]
+            node("DynamicQuantizeLSTM", inputs, outputs, domain="com.microsoft", **attributes)
         for part in state_names:
             finals[part].append(f"Y_{part}{k}")
         # Y (T, D, B, H) -> (T, B, D·H), the next layer's input: the directions side by side.
@@ -167,12 +199,13 @@ def _build_model(layer: RNNBase, lengths: bool, states: bool, caller: str) -> An
     graph_outputs = [helper.make_tensor_value_info("y", element, y_shape)]
     graph_outputs += [helper.make_tensor_value_info(f"{part}_n", element, [L * D, "B", H]) for part in state_names]
     graph = helper.make_graph(nodes, f"lstm_ext_{cell.name.lower()}", graph_inputs, graph_outputs, initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="lstm_ext")
+    opsets = [helper.make_opsetid("", OPSET)] + ([helper.make_opsetid("com.microsoft", 1)] if quantized else [])
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="lstm_ext")
     onnx.checker.check_model(model)
     return model
 
 
-def export_onnx(layer: RNNBase, path: PathLike, *, lengths: bool = False, states: bool = True) -> None:
+def export_onnx(layer: Exportable, path: PathLike, *, lengths: bool = False, states: bool = True) -> None:
     """Write `layer` as an ONNX model to `path`, atomically (see the module docstring for its
     inputs and outputs; states=False: x (and lengths) in, y out). A float64 layer is written as a
     float32 model, with a UserWarning."""
