@@ -127,7 +127,7 @@ def test_export_writes_a_file_with_the_layers_inputs_and_outputs(tmp_path):
 def test_what_onnx_cannot_express_is_refused():
     with pytest.raises(ValueError, match=r"ONNX's recurrent operators cannot run a LSTM with a projection \(proj_size=2\)"):
         onnx_model(lstm_ext.LSTM(3, 4, proj_size=2))
-    with pytest.raises(TypeError, match="layer: expected an lstm_ext LSTM, GRU or RNN, got Linear"):
+    with pytest.raises(TypeError, match="layer: expected an lstm_ext LSTM, GRU or RNN, or one quantized to int8, got Linear"):
         onnx_model(lstm_ext.Linear(3, 4))
 
 
