@@ -1,6 +1,7 @@
 """Run by test_levels.py in a process of its own, at one kernel level (LSTM_EXT_KERNELS): every
 layer kind and variant as a two-layer bidirectional stack, trained for one forward and backward
-over a grid of sizes, with and without lengths, in float32 and float64, on 1 and 2 threads.
+over a grid of sizes, with and without lengths, in float32 and float64, on 1 and 2 threads; the
+streaming step; and inference in int8 (quantize_dynamic).
 
     python tests/level_grid.py [--quick]
 
@@ -72,6 +73,17 @@ def main(argv) -> int:
                 steps = np.stack([stream.step(x_t) for x_t in xs])
                 case = f"stream B={B} H={H} {np.dtype(dtype).name} threads={threads}"
                 digests.update({f"{case}: h": digest(steps), f"{case}: c": digest(stream.state[1])})
+        # Inference in int8 (its products exact in int32 at every level, VNNI's included).
+        for kind_name in ("LSTM", "LSTM proj", "LSTM peephole", "LSTM zoneout", "GRU", "RNN relu"):
+            kind, extra = KINDS[kind_name]
+            for B, H in sizes:
+                layer = getattr(lstm_ext, kind)(I, H, num_layers=2, bidirectional=True, seed=7, **extra)
+                x = random_inputs(layer, T, B, np.random.default_rng(B + H))[0].astype(np.float32)
+                lengths = np.random.default_rng(B).integers(1, T + 1, B)
+                y, state_n = lstm_ext.quantize_dynamic(layer)(x, lengths=lengths)
+                case = f"{kind_name} int8 B={B} H={H} threads={threads}"
+                parts = state_n if isinstance(state_n, tuple) else (state_n,)
+                digests.update({f"{case}: y": digest(y), **{f"{case}: state {i}": digest(p) for i, p in enumerate(parts)}})
     print(json.dumps({"level": lstm_ext.build_info()["kernel_level"], "digests": digests}))
     return 0
 

@@ -33,8 +33,12 @@ import lstm_ext
 from lstm_ext import _core
 
 TESTS = pathlib.Path(__file__).resolve().parent
-X86_LEVELS = ["baseline", "fma128", "avx2", "avx512"]  # lowest first
-FMA_LEVELS = ["fma128", "avx2", "avx512", "native"]  # the levels that fuse multiply-adds (native: on an FMA CPU)
+X86_LEVELS = ["baseline", "fma128", "avx2", "avx2_vnni", "avx512", "avx512_vnni"]  # lowest first
+# the levels that fuse multiply-adds (native: on an FMA CPU)
+FMA_LEVELS = ["fma128", "avx2", "avx2_vnni", "avx512", "avx512_vnni", "native"]
+# The levels whose code is a namespace of its own (lstm_ext::<level>::); "<level>_vnni" is its
+# level's tables with the int8 products of namespace lstm_ext::<level>::int8_vnni.
+CODE_LEVELS = ["baseline", "fma128", "avx2", "avx512", "native"]
 IS_X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 INFO = lstm_ext.build_info()
 # The levels this machine can run: those whose every feature the CPU has.
@@ -209,17 +213,70 @@ def test_no_level_code_runs_where_its_cpu_may_be_missing():
     hold only x86-64 instructions, the avx2 level's no AVX-512."""
     disassembly = subprocess.run(["objdump", "-d", "-w", "-C", _core.__file__], capture_output=True, text=True,
                                  check=True).stdout
-    functions = functions_by_level(disassembly, INFO["kernel_levels"])
+    code_levels = [level for level in INFO["kernel_levels"] if level in CODE_LEVELS]
+    functions = functions_by_level(disassembly, code_levels)
     if not any(level for level, _, _ in functions.values()):
         pytest.skip("the extension has no symbol table (stripped)")
     counts = collections.Counter(level or "shared" for level, _, _ in functions.values())
-    assert all(counts[level] > 0 for level in INFO["kernel_levels"]), counts
+    assert all(counts[level] > 0 for level in code_levels), counts
     wrong = [f"{name} ({level or 'shared'}): {example}" for name, (level, worst, example) in functions.items()
              if worst > _ALLOWED[level]]
     assert not wrong, "\n".join(wrong[:20])
     # And every level above the baseline does use its instructions.
     for level in set(INFO["kernel_levels"]) & {"fma128", "avx2", "avx512"}:
         assert max(worst for lv, worst, _ in functions.values() if lv == level) == _ALLOWED[level]
+    # VNNI (vpdpbusd) only in the int8 products of namespace int8_vnni, which only the *_vnni
+    # levels call: the avx2 and avx512 levels run on CPUs without it.
+    vnni = {name for name, _ in _instructions(disassembly, r"vpdpbus")}
+    assert all("::int8_vnni::" in name for name in vnni), sorted(vnni)[:8]
+    for level in set(INFO["kernel_levels"]) & {"avx2_vnni", "avx512_vnni"}:
+        assert any(name.startswith(f"lstm_ext::{level[:-5]}::int8_vnni::") for name in vnni), level
+
+
+def _instructions(disassembly: str, pattern: str):
+    """(function, instruction) for every instruction matching `pattern` in objdump's output."""
+    current = None
+    for line in disassembly.splitlines():
+        header = re.match(r"^[0-9a-f]+ <(.+)>:$", line)
+        if header:
+            current = header.group(1)
+            continue
+        code = re.match(r"^\s+[0-9a-f]+:\t[0-9a-f ]+\t(.*)$", line)
+        if code and current is not None and re.search(pattern, code.group(1)):
+            yield current, code.group(1)
+
+
+# The features of CPUs (as cpuid reports them, the ones CpuFeature lists) and the level each gets.
+_CPUS = {
+    "SandyBridge": (["sse3", "ssse3", "sse4_1", "sse4_2", "popcnt", "xsave", "avx"], "baseline"),
+    "Piledriver": (["sse3", "ssse3", "sse4_1", "sse4_2", "popcnt", "xsave", "avx", "fma", "f16c"], "fma128"),
+    "Haswell": (["sse3", "ssse3", "sse4_1", "sse4_2", "popcnt", "avx", "fma", "f16c", "avx2", "bmi1", "bmi2", "lzcnt",
+                 "movbe", "xsave"], "avx2"),
+    "AlderLake": (["sse3", "ssse3", "sse4_1", "sse4_2", "popcnt", "avx", "fma", "f16c", "avx2", "bmi1", "bmi2",
+                   "lzcnt", "movbe", "xsave", "avxvnni"], "avx2_vnni"),
+    "SkylakeX": (["sse3", "ssse3", "sse4_1", "sse4_2", "popcnt", "avx", "fma", "f16c", "avx2", "bmi1", "bmi2", "lzcnt",
+                  "movbe", "xsave", "avx512f", "avx512dq", "avx512cd", "avx512bw", "avx512vl"], "avx512"),
+    "CascadeLake": (["sse3", "ssse3", "sse4_1", "sse4_2", "popcnt", "avx", "fma", "f16c", "avx2", "bmi1", "bmi2",
+                     "lzcnt", "movbe", "xsave", "avx512f", "avx512dq", "avx512cd", "avx512bw", "avx512vl",
+                     "avx512vnni"], "avx512_vnni"),
+    "Zen5": (["sse3", "ssse3", "sse4_1", "sse4_2", "popcnt", "avx", "fma", "f16c", "avx2", "bmi1", "bmi2", "lzcnt",
+              "movbe", "xsave", "avx512f", "avx512dq", "avx512cd", "avx512bw", "avx512vl", "avx512vnni", "avx512bf16",
+              "avxvnni"], "avx512_vnni"),
+}
+
+
+@pytest.mark.skipif(not IS_X86_64 or INFO["native"], reason="the x86-64 levels of the portable build")
+@pytest.mark.parametrize("cpu", list(_CPUS))
+def test_the_dispatch_picks_the_best_level_for_each_cpu(cpu):
+    """The import's choice, with the features of CPUs this machine is not (a faked feature mask):
+    VNNI's int8 products wherever the CPU has them, and never where it does not."""
+    features, level = _CPUS[cpu]
+    if level == "avx2_vnni" and level not in INFO["kernel_levels"]:
+        level = "avx2"  # a compiler without AVX-VNNI (GCC < 11, Clang < 12) builds no avx2_vnni
+    assert _core._best_kernel_level(features) == level
+    assert _core._best_kernel_level([f for f in features if "vnni" not in f]) == level.replace("_vnni", "")
+    with pytest.raises(ValueError, match="features: unknown CPU feature 'sse9'"):
+        _core._best_kernel_level(["sse9"])
 
 
 # -- other CPUs, under qemu-user ----------------------------------------------------------------------

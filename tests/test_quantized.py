@@ -16,7 +16,7 @@ from conftest import needs
 
 import lstm_ext
 from lstm_ext import quantized_reference as qref
-from lstm_ext.quantized import quantize_dynamic
+from lstm_ext.quantized import pack_int8, quantize_dynamic
 
 CONFIGS = {
     "plain": {},
@@ -179,13 +179,38 @@ def test_the_weights_take_at_most_0_27_of_float32():
 
 
 def test_the_core_refuses_bad_int8_arguments():
-    q = np.zeros((8, 3), np.int8)
     s = np.ones(8, np.float32)
+    w_ih = pack_int8(np.zeros((8, 3), np.int8), s, 4)
+    w_hh = pack_int8(np.zeros((8, 2), np.int8), s, 4)
     x = np.zeros((2, 1, 3), np.float32)
-    with pytest.raises(TypeError, match=r"w_ih: expected an int8 array \(4H, I\), got an array of float32"):
-        lstm_ext._core.lstm_forward_int8(x, q.astype(np.float32), s, np.zeros((8, 2), np.int8), s)
-    with pytest.raises(ValueError, match=r"w_hh_scale: expected shape \(4H,\)"):
-        lstm_ext._core.lstm_forward_int8(x, q, s, np.zeros((8, 2), np.int8), s[:3])
+    lstm_ext._core.lstm_forward_int8(x, w_ih.parts, w_hh.parts)  # (these run)
+    with pytest.raises(TypeError, match=r"w_ih: expected an int8 matrix, a tuple \(panels, scale, sum\) made by "
+                                         r"lstm_ext.quantized.pack_int8, got ndarray"):
+        lstm_ext._core.lstm_forward_int8(x, np.zeros((8, 3), np.int8), w_hh.parts)
+    with pytest.raises(TypeError, match=r"w_ih panels: expected an array of int8, got an array of float32"):
+        lstm_ext._core.lstm_forward_int8(x, (w_ih.panels.astype(np.float32), s, w_ih.sum), w_hh.parts)
+    with pytest.raises(TypeError, match=r"w_hh sum: expected an array of int32, got an array of int64"):
+        lstm_ext._core.lstm_forward_int8(x, w_ih.parts, (w_hh.panels, s, w_hh.sum.astype(np.int64)))
+    with pytest.raises(ValueError, match=r"w_ih: expected 4H = 8 rows \(those of w_hh\), got 12"):
+        lstm_ext._core.lstm_forward_int8(x, pack_int8(np.zeros((12, 3), np.int8), np.ones(12, np.float32), 4).parts,
+                                         w_hh.parts)
+    with pytest.raises(ValueError, match=r"w_ih panels: expected shape \(blocks, ceil\(rows / 16\), ceil\(K / 4\), "
+                                         r"16, 4\) = \(4, 1, 2, 16, 4\)"):  # x has 5 inputs: the weights 3
+        lstm_ext._core.lstm_forward_int8(np.zeros((2, 1, 5), np.float32), w_ih.parts, w_hh.parts)
+    with pytest.raises(ValueError, match=r"w_hh: expected 4H rows, a multiple of 4, got 6"):
+        lstm_ext._core.lstm_forward_int8(x, w_ih.parts, (w_hh.panels, s[:6], w_hh.sum[:6]))
+    with pytest.raises(ValueError, match=r"pack_int8: q holds -128"):
+        pack_int8(np.full((8, 3), -128, np.int8), s, 4)
+
+
+def test_packing_keeps_every_weight():
+    rng = np.random.default_rng(5)
+    for blocks, rows, K in [(4, 1, 1), (3, 17, 5), (1, 16, 4), (4, 33, 130)]:
+        q = rng.integers(-127, 128, size=(blocks * rows, K)).astype(np.int8)
+        packed = pack_int8(q, np.ones(blocks * rows, np.float32), blocks)
+        assert packed.panels.shape == (blocks, -(-rows // 16), -(-K // 4), 16, 4)
+        assert np.array_equal(packed.rows(), q) and np.array_equal(packed.sum, q.sum(axis=1))
+        assert packed.panels[0, 0, 0, 0, 1 if K > 1 else 0] == q[0, 1 if K > 1 else 0]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
@@ -304,3 +329,81 @@ def test_what_onnx_runtime_has_no_int8_operator_for_is_refused():
         lstm_ext.export_onnx(quantize_dynamic(lstm_ext.GRU(3, 4)), "unused.onnx")
     with pytest.raises(ValueError, match="a bfloat16 LSTM has no ONNX Runtime operator"):
         lstm_ext.export_onnx(quantize_dynamic(lstm_ext.LSTM(3, 4), "bfloat16"), "unused.onnx")
+
+
+# -- the file ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("make, dtype", [
+    (lambda: lstm_ext.LSTM(6, 20, num_layers=2, bidirectional=True, proj_size=7, peephole=True, seed=4), "int8"),
+    (lambda: lstm_ext.GRU(6, 20, batch_first=True, seed=5), "int8"),
+    (lambda: lstm_ext.RNN(6, 20, nonlinearity="relu", seed=6), "int8"),
+    (lambda: lstm_ext.LSTM(6, 40, num_layers=2, proj_size=9, seed=7), "bfloat16"),
+], ids=["lstm-int8", "gru-int8", "rnn-int8", "lstm-bf16"])
+def test_a_quantized_layer_saves_and_loads_bit_for_bit(make, dtype, tmp_path):
+    layer = quantize_dynamic(make(), dtype)
+    path = tmp_path / "q.lstm"
+    layer.save(path)
+    loaded = lstm_ext.load(path)
+    assert type(loaded) is type(layer) and repr(loaded) == repr(layer)
+    assert loaded.weight_bytes() == layer.weight_bytes()
+    x = np.random.default_rng(0).standard_normal((5, 3, 6)).astype(np.float32)
+    for got, want in zip(loaded(x), layer(x)):
+        for g, w in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
+            assert g.tobytes() == w.tobytes()
+
+
+def test_a_quantized_model_saves_and_loads_and_its_file_is_small(tmp_path):
+    model = lstm_ext.Sequential(lstm_ext.LSTM(128, 256, batch_first=True, seed=1), lstm_ext.LastStep(),
+                                lstm_ext.Linear(256, 3, seed=2))
+    quantized = quantize_dynamic(model)
+    float_path, path = tmp_path / "float.lstm", tmp_path / "int8.lstm"
+    model.save(float_path)
+    quantized.save(path)
+    loaded = lstm_ext.load(path)
+    x = np.random.default_rng(1).standard_normal((4, 9, 128)).astype(np.float32)
+    assert loaded.predict(x).tobytes() == quantized.predict(x).tobytes()
+    assert repr(loaded) == repr(quantized)
+    # int8 and a scale per row: about a quarter of the float32 file (the Linear layer stays float32)
+    assert os.path.getsize(path) <= 0.3 * os.path.getsize(float_path)
+    assert loaded.weight_bytes() <= 0.27 * sum(v.nbytes for v in model.state_dict().values())
+    with pytest.raises(RuntimeError, match="fit: a quantized model is for inference only"):
+        loaded.fit(x, np.zeros((4, 3)))
+
+
+def _edited(path, tmp_path, edit_header=None, edit_arrays=None):
+    """A copy of the checkpoint at `path`, its header and arrays edited, written with a valid digest."""
+    from lstm_ext import checkpoint
+    header, arrays = checkpoint.read_checkpoint(path)
+    header.pop("format"), header.pop("version")
+    if edit_header:
+        edit_header(header)
+    if edit_arrays:
+        edit_arrays(arrays)
+    out = tmp_path / "edited.lstm"
+    checkpoint.write_checkpoint(out, header, arrays)
+    return out
+
+
+def test_a_bad_quantized_file_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "q.lstm"
+    quantize_dynamic(lstm_ext.LSTM(3, 4, seed=1)).save(path)
+
+    def set_array(name, value):
+        return lambda arrays: arrays.__setitem__(name, value)
+
+    cases = [
+        (dict(edit_header=lambda h: h.__setitem__("quantized", {"dtype": "int4", "layer": True})),
+         r"quantized: expected an object with dtype 'int8' or 'bfloat16'"),
+        (dict(edit_arrays=set_array("int8:0.weight_hh_l0", np.full((16, 4), -128, np.int8))),
+         r"int8:0.weight_hh_l0 holds -128"),
+        (dict(edit_arrays=set_array("scale:0.weight_ih_l0", -np.ones(16, np.float32))),
+         r"scale:0.weight_ih_l0 holds a scale that is negative or not finite"),
+        (dict(edit_arrays=set_array("int8:0.weight_ih_l0", np.zeros((16, 3), np.float32))),
+         r"wrong: \['int8:0.weight_ih_l0 float32 \(16, 3\) instead of int8 \(16, 3\)'\]"),
+        (dict(edit_arrays=lambda arrays: arrays.pop("scale:0.weight_hh_l0")), r"missing: \['scale:0.weight_hh_l0'\]"),
+        (dict(edit_header=lambda h: h["model"][0]["config"].__setitem__("hidden_size", 10 ** 9)),
+         r"has hidden_size = 1000000000, more than the \d+ values the file holds"),
+    ]
+    for edits, message in cases:
+        with pytest.raises(lstm_ext.CheckpointError, match=message):
+            lstm_ext.load(_edited(path, tmp_path, **edits))

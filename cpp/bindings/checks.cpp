@@ -191,24 +191,60 @@ void require_memory(double elements, std::size_t bytes_each, const std::string& 
   }
 }
 
-Int8Arg read_int8_matrix(py::handle q_obj, py::handle scale_obj, const std::string& name, Index N, Index K,
-                         const std::string& legend) {
-  const py::dtype int8 = py::dtype::of<std::int8_t>();
-  if (!py::isinstance<py::array>(q_obj) || !py::reinterpret_borrow<py::array>(q_obj).dtype().is(int8)) {
-    const std::string got = py::isinstance<py::array>(q_obj)
-                                ? "an array of " + std::string(py::str(py::reinterpret_borrow<py::array>(q_obj).dtype()))
-                                : std::string(py::str(py::type::of(q_obj).attr("__name__")));
-    throw py::type_error(name + ": expected an int8 array " + legend + ", got " + got);
+namespace {
+
+// The parts of an int8 matrix: (panels, scale, sum), or a TypeError naming what came.
+py::tuple int8_parts(py::handle obj, const std::string& name) {
+  if (!py::isinstance<py::tuple>(obj) || py::len(obj) != 3) {
+    throw py::type_error(name + ": expected an int8 matrix, a tuple (panels, scale, sum) made by "
+                         "lstm_ext.quantized.pack_int8, got " + std::string(py::str(py::type::of(obj).attr("__name__"))));
   }
-  auto q = py::array_t<std::int8_t, py::array::c_style>::ensure(q_obj);
-  require_shape(q, name, {N, K}, legend);
+  return py::reinterpret_borrow<py::tuple>(obj);
+}
+
+// An array of exactly dtype T (no conversion), or a TypeError.
+template <typename T>
+py::array_t<T, py::array::c_style> exact_array(py::handle obj, const std::string& name, const char* dtype_name) {
+  if (!py::isinstance<py::array>(obj) || !py::reinterpret_borrow<py::array>(obj).dtype().is(py::dtype::of<T>())) {
+    const std::string got = py::isinstance<py::array>(obj)
+                                ? "an array of " + std::string(py::str(py::reinterpret_borrow<py::array>(obj).dtype()))
+                                : std::string(py::str(py::type::of(obj).attr("__name__")));
+    throw py::type_error(name + ": expected an array of " + dtype_name + ", got " + got);
+  }
+  return py::array_t<T, py::array::c_style>::ensure(obj);
+}
+
+}  // namespace
+
+Index int8_matrix_rows(py::handle obj, const std::string& name) {
+  const auto scale = to_array<float>(int8_parts(obj, name)[1], name + " scale");
+  require_ndim(scale, name + " scale", 1, "(N,)");
+  return scale.shape(0);
+}
+
+Int8Arg read_int8_matrix(py::handle obj, const std::string& name, Index blocks, Index K) {
+  const py::tuple parts = int8_parts(obj, name);
+  Int8Arg w;
+  w.scale = to_array<float>(parts[1], name + " scale");
+  require_ndim(w.scale, name + " scale", 1, "(N,)");
+  const Index N = w.scale.shape(0);
+  if (N < blocks || N % blocks != 0) {
+    throw py::value_error(name + " scale: expected a length that is a multiple of " + std::to_string(blocks) +
+                          " (one block of rows per gate), got " + std::to_string(N));
+  }
   if (K > kInt8MaxInner) {
     throw py::value_error(name + ": int8 sums are exact for at most " + std::to_string(kInt8MaxInner) +
                           " inputs per output, got " + std::to_string(K));
   }
-  auto scale = to_array<float>(scale_obj, name + "_scale");
-  require_shape(scale, name + "_scale", {N}, "(" + legend.substr(1, legend.find(',') - 1) + ",)");
-  return {std::move(q), std::move(scale)};
+  w.rows = N / blocks;
+  w.K = K;
+  w.panels = exact_array<std::int8_t>(parts[0], name + " panels", "int8");
+  const Int8Matrix m = w.matrix();
+  require_shape(w.panels, name + " panels", {blocks, m.panels_per_block(), m.groups(), kInt8PanelRows, kInt8Group},
+                "(blocks, ceil(rows / 16), ceil(K / 4), 16, 4)");
+  w.sum = exact_array<std::int32_t>(parts[2], name + " sum", "int32");
+  require_shape(w.sum, name + " sum", {N}, "(N,)");
+  return w;
 }
 
 py::array_t<std::uint16_t, py::array::c_style> read_bf16_matrix(py::handle obj, const std::string& name, Index N,
@@ -225,21 +261,23 @@ py::array_t<std::uint16_t, py::array::c_style> read_bf16_matrix(py::handle obj, 
   return w;
 }
 
-Int8Weights read_int8_weights(py::handle q_ih, py::handle s_ih, py::handle q_hh, py::handle s_hh, Index gates,
-                              const std::string& G, bool projected) {
-  const std::string hh_legend = "(" + G + (projected ? ", P)" : ", H)");
-  const py::array hh = as_real_array(q_hh, "w_hh");
-  require_ndim(hh, "w_hh", 2, hh_legend);
-  const Index rows = hh.shape(0), H = rows / gates, H_out = hh.shape(1);
-  if (rows < gates || rows % gates != 0 || (!projected && H_out != H)) {
-    throw py::value_error("w_hh: expected shape " + hh_legend + ", got " + shape_str(hh));
+Int8Weights read_int8_weights(py::handle x, py::handle w_ih, py::handle w_hh, Index gates, const std::string& G,
+                              Index P) {
+  const Index rows = int8_matrix_rows(w_hh, "w_hh"), H = rows / gates;
+  if (rows < gates || rows % gates != 0) {
+    throw py::value_error("w_hh: expected " + G + " rows, a multiple of " + std::to_string(gates) + ", got " +
+                          std::to_string(rows));
   }
-  const py::array ih = as_real_array(q_ih, "w_ih");
-  require_ndim(ih, "w_ih", 2, "(" + G + ", I)");
-  const Index I = ih.shape(1);
-  Int8Arg w_ih = read_int8_matrix(q_ih, s_ih, "w_ih", rows, I, "(" + G + ", I)");
-  Int8Arg w_hh = read_int8_matrix(q_hh, s_hh, "w_hh", rows, H_out, hh_legend);
-  return {std::move(w_ih), std::move(w_hh), I, H, H_out};
+  const py::array x_array = as_real_array(x, "x");
+  require_ndim(x_array, "x", 3, "(T, B, I)");
+  const Index I = x_array.shape(2), H_out = P > 0 ? P : H;
+  Int8Arg ih = read_int8_matrix(w_ih, "w_ih", gates, I);
+  if (ih.rows != H) {
+    throw py::value_error("w_ih: expected " + G + " = " + std::to_string(rows) + " rows (those of w_hh), got " +
+                          std::to_string(ih.rows * gates));
+  }
+  Int8Arg hh = read_int8_matrix(w_hh, "w_hh", gates, H_out);
+  return {std::move(ih), std::move(hh), I, H, H_out};
 }
 
 }  // namespace lstm_ext::bindings

@@ -278,28 +278,33 @@ void add_into(Scalar* to, const Scalar* from, Index count) {
 void require_memory(double elements, std::size_t bytes_each, const std::string& what);
 
 // ---------------------------------------------------------------------------------------------
-// Inference with int8 weights (lstm_ext.quantize_dynamic): a weight matrix quantized by rows comes
-// as q, an int8 array (N, K) (TypeError for any other dtype: no silent conversion), and its
-// float32 scales (N,).
+// Inference with int8 weights (lstm_ext.quantize_dynamic): a weight matrix W (N, K) quantized by
+// rows, N = blocks · rows, comes as one tuple (panels, scale, sum) (lstm_ext.quantized.pack_int8):
+// panels an int8 array (blocks, ⌈rows/16⌉, ⌈K/4⌉, 16, 4) in the kernels' layout (types.hpp), scale
+// float32 (N,), sum int32 (N,) the rows' sums of q (TypeError for any other kind or dtype: no
+// silent conversion).
 struct Int8Arg {
-  py::array_t<std::int8_t, py::array::c_style> q;  // (N, K)
-  CArray<float> scale;                               // (N)
-  Int8Matrix matrix() const { return {q.data(), scale.data()}; }
+  py::array_t<std::int8_t, py::array::c_style> panels;  // (blocks, ⌈rows/16⌉, ⌈K/4⌉, 16, 4)
+  CArray<float> scale;                                    // (N)
+  py::array_t<std::int32_t, py::array::c_style> sum;    // (N)
+  Index rows = 0, K = 0;
+  Int8Matrix matrix() const { return {panels.data(), scale.data(), sum.data(), rows, K}; }
 };
-Int8Arg read_int8_matrix(py::handle q_obj, py::handle scale_obj, const std::string& name, Index N, Index K,
-                         const std::string& legend);
+// The number of rows N of the int8 matrix `obj` (the length of its scales), checked for its kind.
+Index int8_matrix_rows(py::handle obj, const std::string& name);
+Int8Arg read_int8_matrix(py::handle obj, const std::string& name, Index blocks, Index K);
 // bfloat16 weights (lstm_ext.quantize_dynamic(..., "bfloat16")): a uint16 array (N, K) of the upper
 // 16 bits of float32 values (TypeError for any other dtype).
 py::array_t<std::uint16_t, py::array::c_style> read_bf16_matrix(py::handle obj, const std::string& name, Index N,
                                                                 Index K, const std::string& legend);
-// A cell's W_ih (G, I) and W_hh (G, H_out), G = gates · H, the sizes read from them (`G` names G in
-// messages: "4H", "3H", "H"; H_out = P with a projection).
+// A cell's W_ih (G, I) and W_hh (G, H_out), G = gates · H: H from W_hh's rows, I from x (T, B, I),
+// H_out = H or the P given (a projection); `G` names G in messages: "4H", "3H", "H".
 struct Int8Weights {
   Int8Arg w_ih, w_hh;
   Index I, H, H_out;
 };
-Int8Weights read_int8_weights(py::handle q_ih, py::handle s_ih, py::handle q_hh, py::handle s_hh, Index gates,
-                              const std::string& G, bool projected);
+Int8Weights read_int8_weights(py::handle x, py::handle w_ih, py::handle w_hh, Index gates, const std::string& G,
+                              Index P = 0);
 // Float32 values an int8 call of a cell with state h (GRU, RNN) allocates, at most, for T steps of B
 // rows, I inputs, G gate rows, H units: y, h_n, gx, x quantized (a quarter of a float each), the
 // states and a step's products, and the quantized rows of up to 4 members (a quarter each).

@@ -159,11 +159,10 @@ py::tuple gru_backward(py::handle dy_obj, py::handle dh_n_obj, py::handle x_obj,
 }  // namespace
 
 // Inference with int8 weights (lstm_ext.quantize_dynamic), one direction: W_ih, W_hh as int8
-// arrays with their row scales (read_int8_weights), everything else float32.
-py::tuple gru_forward_int8(py::handle x_obj, py::handle q_ih_obj, py::handle s_ih_obj, py::handle q_hh_obj,
-                           py::handle s_hh_obj, py::handle b_ih_obj, py::handle b_hh_obj, py::handle h0_obj,
+// matrices, (panels, scale, sum) tuples (read_int8_weights), everything else float32.
+py::tuple gru_forward_int8(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_obj, py::handle b_ih_obj, py::handle b_hh_obj, py::handle h0_obj,
                            py::handle lengths_obj, bool reverse) {
-  const Int8Weights w = read_int8_weights(q_ih_obj, s_ih_obj, q_hh_obj, s_hh_obj, 3, "3H", false);
+  const Int8Weights w = read_int8_weights(x_obj, w_ih_obj, w_hh_obj, 3, "3H");
   const auto x = read_sequence<float>(x_obj, w.I);
   const GruDims d{x.shape(0), x.shape(1), w.I, w.H};
   const Index B = d.B, H = d.H;
@@ -183,10 +182,9 @@ py::tuple gru_forward_int8(py::handle x_obj, py::handle q_ih_obj, py::handle s_i
 }
 
 void bind_gru(py::module_& m) {
-  m.def("gru_forward_int8", &gru_forward_int8, py::arg("x"), py::arg("w_ih"), py::arg("w_ih_scale"), py::arg("w_hh"),
-        py::arg("w_hh_scale"), py::arg("b_ih") = py::none(), py::arg("b_hh") = py::none(), py::arg("h0") = py::none(),
+  m.def("gru_forward_int8", &gru_forward_int8, py::arg("x"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih") = py::none(), py::arg("b_hh") = py::none(), py::arg("h0") = py::none(),
         py::kw_only(), py::arg("lengths") = py::none(), py::arg("reverse") = false,
-        "GRU inference with int8 weights (int8 arrays and float32 row scales), one direction: x (T, B, I) float32 "
+        "GRU inference with int8 weights ((panels, scale, sum) tuples from lstm_ext.quantized.pack_int8), one direction: x (T, B, I) float32 "
         "-> (y (T, B, H), h_n (B, H)).");
   m.def("gru_forward", &gru_forward, py::arg("x"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih") = py::none(),
         py::arg("b_hh") = py::none(), py::arg("h0") = py::none(), py::kw_only(), py::arg("ln_ih_weight") = py::none(),

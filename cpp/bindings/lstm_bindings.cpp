@@ -477,21 +477,21 @@ void bind_stream(py::module_& m, const char* name) {
 
 // ---------------------------------------------------------------------------------------------
 // Inference with int8 weights (lstm_ext.quantize_dynamic), one direction. A weight matrix comes as
-// q, an int8 array (N, K), and its scales (N,); everything else is float32.
+// a tuple (panels, scale, sum) (read_int8_matrix); everything else is float32.
 
-py::tuple lstm_forward_int8(py::handle x_obj, py::handle q_ih_obj, py::handle s_ih_obj, py::handle q_hh_obj,
-                            py::handle s_hh_obj, py::handle b_ih_obj, py::handle b_hh_obj, py::handle h0_obj,
-                            py::handle c0_obj, py::handle q_hr_obj, py::handle s_hr_obj, py::handle w_ch_obj,
-                            double zone_c, double zone_h, py::handle lengths_obj, bool reverse) {
-  const bool projected = !q_hr_obj.is_none();
-  const Int8Weights w = read_int8_weights(q_ih_obj, s_ih_obj, q_hh_obj, s_hh_obj, 4, "4H", projected);
-  const Index I = w.I, H = w.H, H_out = w.H_out, G = 4 * H, P = projected ? H_out : 0;
-  if (projected && H_out >= H) {  // torch's rule too: proj_size < hidden_size
-    throw py::value_error("w_hh: expected shape (4H, P) with a projection to fewer units than H (P < H = " +
-                          std::to_string(H) + "), got " + shape_str(w.w_hh.q));
+py::tuple lstm_forward_int8(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_obj, py::handle b_ih_obj,
+                            py::handle b_hh_obj, py::handle h0_obj, py::handle c0_obj, py::handle w_hr_obj,
+                            py::handle w_ch_obj, double zone_c, double zone_h, py::handle lengths_obj, bool reverse) {
+  const bool projected = !w_hr_obj.is_none();
+  const Index P = projected ? int8_matrix_rows(w_hr_obj, "w_hr") : 0;
+  const Int8Weights w = read_int8_weights(x_obj, w_ih_obj, w_hh_obj, 4, "4H", P);
+  const Index I = w.I, H = w.H, H_out = w.H_out, G = 4 * H;
+  if (projected && (P < 1 || P >= H)) {  // torch's rule too: proj_size < hidden_size
+    throw py::value_error("w_hr: expected (P, H) with a projection to fewer units than H (0 < P < H = " +
+                          std::to_string(H) + "), got P = " + std::to_string(P));
   }
   std::optional<Int8Arg> w_hr;
-  if (projected) w_hr.emplace(read_int8_matrix(q_hr_obj, s_hr_obj, "w_hr", P, H, "(P, H)"));
+  if (projected) w_hr.emplace(read_int8_matrix(w_hr_obj, "w_hr", 1, H));
   const auto x = read_sequence<float>(x_obj, I);
   LstmDims d{x.shape(0), x.shape(1), I, H, P};
   const Index B = d.B;
@@ -658,13 +658,13 @@ void bind_lstm(py::module_& m) {
         "dw_ch or None, dln_ih_weight, dln_ih_bias, dln_hh_weight, dln_hh_bias, dln_c_weight, dln_c_bias (each None "
         "without layer normalization)); "
         "bidirectional: a leading axis of 2 on every gradient but dx.");
-  m.def("lstm_forward_int8", &lstm_forward_int8, py::arg("x"), py::arg("w_ih"), py::arg("w_ih_scale"),
-        py::arg("w_hh"), py::arg("w_hh_scale"), py::arg("b_ih") = py::none(), py::arg("b_hh") = py::none(),
-        py::arg("h0") = py::none(), py::arg("c0") = py::none(), py::kw_only(), py::arg("w_hr") = py::none(),
-        py::arg("w_hr_scale") = py::none(), py::arg("w_ch") = py::none(), py::arg("zone_c") = 0.0,
-        py::arg("zone_h") = 0.0, py::arg("lengths") = py::none(), py::arg("reverse") = false,
-        "LSTM inference with int8 weights (quantized by rows: int8 q and float32 scales) and int8 activations "
-        "quantized by rows, one direction: x (T, B, I) float32 -> (y (T, B, H_out), h_n (B, H_out), c_n (B, H)).");
+  m.def("lstm_forward_int8", &lstm_forward_int8, py::arg("x"), py::arg("w_ih"), py::arg("w_hh"),
+        py::arg("b_ih") = py::none(), py::arg("b_hh") = py::none(), py::arg("h0") = py::none(),
+        py::arg("c0") = py::none(), py::kw_only(), py::arg("w_hr") = py::none(), py::arg("w_ch") = py::none(),
+        py::arg("zone_c") = 0.0, py::arg("zone_h") = 0.0, py::arg("lengths") = py::none(), py::arg("reverse") = false,
+        "LSTM inference with int8 weights (quantized by rows and packed: (panels, scale, sum) tuples from "
+        "lstm_ext.quantized.pack_int8) and int8 activations quantized by rows, one direction: x (T, B, I) float32 "
+        "-> (y (T, B, H_out), h_n (B, H_out), c_n (B, H)).");
   m.def("lstm_cell", &lstm_cell, py::arg("x"), py::arg("h"), py::arg("c"), py::arg("w_ih"), py::arg("w_hh"),
         py::arg("b_ih") = py::none(), py::arg("b_hh") = py::none(),
         "One LSTM step: x (B, I), h, c (B, H) -> (h', c').");

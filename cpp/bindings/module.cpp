@@ -1,5 +1,6 @@
 // lstm_ext._core: the compiled core's Python module. Each cell's bindings live in their own file.
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include "bindings/checks.hpp"
 #include "rnn/cpu.hpp"
@@ -89,6 +90,27 @@ PYBIND11_MODULE(_core, m) {
       py::arg("bytes"), py::arg("threads"), py::arg("passes") = 20, py::arg("trials") = 5,
       "Bytes per second at which `threads` threads read a working set of `bytes` bytes (the benchmark's roofline).");
   m.def(
+      "_best_kernel_level",
+      [](const std::vector<std::string>& features) -> py::object {
+        lstm_ext::CpuFeatures cpu = 0;
+        for (const std::string& name : features) {
+          bool known = false;
+          for (int f = 0; f < 64 && !known; ++f) {
+            const auto names = lstm_ext::feature_names(lstm_ext::CpuFeatures(1) << f);
+            if (!names.empty() && names.front() == name) {
+              cpu |= lstm_ext::CpuFeatures(1) << f;
+              known = true;
+            }
+          }
+          if (!known) throw py::value_error("features: unknown CPU feature '" + name + "'");
+        }
+        const lstm_ext::CompiledLevel* best = lstm_ext::best_level_for(cpu);
+        return best ? py::object(py::str(best->name)) : py::object(py::none());
+      },
+      py::arg("features"),
+      "The kernel level the import would choose on a CPU with these features (names as in "
+      "build_info()['cpu_features']), or None: the dispatch, for tests with the features of other CPUs.");
+  m.def(
       "build_info",
       [] {
         py::dict info;
@@ -101,6 +123,7 @@ PYBIND11_MODULE(_core, m) {
         info["kernel_levels"] = levels;
         info["cpu_features"] = as_list(lstm_ext::feature_names(lstm_ext::cpu_features()));
         info["simd"] = level.simd;
+        info["int8"] = std::string(level.int8);
         info["native"] = static_cast<bool>(LSTM_EXT_NATIVE_BUILD);
         info["sanitizers"] = static_cast<bool>(LSTM_EXT_SANITIZED);
         info["eigen_version"] = std::string(LSTM_EXT_EIGEN_VERSION);
@@ -109,5 +132,5 @@ PYBIND11_MODULE(_core, m) {
       },
       "How the core was built and which kernels run: kernel_level (in use), kernel_levels (compiled in, each with "
       "the CPU features it needs), cpu_features (this CPU's, as usable), simd (the instruction sets of the level in "
-      "use), native (built for one machine), sanitizers (built with ASan and UBSan), eigen_version, compiler.");
+      "use), int8 (the instructions of its int8 products), native (built for one machine), sanitizers (built with ASan and UBSan), eigen_version, compiler.");
 }

@@ -343,11 +343,12 @@ void gru_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar*
 // Inference with int8 weights (int8.hpp): gx = float(acc_ih) · (s_x · s_ih) + b_ih for every row
 // of x, per step rec = float(acc_hh) · (s_h · s_hh) from h_{t-1} quantized by rows, and the float
 // cell's pointwise pass (r = σ(gx_r + (rec_r + b_hr)), ..., n = tanh(gx_n + r ⊙ (rec_n + b_hn))).
+template <typename Kernel>
 void gru_forward_int8(float* y, float* h_n, const float* x, const float* h0, const Int8Matrix& w_ih,
                       const Int8Matrix& w_hh, const float* b_ih, const float* b_hh, const GruDims& d,
                       const SequenceOptions& seq) {
   const Index H = d.H, G = d.G();
-  int8_forward_h_only(y, h_n, x, h0, w_ih, w_hh, b_ih, nullptr, 3, d.T, d.B, d.I, H, d.ld_y(), seq,
+  int8_forward_h_only<Kernel>(y, h_n, x, h0, w_ih, w_hh, b_ih, nullptr, 3, d.T, d.B, H, d.ld_y(), seq,
                       [&](float* gx_t, const float* rec, const float* h_prev, float* h_next,
                           const SequenceOptions& seq_rows, Index t, Index nb, Index u0, Index nu) {
                         gru_pointwise_forward<float>(gx_t, nullptr, h_next, rec + u0, G, H, b_hh, h_prev, seq_rows,
@@ -357,17 +358,21 @@ void gru_forward_int8(float* y, float* h_n, const float* x, const float* h0, con
 
 }  // namespace
 
-// This level's GRU kernels, for its table (level.cpp).
+// This level's GRU kernels, for its table (level.cpp); with vnni, the int8 kernel of VNNI.
 template <typename Scalar>
-GruKernels<Scalar> gru_kernels() {
+GruKernels<Scalar> gru_kernels(bool vnni) {
   if constexpr (std::is_same_v<Scalar, float>) {
-    return {&gru_forward<Scalar>, &gru_backward<Scalar>, &gru_forward_int8};
+    auto forward_int8 = &gru_forward_int8<int8_base::Kernel>;
+#if defined(LSTM_EXT_INT8_VNNI_TARGET)
+    if (vnni) forward_int8 = &gru_forward_int8<int8_vnni::Kernel>;
+#endif
+    return {&gru_forward<Scalar>, &gru_backward<Scalar>, forward_int8};
   } else {
     return {&gru_forward<Scalar>, &gru_backward<Scalar>, nullptr};
   }
 }
-template GruKernels<float> gru_kernels<float>();
-template GruKernels<double> gru_kernels<double>();
+template GruKernels<float> gru_kernels<float>(bool);
+template GruKernels<double> gru_kernels<double>(bool);
 
 }  // namespace LSTM_EXT_LEVEL
 }  // namespace lstm_ext

@@ -6,6 +6,11 @@
 #include <mutex>
 #include <stdexcept>
 
+// int8.hpp's condition for the avx2 level's VNNI partner: a compiler that knows AVX-VNNI.
+#if (defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11)
+#define LSTM_EXT_AVX2_VNNI
+#endif
+
 #ifndef LSTM_EXT_NATIVE_FLAGS
 #define LSTM_EXT_NATIVE_FLAGS "-march=native"
 #endif
@@ -13,11 +18,16 @@
 namespace lstm_ext {
 
 // Each level's constant and table (level.cpp). CMake compiles the x86-64 levels (baseline, fma128,
-// avx2, avx512), or the baseline alone elsewhere, or one native level (LSTM_EXT_NATIVE=ON).
+// avx2, avx512), or the baseline alone elsewhere, or one native level (LSTM_EXT_NATIVE=ON). The
+// avx2 and avx512 levels have a partner that differs in its int8 products alone, which use VNNI
+// (avx2_vnni: AVX-VNNI, when the compiler knows it; avx512_vnni: AVX-512 VNNI); the best level
+// is the last one the CPU can run, so a CPU with VNNI takes the partner.
 #define LSTM_EXT_DECLARE_LEVEL(level)      \
   namespace level {                        \
   extern const CpuFeatures kCompiledFor;   \
   const KernelLevel& table();              \
+  extern const CpuFeatures kCompiledForVnni; \
+  const KernelLevel& table_vnni();         \
   }
 #if defined(LSTM_EXT_NATIVE_LEVEL)
 LSTM_EXT_DECLARE_LEVEL(native)
@@ -40,7 +50,11 @@ const std::vector<CompiledLevel>& compiled_levels() {
 #if defined(LSTM_EXT_X86_LEVELS)
       {"fma128", &fma128::kCompiledFor, &fma128::table},
       {"avx2", &avx2::kCompiledFor, &avx2::table},
+#if defined(LSTM_EXT_AVX2_VNNI)
+      {"avx2_vnni", &avx2::kCompiledForVnni, &avx2::table_vnni},
+#endif
       {"avx512", &avx512::kCompiledFor, &avx512::table},
+      {"avx512_vnni", &avx512::kCompiledForVnni, &avx512::table_vnni},
 #endif
 #endif
   };
@@ -64,6 +78,18 @@ std::string level_names(bool runnable_only) {
   return joined(names);
 }
 
+}  // namespace
+
+const CompiledLevel* best_level_for(CpuFeatures cpu) {
+  const CompiledLevel* best = nullptr;
+  for (const CompiledLevel& level : compiled_levels()) {
+    if ((*level.compiled_for & ~cpu) == 0) best = &level;
+  }
+  return best;
+}
+
+namespace {
+
 // The level to use, or an exception saying why none can be.
 const KernelLevel& choose() {
   const CpuFeatures cpu = cpu_features();
@@ -82,11 +108,7 @@ const KernelLevel& choose() {
     throw std::runtime_error("LSTM_EXT_KERNELS=" + forced + ": expected one of this build's kernel levels (" +
                              level_names(false) + "), or unset or 'auto' for the best this CPU supports");
   }
-  // The best level the CPU supports: the last of those it has every feature of.
-  const CompiledLevel* best = nullptr;
-  for (const CompiledLevel& level : compiled_levels()) {
-    if ((*level.compiled_for & ~cpu) == 0) best = &level;
-  }
+  const CompiledLevel* best = best_level_for(cpu);
   if (best == nullptr) {  // only a native build can get here: the baseline runs everywhere
     const CompiledLevel& level = compiled_levels().front();
     throw std::runtime_error(

@@ -54,8 +54,9 @@ struct Kernels {
 
 // One level: its kernels for both dtypes, and what it is.
 struct KernelLevel {
-  const char* name;  // "baseline", "fma128", "avx2", "avx512" or "native"
+  const char* name;  // "baseline", "fma128", "avx2", "avx2_vnni", "avx512", "avx512_vnni" or "native"
   std::string simd;  // the SIMD instruction sets the kernels use at this level, and the packet widths
+  const char* int8;  // the int8 products' instructions (int8_kernels.inc): "avx512_vnni", "avx2", ...
   Kernels<float> f32;
   Kernels<double> f64;
   // Bytes per second at which a team of up to `threads` threads reads a buffer of `bytes` bytes
@@ -75,6 +76,11 @@ struct CompiledLevel {
 
 // The levels of this build, lowest first.
 const std::vector<CompiledLevel>& compiled_levels();
+
+// The best level for a CPU with these features: the last compiled level it has every feature of;
+// nullptr when none (a native build for another CPU). The import's choice, unless LSTM_EXT_KERNELS
+// names one; tests call it with the features of CPUs this machine is not.
+const CompiledLevel* best_level_for(CpuFeatures cpu);
 
 // Chooses the level every call will use, once: LSTM_EXT_KERNELS names one (its value, or
 // `forced`), else the best the CPU supports. Throws std::runtime_error, with a message that
@@ -102,11 +108,11 @@ inline const Kernels<double>& kernels<double>() {
 #ifdef LSTM_EXT_LEVEL
 namespace LSTM_EXT_LEVEL {
 template <typename Scalar>
-LstmKernels<Scalar> lstm_kernels();  // lstm.cpp
+LstmKernels<Scalar> lstm_kernels(bool vnni);  // lstm.cpp
 template <typename Scalar>
-GruKernels<Scalar> gru_kernels();    // gru.cpp
+GruKernels<Scalar> gru_kernels(bool vnni);    // gru.cpp
 template <typename Scalar>
-RnnKernels<Scalar> rnn_kernels();    // rnn.cpp
+RnnKernels<Scalar> rnn_kernels(bool vnni);    // rnn.cpp
 template <typename Scalar>
 DenseKernels<Scalar> dense_kernels();  // dense.cpp
 double read_bandwidth(Index bytes, int threads, int passes, int trials);  // probe.cpp

@@ -3,6 +3,7 @@
 #include "rnn/kernels.hpp"
 
 #include "rnn/common.hpp"
+#include "rnn/int8.hpp"
 
 #include <string>
 
@@ -161,24 +162,48 @@ std::string simd_in_use() {
          " doubles";
 }
 
+// The name of the int8 products' instructions (int8_kernels.inc's Ops).
+template <bool vnni>
+const char* int8_name() {
+#if defined(LSTM_EXT_INT8_VNNI_TARGET)
+  if constexpr (vnni) return int8_vnni::Kernel::kName;
+#endif
+  return int8_base::Kernel::kName;
+}
+
 #define LSTM_EXT_LEVEL_NAME(level) LSTM_EXT_STRING(level)
 #define LSTM_EXT_STRING(level) #level
 
 // The level's table, made at the first request (a static made at load time would run this
 // level's code on any CPU) and never destroyed (a daemon thread may still be in a call of this
-// level while the process exits).
-const KernelLevel& table() {
-  static const KernelLevel* level = new KernelLevel{
-      LSTM_EXT_LEVEL_NAME(LSTM_EXT_LEVEL),
+// level while the process exits). With vnni, the same kernels but the int8 products of VNNI:
+// the "<level>_vnni" level, for the CPUs that have it (kCompiledForVnni).
+const KernelLevel* make_table(bool vnni) {
+  return new KernelLevel{
+      vnni ? LSTM_EXT_LEVEL_NAME(LSTM_EXT_LEVEL) "_vnni" : LSTM_EXT_LEVEL_NAME(LSTM_EXT_LEVEL),
       simd_in_use(),
-      Kernels<float>{kPacket<float>, lstm_kernels<float>(), gru_kernels<float>(), rnn_kernels<float>(),
+      vnni ? int8_name<true>() : int8_name<false>(),
+      Kernels<float>{kPacket<float>, lstm_kernels<float>(vnni), gru_kernels<float>(vnni), rnn_kernels<float>(vnni),
                      dense_kernels<float>()},
-      Kernels<double>{kPacket<double>, lstm_kernels<double>(), gru_kernels<double>(), rnn_kernels<double>(),
-                      dense_kernels<double>()},
+      Kernels<double>{kPacket<double>, lstm_kernels<double>(vnni), gru_kernels<double>(vnni),
+                      rnn_kernels<double>(vnni), dense_kernels<double>()},
       &read_bandwidth,
   };
+}
+
+const KernelLevel& table() {
+  static const KernelLevel* level = make_table(false);
   return *level;
 }
+
+#if defined(LSTM_EXT_INT8_VNNI_TARGET)
+extern const CpuFeatures kCompiledForVnni;
+const CpuFeatures kCompiledForVnni = kCompiledFor | feature_bit(LSTM_EXT_INT8_VNNI_FEATURE);
+const KernelLevel& table_vnni() {
+  static const KernelLevel* level = make_table(true);
+  return *level;
+}
+#endif
 
 }  // namespace LSTM_EXT_LEVEL
 }  // namespace lstm_ext

@@ -662,6 +662,7 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
 // sequences, without meeting in the time loop. A row's scale depends on that row alone.
 //   y (T, B, ld_y) out   h_n (B, H_out) out   c_n (B, H) out   x (T, B, I)   h0, c0 or nullptr
 //   w_ih (4H, I)   w_hh (4H, H_out)   b_ih, b_hh (4H) or nullptr   w_hr (P, H) when P > 0
+template <typename Kernel>
 void lstm_forward_int8(float* y, float* h_n, float* c_n, const float* x, const float* h0, const float* c0,
                        const Int8Matrix& w_ih, const Int8Matrix& w_hh, const float* b_ih, const float* b_hh,
                        const Int8Matrix& w_hr, const LstmVariants<float>& v, const LstmDims& d,
@@ -669,25 +670,26 @@ void lstm_forward_int8(float* y, float* h_n, float* c_n, const float* x, const f
   const Index T = d.T, B = d.B, I = d.I, H = d.H, G = d.G(), P = d.P, H_out = d.H_out(), TB = T * B,
               ld_y = d.ld_y();
   const bool projected = P > 0, peephole = v.peephole(), zoneout_c = v.zoneout_c(), zoneout_h = v.zoneout_h();
-  constexpr Index granule = kUnitGranule<float>;
+  constexpr Index granule = kInt8PanelRows;  // a member's units (and outputs) start a panel
   TeamLease lease(members_for(2.0 * B * (G * H_out + P * H), H, granule), 2.0 * T * B * (G * (I + H_out) + P * H));
   const int members = lease.size();
   const bool by_rows = split_by_rows(B, members);
-  const Index widest = std::max(H_out, H);  // the rows a member quantizes: h (H_out), m (H)
+  // the rows a member quantizes: h (H_out), m (H), each padded to the weights' groups
+  const Index widest = std::max(w_hh.padded_K(), projected ? w_hr.padded_K() : Index(0));
 
   Buffer<float> gates(TB * G);                          // (T, B, G) gx, then a step's activated gates
-  Buffer<std::int8_t> q_x(TB * I);                      // (T, B, I) x quantized by rows
+  Buffer<std::int8_t> q_x(TB * w_ih.padded_K());        // (T, B, padded I) x quantized by rows
   Buffer<float> s_x(TB);                                // (T, B) their scales
   Buffer<float> h_steps(2 * B * H_out);                 // (2, B, H_out) h_{t-1} and h_t, by parity of the step
   Buffer<float> c_state(B * H);                         // (B, H) c carried between steps
-  Buffer<std::int8_t> q_rows(members * B * widest);     // per member (B, H_out or H): h_{t-1} or m_t quantized
+  Buffer<std::int8_t> q_rows(members * B * widest);     // per member (B, padded H_out or H): h_{t-1} or m_t quantized
   Buffer<float> s_rows(members * B);                    // per member (B): their scales
   Buffer<float> rec(B * G);                             // (B, G) a step's recurrent products
   Buffer<float> m_step(projected ? B * H : 0);          // (B, H) m_t, for the projection
 
   lease.run([&](Team& team) {
     // 1. x quantized by rows and its products with W_ih, both biases added.
-    int8_input_projection(team, gates.data(), q_x.data(), s_x.data(), x, TB, I, w_ih, G, b_ih, b_hh);
+    Kernel::input_projection(team, gates.data(), q_x.data(), s_x.data(), x, TB, w_ih, 4, b_ih, b_hh);
 
     // Its share: its units (rows of W_hh) and columns of h of every sequence, or its sequences.
     const Team::Range rows = by_rows ? team.part(B) : Team::Range{0, B};
@@ -713,7 +715,7 @@ void lstm_forward_int8(float* y, float* h_n, float* c_n, const float* x, const f
       float* gates_t = gates.data() + (t * B + b0) * G;                         // (nb, G)
       // rec (nb, its units of each gate block) = h_{t-1} · W_hh[its rows]ᵀ in int8, every row (the
       // rows past their length are not read)
-      int8_recurrent_products(rec_rows, q_mine, s_mine, h_prev, nb, H_out, w_hh, 4, H, u0, nu);
+      if (nu > 0) Kernel::recurrent_products(rec_rows, q_mine, s_mine, h_prev, nb, w_hh, 4, u0, nu);
       float* m_t = projected ? m_step.data() + b0 * H : h_next;
       for_variants(peephole, zoneout_c, false, [&](auto with_peephole, auto with_zoneout, auto) {
         lstm_pointwise_forward<float, decltype(with_peephole)::value, decltype(with_zoneout)::value, false>(
@@ -722,9 +724,7 @@ void lstm_forward_int8(float* y, float* h_n, float* c_n, const float* x, const f
       });
       if (projected) {  // its columns of h_t = m_t · W_hr[its rows]ᵀ in int8, from whole rows of m_t
         if (!by_rows) team.barrier();  // m_t complete
-        for (Index b = 0; b < nb; ++b) s_mine[b] = quantize_row(q_mine + b * H, m_t + b * H, H);
-        const Int8Matrix block{w_hr.q + o0 * H, w_hr.scale + o0};
-        int8_product(h_next + o0, H_out, q_mine, s_mine, nb, block, no, H);
+        Kernel::rows_product(h_next, H_out, q_mine, s_mine, m_t, nb, w_hr, o0, no);
       }
       if (zoneout_h) {
         zoneout_rows(h_next, h_prev, out_cols, zone_rows(v.zone_h, v.zone_h_value, t, B, b0, H_out), seq_rows, t, nb);
@@ -975,18 +975,22 @@ void lstm_cell(Scalar* h_new, Scalar* c_new,
 // ---------------------------------------------------------------------------------------------
 }  // namespace
 
-// This level's LSTM kernels, for its table (level.cpp).
+// This level's LSTM kernels, for its table (level.cpp); with vnni, the int8 kernel of VNNI.
 template <typename Scalar>
-LstmKernels<Scalar> lstm_kernels() {
+LstmKernels<Scalar> lstm_kernels(bool vnni) {
   if constexpr (std::is_same_v<Scalar, float>) {
+    auto forward_int8 = &lstm_forward_int8<int8_base::Kernel>;
+#if defined(LSTM_EXT_INT8_VNNI_TARGET)
+    if (vnni) forward_int8 = &lstm_forward_int8<int8_vnni::Kernel>;
+#endif
     return {&lstm_forward<Scalar>, &lstm_backward<Scalar>, &lstm_cell<Scalar>, &lstm_cell_into<Scalar>,
-            &lstm_forward_int8};
+            forward_int8};
   } else {
     return {&lstm_forward<Scalar>, &lstm_backward<Scalar>, &lstm_cell<Scalar>, &lstm_cell_into<Scalar>, nullptr};
   }
 }
-template LstmKernels<float> lstm_kernels<float>();
-template LstmKernels<double> lstm_kernels<double>();
+template LstmKernels<float> lstm_kernels<float>(bool);
+template LstmKernels<double> lstm_kernels<double>(bool);
 
 }  // namespace LSTM_EXT_LEVEL
 }  // namespace lstm_ext

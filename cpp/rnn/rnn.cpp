@@ -222,11 +222,12 @@ void rnn_backward(Scalar* dx, Scalar* dh0, Scalar* dw_ih, Scalar* dw_hh, Scalar*
 // Inference with int8 weights (int8.hpp): gx = (float(acc_ih) · (s_x · s_ih) + b_ih) + b_hh for
 // every row of x, per step rec = float(acc_hh) · (s_h · s_hh) from h_{t-1} quantized by rows, and
 // h_t = act(gx + rec).
+template <typename Kernel>
 void rnn_forward_int8(float* y, float* h_n, const float* x, const float* h0, const Int8Matrix& w_ih,
                       const Int8Matrix& w_hh, const float* b_ih, const float* b_hh, RnnActivation act,
                       const RnnDims& d, const SequenceOptions& seq) {
   const Index H = d.H;
-  int8_forward_h_only(y, h_n, x, h0, w_ih, w_hh, b_ih, b_hh, 1, d.T, d.B, d.I, H, d.ld_y(), seq,
+  int8_forward_h_only<Kernel>(y, h_n, x, h0, w_ih, w_hh, b_ih, b_hh, 1, d.T, d.B, H, d.ld_y(), seq,
                       [&](float* gx_t, const float* rec, const float*, float* h_next, const SequenceOptions& seq_rows,
                           Index t, Index nb, Index u0, Index nu) {
                         rnn_pointwise_forward<float>(h_next, gx_t, rec + u0, H, act, seq_rows, t, nb, H, u0, nu);
@@ -235,17 +236,21 @@ void rnn_forward_int8(float* y, float* h_n, const float* x, const float* h0, con
 
 }  // namespace
 
-// This level's RNN kernels, for its table (level.cpp).
+// This level's RNN kernels, for its table (level.cpp); with vnni, the int8 kernel of VNNI.
 template <typename Scalar>
-RnnKernels<Scalar> rnn_kernels() {
+RnnKernels<Scalar> rnn_kernels(bool vnni) {
   if constexpr (std::is_same_v<Scalar, float>) {
-    return {&rnn_forward<Scalar>, &rnn_backward<Scalar>, &rnn_forward_int8};
+    auto forward_int8 = &rnn_forward_int8<int8_base::Kernel>;
+#if defined(LSTM_EXT_INT8_VNNI_TARGET)
+    if (vnni) forward_int8 = &rnn_forward_int8<int8_vnni::Kernel>;
+#endif
+    return {&rnn_forward<Scalar>, &rnn_backward<Scalar>, forward_int8};
   } else {
     return {&rnn_forward<Scalar>, &rnn_backward<Scalar>, nullptr};
   }
 }
-template RnnKernels<float> rnn_kernels<float>();
-template RnnKernels<double> rnn_kernels<double>();
+template RnnKernels<float> rnn_kernels<float>(bool);
+template RnnKernels<double> rnn_kernels<double>(bool);
 
 }  // namespace LSTM_EXT_LEVEL
 }  // namespace lstm_ext

@@ -84,16 +84,33 @@ Count packed_elements(Index columns, Index rows, Index lanes) {
 }
 
 // A weight matrix quantized to int8 by rows, symmetric, for inference in int8 (int8.hpp):
-// W (N, K) ≈ q · diag(scale), q in [−127, 127].
+// W (N, K) ≈ q · diag(scale), q in [−127, 127], N = blocks · rows (a block: one gate's rows).
+// q is packed once (lstm_ext.quantized.pack_int8, in NumPy) in the layout the kernels read at every
+// level: each block in panels of kInt8PanelRows rows, a panel in groups of kInt8Group inputs,
+//   panels (blocks, ⌈rows/16⌉, ⌈K/4⌉, 16, 4): panels[b, p, g, j, i] = q[b · rows + 16p + j, 4g + i]
+// with zeros past the ends (rows and inputs), so that a vector of 16 int32 sums reads 64
+// contiguous bytes per group. sum[j] = Σ_k q[j, k] (for the kernels that add 128 to the
+// activations to make them unsigned, VNNI's vpdpbusd).
+constexpr Index kInt8PanelRows = 16, kInt8Group = 4;
 struct Int8Matrix {
-  const std::int8_t* q = nullptr;  // (N, K) row-major
-  const float* scale = nullptr;    // (N)
+  const std::int8_t* panels = nullptr;  // (blocks, ⌈rows/16⌉, ⌈K/4⌉, 16, 4)
+  const float* scale = nullptr;         // (blocks · rows)
+  const std::int32_t* sum = nullptr;    // (blocks · rows)
+  Index rows = 0;                       // per block
+  Index K = 0;
+  Index groups() const { return (K + kInt8Group - 1) / kInt8Group; }
+  Index padded_K() const { return groups() * kInt8Group; }
+  Index panels_per_block() const { return (rows + kInt8PanelRows - 1) / kInt8PanelRows; }
+  // The first byte of panel p of block b.
+  const std::int8_t* panel(Index b, Index p) const {
+    return panels + ((b * panels_per_block() + p) * groups()) * (kInt8PanelRows * kInt8Group);
+  }
 };
 
-// The int8 products' limits: the inner size K for which Σ_k q_a q_w (each |q| ≤ 127) is exact in
-// an int32, and the largest value of a row that still counts as zero (2^−100: below it 127 / max
-// could overflow).
-constexpr Index kInt8MaxInner = 132104;  // ⌊(2^31 − 1) / (127 · 128)⌋: a weight of −128 too
+// The int8 products' limits: the inner size K for which every sum is exact in an int32 (with the
+// activations made unsigned, Σ_k (q_a + 128) q_w reaches K · 255 · 127), and the largest value
+// of a row that still counts as zero (2^−100: below it 127 / max could overflow).
+constexpr Index kInt8MaxInner = 66311;  // ⌊(2^31 − 1) / (255 · 127)⌋
 constexpr float kInt8TinyRow = 7.88860905e-31f;  // 2^−100
 
 }  // namespace lstm_ext

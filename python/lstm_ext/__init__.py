@@ -11,7 +11,8 @@ The layers take torch.nn's arguments and state dicts; ``from_torch`` / ``layer.t
 ``from_keras`` move weights in and out. ``lstm_ext.functional`` has the one-layer ops over the
 compiled core, ``lstm_ext.reference`` the same maths in plain NumPy (the oracle the tests
 compare against), ``lstm_ext.cells`` the description of each cell kind that the rest reads.
-``Sequential`` holds layers; ``lstm_ext.training`` trains it, ``lstm_ext.checkpoint`` stores it.
+``Sequential`` holds layers; ``lstm_ext.training`` trains it, ``lstm_ext.checkpoint`` stores it;
+``quantize_dynamic`` makes an inference copy in int8 or with bfloat16 weights.
 """
 
 from . import cells, functional, reference
@@ -28,6 +29,7 @@ from .losses import cross_entropy, mse_loss
 from .model import Sequential, load
 from .nn import Embedding, LastStep, Linear, ReLU, Sigmoid, Tanh
 from .optim import SGD, Adam, AdamW, Optimizer, clip_grad_norm
+from .quantized import quantize_dynamic
 from .stream import Stream
 
 __version__ = "0.1.0"
@@ -37,6 +39,6 @@ __all__ = [
     "OversubscriptionWarning", "RNN", "RNNBase", "ReLU", "SGD", "Sequential", "Sigmoid", "Stream", "Tanh",
     "build_info", "cells", "clip_grad_norm", "cross_entropy", "export_onnx", "from_keras", "from_torch",
     "functional", "get_num_threads", "gradient_flow", "gru_backward", "gru_forward", "load", "lstm_backward",
-    "lstm_cell", "lstm_forward", "mse_loss", "reference", "release_scratch_cache", "rnn_backward", "rnn_forward",
+    "lstm_cell", "lstm_forward", "mse_loss", "quantize_dynamic", "reference", "release_scratch_cache", "rnn_backward", "rnn_forward",
     "scratch_cache_bytes", "set_num_threads", "to_torch",
 ]

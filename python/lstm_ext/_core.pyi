@@ -46,19 +46,20 @@ def lstm_forward(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]:
     """-> (y (T, B, H_out), h_n (B, H_out), c_n (B, H), workspace (1-D) if training else None)"""
 
+# An int8 matrix (N, K), N = blocks · rows: (panels (blocks, ceil(rows / 16), ceil(K / 4), 16, 4) int8,
+# scale (N,) float32, sum (N,) int32), lstm_ext.quantized.pack_int8's Int8Weight.parts.
+Int8Parts = tuple[np.ndarray, np.ndarray, np.ndarray]
+
 def lstm_forward_int8(
     x: ArrayLike,                          # (T, B, I) float32
-    w_ih: np.ndarray,                      # (4H, I) int8, quantized by rows
-    w_ih_scale: ArrayLike,                 # (4H,) float32
-    w_hh: np.ndarray,                      # (4H, H_out) int8
-    w_hh_scale: ArrayLike,                 # (4H,)
+    w_ih: Int8Parts,                       # W_ih (4H, I) quantized by rows and packed
+    w_hh: Int8Parts,                       # W_hh (4H, H_out)
     b_ih: Optional[ArrayLike] = None,      # (4H,)
     b_hh: Optional[ArrayLike] = None,      # (4H,)
     h0: Optional[ArrayLike] = None,        # (B, H_out), None = zeros
     c0: Optional[ArrayLike] = None,        # (B, H), None = zeros
     *,
-    w_hr: Optional[np.ndarray] = None,     # (P, H) int8: projection
-    w_hr_scale: Optional[ArrayLike] = None,  # (P,)
+    w_hr: Optional[Int8Parts] = None,      # W_hr (P, H): projection
     w_ch: Optional[ArrayLike] = None,      # (3, H): peephole weights (float32)
     zone_c: float = 0.0,                   # zoneout's expectation for c and h
     zone_h: float = 0.0,
@@ -91,10 +92,8 @@ def lstm_forward_bf16(
 
 def gru_forward_int8(
     x: ArrayLike,                          # (T, B, I) float32
-    w_ih: np.ndarray,                      # (3H, I) int8, quantized by rows
-    w_ih_scale: ArrayLike,                 # (3H,) float32
-    w_hh: np.ndarray,                      # (3H, H) int8
-    w_hh_scale: ArrayLike,                 # (3H,)
+    w_ih: Int8Parts,                       # W_ih (3H, I) quantized by rows and packed
+    w_hh: Int8Parts,                       # W_hh (3H, H)
     b_ih: Optional[ArrayLike] = None,      # (3H,)
     b_hh: Optional[ArrayLike] = None,      # (3H,)
     h0: Optional[ArrayLike] = None,        # (B, H), None = zeros
@@ -106,10 +105,8 @@ def gru_forward_int8(
 
 def rnn_forward_int8(
     x: ArrayLike,                          # (T, B, I) float32
-    w_ih: np.ndarray,                      # (H, I) int8, quantized by rows
-    w_ih_scale: ArrayLike,                 # (H,) float32
-    w_hh: np.ndarray,                      # (H, H) int8
-    w_hh_scale: ArrayLike,                 # (H,)
+    w_ih: Int8Parts,                       # W_ih (H, I) quantized by rows and packed
+    w_hh: Int8Parts,                       # W_hh (H, H)
     b_ih: Optional[ArrayLike] = None,      # (H,)
     b_hh: Optional[ArrayLike] = None,      # (H,)
     h0: Optional[ArrayLike] = None,        # (B, H), None = zeros
@@ -307,6 +304,9 @@ def release_scratch_cache() -> None:
 
 def read_bandwidth(bytes: int, threads: int, passes: int = 20, trials: int = 5) -> float:
     """Bytes per second at which `threads` threads read a working set of `bytes` bytes (for the roofline)."""
+
+def _best_kernel_level(features: list[str]) -> Optional[str]:
+    """The level the import would choose on a CPU with these features (tests)."""
 
 def build_info() -> dict[str, Any]:
     """eigen_version, simd (instruction sets in use), arch_flags, native (bool), compiler"""

@@ -212,7 +212,7 @@ class CellKind:
     #   quantized_reference_forward(x, weights, state0, options, scheme) -> (y, state_n)
     quantized_reference_forward: Callable[..., tuple[np.ndarray, list[np.ndarray]]]
     # Inference in int8 through the core, one direction (lstm_ext.quantized): quantized {base name:
-    # (q int8, scale float32)} of the weight matrices, floats {base name: array} of the rest:
+    # quantized.Int8Weight} of the weight matrices, floats {base name: array} of the rest:
     #   forward_int8(x, quantized, floats, state0, options, lengths, reverse) -> (y, state_n)
     forward_int8: Callable[..., tuple[np.ndarray, list[np.ndarray]]]
     # Keras: the names its layer goes by, which of Keras's gate blocks each of PyTorch's is, and
@@ -361,13 +361,13 @@ def _lstm_backward(dy: Optional[np.ndarray], dstate_n: _State, x: np.ndarray, w:
                                             options.get("layer_norm", False))
 
 
-def _lstm_forward_int8(x: np.ndarray, quantized: dict[str, tuple[np.ndarray, np.ndarray]],
+def _lstm_forward_int8(x: np.ndarray, quantized: dict[str, Any],
                        floats: dict[str, np.ndarray], state0: _State, options: dict[str, Any],
                        lengths: Optional[np.ndarray], reverse: bool) -> tuple[np.ndarray, list[np.ndarray]]:
-    q_hr, s_hr = quantized.get("weight_hr", (None, None))
+    w_hr = quantized["weight_hr"].parts if "weight_hr" in quantized else None
     z_c, z_h = options.get("zoneout", (0.0, 0.0))
-    y, h_n, c_n = _core.lstm_forward_int8(x, *quantized["weight_ih"], *quantized["weight_hh"], floats.get("bias_ih"),
-                                          floats.get("bias_hh"), state0[0], state0[1], w_hr=q_hr, w_hr_scale=s_hr,
+    y, h_n, c_n = _core.lstm_forward_int8(x, quantized["weight_ih"].parts, quantized["weight_hh"].parts,
+                                          floats.get("bias_ih"), floats.get("bias_hh"), state0[0], state0[1], w_hr=w_hr,
                                           w_ch=floats.get("weight_ch"), zone_c=z_c, zone_h=z_h, lengths=lengths,
                                           reverse=reverse)
     return y, [h_n, c_n]
@@ -454,10 +454,10 @@ def _gru_backward(dy: Optional[np.ndarray], dstate_n: _State, x: np.ndarray, w: 
     return g.dx, [g.dh0], _gradients(g, bias, False, layer_norm=options.get("layer_norm", False))
 
 
-def _gru_forward_int8(x: np.ndarray, quantized: dict[str, tuple[np.ndarray, np.ndarray]], floats: dict[str, np.ndarray],
+def _gru_forward_int8(x: np.ndarray, quantized: dict[str, Any], floats: dict[str, np.ndarray],
                       state0: _State, options: dict[str, Any], lengths: Optional[np.ndarray],
                       reverse: bool) -> tuple[np.ndarray, list[np.ndarray]]:
-    y, h_n = _core.gru_forward_int8(x, *quantized["weight_ih"], *quantized["weight_hh"], floats.get("bias_ih"),
+    y, h_n = _core.gru_forward_int8(x, quantized["weight_ih"].parts, quantized["weight_hh"].parts, floats.get("bias_ih"),
                                     floats.get("bias_hh"), state0[0], lengths=lengths, reverse=reverse)
     return y, [h_n]
 
@@ -507,10 +507,10 @@ def _rnn_backward(dy: Optional[np.ndarray], dstate_n: _State, x: np.ndarray, w: 
     return g.dx, [g.dh0], _gradients(g, bias, False)
 
 
-def _rnn_forward_int8(x: np.ndarray, quantized: dict[str, tuple[np.ndarray, np.ndarray]], floats: dict[str, np.ndarray],
+def _rnn_forward_int8(x: np.ndarray, quantized: dict[str, Any], floats: dict[str, np.ndarray],
                       state0: _State, options: dict[str, Any], lengths: Optional[np.ndarray],
                       reverse: bool) -> tuple[np.ndarray, list[np.ndarray]]:
-    y, h_n = _core.rnn_forward_int8(x, *quantized["weight_ih"], *quantized["weight_hh"], floats.get("bias_ih"),
+    y, h_n = _core.rnn_forward_int8(x, quantized["weight_ih"].parts, quantized["weight_hh"].parts, floats.get("bias_ih"),
                                     floats.get("bias_hh"), state0[0], nonlinearity=options["nonlinearity"],
                                     lengths=lengths, reverse=reverse)
     return y, [h_n]

@@ -255,34 +255,48 @@ def build_layers(header: Header) -> list[Module]:
     return [LAYER_TYPES[spec["type"]](**spec["config"]) for spec in header["model"]]
 
 
-def check_parameters(path: PathLike, header: Header, arrays: Arrays) -> None:
-    """The header's layers are known kinds with configs, every field of the header is of its JSON
-    kind (check_field_kinds), and the file holds exactly the parameters the layers have, with their
-    shapes: checked before any layer is built, so that no header can make the layers larger than
-    the file that carries their weights."""
+def check_layer_specs(path: PathLike, header: Header, arrays: Arrays) -> list[dict[str, Any]]:
+    """The header's layers: a list of known kinds with configs, every field of the header of its JSON
+    kind (check_field_kinds), and no size in a config larger than the number of values the file's
+    arrays hold (so that no header can make the layers larger than the file)."""
     specs = header.get("model")
     if not isinstance(specs, list) or not all(isinstance(spec, dict) and isinstance(spec.get("config"), dict)
                                               for spec in specs):
         raise CheckpointError(f"{path}: the header does not describe a list of layers with their settings")
     check_field_kinds(path, header)
-    params = {name[len("param:"):]: value for name, value in arrays.items() if name.startswith("param:")}
-    largest = sum(value.size for value in params.values())  # no size in a config can exceed this
-    expected: dict[str, tuple[int, ...]] = {}
+    largest = sum(value.size for value in arrays.values())  # no size in a config can exceed this
     for index, spec in enumerate(specs):
         kind = LAYER_TYPES.get(spec.get("type")) if isinstance(spec.get("type"), str) else None
         if kind is None:
             raise CheckpointError(f"{path}: layer {index} is of an unknown type {spec.get('type')!r}")
-        config = spec["config"]
-        for key, value in config.items():
+        for key, value in spec["config"].items():
             if key != "seed" and isinstance(value, int) and not isinstance(value, bool) and value > largest:
                 raise CheckpointError(f"{path}: layer {index} ({spec['type']}) has {key} = {value}, more than the "
-                                      f"{largest} parameter values the file holds")
-        try:
-            shapes = kind.parameter_shapes(config)
-        except _CONTENT_ERRORS as error:
-            raise CheckpointError(f"{path}: layer {index} ({spec['type']}) has invalid settings "
-                                  f"({type(error).__name__}: {error})") from error
-        expected.update({f"{index}.{name}": tuple(shape) for name, shape in shapes.items()})
+                                      f"{largest} values the file holds")
+    return specs
+
+
+def layer_parameter_shapes(path: PathLike, index: int, spec: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """{parameter name: shape} of layer `index` (a spec checked by check_layer_specs), or a
+    CheckpointError if its settings are invalid."""
+    try:
+        shapes = LAYER_TYPES[spec["type"]].parameter_shapes(spec["config"])
+    except _CONTENT_ERRORS as error:
+        raise CheckpointError(f"{path}: layer {index} ({spec['type']}) has invalid settings "
+                              f"({type(error).__name__}: {error})") from error
+    return {name: tuple(shape) for name, shape in shapes.items()}
+
+
+def check_parameters(path: PathLike, header: Header, arrays: Arrays) -> None:
+    """The header's layers are known kinds with configs, every field of the header is of its JSON
+    kind (check_field_kinds), and the file holds exactly the parameters the layers have, with their
+    shapes: checked before any layer is built, so that no header can make the layers larger than
+    the file that carries their weights."""
+    params = {name[len("param:"):]: value for name, value in arrays.items() if name.startswith("param:")}
+    specs = check_layer_specs(path, header, params)
+    expected: dict[str, tuple[int, ...]] = {}
+    for index, spec in enumerate(specs):
+        expected.update({f"{index}.{name}": shape for name, shape in layer_parameter_shapes(path, index, spec).items()})
     missing = [name for name in expected if name not in params]
     extra = [name for name in params if name not in expected]
     misshapen = [f"{name} {params[name].shape} instead of {expected[name]}" for name in expected

@@ -88,7 +88,7 @@ def _build_model(exported: Exportable, lengths: bool, states: bool, caller: str)
     Runtime's DynamicQuantizeLSTM: its int8 weights transposed (D, I, 4H), one scale per gate row
     (D, 4H) and zero points 0 (ONNX Runtime quantizes the activations itself, per tensor)."""
     quantized = exported if isinstance(exported, QuantizedLayer) else None
-    layer = exported._reference_layer if isinstance(exported, QuantizedLayer) else exported
+    layer = exported  # (a QuantizedLayer has the sizes and settings read here)
     try:
         import onnx
         from onnx import TensorProto, helper, numpy_helper
@@ -101,8 +101,9 @@ def _build_model(exported: Exportable, lengths: bool, states: bool, caller: str)
     cell, H, D, L = layer.cell, layer.hidden_size, layer.num_directions, layer.num_layers
     # float32 throughout: ONNX Runtime's recurrent operators have no float64 kernels.
     element, dtype = TensorProto.FLOAT, np.float32
-    params = ({name: value.astype(dtype) for name, value in layer.state_dict().items()} if quantized is None
-              else quantized.floats)  # (int8: the biases and peepholes; the matrices are quantized.quantized)
+    params = ({name: value.astype(dtype) for name, value in exported.state_dict().items()}
+              if not isinstance(exported, QuantizedLayer)
+              else exported.floats)  # (int8: the biases and peepholes; the matrices are quantized.quantized)
     nodes: list[onnx.NodeProto] = []
     initializers: list[onnx.TensorProto] = []
 
@@ -138,11 +139,11 @@ def _build_model(exported: Exportable, lengths: bool, states: bool, caller: str)
             W = np.stack([reorder_gates(params["weight_ih" + s], cell.onnx_gates) for s in suffixes])  # (D, G·H, I_k)
             R = np.stack([reorder_gates(params["weight_hh" + s], cell.onnx_gates) for s in suffixes])  # (D, G·H, H)
         else:  # int8, transposed: (D, I_k, G·H) and (D, H, G·H), and their scales by gate row (D, G·H)
-            W = np.stack([reorder_gates(quantized.quantized["weight_ih" + s][0], cell.onnx_gates).T for s in suffixes])
-            R = np.stack([reorder_gates(quantized.quantized["weight_hh" + s][0], cell.onnx_gates).T for s in suffixes])
-            W_scale = np.stack([reorder_gates(quantized.quantized["weight_ih" + s][1], cell.onnx_gates)
+            W = np.stack([reorder_gates(quantized.quantized["weight_ih" + s].rows(), cell.onnx_gates).T for s in suffixes])
+            R = np.stack([reorder_gates(quantized.quantized["weight_hh" + s].rows(), cell.onnx_gates).T for s in suffixes])
+            W_scale = np.stack([reorder_gates(quantized.quantized["weight_ih" + s].scale, cell.onnx_gates)
                                 for s in suffixes])
-            R_scale = np.stack([reorder_gates(quantized.quantized["weight_hh" + s][1], cell.onnx_gates)
+            R_scale = np.stack([reorder_gates(quantized.quantized["weight_hh" + s].scale, cell.onnx_gates)
                                 for s in suffixes])
         zeros = np.zeros(W.shape[2] if quantized is not None else W.shape[1], dtype)
         B = np.stack([np.concatenate([reorder_gates(params.get("bias_ih" + s, zeros), cell.onnx_gates),

@@ -251,11 +251,16 @@ class Sequential:
         ckpt.write_model(path, self)
 
 
-def load(path: PathLike) -> Sequential:
+def load(path: PathLike) -> Any:
     """The model saved at `path` (by save() or as a fit checkpoint): layers, weights, compile
-    settings with the optimizer's state, dropout generators and history. The file is read
-    without unpickling anything; a truncated or corrupted file raises CheckpointError."""
-    header, arrays = ckpt.read_model_file(path)
+    settings with the optimizer's state, dropout generators and history; or the quantized layer or
+    model saved by its save() (lstm_ext.quantize_dynamic). The file is read without unpickling
+    anything; a truncated or corrupted file raises CheckpointError."""
+    header, arrays = ckpt.read_checkpoint(path)
+    if "quantized" in header:
+        from .quantized import read_quantized  # (quantized imports this module)
+        return read_quantized(path, header, arrays)
+    ckpt.check_parameters(path, header, arrays)
     with ckpt.contents_of(path):
         model = Sequential(*ckpt.build_layers(header))
         ckpt.restore_model(model, header, arrays)
