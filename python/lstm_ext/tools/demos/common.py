@@ -9,8 +9,11 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 if TYPE_CHECKING:
     from lstm_ext.distributed import Group
     from lstm_ext.layers import RNNBase
+    from lstm_ext.model import Sequential
+    from lstm_ext.quantized import QuantizedSequential
 
-__all__ = ["COLOURS", "KINDS", "Context", "Result", "integer_epochs", "layer_class", "legend_outside"]
+__all__ = ["COLOURS", "KINDS", "Context", "Result", "float32_and_int8", "int8_copy", "integer_epochs", "layer_class",
+           "legend_outside"]
 
 # The three recurrent layers every demo compares, at the same hidden size, in this order.
 KINDS = ("LSTM", "GRU", "RNN")
@@ -25,6 +28,29 @@ def layer_class(kind: str) -> type[RNNBase]:
 
     cls: type[RNNBase] = getattr(lstm_ext, kind)
     return cls
+
+
+def int8_copy(model: Sequential) -> tuple[Optional[QuantizedSequential], Optional[str]]:
+    """The trained model's int8 inference copy (lstm_ext.quantize_dynamic), for the demos' int8
+    figures next to the float32 ones; (None, why) when a layer has no int8 form (layer_norm, say),
+    the demo then reports float32 only and says why."""
+    from lstm_ext import quantize_dynamic
+    from lstm_ext.quantized import QuantizedSequential
+
+    try:
+        copy = quantize_dynamic(model, "int8")
+    except ValueError as refusal:  # quantize_dynamic's refusal names the layer's option
+        return None, str(refusal)
+    assert isinstance(copy, QuantizedSequential)  # (a Sequential's copy)
+    return copy, None
+
+
+def float32_and_int8(float32: float, int8: Optional[float], skipped: Optional[str], digits: int,
+                     unit: str = "") -> str:
+    """One figure of a model and of its int8 copy side by side, "4.1% (float32), 4.2% (int8)", or
+    the float32 one and why there is no int8 one (int8 None: int8_copy's reason `skipped`)."""
+    text = f"{float32:.{digits}f}{unit} (float32)"
+    return f"{text}, {int8:.{digits}f}{unit} (int8)" if int8 is not None else f"{text}, no int8 figure: {skipped}"
 
 
 def legend_outside(axis: Any, **options: Any) -> Any:  # a matplotlib Axes -> its Legend

@@ -16,9 +16,11 @@ stopping saw, is set against the unigram baseline: the entropy of the training p
 frequencies, what a model that knows only how common each character is would score. Threshold:
 each model's test loss is below the baseline. All three beat it by far; the vanilla RNN ends up
 about 0.1 nats per character behind the gated two (the chunks of 64 characters ask for no long
-memory). Then each model writes a
-line on its own from the same prompt, each character drawn from its predictions sharpened by a
-temperature (0.7).
+memory). Each model's test loss is also reported for its int8 copy (lstm_ext.quantize_dynamic:
+the recurrent weights and activations quantized), next to the float32 one (not part of the
+threshold); a model with a layer that has no int8 form (layer_norm) gets no int8 figure, and the
+summary says why. Then each model writes a line on its own from the same prompt, each character
+drawn from its predictions sharpened by a temperature (0.7).
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from typing import Any, Optional
 import numpy as np
 
 from lstm_ext import Adam, Embedding, Linear, Sequential, cross_entropy
-from .common import COLOURS, KINDS, Context, Result, integer_epochs, layer_class, legend_outside
+from .common import (COLOURS, KINDS, Context, Result, float32_and_int8, int8_copy, integer_epochs, layer_class,
+                     legend_outside)
 
 STREAMS, CHUNK, TEMPERATURE, PATIENCE, HIDDEN = 16, 64, 0.7, 4, 128
 PROMPT = "The "
@@ -165,13 +168,19 @@ def run(context: Context) -> Result:
         model.eval()
         test_loss, _ = cross_entropy(model.forward(test[None, :-1]), test[None, 1:])
         model.train()
+        quantized, skipped = int8_copy(model)  # the same weights in int8, on the same test part
+        test_loss_int8 = (None if quantized is None else
+                          float(cross_entropy(quantized.forward(test[None, :-1]), test[None, 1:])[0]))
         histories[kind] = history
-        metrics[kind] = {"test_loss": float(test_loss), "validation_loss": float(history[best]["val_loss"]),
+        metrics[kind] = {"test_loss": float(test_loss), "test_loss_int8": test_loss_int8,
+                         "validation_loss": float(history[best]["val_loss"]),
                          "training_loss": float(history[best]["loss"]), "epochs": len(history),
                          "best_epoch": best + 1}
+        if skipped is not None:
+            metrics[kind]["int8_skipped"] = skipped
         context.log(f"  {kind:4s} ({HIDDEN} units): loss per character after epoch {best + 1} of {len(history)}: "
                     f"training {history[best]['loss']:.3f}, validation {history[best]['val_loss']:.3f}, "
-                    f"test {test_loss:.3f}")
+                    f"test {float32_and_int8(float(test_loss), test_loss_int8, skipped, 3)}")
         rng = np.random.default_rng(context.seed)  # the same draws for every model
         ids = [index[c] for c in PROMPT if c in index] or [0]
         produced = sample(model, ids, 90, TEMPERATURE, rng)
