@@ -33,12 +33,28 @@ The graph is float32 whatever the layer's dtype: ONNX Runtime's LSTM, GRU and RN
 only float32 (a float64 graph loads, then fails at its first run: "LSTM operator does not
 support double yet"). A float64 layer is exported with its weights rounded to float32, and a
 UserWarning says so; its inputs and outputs are then float32 too.
+
+An int8 layer (``quantize_dynamic(layer)``) is exported with its int8 weights and their row
+scales as they are (the file holds about a quarter of the float weights' bytes), with the same
+inputs and outputs:
+
+- the LSTM as ONNX Runtime's ``com.microsoft.DynamicQuantizeLSTM`` (int8 weights transposed, a
+  scale per gate row, zero points 0), which quantizes the activations itself, per tensor (uint8);
+- the GRU and the RNN, which have no such operator, as the float export's ONNX GRU / RNN node
+  whose W and R inputs are computed by DequantizeLinear (per row: axis 0, a 1-D scale, int8 zero
+  points 0) from int8 initializers ``W_int8{k}``, ``R_int8{k}`` (D·G·H, K), then reshaped to
+  (D, G·H, K). Any runtime then runs the cell in float32 with the dequantized weights
+  q · scale, exactly lstm_ext's, and float activations: the float layer with those weights, to
+  float32 rounding, not the int8 layer's per-row activation quantization.
+
+A bfloat16 layer has no ONNX form (refused).
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from typing import Any, Union
 
 import numpy as np
@@ -68,13 +84,16 @@ def onnx_model(layer: Exportable, *, lengths: bool = False, states: bool = True)
 
 def _check_exportable(layer: Exportable) -> None:
     """TypeError or ValueError unless ONNX's operators can express `layer` (checked whether or
-    not onnx is installed). An int8 LSTM becomes ONNX Runtime's com.microsoft.DynamicQuantizeLSTM;
-    int8 GRU and RNN, and bfloat16 layers, have no such operator (yet: refused)."""
+    not onnx is installed). An int8 LSTM becomes ONNX Runtime's com.microsoft.DynamicQuantizeLSTM,
+    an int8 GRU or RNN its ONNX node fed by DequantizeLinear, each refusing the options the float
+    export refuses; bfloat16 layers have no ONNX form (refused)."""
     if isinstance(layer, QuantizedLayer):
-        if layer.dtype_name != "int8" or not layer.cell.onnx_int8:
-            raise ValueError(f"layer: a {layer.dtype_name} {layer.cell.name} has no ONNX Runtime operator; the int8 "
-                             "LSTM exports (com.microsoft.DynamicQuantizeLSTM)")
-        require_supported(layer.cell, layer.options, "onnx", "layer: ONNX Runtime's DynamicQuantizeLSTM")
+        if layer.dtype_name != "int8":
+            raise ValueError(f"layer: a {layer.dtype_name} {layer.cell.name} has no ONNX Runtime operator; int8 "
+                             "layers export (the LSTM as com.microsoft.DynamicQuantizeLSTM, the GRU and RNN through "
+                             "DequantizeLinear)")
+        what = "ONNX Runtime's DynamicQuantizeLSTM" if layer.cell.onnx_int8 else "ONNX's recurrent operators"
+        require_supported(layer.cell, layer.options, "onnx", f"layer: {what}")
         return
     if not isinstance(layer, RNNBase):
         raise TypeError(f"layer: expected an lstm_ext LSTM, GRU or RNN, or one quantized to int8, got "
@@ -86,8 +105,13 @@ def _build_model(exported: Exportable, lengths: bool, states: bool, caller: str)
     """The graph of onnx_model and export_onnx (`caller`, named by the warning for a float64
     layer), in float32; `exported` checked by _check_exportable. An int8 LSTM's nodes are ONNX
     Runtime's DynamicQuantizeLSTM: its int8 weights transposed (D, I, 4H), one scale per gate row
-    (D, 4H) and zero points 0 (ONNX Runtime quantizes the activations itself, per tensor)."""
+    (D, 4H) and zero points 0 (ONNX Runtime quantizes the activations itself, per tensor). An
+    int8 GRU's or RNN's nodes are the float graph's, W and R each the output of DequantizeLinear
+    over the int8 rows (D·G·H, K) with their scales (D·G·H,), reshaped to (D, G·H, K)."""
     quantized = exported if isinstance(exported, QuantizedLayer) else None
+    # int8 as ONNX Runtime's com.microsoft.DynamicQuantizeLSTM (the kinds that have it), else
+    # (int8 GRU, RNN) the float graph's node fed by DequantizeLinear
+    contrib = quantized is not None and quantized.cell.onnx_int8
     layer = exported  # (a QuantizedLayer has the sizes and settings read here)
     try:
         import onnx
@@ -116,6 +140,22 @@ def _build_model(exported: Exportable, lengths: bool, states: bool, caller: str)
         nodes.append(helper.make_node(op, inputs, outputs, **attributes))
         return outputs[0]
 
+    def onnx_rows(value_of: Callable[[str], np.ndarray], base: str, suffixes: list[str]) -> np.ndarray:
+        """(D, G·H, ...): each direction's value_of(base + suffix), its gate blocks in ONNX's order."""
+        stacked: np.ndarray = np.stack([reorder_gates(value_of(base + suffix), cell.onnx_gates) for suffix in suffixes])
+        return stacked
+
+    def dequantized(letter: str, k: int, q: np.ndarray, scale: np.ndarray) -> str:
+        """The node's input `letter`{k} (D, G·H, K) float32: q (D, G·H, K) int8 times its row scales
+        (D, G·H), computed in the graph (DequantizeLinear takes one 1-D scale along one axis: the
+        rows of all directions as one axis, then reshaped)."""
+        D_rows, N, K = q.shape
+        rows = node("DequantizeLinear", [constant(f"{letter}_int8{k}", q.reshape(D_rows * N, K)),
+                                         constant(f"{letter}_scale{k}", scale.reshape(D_rows * N)),
+                                         constant(f"{letter}_zero_point{k}", np.zeros(D_rows * N, np.int8))],
+                    [f"{letter}{k}_rows"], axis=0)  # (D·G·H, K)
+        return node("Reshape", [rows, constant(f"{letter}_shape{k}", np.array(q.shape, np.int64))], [f"{letter}{k}"])
+
     # The layer's layout -> ONNX's: x (B, T, I) -> (T, B, I).
     current = node("Transpose", ["x"], ["x_time_major"], perm=[1, 0, 2]) if layer.batch_first else "x"
     state_names = (["h"] + (["c"] if cell.has_cell_state else [])) if states else []
@@ -135,21 +175,24 @@ def _build_model(exported: Exportable, lengths: bool, states: bool, caller: str)
     finals: dict[str, list[str]] = {part: [] for part in state_names}
     for k in range(L):
         suffixes = [f"_l{k}", f"_l{k}_reverse"][:D]
-        if quantized is None:
-            W = np.stack([reorder_gates(params["weight_ih" + s], cell.onnx_gates) for s in suffixes])  # (D, G·H, I_k)
-            R = np.stack([reorder_gates(params["weight_hh" + s], cell.onnx_gates) for s in suffixes])  # (D, G·H, H)
-        else:  # int8, transposed: (D, I_k, G·H) and (D, H, G·H), and their scales by gate row (D, G·H)
-            W = np.stack([reorder_gates(quantized.quantized["weight_ih" + s].rows(), cell.onnx_gates).T for s in suffixes])
-            R = np.stack([reorder_gates(quantized.quantized["weight_hh" + s].rows(), cell.onnx_gates).T for s in suffixes])
-            W_scale = np.stack([reorder_gates(quantized.quantized["weight_ih" + s].scale, cell.onnx_gates)
-                                for s in suffixes])
-            R_scale = np.stack([reorder_gates(quantized.quantized["weight_hh" + s].scale, cell.onnx_gates)
-                                for s in suffixes])
-        zeros = np.zeros(W.shape[2] if quantized is not None else W.shape[1], dtype)
-        B = np.stack([np.concatenate([reorder_gates(params.get("bias_ih" + s, zeros), cell.onnx_gates),
-                                      reorder_gates(params.get("bias_hh" + s, zeros), cell.onnx_gates)])
-                      for s in suffixes])  # (D, 2·G·H): Wb then Rb
-        inputs = [current, constant(f"W{k}", W), constant(f"R{k}", R), constant(f"B{k}", B), sequence_lens]
+        if quantized is None:  # W (D, G·H, I_k), R (D, G·H, H)
+            W_input, R_input = (constant(f"{letter}{k}", onnx_rows(params.__getitem__, base, suffixes))
+                                for letter, base in (("W", "weight_ih"), ("R", "weight_hh")))
+        else:  # int8 q (D, G·H, K) and their scales by gate row (D, G·H), of W and of R
+            weights = quantized.quantized
+            W_q, R_q = (onnx_rows(lambda name: weights[name].rows(), base, suffixes)
+                        for base in ("weight_ih", "weight_hh"))
+            W_scale, R_scale = (onnx_rows(lambda name: weights[name].scale, base, suffixes)
+                                for base in ("weight_ih", "weight_hh"))
+            if contrib:  # DynamicQuantizeLSTM's are transposed: (D, I_k, G·H) and (D, H, G·H)
+                W_input = constant(f"W{k}", W_q.transpose(0, 2, 1))
+                R_input = constant(f"R{k}", R_q.transpose(0, 2, 1))
+            else:
+                W_input, R_input = dequantized("W", k, W_q, W_scale), dequantized("R", k, R_q, R_scale)
+        zeros = np.zeros(cell.num_gates * H, dtype)
+        B = np.concatenate([onnx_rows(lambda name: params.get(name, zeros), base, suffixes)
+                            for base in ("bias_ih", "bias_hh")], axis=1)  # (D, 2·G·H): Wb then Rb
+        inputs = [current, W_input, R_input, constant(f"B{k}", B), sequence_lens]
         outputs = [f"Y{k}"]
         # This layer's rows of the initial states: (D, B, H).
         rows = (constant(f"rows_start{k}", np.array([k * D], np.int64)),
@@ -167,7 +210,7 @@ def _build_model(exported: Exportable, lengths: bool, states: bool, caller: str)
             inputs.append(constant(f"P{k}", P))
         attributes = {"hidden_size": H, "direction": "bidirectional" if D == 2 else "forward",
                       **cell.onnx_attributes(layer.options, D)}
-        if quantized is None:
+        if not contrib:
             while inputs[-1] == "":  # trailing absent inputs are left out
                 inputs.pop()
             node(cell.name, inputs, outputs, **attributes)
@@ -200,7 +243,7 @@ def _build_model(exported: Exportable, lengths: bool, states: bool, caller: str)
     graph_outputs = [helper.make_tensor_value_info("y", element, y_shape)]
     graph_outputs += [helper.make_tensor_value_info(f"{part}_n", element, [L * D, "B", H]) for part in state_names]
     graph = helper.make_graph(nodes, f"lstm_ext_{cell.name.lower()}", graph_inputs, graph_outputs, initializers)
-    opsets = [helper.make_opsetid("", OPSET)] + ([helper.make_opsetid("com.microsoft", 1)] if quantized else [])
+    opsets = [helper.make_opsetid("", OPSET)] + ([helper.make_opsetid("com.microsoft", 1)] if contrib else [])
     model = helper.make_model(graph, opset_imports=opsets, producer_name="lstm_ext")
     onnx.checker.check_model(model)
     return model
