@@ -69,6 +69,30 @@ def test_int8_layer_matches_its_reference(name):
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5, err_msg=what)
 
 
+def test_extreme_values_cannot_saturate_the_int8_sums():
+    """Every product at its largest (±127 · ±127, the signs aligned so that nothing cancels) over a
+    long row, and a row with one large weight: sums of 127² per input, which a kernel that added
+    pairs in int16 with saturation (pmaddubsw on unsigned activations, say) would clip. Checked at
+    the level the import chose (CI runs this file at every level), against the reference's exact
+    integer sums, on the RNN with relu, whose output is the pre-activation itself."""
+    I = H = 1000
+    layer = lstm_ext.RNN(I, H, nonlinearity="relu", bias=False, seed=1)
+    rng = np.random.default_rng(3)
+    signs = rng.choice([-1.0, 1.0], size=I)
+    w_ih = np.tile(signs, (H, 1)) * 0.01                 # every row ±0.01: q = ±127 everywhere
+    w_ih[1::2] *= -1                                     # odd rows: every product -127²
+    w_ih[6] = 1e-6                                       # a row of tiny weights with one large one
+    w_ih[6, 3] = 0.5 * signs[3]
+    layer.load_state_dict({"weight_ih_l0": w_ih, "weight_hh_l0": np.zeros((H, H))})
+    x = np.tile(signs, (1, 2, 1)) * 3.0                  # every activation ±127 after quantization
+    x[:, 1, :] *= -1
+    y, _ = quantize_dynamic(layer)(x.astype(np.float32))
+    y_ref, _ = reference_run(layer, x)
+    assert y[0, 0, 0] == pytest.approx(I * 0.03, rel=1e-6) and y[0, 0, 1] == 0  # 127² summed 1000 times
+    assert y[0, 0, 6] == pytest.approx(1.5, rel=1e-2)  # the one large weight, the rest rounded to 0
+    np.testing.assert_allclose(y, y_ref, rtol=1e-6, atol=0)
+
+
 @pytest.mark.parametrize("make", [lambda: lstm_ext.LSTM(5, 7, num_layers=2, proj_size=3, seed=3),
                                   lambda: lstm_ext.GRU(5, 7, num_layers=2, seed=3),
                                   lambda: lstm_ext.RNN(5, 7, seed=3)], ids=["LSTM", "GRU", "RNN"])

@@ -312,4 +312,30 @@ inline double int8_call_elements(Index T, Index B, Index I, Index G, Index H) {
   return double(T) * B * (H + G + 1 + I / 4.0) + double(B) * (4 * H + G + 1) + double(B) * H;
 }
 
+// The int8 inference binding of a cell whose state is h alone (GRU, RNN: `gates` blocks of H rows,
+// `G` naming them in messages: "3H", "H"), one direction, written once for both kinds: W_ih, W_hh
+// as int8 matrices (read_int8_weights), everything else float32, checked; y and h_n allocated;
+// run(y, h_n, x, h0, w, b_ih, b_hh, T, B, seq) calls the kind's kernel without the GIL.
+template <typename Run>
+py::tuple h_only_forward_int8(const char* name, Index gates, const std::string& G, py::handle x_obj,
+                              py::handle w_ih_obj, py::handle w_hh_obj, py::handle b_ih_obj, py::handle b_hh_obj,
+                              py::handle h0_obj, py::handle lengths_obj, bool reverse, Run&& run) {
+  const Int8Weights w = read_int8_weights(x_obj, w_ih_obj, w_hh_obj, gates, G);
+  const auto x = read_sequence<float>(x_obj, w.I);
+  const Index T = x.shape(0), B = x.shape(1), H = w.H, rows = gates * H;
+  const auto b_ih = read_optional<float>(b_ih_obj, "b_ih", {rows}, "(" + G + ",)");
+  const auto b_hh = read_optional<float>(b_hh_obj, "b_hh", {rows}, "(" + G + ",)");
+  const auto h0 = read_optional<float>(h0_obj, "h0", {B, H}, "(B, H)");
+  const auto lengths = read_lengths(lengths_obj, T, B);
+  require_memory(int8_call_elements(T, B, w.I, rows, H), sizeof(float), name);
+  auto y = new_array<float>({T, B, H});
+  auto h_n = new_array<float>({B, H});
+  float *y_data = y.mutable_data(), *h_n_data = h_n.mutable_data();
+  without_gil([&] {
+    run(y_data, h_n_data, x.data(), data_or_null(h0), w, data_or_null(b_ih), data_or_null(b_hh), T, B,
+        sequence_options(reverse, lengths));
+  });
+  return py::make_tuple(y, h_n);
+}
+
 }  // namespace lstm_ext::bindings

@@ -476,6 +476,53 @@ void bind_stream(py::module_& m, const char* name) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// What the LSTM's inference entry points (int8, bfloat16) read besides their weights, written once:
+// x (T, B, I), the biases (4H), the initial states, the peepholes (3, H) and zoneout's expectation,
+// the lengths, all float32 and checked; the dims and variants they give.
+struct LstmInferenceArgs {
+  CArray<float> x;                                   // (T, B, I)
+  LstmDims d;
+  std::optional<CArray<float>> b_ih, b_hh, h0, c0, w_ch;  // (4H), (4H), (B, H_out), (B, H), (3, H)
+  std::optional<CArray<std::int64_t>> lengths;       // (B)
+  LstmVariants<float> v;                             // w_ch and zoneout's weights
+};
+
+LstmInferenceArgs read_lstm_inference(py::handle x_obj, Index I, Index H, Index P, py::handle b_ih_obj,
+                                      py::handle b_hh_obj, py::handle h0_obj, py::handle c0_obj, py::handle w_ch_obj,
+                                      double zone_c, double zone_h, py::handle lengths_obj) {
+  LstmInferenceArgs a{read_sequence<float>(x_obj, I), {}, {}, {}, {}, {}, {}, {}, {}};
+  a.d = LstmDims{a.x.shape(0), a.x.shape(1), I, H, P};
+  const Index B = a.d.B, G = a.d.G();
+  a.b_ih = read_optional<float>(b_ih_obj, "b_ih", {G}, "(4H,)");
+  a.b_hh = read_optional<float>(b_hh_obj, "b_hh", {G}, "(4H,)");
+  a.h0 = read_optional<float>(h0_obj, "h0", {B, a.d.H_out()}, P > 0 ? "(B, P)" : "(B, H)");
+  a.c0 = read_optional<float>(c0_obj, "c0", {B, H}, "(B, H)");
+  a.w_ch = read_optional<float>(w_ch_obj, "w_ch", {3, H}, "(3, H)");
+  for (const auto& [z, name] : {std::pair{zone_c, "zone_c"}, std::pair{zone_h, "zone_h"}}) {
+    if (!(z >= 0.0 && z <= 1.0)) {
+      throw py::value_error(std::string(name) + ": expected a zoneout weight in [0, 1], got " + std::to_string(z));
+    }
+  }
+  a.lengths = read_lengths(lengths_obj, a.d.T, B);
+  a.v.w_ch = data_or_null(a.w_ch);
+  a.v.zone_c_value = static_cast<float>(zone_c);
+  a.v.zone_h_value = static_cast<float>(zone_h);
+  a.d.zoneout_c = a.v.zoneout_c();
+  return a;
+}
+
+// y (T, B, H_out), h_n (B, H_out), c_n (B, H) allocated, and run(y, h_n, c_n) without the GIL.
+template <typename Run>
+py::tuple lstm_inference_outputs(const LstmDims& d, Run&& run) {
+  auto y = new_array<float>({d.T, d.B, d.H_out()});
+  auto h_n = new_array<float>({d.B, d.H_out()});
+  auto c_n = new_array<float>({d.B, d.H});
+  float *y_data = y.mutable_data(), *h_n_data = h_n.mutable_data(), *c_n_data = c_n.mutable_data();
+  without_gil([&] { run(y_data, h_n_data, c_n_data); });
+  return py::make_tuple(y, h_n, c_n);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Inference with int8 weights (lstm_ext.quantize_dynamic), one direction. A weight matrix comes as
 // a tuple (panels, scale, sum) (read_int8_matrix); everything else is float32.
 
@@ -492,39 +539,17 @@ py::tuple lstm_forward_int8(py::handle x_obj, py::handle w_ih_obj, py::handle w_
   }
   std::optional<Int8Arg> w_hr;
   if (projected) w_hr.emplace(read_int8_matrix(w_hr_obj, "w_hr", 1, H));
-  const auto x = read_sequence<float>(x_obj, I);
-  LstmDims d{x.shape(0), x.shape(1), I, H, P};
-  const Index B = d.B;
-  const auto b_ih = read_optional<float>(b_ih_obj, "b_ih", {G}, "(4H,)");
-  const auto b_hh = read_optional<float>(b_hh_obj, "b_hh", {G}, "(4H,)");
-  const auto h0 = read_optional<float>(h0_obj, "h0", {B, H_out}, projected ? "(B, P)" : "(B, H)");
-  const auto c0 = read_optional<float>(c0_obj, "c0", {B, H}, "(B, H)");
-  const auto w_ch = read_optional<float>(w_ch_obj, "w_ch", {3, H}, "(3, H)");
-  for (const auto& [z, name] : {std::pair{zone_c, "zone_c"}, std::pair{zone_h, "zone_h"}}) {
-    if (!(z >= 0.0 && z <= 1.0)) {
-      throw py::value_error(std::string(name) + ": expected a zoneout weight in [0, 1], got " + std::to_string(z));
-    }
-  }
-  const auto lengths = read_lengths(lengths_obj, d.T, B);
-  LstmVariants<float> v;
-  v.w_ch = data_or_null(w_ch);
-  v.zone_c_value = static_cast<float>(zone_c);
-  v.zone_h_value = static_cast<float>(zone_h);
-  d.zoneout_c = v.zoneout_c();
+  const LstmInferenceArgs a = read_lstm_inference(x_obj, I, H, P, b_ih_obj, b_hh_obj, h0_obj, c0_obj, w_ch_obj, zone_c,
+                                                  zone_h, lengths_obj);
   // y, h_n, gx, x quantized, a step's products (int8_call_elements), and c, m with the projection
-  require_memory(int8_call_elements(d.T, B, I, G, H_out) + double(B) * 3 * H, sizeof(float), "lstm_forward_int8");
-  auto y = new_array<float>({d.T, B, H_out});
-  auto h_n = new_array<float>({B, H_out});
-  auto c_n = new_array<float>({B, H});
-  const Kernels<float>& kernel = kernels<float>();
-  float *y_data = y.mutable_data(), *h_n_data = h_n.mutable_data(), *c_n_data = c_n.mutable_data();
+  require_memory(int8_call_elements(a.d.T, a.d.B, I, G, H_out) + double(a.d.B) * 3 * H, sizeof(float),
+                 "lstm_forward_int8");
   const Int8Matrix hr = w_hr ? w_hr->matrix() : Int8Matrix{};
-  without_gil([&] {
-    kernel.lstm.forward_int8(y_data, h_n_data, c_n_data, x.data(), data_or_null(h0), data_or_null(c0), w.w_ih.matrix(),
-                             w.w_hh.matrix(), data_or_null(b_ih), data_or_null(b_hh), hr, v, d,
-                             sequence_options(reverse, lengths));
+  return lstm_inference_outputs(a.d, [&](float* y, float* h_n, float* c_n) {
+    kernels<float>().lstm.forward_int8(y, h_n, c_n, a.x.data(), data_or_null(a.h0), data_or_null(a.c0),
+                                       w.w_ih.matrix(), w.w_hh.matrix(), data_or_null(a.b_ih), data_or_null(a.b_hh),
+                                       hr, a.v, a.d, sequence_options(reverse, a.lengths));
   });
-  return py::make_tuple(y, h_n, c_n);
 }
 
 // bfloat16 weights packed once for the recurrent products of this process's kernel level
@@ -587,39 +612,17 @@ py::tuple lstm_forward_bf16(py::handle x_obj, py::handle w_ih_obj, py::handle w_
   const auto w_hh = read_packed(w_hh_obj, "w_hh", 4, H, H_out, "H");
   std::optional<py::array_t<std::uint16_t, py::array::c_style>> w_hr;
   if (projected) w_hr.emplace(read_packed(w_hr_obj, "w_hr", 1, P, H, "P"));
-  const auto x = read_sequence<float>(x_obj, I);
-  LstmDims d{x.shape(0), x.shape(1), I, H, P};
-  const Index B = d.B;
-  const auto b_ih = read_optional<float>(b_ih_obj, "b_ih", {G}, "(4H,)");
-  const auto b_hh = read_optional<float>(b_hh_obj, "b_hh", {G}, "(4H,)");
-  const auto h0 = read_optional<float>(h0_obj, "h0", {B, H_out}, projected ? "(B, P)" : "(B, H)");
-  const auto c0 = read_optional<float>(c0_obj, "c0", {B, H}, "(B, H)");
-  const auto w_ch = read_optional<float>(w_ch_obj, "w_ch", {3, H}, "(3, H)");
-  for (const auto& [z, name] : {std::pair{zone_c, "zone_c"}, std::pair{zone_h, "zone_h"}}) {
-    if (!(z >= 0.0 && z <= 1.0)) {
-      throw py::value_error(std::string(name) + ": expected a zoneout weight in [0, 1], got " + std::to_string(z));
-    }
-  }
-  const auto lengths = read_lengths(lengths_obj, d.T, B);
-  LstmVariants<float> v;
-  v.w_ch = data_or_null(w_ch);
-  v.zone_c_value = static_cast<float>(zone_c);
-  v.zone_h_value = static_cast<float>(zone_h);
-  v.packed_hh_bf16 = w_hh.data();
-  v.packed_hr_bf16 = w_hr ? w_hr->data() : nullptr;
-  d.zoneout_c = v.zoneout_c();
-  require_memory(lstm_forward_call_size<double>(d, false, get_num_threads(), kernel.lanes), sizeof(float),
+  LstmInferenceArgs a = read_lstm_inference(x_obj, I, H, P, b_ih_obj, b_hh_obj, h0_obj, c0_obj, w_ch_obj, zone_c,
+                                            zone_h, lengths_obj);
+  a.v.packed_hh_bf16 = w_hh.data();
+  a.v.packed_hr_bf16 = w_hr ? w_hr->data() : nullptr;
+  require_memory(lstm_forward_call_size<double>(a.d, false, get_num_threads(), kernel.lanes), sizeof(float),
                  "lstm_forward_bf16");
-  auto y = new_array<float>({d.T, B, H_out});
-  auto h_n = new_array<float>({B, H_out});
-  auto c_n = new_array<float>({B, H});
-  float *y_data = y.mutable_data(), *h_n_data = h_n.mutable_data(), *c_n_data = c_n.mutable_data();
-  without_gil([&] {
-    kernel.lstm.forward(y_data, h_n_data, c_n_data, nullptr, x.data(), data_or_null(h0), data_or_null(c0), w_ih.data(),
-                        nullptr, data_or_null(b_ih), data_or_null(b_hh), nullptr, v, d,
-                        sequence_options(reverse, lengths));
+  return lstm_inference_outputs(a.d, [&](float* y, float* h_n, float* c_n) {
+    kernel.lstm.forward(y, h_n, c_n, nullptr, a.x.data(), data_or_null(a.h0), data_or_null(a.c0), w_ih.data(), nullptr,
+                        data_or_null(a.b_ih), data_or_null(a.b_hh), nullptr, a.v, a.d,
+                        sequence_options(reverse, a.lengths));
   });
-  return py::make_tuple(y, h_n, c_n);
 }
 
 }  // namespace

@@ -122,34 +122,25 @@ py::tuple rnn_backward(py::handle dy_obj, py::handle dh_n_obj, py::handle x_obj,
 
 // Inference with int8 weights (lstm_ext.quantize_dynamic), one direction: W_ih, W_hh as int8
 // matrices, (panels, scale, sum) tuples (read_int8_weights), everything else float32.
-py::tuple rnn_forward_int8(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_obj, py::handle b_ih_obj, py::handle b_hh_obj, py::handle h0_obj,
-                           const std::string& nonlinearity, py::handle lengths_obj, bool reverse) {
+py::tuple rnn_forward_int8(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_obj, py::handle b_ih_obj,
+                           py::handle b_hh_obj, py::handle h0_obj, const std::string& nonlinearity,
+                           py::handle lengths_obj, bool reverse) {
   const RnnActivation act = read_nonlinearity(nonlinearity);
-  const Int8Weights w = read_int8_weights(x_obj, w_ih_obj, w_hh_obj, 1, "H");
-  const auto x = read_sequence<float>(x_obj, w.I);
-  const RnnDims d{x.shape(0), x.shape(1), w.I, w.H};
-  const Index B = d.B, H = d.H;
-  const auto b_ih = read_optional<float>(b_ih_obj, "b_ih", {H}, "(H,)");
-  const auto b_hh = read_optional<float>(b_hh_obj, "b_hh", {H}, "(H,)");
-  const auto h0 = read_optional<float>(h0_obj, "h0", {B, H}, "(B, H)");
-  const auto lengths = read_lengths(lengths_obj, d.T, B);
-  require_memory(int8_call_elements(d.T, B, w.I, H, H), sizeof(float), "rnn_forward_int8");
-  auto y = new_array<float>({d.T, B, H});
-  auto h_n = new_array<float>({B, H});
-  float *y_data = y.mutable_data(), *h_n_data = h_n.mutable_data();
-  without_gil([&] {
-    kernels<float>().rnn.forward_int8(y_data, h_n_data, x.data(), data_or_null(h0), w.w_ih.matrix(), w.w_hh.matrix(),
-                                      data_or_null(b_ih), data_or_null(b_hh), act, d,
-                                      sequence_options(reverse, lengths));
-  });
-  return py::make_tuple(y, h_n);
+  return h_only_forward_int8(
+      "rnn_forward_int8", 1, "H", x_obj, w_ih_obj, w_hh_obj, b_ih_obj, b_hh_obj, h0_obj, lengths_obj, reverse,
+      [act](float* y, float* h_n, const float* x, const float* h0, const Int8Weights& w, const float* b_ih,
+            const float* b_hh, Index T, Index B, const SequenceOptions& seq) {
+        kernels<float>().rnn.forward_int8(y, h_n, x, h0, w.w_ih.matrix(), w.w_hh.matrix(), b_ih, b_hh, act,
+                                          RnnDims{T, B, w.I, w.H}, seq);
+      });
 }
 
 void bind_rnn(py::module_& m) {
-  m.def("rnn_forward_int8", &rnn_forward_int8, py::arg("x"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih") = py::none(), py::arg("b_hh") = py::none(), py::arg("h0") = py::none(),
-        py::kw_only(), py::arg("nonlinearity") = "tanh", py::arg("lengths") = py::none(), py::arg("reverse") = false,
-        "Vanilla RNN inference with int8 weights ((panels, scale, sum) tuples from lstm_ext.quantized.pack_int8), one direction: x (T, B, I) "
-        "float32 -> (y (T, B, H), h_n (B, H)).");
+  m.def("rnn_forward_int8", &rnn_forward_int8, py::arg("x"), py::arg("w_ih"), py::arg("w_hh"),
+        py::arg("b_ih") = py::none(), py::arg("b_hh") = py::none(), py::arg("h0") = py::none(), py::kw_only(),
+        py::arg("nonlinearity") = "tanh", py::arg("lengths") = py::none(), py::arg("reverse") = false,
+        "Vanilla RNN inference with int8 weights ((panels, scale, sum) tuples from lstm_ext.quantized.pack_int8), "
+        "one direction: x (T, B, I) float32 -> (y (T, B, H), h_n (B, H)).");
   m.def("rnn_forward", &rnn_forward, py::arg("x"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih") = py::none(),
         py::arg("b_hh") = py::none(), py::arg("h0") = py::none(), py::kw_only(), py::arg("nonlinearity") = "tanh",
         py::arg("lengths") = py::none(), py::arg("reverse") = false, py::arg("training") = false,

@@ -1,12 +1,15 @@
-"""Inference in int8: ``quantize_dynamic(layer)`` returns an inference-only copy of an LSTM, GRU or
-RNN whose weight matrices are int8 (one scale per row) and whose activations are quantized per row
-at every call, as ``torch.ao.quantization.quantize_dynamic`` does for ``nn.LSTM`` (issue 28). The
-scheme, its rounding and its bounds: ``lstm_ext.quantized_reference``, the textbook version the
-compiled path is tested against.
+"""Inference in int8 and with bfloat16 weights: ``quantize_dynamic(layer_or_model)`` returns an
+inference-only copy of an LSTM, GRU or RNN layer (or of a Sequential) whose weight matrices are
+int8 (one scale per row, packed once in the kernels' layout) and whose activations are quantized
+per row at every call, as ``torch.ao.quantization.quantize_dynamic`` does for ``nn.LSTM``; or, with
+``dtype="bfloat16"`` (the LSTM), whose recurrent matrices are stored in bf16 and widened to float32
+in registers. The scheme, its rounding and its bounds: ``lstm_ext.quantized_reference``, the
+textbook version the compiled path is tested against.
 
-Work in progress: layers (stacked, bidirectional, lengths, batch_first, initial states; the LSTM's
-projection, peepholes and zoneout's expectation) in int8. Not yet: bfloat16, models, the stream,
-save and load, ONNX export.
+A quantized layer or model runs its forward (stacked, bidirectional, lengths, batch_first, initial
+states; the LSTM's projection, peepholes and zoneout's expectation), steps a stream, saves and loads
+(``save``, ``lstm_ext.load``), and exports to ONNX (``lstm_ext.export_onnx``, int8); it refuses
+``backward``, ``fit`` and ``train()``.
 """
 
 from __future__ import annotations
