@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -158,7 +159,9 @@ def test_processes_sharing_the_machine_are_timed_together():
 
 @pytest.mark.parametrize("args, message", [(["--only", "no such configuration"], "matches no configuration"),
                                            (["--repeats", "0"], "--repeats must be >= 1"),
-                                           (["--threads", "0"], "--threads must be >= 1")])
+                                           (["--threads", "0"], "--threads must be >= 1"),
+                                           (["--solo", "--only", "no such size"], "matches no configuration of --solo"),
+                                           (["--solo", "--grid"], "--solo runs alone")])
 def test_command_line_refuses_bad_options(args, message):
     result = subprocess.run([sys.executable, "-m", "lstm_ext", "bench", *args], capture_output=True, text=True,
                             timeout=120)
@@ -240,3 +243,142 @@ def test_the_variants_section_times_every_variant_against_the_plain_cell(tmp_pat
     # Every row's ratio against the plain cell is its own time over the plain one's (medians of the rounds' ratios).
     plain = next(line for line in report.splitlines() if line.startswith("| (20, 8, 64) | plain |"))
     assert "| 1.00× |" in plain
+
+
+# -- bench --solo: each library alone in its process (lstm_ext.tools.solo) ----------------------------
+
+def _installed(*modules):
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in modules)
+
+
+def _table(report):
+    """The header cells and the rows (cells) of the report's table."""
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in report.splitlines()
+            if line.startswith("| ")]
+    return rows[0], rows[1:]
+
+
+def test_solo_quick_runs_end_to_end_with_every_column(tmp_path):
+    from lstm_ext.tools import solo
+
+    out = tmp_path / "SOLO.md"
+    result = subprocess.run([sys.executable, "-m", "lstm_ext", "bench", "--solo", "--quick", "--repeats", "2",
+                             "--threads", "2", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = out.read_text()
+    assert report.startswith("# lstm_ext benchmarks: each library alone in its process")
+    assert "2 rounds" in report and "the median of 15 calls with a 10 ms pause after each" in report
+    header, rows = _table(report)
+    expected = ["lstm_ext f32", "lstm_ext int8", "lstm_ext bf16", "lstm_ext int8 error (max / mean)",
+                "lstm_ext bf16 error (max / mean)"]
+    if _installed("torch"):
+        expected += ["torch f32", "torch int8", "torch int8 error (max / mean)", "lstm_ext int8 vs faster int8",
+                     "lstm_ext f32 vs best f32"]
+    else:
+        assert "torch is not installed, its columns are left out: pip install torch" in report
+        assert "torch f32" not in header
+    if _installed("onnxruntime", "onnx"):
+        expected += ["ORT f32", "ORT int8", "ORT int8 error (max / mean)"]
+        assert "DynamicQuantizeLSTM" in report  # the int8 column is ORT's int8 LSTM, not its float one
+    else:
+        assert 'pip install "lstm_ext[onnx]"' in report and "ORT f32" not in header
+    if not _installed("openvino"):
+        assert "openvino is not installed, its columns are left out: pip install openvino" in report
+    assert header[0] == "(T, B, H)" and set(expected) <= set(header), header
+    assert [row[0] for row in rows] == [f"({T}, {B}, {H})" for T, B, H in solo.QUICK]
+    for row in rows:  # every cell filled: a time, a ratio or an error
+        assert len(row) == len(header) and "—" not in row, row
+    # Round robin: round 2 starts with the library that came second in round 1.
+    order = [line.split(": ")[1].split()[0] for line in result.stdout.splitlines() if line.strip().startswith("round ")]
+    libraries = len(order) // 2
+    assert order[0] == "lstm_ext" and (libraries == 1 or order[libraries] == order[1]), order
+
+
+def test_solo_workers_import_no_other_library():
+    from lstm_ext.tools import solo
+
+    spec = '[{"kind": "inference", "T": 3, "B": 2, "H": 8}]'
+    libraries = ["lstm_ext"] + [name for name, modules in (("torch", ["torch"]),
+                                                           ("onnxruntime", ["onnxruntime", "onnx"])) if _installed(*modules)]
+    for library in libraries:
+        result = subprocess.run([sys.executable, "-m", "lstm_ext.tools.solo", "--worker", library, "--configs", spec,
+                                 "--threads", "1", "--calls", "2", "--warmup", "1", "--gap-ms", "0"],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        answer = json.loads(result.stdout.strip().splitlines()[-1])
+        imported = set(answer["imported"])
+        assert imported == set(solo._BY_NAME[library].needs), (library, imported)  # its own, no other
+        assert set(answer["seconds"]["inference (3, 2, 8)"]) == set(solo._BY_NAME[library].columns)
+        assert not answer["failures"]
+
+
+def test_solo_refuses_a_worker_that_imported_another_library(monkeypatch):
+    from lstm_ext.tools import solo
+
+    answer = {"library": "lstm_ext", "seconds": {}, "failures": {}, "notes": [], "imported": ["torch"]}
+    monkeypatch.setattr(solo.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(
+        a, 0, stdout=json.dumps(answer) + "\n", stderr=""))
+    with pytest.raises(RuntimeError, match="the lstm_ext process imported torch: it must run alone"):
+        solo._run_worker("lstm_ext", "[]", 1, 1, 1, 0.0, None)
+    answer["library"], answer["imported"] = "torch", ["torch"]  # torch's own process may hold torch
+    assert solo._run_worker("torch", "[]", 1, 1, 1, 0.0, None)["imported"] == ["torch"]
+
+
+def test_solo_leaves_out_the_libraries_that_are_not_installed(monkeypatch):
+    from lstm_ext.tools import solo
+
+    monkeypatch.setattr(solo, "installed", lambda name: name == "lstm_ext")
+    run = solo.run([Config("inference", 3, 2, 8)], rounds=1, threads=1, calls=2, warmup=1, gap=0.0, log=lambda _: None)
+    assert run.columns == ["lstm_ext f32", "lstm_ext int8", "lstm_ext bf16"]
+    assert any(note.startswith('onnxruntime is not installed, its columns are left out: pip install "lstm_ext[onnx]"')
+               for note in run.notes)
+    header, rows = _table("\n".join(solo.solo_section(run, quick=True)))
+    assert header == ["(T, B, H)", "lstm_ext f32", "lstm_ext int8", "lstm_ext bf16", "lstm_ext int8 error (max / mean)",
+                      "lstm_ext bf16 error (max / mean)"]  # no ratio without a library to set lstm_ext against
+    assert rows[0][0] == "(3, 2, 8)" and "—" not in rows[0]
+
+
+def test_solo_ratios_and_errors_on_a_fake_result_set():
+    import numpy as np
+    from lstm_ext.tools import solo
+
+    reference = np.zeros((2, 1, 2), np.float32)
+    y = np.array([[[0.5, -0.25]], [[0.0, 0.25]]], np.float32)
+    assert solo.output_error(reference, y) == (0.5, 0.25)  # max and mean of |y - reference|
+    seconds = {"lstm_ext f32": 0.002, "lstm_ext int8": 0.001, "lstm_ext bf16": 0.0015, "torch f32": 0.004,
+               "torch int8": 0.003, "ORT f32": 0.0016, "ORT int8": 0.0015}
+    assert solo.ratio(seconds, "lstm_ext int8", ("torch int8", "ORT int8")) == (1.5, "ORT int8")  # the faster rival
+    assert solo.ratio(seconds, "lstm_ext f32", ("torch f32", "ORT f32", "OpenVINO f32")) == \
+        (pytest.approx(0.8), "ORT f32")
+    assert solo.ratio(seconds, "lstm_ext bf16", ("OpenVINO bf16",)) is None  # OpenVINO absent
+    errors = {"lstm_ext int8": (4e-3, 5e-4), "lstm_ext bf16": (1e-3, 1e-4), "torch int8": (2e-2, 2e-3),
+              "ORT int8": (1e-2, 1e-3), "torch f32": (3e-7, 1e-8), "ORT f32": (2e-7, 1e-8)}
+    run = solo.SoloRun([solo.SoloResult(Config("inference", 50, 8, 256), seconds, errors)],
+                       columns=list(seconds), notes=["a note"], rounds=3, threads=2)
+    lines = solo.solo_section(run)
+    assert ("| (T, B, H) | lstm_ext f32 | lstm_ext int8 | lstm_ext bf16 | torch f32 | torch int8 | ORT f32 | ORT int8 "
+            "| lstm_ext int8 vs faster int8 | lstm_ext f32 vs best f32 | lstm_ext int8 error (max / mean) "
+            "| lstm_ext bf16 error (max / mean) | torch int8 error (max / mean) | ORT int8 error (max / mean) |") in lines
+    assert ("| (50, 8, 256) | 2.00 ms | 1.00 ms | 1.50 ms | 4.00 ms | 3.00 ms | 1.60 ms | 1.50 ms | 1.50× (ORT int8) "
+            "| **0.80× (ORT f32)** | 4.0e-03 / 5.0e-04 | 1.0e-03 / 1.0e-04 | 2.0e-02 / 2.0e-03 "
+            "| 1.0e-02 / 1.0e-03 |") in lines
+    assert "- a note" in lines
+    assert "- The float32 results agree with lstm_ext's (the same weights and input): max abs difference torch f32 " \
+        "3.0e-07, ORT f32 2.0e-07." in lines
+    assert any(line.startswith("- (50, 128, 1024) is left out of the grid: 107 GFLOP a call, more than the other "
+                               "31 configurations together") for line in lines)
+    assert not any("left out of the grid" in line for line in solo.solo_section(run, quick=True))
+
+
+def test_solo_grid_is_the_issue_s_grid():
+    from lstm_ext.tools import solo
+
+    configs = solo.solo_configs()
+    sizes = {(c.T, c.B, c.H) for c in configs}
+    assert len(configs) == 31 and (50, 128, 1024) not in sizes and {c.kind for c in configs} == {"inference"}
+    assert {T for T, _, _ in sizes} == {1, 50} and {B for _, B, _ in sizes} == {1, 8, 32, 128}
+    assert {H for _, _, H in sizes} == {128, 256, 512, 1024} and all(c.input_size == c.H for c in configs)
+    assert [(c.T, c.B, c.H) for c in solo.solo_configs(quick=True)] == list(solo.QUICK)
+    assert [c.label for c in solo.solo_configs(only="(1, 8,")] == [f"inference (1, 8, {H})" for H in solo.GRID_H]

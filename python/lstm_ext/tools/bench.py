@@ -698,9 +698,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--variants", action="store_true",
                         help="run the LSTM variants alone: each variant's training step against the plain cell and "
                         "against a torch.jit-scripted loop (lstm_ext.tools.variants); with --quick one small size")
+    parser.add_argument("--solo", action="store_true",
+                        help="run each library alone in a process of its own, the processes taking turns "
+                        "(lstm_ext f32/int8/bf16, torch f32/int8, ONNX Runtime f32/int8, OpenVINO where installed; "
+                        "lstm_ext.tools.solo): --repeats rounds (default 3), inference T 1 and 50 by B 1-128 by "
+                        "H 128-1024, with --quick three small sizes, with --only the labels containing that text")
     parser.add_argument("--gap-ms", type=float, default=GAP_SECONDS * 1e3,
-                        help=f"pause after each timed call in the grid, in ms, at most {MAX_GAP_MS:g} (default "
-                        f"{GAP_SECONDS * 1e3:.0f}; 0: back to back, each library right after the other's threads)")
+                        help=f"pause after each timed call in the grid and --solo, in ms, at most {MAX_GAP_MS:g} "
+                        f"(default {GAP_SECONDS * 1e3:.0f}; 0: back to back, each library right after the other's "
+                        "threads)")
     args = parser.parse_args(argv)
     # Every number before any work: a bad one fails here in one line (exit code 2), not in the
     # core or in torch (--threads 100000 crashed torch while it measured the GEMM peak).
@@ -716,6 +722,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(f"--gap-ms {problem}")
     if args.out and writable_file_problem(args.out):
         parser.error(f"--out {writable_file_problem(args.out)}")
+    if args.solo:
+        from . import solo
+
+        if args.grid or args.variants:
+            parser.error("--solo runs alone: without --grid and --variants")
+        configs = solo.solo_configs(quick=args.quick, only=args.only)
+        if not configs:
+            parser.error(f"--only {args.only!r} matches no configuration of --solo")
+        return solo.main(configs, rounds=args.repeats if args.repeats is not None else solo.ROUNDS,
+                         threads=args.threads if args.threads is not None else get_num_threads(),
+                         gap=args.gap_ms / 1e3, out=args.out, quick=args.quick)
     if args.grid:
         from . import grid
 
