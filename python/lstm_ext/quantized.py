@@ -137,6 +137,23 @@ class QuantizedLayer:
         self.quantized: dict[str, Int8Weight] = {}
         self.bf16: dict[str, NDArray[np.uint16]] = {}
         self.floats: dict[str, NDArray[np.float32]] = {}
+        self._by_direction: Optional[dict[tuple[int, int], tuple[dict[str, Any], dict[str, NDArray[np.float32]]]]] = None
+
+    def _direction_weights(self, k: int, direction: int) -> tuple[dict[str, Any], dict[str, NDArray[np.float32]]]:
+        """({base name: int8 or bf16 matrix}, {base name: float32 array}) of layer k's direction,
+        made at the first call (the weights do not change after construction): a forward of a few
+        steps is not spent sorting names."""
+        if self._by_direction is None:
+            self._by_direction = {}
+            for kk in range(self.num_layers):
+                for d, suffix in enumerate([f"_l{kk}", f"_l{kk}_reverse"][:self.num_directions]):
+                    # by base name ("_l0" ends no reverse name: "_l0_reverse" does)
+                    matrices = {name[:-len(suffix)]: value for name, value in {**self.quantized, **self.bf16}.items()
+                                if name.endswith(suffix)}
+                    floats = {name[:-len(suffix)]: value for name, value in self.floats.items()
+                              if name.endswith(suffix)}
+                    self._by_direction[kk, d] = (matrices, floats)
+        return self._by_direction[k, direction]
 
     def _blocks(self, base: str) -> int:
         """The blocks of rows (one per gate) of weight `base`."""
@@ -191,27 +208,24 @@ class QuantizedLayer:
         state_n: list[list[np.ndarray]] = [[] for _ in state0]  # per part, every layer's and direction's rows
         for k in range(self.num_layers):
             outputs = []
-            for direction, suffix in enumerate([f"_l{k}", f"_l{k}_reverse"][:D]):
+            for direction in range(D):
                 row = k * D + direction
-                # this direction's weights by base name ("_l0" ends no reverse name: "_l0_reverse" does)
-                floats = {name[:-len(suffix)]: value for name, value in self.floats.items() if name.endswith(suffix)}
+                matrices, floats = self._direction_weights(k, direction)
                 rows = [None if part is None else part[row] for part in state0]
                 if self.dtype_name == "int8":
-                    quantized = {name[:-len(suffix)]: value for name, value in self.quantized.items()
-                                 if name.endswith(suffix)}
-                    y, parts = self.cell.forward_int8(layer_input, quantized, floats, rows, self.options,
+                    y, parts = self.cell.forward_int8(layer_input, matrices, floats, rows, self.options,
                                                       lengths_checked, direction == 1)
                 else:
                     assert self.cell.forward_bf16 is not None  # (checked when built)
-                    bf16 = {name[:-len(suffix)]: value for name, value in self.bf16.items() if name.endswith(suffix)}
-                    y, parts = self.cell.forward_bf16(layer_input, bf16, floats, rows, self.options, lengths_checked,
-                                                      direction == 1)
+                    y, parts = self.cell.forward_bf16(layer_input, matrices, floats, rows, self.options,
+                                                      lengths_checked, direction == 1)
                 outputs.append(y)
                 for final_rows, part in zip(state_n, parts):
                     final_rows.append(part)
             layer_input = outputs[0] if D == 1 else np.concatenate(outputs, axis=2)
         y_out = layer_input.swapaxes(0, 1) if self.batch_first else layer_input
-        return y_out, layer._pack_state([np.stack(rows) for rows in state_n])
+        # (one layer and direction: a view with the leading axis, not a copy)
+        return y_out, layer._pack_state([rows[0][np.newaxis] if len(rows) == 1 else np.stack(rows) for rows in state_n])
 
     def backward(self, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("backward: a quantized layer is for inference only (train the float layer, then "
