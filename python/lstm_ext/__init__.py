@@ -26,7 +26,8 @@ from .flow import gradient_flow
 from .interop import from_keras, from_torch, to_torch
 from .layers import GRU, LSTM, RNN, Module, RNNBase
 from .losses import cross_entropy, mse_loss
-from .model import Sequential, load
+from .loading import load
+from .model import Sequential
 from .nn import Embedding, LastStep, Linear, ReLU, Sigmoid, Tanh
 from .optim import SGD, Adam, AdamW, Optimizer, clip_grad_norm
 from .quantized import quantize_dynamic

@@ -43,7 +43,7 @@ from numpy.typing import ArrayLike
 from . import checkpoint as ckpt
 from . import training
 from ._checks import as_real_array
-from ._typing import LayerState, PathLike
+from ._typing import Arrays, Header, LayerState, PathLike
 from .layers import Module, RNNBase
 from .losses import LOSSES
 from .nn import LAYER_TYPES, Embedding, LastStep
@@ -251,15 +251,19 @@ class Sequential:
         ckpt.write_model(path, self)
 
 
-def load(path: PathLike) -> Any:
+def load(path: PathLike) -> Sequential:
     """The model saved at `path` (by save() or as a fit checkpoint): layers, weights, compile
-    settings with the optimizer's state, dropout generators and history; or the quantized layer or
-    model saved by its save() (lstm_ext.quantize_dynamic). The file is read without unpickling
-    anything; a truncated or corrupted file raises CheckpointError."""
+    settings with the optimizer's state, dropout generators and history. The file is read
+    without unpickling anything; a truncated or corrupted file raises CheckpointError.
+    (``lstm_ext.load`` reads quantized models' files too.)"""
     header, arrays = ckpt.read_checkpoint(path)
     if "quantized" in header:
-        from .quantized import read_quantized  # (quantized imports this module)
-        return read_quantized(path, header, arrays)
+        raise ckpt.CheckpointError(f"{path}: holds a quantized model (lstm_ext.quantize_dynamic): lstm_ext.load reads it")
+    return model_from_checkpoint(path, header, arrays)
+
+
+def model_from_checkpoint(path: PathLike, header: Header, arrays: Arrays) -> Sequential:
+    """The Sequential of a checkpoint read by checkpoint.read_checkpoint, checked first."""
     ckpt.check_parameters(path, header, arrays)
     with ckpt.contents_of(path):
         model = Sequential(*ckpt.build_layers(header))

@@ -36,7 +36,8 @@ from lstm_ext import _core, cells
 from lstm_ext._io import write_text_atomic
 from lstm_ext._parallel import MAX_THREADS, get_num_threads, set_num_threads
 
-from .measure import BLOCK, GAP_SECONDS, Config, load_torch, measure, paired_ratio, runners, time_call
+from .machine import machine_info, machine_line as _machine_line
+from .measure import BLOCK, GAP_SECONDS, Config, _layer_shapes, flops, load_torch, measure, paired_ratio, runners, time_call
 from . import arguments, variants
 from .paths import writable_file_problem
 
@@ -69,25 +70,6 @@ CONFIGS = [
 
 # -- arithmetic ----------------------------------------------------------------------------------
 
-def _layer_shapes(cfg: Config) -> list[tuple[int, int]]:
-    """(input size, directions) of every layer."""
-    D = 2 if cfg.bidirectional else 1
-    H_out = cfg.proj_size or cfg.H
-    return [(cfg.input_size if k == 0 else D * H_out, D) for k in range(cfg.num_layers)]
-
-
-def flops(cfg: Config) -> float:
-    """FLOPs of one call: the forward's multiply-adds, three times that for a training step."""
-    H_out = cfg.proj_size or cfg.H
-    forward = 0.0
-    for I, D in _layer_shapes(cfg):
-        per_direction = 2.0 * cfg.T * cfg.B * cfg.gates * cfg.H * (I + H_out)
-        if cfg.proj_size:
-            per_direction += 2.0 * cfg.T * cfg.B * cfg.proj_size * cfg.H
-        forward += D * per_direction
-    return 3.0 * forward if cfg.kind == "training" else forward
-
-
 def streamed_bytes(cfg: Config) -> tuple[float, float]:
     """(bytes of weights read per call, the working set they are read from).
 
@@ -105,47 +87,7 @@ def streamed_bytes(cfg: Config) -> tuple[float, float]:
     return passes * cfg.T * directions * recurrent, recurrent
 
 
-# -- the machine ---------------------------------------------------------------------------------
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _isa() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        flags = []
-    wanted = ["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile"]
-    present = [name for name in wanted if name in flags]
-    return ", ".join(present) if present else platform.machine()
-
-
-def _caches() -> str:
-    sizes = {}
-    base = "/sys/devices/system/cpu/cpu0/cache"
-    try:
-        for entry in sorted(e for e in os.listdir(base) if e.startswith("index")):
-            with open(f"{base}/{entry}/level") as f:
-                level = f.read().strip()
-            with open(f"{base}/{entry}/type") as f:
-                kind = f.read().strip()
-            with open(f"{base}/{entry}/size") as f:
-                size = f.read().strip()
-            if kind != "Instruction":
-                sizes[f"L{level}"] = size
-    except OSError:
-        return "unknown"
-    return ", ".join(f"{level} {size}" for level, size in sorted(sizes.items()))
-
+# -- the machine (lstm_ext.tools.machine) --------------------------------------------------------
 
 def gemm_peak(dtype: str, threads: int, torch: Optional[ModuleType] = None) -> float:
     """FLOP/s of the best square matrix product on this machine at `threads` threads: torch's
@@ -167,29 +109,6 @@ def gemm_peak(dtype: str, threads: int, torch: Optional[ModuleType] = None) -> f
                 times.append(time.perf_counter() - start)
             best = max(best, 2.0 * n**3 / min(times))
     return best
-
-
-def machine_info(threads: int, torch: Optional[ModuleType] = None) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "date": datetime.date.today().isoformat(),
-        "cpu": _cpu_model(),
-        "cpus": os.cpu_count(),
-        "isa": _isa(),
-        "caches": _caches(),
-        "threads": threads,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "torch": getattr(torch, "__version__", None),
-        "lstm_ext": _core_version(),
-        "build": _core.build_info(),
-    }
-    return info
-
-
-def _core_version() -> str:
-    from lstm_ext import __version__
-
-    return __version__
 
 
 # -- peak memory of a training step ----------------------------------------------------------------
@@ -473,14 +392,6 @@ def _ms(seconds: float, cfg: Config) -> str:
 
 
 # -- the report ----------------------------------------------------------------------------------
-
-def _machine_line(machine: dict[str, Any]) -> str:
-    return (f"Run on {machine['date']}: {machine['cpu']}, {machine['cpus']} CPUs ({machine['isa']}; caches "
-            f"{machine['caches']}), {machine['threads']} threads for every library. Python {machine['python']}, "
-            f"NumPy {machine['numpy']}, torch {machine['torch'] or 'not installed'}, lstm_ext {machine['lstm_ext']} "
-            f"with the {machine['build']['kernel_level']} kernel level ({machine['build']['simd']}; compiled in: "
-            f"{', '.join(machine['build']['kernel_levels'])}{'; a native build' if machine['build']['native'] else ''}).")
-
 
 def render(machine: dict[str, Any], results: list[Result], repeats: int, levels: Optional[list[LevelResult]] = None,
            shared: Optional[list[ContentionResult]] = None, grid_results: Optional[list[GridResult]] = None,

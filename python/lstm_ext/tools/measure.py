@@ -245,3 +245,22 @@ def paired_ratio(samples: dict[str, list[float]], other: str = "torch") -> float
     """The median over the rounds of the other library's time over lstm_ext's: the two calls of a
     round share the machine's moment."""
     return statistics.median(t / o for t, o in zip(samples[other], samples["lstm_ext"]))
+
+
+def _layer_shapes(cfg: Config) -> list[tuple[int, int]]:
+    """(input size, directions) of every layer."""
+    D = 2 if cfg.bidirectional else 1
+    H_out = cfg.proj_size or cfg.H
+    return [(cfg.input_size if k == 0 else D * H_out, D) for k in range(cfg.num_layers)]
+
+
+def flops(cfg: Config) -> float:
+    """FLOPs of one call: the forward's multiply-adds, three times that for a training step."""
+    H_out = cfg.proj_size or cfg.H
+    forward = 0.0
+    for I, D in _layer_shapes(cfg):
+        per_direction = 2.0 * cfg.T * cfg.B * cfg.gates * cfg.H * (I + H_out)
+        if cfg.proj_size:
+            per_direction += 2.0 * cfg.T * cfg.B * cfg.proj_size * cfg.H
+        forward += D * per_direction
+    return 3.0 * forward if cfg.kind == "training" else forward

@@ -38,7 +38,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .measure import GAP_SECONDS, Config, _layer, inputs, time_call
+from .machine import machine_info, machine_line
+from .measure import GAP_SECONDS, Config, _layer, flops, inputs, time_call
 
 __all__ = ["CALLS", "ROUNDS", "WARMUP", "LIBRARIES", "RATIOS", "REDUCED", "SoloResult", "SoloRun", "solo_configs",
            "worker", "run", "ratio", "output_error", "solo_section", "report", "main"]
@@ -380,7 +381,6 @@ def _ratio_text(value: Optional[tuple[float, str]]) -> str:
 
 def solo_section(run: SoloRun, quick: bool = False) -> list[str]:
     """The protocol, the table and its notes, as Markdown lines."""
-    from .bench import flops
 
     ratios = [(heading, ours, rivals) for heading, ours, rivals in RATIOS
               if ours in run.columns and any(r in run.columns for r in rivals)]
@@ -434,7 +434,6 @@ def solo_section(run: SoloRun, quick: bool = False) -> list[str]:
 
 def report(run: SoloRun, quick: bool = False) -> str:
     """The whole Markdown report: the machine, the versions, solo_section."""
-    from .bench import _machine_line, machine_info
 
     machine = machine_info(run.threads)  # (torch's version from its metadata: the parent never imports it)
     versions: dict[str, Optional[str]] = {}
@@ -444,7 +443,7 @@ def report(run: SoloRun, quick: bool = False) -> str:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
     machine["torch"] = versions["torch"]
-    lines = ["# lstm_ext benchmarks: each library alone in its process", "", _machine_line(machine),
+    lines = ["# lstm_ext benchmarks: each library alone in its process", "", machine_line(machine),
              "ONNX Runtime " + (versions["onnxruntime"] or "not installed") + ", onnx " + (versions["onnx"] or
              "not installed") + ", OpenVINO " + (versions["openvino"] or "not installed") + ".", ""]
     return "\n".join(lines + solo_section(run, quick)) + "\n"
