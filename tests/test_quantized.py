@@ -360,7 +360,8 @@ def test_bfloat16_has_no_onnx_export():
     (lambda: lstm_ext.GRU(6, 20, batch_first=True, seed=5), "int8"),
     (lambda: lstm_ext.RNN(6, 20, nonlinearity="relu", seed=6), "int8"),
     (lambda: lstm_ext.LSTM(6, 40, num_layers=2, proj_size=9, seed=7), "bfloat16"),
-], ids=["lstm-int8", "gru-int8", "rnn-int8", "lstm-bf16"])
+    (lambda: lstm_ext.GRU(6, 20, dtype="float64", seed=8), "int8"),
+], ids=["lstm-int8", "gru-int8", "rnn-int8", "lstm-bf16", "gru-float64-int8"])
 def test_a_quantized_layer_saves_and_loads_bit_for_bit(make, dtype, tmp_path):
     layer = quantize_dynamic(make(), dtype)
     path = tmp_path / "q.lstm"

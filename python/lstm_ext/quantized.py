@@ -447,7 +447,7 @@ def read_quantized(path: PathLike, header: Header,
                 layers.append(layer.eval())
                 continue
             described = QuantizedLayer.__new__(QuantizedLayer)
-            described._describe(kind(**{**spec["config"], "dtype": "float32"}), dtype)  # (its float weights dropped)
+            described._describe(kind(**spec["config"]), dtype)  # (the float layer's weights are dropped)
             for part, name, value in mine:
                 blocks = described._blocks(name.split("_l")[0])
                 if part == "int8":
