@@ -259,22 +259,56 @@ def test_a_sequential_model_quantizes_its_recurrent_layers(dtype):
         quantize_dynamic(lstm_ext.Linear(2, 2))
 
 
+BF16_CONFIGS = ["plain", "2 layers bidirectional", "projection", "peepholes", "zoneout", "everything", "GRU",
+                "GRU 2 layers bidirectional", "RNN tanh", "RNN relu 2 layers bidirectional"]
+
+
 @pytest.mark.parametrize("B", [1, 4], ids=["B=1: the products read bf16", "B=4: widened once per call"])
-@pytest.mark.parametrize("name", ["plain", "2 layers bidirectional", "projection", "peepholes", "zoneout", "everything"])
+@pytest.mark.parametrize("name", BF16_CONFIGS)
 def test_bfloat16_is_the_float_layer_with_its_weights_rounded_bit_for_bit(name, B):
     # bf16 weights widened to float32 are exact, and the products run the float kernel's chains of
     # multiply-adds on them: the float32 layer whose matrices are rounded to bf16, bit for bit.
-    layer = lstm_ext.LSTM(6, 9, seed=1, **CONFIGS[name]).eval()
+    options = dict(CONFIGS[name])
+    kind = options.pop("kind", "LSTM")
+    layer = getattr(lstm_ext, kind)(6, 9, seed=1, **options).eval()
     x, state = inputs(layer, 12, B, seed=2)
     lengths = np.array([12, 5, 9, 1])[:B]
     quantized = quantize_dynamic(layer, dtype="bfloat16")
-    rounded = lstm_ext.LSTM(6, 9, seed=1, **CONFIGS[name]).eval()
+    rounded = getattr(lstm_ext, kind)(6, 9, seed=1, **options).eval()
     rounded.load_state_dict({name: qref.to_bfloat16(value) if name.startswith(("weight_ih", "weight_hh", "weight_hr"))
                              else value for name, value in layer.state_dict().items()})
-    y, (h_n, c_n) = quantized(x, state, lengths=lengths)
-    y_float, (h_float, c_float) = rounded(x, state, lengths=lengths)
-    assert np.array_equal(y, y_float) and np.array_equal(h_n, h_float) and np.array_equal(c_n, c_float)
-    assert "QuantizedLSTM(bfloat16" in repr(quantized)
+    y, state_n = quantized(x, state, lengths=lengths)
+    y_float, state_float = rounded(x, state, lengths=lengths)
+    parts = list(state_n) if isinstance(state_n, tuple) else [state_n]
+    float_parts = list(state_float) if isinstance(state_float, tuple) else [state_float]
+    assert y.tobytes() == y_float.tobytes()
+    assert all(p.tobytes() == q.tobytes() for p, q in zip(parts, float_parts))
+    assert f"Quantized{kind}(bfloat16" in repr(quantized)
+
+
+@pytest.mark.parametrize("B", [1, 3, 40], ids=["B=1 read", "B=3 widened, units split", "B=40 rows split"])
+@pytest.mark.parametrize("make", [lambda: lstm_ext.LSTM(7, 100, proj_size=40, seed=11),
+                                  lambda: lstm_ext.GRU(7, 100, seed=12),
+                                  lambda: lstm_ext.RNN(7, 100, seed=13)], ids=["LSTM projected", "GRU", "RNN"])
+def test_bfloat16_is_the_rounded_float_layer_whatever_the_team(make, B):
+    """Two threads split the units (each member's panels start inside the packed bf16 blocks; 100
+    units leave a partial last panel) or the rows; one thread does it all: the same bits as the
+    float32 layer with its matrices rounded to bf16, in every case."""
+    layer = make().eval()
+    rounded = make().eval()
+    rounded.load_state_dict({name: qref.to_bfloat16(value) if name.startswith(("weight_ih", "weight_hh", "weight_hr"))
+                             else value for name, value in layer.state_dict().items()})
+    quantized = quantize_dynamic(layer, "bfloat16")
+    x, state = inputs(layer, 6, B, seed=14)
+    before = lstm_ext.get_num_threads()
+    try:
+        for threads in (1, 2):
+            lstm_ext.set_num_threads(threads)
+            y, _ = quantized(x, state)
+            y_float, _ = rounded(x, state)
+            assert y.tobytes() == y_float.tobytes(), f"{threads} threads"
+    finally:
+        lstm_ext.set_num_threads(before)
 
 
 def test_bfloat16_recurrent_weights_take_half_of_float32():
@@ -283,9 +317,7 @@ def test_bfloat16_recurrent_weights_take_half_of_float32():
     assert sum(bits.nbytes for bits in quantize_dynamic(layer, "bfloat16").bf16.values()) == recurrent // 2
 
 
-def test_bfloat16_refuses_what_it_cannot_run_yet():
-    with pytest.raises(ValueError, match="bfloat16 runs LSTM layers for now, got a GRU"):
-        quantize_dynamic(lstm_ext.GRU(3, 4), dtype="bfloat16")
+def test_bfloat16_entry_points_refuse_weights_not_packed_for_them():
     with pytest.raises(TypeError, match=r"w_hh: expected bf16 weights packed by pack_bf16"):
         lstm_ext._core.lstm_forward_bf16(np.zeros((1, 1, 3), np.float32), np.zeros((8, 3), np.float32),
                                          np.zeros((8, 2), np.float32))
@@ -295,6 +327,20 @@ def test_bfloat16_refuses_what_it_cannot_run_yet():
         lstm_ext._core.lstm_forward_bf16(np.zeros((1, 1, 3), np.float32), np.zeros((8, 3), np.float32), other_level)
     with pytest.raises(TypeError, match=r"w: expected a uint16 array"):
         lstm_ext._core.pack_bf16(np.zeros((4, 2), np.float32), 4)
+    x, w_ih = np.zeros((1, 1, 3), np.float32), np.zeros((6, 3), np.float32)  # a GRU of H = 2
+    with pytest.raises(TypeError, match=r"w_hh: expected bf16 weights packed by pack_bf16"):
+        lstm_ext._core.gru_forward_bf16(x, w_ih, np.zeros((6, 2), np.float32))
+    with pytest.raises(ValueError, match=r"w_hh: expected shape \(3, ceil\(H / lanes\), 2, lanes = \d+\)"):
+        lstm_ext._core.gru_forward_bf16(x, w_ih, np.zeros((3, 1, 2, 2 * lanes), np.uint16))
+    with pytest.raises(ValueError, match=r"w_ih: expected shape \(3H, I\), got \(5, 3\)"):
+        lstm_ext._core.gru_forward_bf16(x, w_ih[:5], lstm_ext._core.pack_bf16(np.zeros((6, 2), np.uint16), 3))
+    packed_rnn = lstm_ext._core.pack_bf16(np.zeros((2, 2), np.uint16), 1)
+    with pytest.raises(ValueError, match=r"x: expected shape \(T, B, I\) with .*I = 3 \(from w_ih\), got \(1, 1, 4\)"):
+        lstm_ext._core.rnn_forward_bf16(np.zeros((1, 1, 4), np.float32), w_ih[:2], packed_rnn)
+    with pytest.raises(ValueError, match=r"b_hh: expected shape \(H,\)"):
+        lstm_ext._core.rnn_forward_bf16(x, w_ih[:2], packed_rnn, None, np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="nonlinearity: expected 'tanh' or 'relu', got 'gelu'"):
+        lstm_ext._core.rnn_forward_bf16(x, w_ih[:2], packed_rnn, nonlinearity="gelu")
 
 
 @pytest.mark.parametrize("dtype", ["int8", "bfloat16"])
@@ -303,8 +349,6 @@ def test_bfloat16_refuses_what_it_cannot_run_yet():
                                   lambda: lstm_ext.RNN(5, 7, seed=3)], ids=["LSTM", "GRU", "RNN"])
 def test_a_stream_step_is_the_whole_forward_bit_for_bit(make, dtype):
     layer = make().eval()
-    if dtype == "bfloat16" and layer.cell.forward_bf16 is None:
-        pytest.skip("bfloat16 runs LSTM layers for now")
     quantized = quantize_dynamic(layer, dtype)
     x, state = inputs(layer, 9, 3, seed=7)
     y, state_n = quantized(x, state)
@@ -361,7 +405,9 @@ def test_bfloat16_has_no_onnx_export():
     (lambda: lstm_ext.RNN(6, 20, nonlinearity="relu", seed=6), "int8"),
     (lambda: lstm_ext.LSTM(6, 40, num_layers=2, proj_size=9, seed=7), "bfloat16"),
     (lambda: lstm_ext.GRU(6, 20, dtype="float64", seed=8), "int8"),
-], ids=["lstm-int8", "gru-int8", "rnn-int8", "lstm-bf16", "gru-float64-int8"])
+    (lambda: lstm_ext.GRU(6, 20, num_layers=2, bidirectional=True, seed=9), "bfloat16"),
+    (lambda: lstm_ext.RNN(6, 20, nonlinearity="relu", batch_first=True, seed=10), "bfloat16"),
+], ids=["lstm-int8", "gru-int8", "rnn-int8", "lstm-bf16", "gru-float64-int8", "gru-bf16", "rnn-bf16"])
 def test_a_quantized_layer_saves_and_loads_bit_for_bit(make, dtype, tmp_path):
     layer = quantize_dynamic(make(), dtype)
     path = tmp_path / "q.lstm"

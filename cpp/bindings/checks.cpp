@@ -261,6 +261,20 @@ py::array_t<std::uint16_t, py::array::c_style> read_bf16_matrix(py::handle obj, 
   return w;
 }
 
+py::array_t<std::uint16_t, py::array::c_style> read_packed_bf16(py::handle obj, const std::string& name, Index blocks,
+                                                                Index rows, Index K, const std::string& rows_legend) {
+  const Index lanes = kernels<float>().lanes;
+  const py::dtype uint16 = py::dtype::of<std::uint16_t>();
+  if (!py::isinstance<py::array>(obj) || !py::reinterpret_borrow<py::array>(obj).dtype().is(uint16)) {
+    throw py::type_error(name + ": expected bf16 weights packed by pack_bf16 (a uint16 array)");
+  }
+  auto a = py::array_t<std::uint16_t, py::array::c_style>::ensure(obj);
+  require_shape(a, name, {blocks, (rows + lanes - 1) / lanes, K, lanes},
+                "(" + std::to_string(blocks) + ", ceil(" + rows_legend + " / lanes), " + std::to_string(K) +
+                    ", lanes = " + std::to_string(lanes) + ") from pack_bf16 in this process");
+  return a;
+}
+
 Int8Weights read_int8_weights(py::handle x, py::handle w_ih, py::handle w_hh, Index gates, const std::string& G,
                               Index P) {
   const Index rows = int8_matrix_rows(w_hh, "w_hh"), H = rows / gates;

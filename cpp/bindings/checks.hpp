@@ -312,30 +312,73 @@ inline double int8_call_elements(Index T, Index B, Index I, Index G, Index H) {
   return double(T) * B * (H + G + 1 + I / 4.0) + double(B) * (4 * H + G + 1) + double(B) * H;
 }
 
-// The int8 inference binding of a cell whose state is h alone (GRU, RNN: `gates` blocks of H rows,
-// `G` naming them in messages: "3H", "H"), one direction, written once for both kinds: W_ih, W_hh
-// as int8 matrices (read_int8_weights), everything else float32, checked; y and h_n allocated;
-// run(y, h_n, x, h0, w, b_ih, b_hh, T, B, seq) calls the kind's kernel without the GIL.
+// bfloat16 weights packed by pack_bf16 in this process: a uint16 array (blocks, ceil(rows / lanes),
+// K, lanes), lanes those of this process's kernel level (an array packed for another level is refused
+// by its shape); `rows_legend` names rows in messages ("H", "P").
+py::array_t<std::uint16_t, py::array::c_style> read_packed_bf16(py::handle obj, const std::string& name, Index blocks,
+                                                                Index rows, Index K, const std::string& rows_legend);
+
+// The inference bindings of a cell whose state is h alone (GRU, RNN: `gates` blocks of H rows, `G`
+// naming them in messages: "3H", "H"), one direction, written once for both kinds and both weight
+// types: x (T, B, I), b_ih, b_hh (G), h0 (B, H), lengths, float32 and checked against the weights'
+// I and H; require_memory(elements(T, B)) floats; y (T, B, H) and h_n (B, H) allocated;
+// run(y, h_n, x, h0, b_ih, b_hh, T, B, seq) calls the kind's kernel without the GIL.
+template <typename Elements, typename Run>
+py::tuple h_only_inference(const char* name, Index gates, const std::string& G, Index I, Index H, py::handle x_obj,
+                           py::handle b_ih_obj, py::handle b_hh_obj, py::handle h0_obj, py::handle lengths_obj,
+                           bool reverse, Elements&& elements, Run&& run) {
+  const auto x = read_sequence<float>(x_obj, I);
+  const Index T = x.shape(0), B = x.shape(1), rows = gates * H;
+  const auto b_ih = read_optional<float>(b_ih_obj, "b_ih", {rows}, "(" + G + ",)");
+  const auto b_hh = read_optional<float>(b_hh_obj, "b_hh", {rows}, "(" + G + ",)");
+  const auto h0 = read_optional<float>(h0_obj, "h0", {B, H}, "(B, H)");
+  const auto lengths = read_lengths(lengths_obj, T, B);
+  require_memory(elements(T, B), sizeof(float), name);
+  auto y = new_array<float>({T, B, H});
+  auto h_n = new_array<float>({B, H});
+  float *y_data = y.mutable_data(), *h_n_data = h_n.mutable_data();
+  without_gil([&] {
+    run(y_data, h_n_data, x.data(), data_or_null(h0), data_or_null(b_ih), data_or_null(b_hh), T, B,
+        sequence_options(reverse, lengths));
+  });
+  return py::make_tuple(y, h_n);
+}
+
+// With int8 weights: W_ih, W_hh as int8 matrices (read_int8_weights);
+// run(y, h_n, x, h0, w, b_ih, b_hh, T, B, seq).
 template <typename Run>
 py::tuple h_only_forward_int8(const char* name, Index gates, const std::string& G, py::handle x_obj,
                               py::handle w_ih_obj, py::handle w_hh_obj, py::handle b_ih_obj, py::handle b_hh_obj,
                               py::handle h0_obj, py::handle lengths_obj, bool reverse, Run&& run) {
   const Int8Weights w = read_int8_weights(x_obj, w_ih_obj, w_hh_obj, gates, G);
-  const auto x = read_sequence<float>(x_obj, w.I);
-  const Index T = x.shape(0), B = x.shape(1), H = w.H, rows = gates * H;
-  const auto b_ih = read_optional<float>(b_ih_obj, "b_ih", {rows}, "(" + G + ",)");
-  const auto b_hh = read_optional<float>(b_hh_obj, "b_hh", {rows}, "(" + G + ",)");
-  const auto h0 = read_optional<float>(h0_obj, "h0", {B, H}, "(B, H)");
-  const auto lengths = read_lengths(lengths_obj, T, B);
-  require_memory(int8_call_elements(T, B, w.I, rows, H), sizeof(float), name);
-  auto y = new_array<float>({T, B, H});
-  auto h_n = new_array<float>({B, H});
-  float *y_data = y.mutable_data(), *h_n_data = h_n.mutable_data();
-  without_gil([&] {
-    run(y_data, h_n_data, x.data(), data_or_null(h0), w, data_or_null(b_ih), data_or_null(b_hh), T, B,
-        sequence_options(reverse, lengths));
-  });
-  return py::make_tuple(y, h_n);
+  return h_only_inference(
+      name, gates, G, w.I, w.H, x_obj, b_ih_obj, b_hh_obj, h0_obj, lengths_obj, reverse,
+      [&](Index T, Index B) { return int8_call_elements(T, B, w.I, gates * w.H, w.H); },
+      [&](float* y, float* h_n, const float* x, const float* h0, const float* b_ih, const float* b_hh, Index T,
+          Index B, const SequenceOptions& seq) { run(y, h_n, x, h0, w, b_ih, b_hh, T, B, seq); });
+}
+
+// With bfloat16 recurrent weights: W_ih float32 (G, I) (its bf16 values), W_hh packed by pack_bf16
+// in `gates` blocks (read_packed_bf16); elements(T, B, I, H) floats the call needs;
+// run(y, h_n, x, h0, w_ih, packed_hh, b_ih, b_hh, T, B, I, H, seq).
+template <typename Elements, typename Run>
+py::tuple h_only_forward_bf16(const char* name, Index gates, const std::string& G, py::handle x_obj,
+                              py::handle w_ih_obj, py::handle w_hh_obj, py::handle b_ih_obj, py::handle b_hh_obj,
+                              py::handle h0_obj, py::handle lengths_obj, bool reverse, Elements&& elements, Run&& run) {
+  const auto w_ih = to_array<float>(w_ih_obj, "w_ih");
+  require_ndim(w_ih, "w_ih", 2, "(" + G + ", I)");
+  const Index rows = w_ih.shape(0), I = w_ih.shape(1), H = rows / gates;
+  if (rows < gates || rows % gates != 0) {
+    throw py::value_error("w_ih: expected shape (" + G + ", I), got " + shape_str(w_ih));
+  }
+  const auto w_hh = read_packed_bf16(w_hh_obj, "w_hh", gates, H, H, "H");
+  return h_only_inference(
+      name, gates, G, I, H, x_obj, b_ih_obj, b_hh_obj, h0_obj, lengths_obj, reverse,
+      [&](Index T, Index B) { return elements(T, B, I, H); },
+      [&](float* y, float* h_n, const float* x, const float* h0, const float* b_ih, const float* b_hh, Index T,
+          Index B, const SequenceOptions& seq) {
+        run(y, h_n, x, h0, w_ih.data(), w_hh.data(), b_ih, b_hh, T, B, I, H, seq);
+      });
 }
 
 }  // namespace lstm_ext::bindings

@@ -171,7 +171,27 @@ py::tuple gru_forward_int8(py::handle x_obj, py::handle w_ih_obj, py::handle w_h
       });
 }
 
+// Inference with bfloat16 recurrent weights (lstm_ext.quantize_dynamic), one direction: W_ih float32
+// (its bf16 values), W_hh bf16 packed by pack_bf16 in 3 gate blocks, everything else float32.
+py::tuple gru_forward_bf16(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_obj, py::handle b_ih_obj,
+                           py::handle b_hh_obj, py::handle h0_obj, py::handle lengths_obj, bool reverse) {
+  return h_only_forward_bf16(
+      "gru_forward_bf16", 3, "3H", x_obj, w_ih_obj, w_hh_obj, b_ih_obj, b_hh_obj, h0_obj, lengths_obj, reverse,
+      [](Index T, Index B, Index I, Index H) {
+        return gru_forward_call_size<double>(GruDims{T, B, I, H}, false, get_num_threads(), kernels<float>().lanes);
+      },
+      [](float* y, float* h_n, const float* x, const float* h0, const float* w_ih, const std::uint16_t* w_hh,
+         const float* b_ih, const float* b_hh, Index T, Index B, Index I, Index H, const SequenceOptions& seq) {
+        kernels<float>().gru.forward_bf16(y, h_n, x, h0, w_ih, w_hh, b_ih, b_hh, GruDims{T, B, I, H}, seq);
+      });
+}
+
 void bind_gru(py::module_& m) {
+  m.def("gru_forward_bf16", &gru_forward_bf16, py::arg("x"), py::arg("w_ih"), py::arg("w_hh"),
+        py::arg("b_ih") = py::none(), py::arg("b_hh") = py::none(), py::arg("h0") = py::none(), py::kw_only(),
+        py::arg("lengths") = py::none(), py::arg("reverse") = false,
+        "GRU inference with bfloat16 recurrent weights (W_hh packed by pack_bf16 in 3 blocks; w_ih float32), "
+        "one direction: x (T, B, I) float32 -> (y (T, B, H), h_n (B, H)).");
   m.def("gru_forward_int8", &gru_forward_int8, py::arg("x"), py::arg("w_ih"), py::arg("w_hh"),
         py::arg("b_ih") = py::none(), py::arg("b_hh") = py::none(), py::arg("h0") = py::none(), py::kw_only(),
         py::arg("lengths") = py::none(), py::arg("reverse") = false,

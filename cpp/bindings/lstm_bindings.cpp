@@ -594,24 +594,9 @@ py::tuple lstm_forward_bf16(py::handle x_obj, py::handle w_ih_obj, py::handle w_
   if (projected == w_hr_obj.is_none()) throw py::value_error("w_hr: expected packed W_hr exactly when proj_size > 0");
   const Index H_out = projected ? proj_size : H, P = proj_size;
   const Kernels<float>& kernel = kernels<float>();
-  const Index lanes = kernel.lanes, lanes_legend = lanes;
-  auto packed_legend = [&](Index blocks, Index rows, Index K, const std::string& legend) {
-    return "(" + std::to_string(blocks) + ", ceil(" + legend + " / lanes), " + std::to_string(K) + ", lanes = " +
-           std::to_string(lanes_legend) + ") from pack_bf16 in this process";
-  };
-  auto read_packed = [&](py::handle obj, const std::string& name, Index blocks, Index rows, Index K,
-                         const std::string& legend) {
-    const py::dtype uint16 = py::dtype::of<std::uint16_t>();
-    if (!py::isinstance<py::array>(obj) || !py::reinterpret_borrow<py::array>(obj).dtype().is(uint16)) {
-      throw py::type_error(name + ": expected bf16 weights packed by pack_bf16 (a uint16 array)");
-    }
-    auto a = py::array_t<std::uint16_t, py::array::c_style>::ensure(obj);
-    require_shape(a, name, {blocks, (rows + lanes - 1) / lanes, K, lanes}, packed_legend(blocks, rows, K, legend));
-    return a;
-  };
-  const auto w_hh = read_packed(w_hh_obj, "w_hh", 4, H, H_out, "H");
+  const auto w_hh = read_packed_bf16(w_hh_obj, "w_hh", 4, H, H_out, "H");
   std::optional<py::array_t<std::uint16_t, py::array::c_style>> w_hr;
-  if (projected) w_hr.emplace(read_packed(w_hr_obj, "w_hr", 1, P, H, "P"));
+  if (projected) w_hr.emplace(read_packed_bf16(w_hr_obj, "w_hr", 1, P, H, "P"));
   LstmInferenceArgs a = read_lstm_inference(x_obj, I, H, P, b_ih_obj, b_hh_obj, h0_obj, c0_obj, w_ch_obj, zone_c,
                                             zone_h, lengths_obj);
   a.v.packed_hh_bf16 = w_hh.data();

@@ -143,10 +143,12 @@ void gru_pointwise_backward(Scalar* dgx, Scalar* dgh, Scalar* dh, const Scalar* 
 
 
 // ---------------------------------------------------------------------------------------------
+// (hh: W_hh's float rows, or in float32 inference its bf16 panels: RecurrentWeights, panel.hpp.)
 template <typename Scalar>
-void gru_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scalar* h0,
-                 const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
-                 const GruLayerNorm<Scalar>& ln, const GruDims& d, const SequenceOptions& seq) {
+void gru_forward_steps(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scalar* h0,
+                       const Scalar* w_ih, const Scalar* w_hh, const std::uint16_t* packed_hh_bf16,
+                       const Scalar* b_ih, const Scalar* b_hh, const GruLayerNorm<Scalar>& ln, const GruDims& d,
+                       const SequenceOptions& seq) {
   const Index T = d.T, B = d.B, I = d.I, H = d.H, G = d.G(), TB = d.T * d.B, ld_y = d.ld_y();
   constexpr Index L = kPacket<Scalar>, granule = kUnitGranule<Scalar>;
   const bool training = ws != nullptr;
@@ -168,10 +170,13 @@ void gru_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
   // Split by units, per member: its rows of W_hh (three gate blocks of its units) and their
   // product (B, 3 * panels * L). Split by rows: all of W_hh packed once for every member, and per
   // member the product of its rows.
+  // The float panels stay empty where the products read bf16 weights themselves (panel.hpp).
+  const RecurrentWeights<Scalar> hh(w_hh, packed_hh_bf16, H, H, B);
+  const bool pack = hh.needs_packing();
   const Index all_unit_panels = panel_count<Scalar>(H);
-  Buffer<Scalar> shared_packed(by_rows ? 3 * all_unit_panels * H * L : 0);  // W_hh packed
-  auto scratch = member_scratch<Scalar>(members, H, granule, by_rows ? 0 : 3 * H * L, by_rows ? 0 : 3 * B * L,
-                                        input_tasks.scratch_size(I));
+  Buffer<Scalar> shared_packed(by_rows && pack ? 3 * all_unit_panels * H * L : 0);  // W_hh packed
+  auto scratch = member_scratch<Scalar>(members, H, granule, by_rows || !pack ? 0 : 3 * H * L,
+                                        by_rows ? 0 : 3 * B * L, input_tasks.scratch_size(I));
   for (int k = 0; by_rows && k < members; ++k) {
     scratch[k].product.resize(split_part(B, 1, members, k).size() * 3 * all_unit_panels * L);
   }
@@ -199,14 +204,10 @@ void gru_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
                                kept.ln_ih_hat, kept.ln_rstd, 2);
     }
     if (training) pack_columns_in_tasks(team, kept.x, x, TB, I);  // X packed for dW_ih
-    if (by_rows) {
-      team.tasks(3, [&](Index q) {
-        pack_rows(shared_packed.data() + q * all_unit_panels * H * L, w_hh + q * H * H, H, H, H);
-      });
-    } else {
-      for (Index q = 0; q < 3; ++q) {
-        pack_rows(mine.packed.data() + q * unit_panels * H * L, w_hh + (q * H + u0) * H, H, nu, H);
-      }
+    if (pack && by_rows) {
+      team.tasks(3, [&](Index q) { hh.pack(shared_packed.data() + q * all_unit_panels * H * L, q, 0, H); });
+    } else if (pack) {
+      for (Index q = 0; q < 3; ++q) hh.pack(mine.packed.data() + q * unit_panels * H * L, q, u0, nu);
     }
     copy_or_zero(h_steps.data() + b0 * H, h0 ? h0 + b0 * H : nullptr, unit_cols, nb);
     team.barrier();
@@ -218,7 +219,7 @@ void gru_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
       Scalar* h_next = h_steps.data() + ((s + 1) % 2) * B * H + b0 * H;  // (nb, H) h_t
       Scalar* y_t = y + (t * B + b0) * ld_y;                               // (nb, ld_y)
       if (s + 1 < T) prefetch_rows(gx + (seq.time_at(s + 1, T) * B + b0) * G, gate_cols, nb, 3, H);  // the next gx
-      panel_product(mine.product.data(), ld_rec, ld_rec, rows_of(h_prev, H), packed_hh, 3 * unit_panels, H, nb);
+      recurrent_product(mine.product.data(), ld_rec, rows_of(h_prev, H), hh, packed_hh, 3, u0, nu, nb);
       if (training) store_packed_rows(kept.h_prev, TB, t * B + b0, h_prev, unit_cols, nb);
       if (layer_norm) {  // rec ← γ_hh ⊙ LN(rec) + β_hh, over whole rows
         layer_norm_recurrent_products(team, !by_rows, mine.product.data(), ld_rec, rec_gate_stride,
@@ -237,6 +238,20 @@ void gru_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
     }
     copy_columns(h_n + b0 * H, h_steps.data() + (T % 2) * B * H + b0 * H, unit_cols, nb);
   });
+}
+
+template <typename Scalar>
+void gru_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scalar* h0,
+                 const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
+                 const GruLayerNorm<Scalar>& ln, const GruDims& d, const SequenceOptions& seq) {
+  gru_forward_steps(y, h_n, ws, x, h0, w_ih, w_hh, nullptr, b_ih, b_hh, ln, d, seq);
+}
+
+// Inference with bf16 recurrent weights (gru.hpp).
+void gru_forward_bf16(float* y, float* h_n, const float* x, const float* h0, const float* w_ih,
+                      const std::uint16_t* packed_hh_bf16, const float* b_ih, const float* b_hh, const GruDims& d,
+                      const SequenceOptions& seq) {
+  gru_forward_steps<float>(y, h_n, nullptr, x, h0, w_ih, nullptr, packed_hh_bf16, b_ih, b_hh, {}, d, seq);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -366,9 +381,9 @@ GruKernels<Scalar> gru_kernels(bool vnni) {
 #if defined(LSTM_EXT_INT8_VNNI_TARGET)
     if (vnni) forward_int8 = &gru_forward_int8<int8_vnni::Kernel>;
 #endif
-    return {&gru_forward<Scalar>, &gru_backward<Scalar>, forward_int8};
+    return {&gru_forward<Scalar>, &gru_backward<Scalar>, forward_int8, &gru_forward_bf16};
   } else {
-    return {&gru_forward<Scalar>, &gru_backward<Scalar>, nullptr};
+    return {&gru_forward<Scalar>, &gru_backward<Scalar>, nullptr, nullptr};
   }
 }
 template GruKernels<float> gru_kernels<float>(bool);

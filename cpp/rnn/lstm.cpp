@@ -457,48 +457,26 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
   // product (B, 4 * panels * L); with a projection its rows of W_hr and their product
   // (B, panels * L). Split by rows: all of W_hh (and W_hr) packed once for every member, and
   // per member the products of its rows.
-  // With bf16 recurrent weights (v.packed_hh_bf16, float32 inference) the weights come packed, in
-  // the layout of the row split's shared buffers (lstm.hpp); the float buffers stay empty.
-  // A product reads the bf16 panels themselves when a step is bound by reading the weights (a few
-  // rows); with more rows it is bound by the multiply-adds, and widening every weight packet at
-  // every step costs more than widening them all once into float32 panels. Measured on a 2-CPU Zen 4
-  // (AVX-512), T = 50, inference, medians: reading bf16 at (B, H) = (1, 1024) 9.8 ms against float32's
-  // 12.3, at (8, 512) 16.2 against 9.7; widened once, (8, 512) 9.9. The same values either way: the
-  // same bits.
-  constexpr Index kBf16ReadMaxRows = 2;
-  const bool bf16 = v.packed_hh_bf16 != nullptr, read_bf16 = bf16 && B <= kBf16ReadMaxRows;
+  // The recurrent weights (panel.hpp): float rows packed below, or with bf16 weights
+  // (v.packed_hh_bf16, float32 inference) packed already, in the layout of the row split's shared
+  // buffers (lstm.hpp), widened below or read by the products themselves (a few rows).
+  const RecurrentWeights<Scalar> hh(w_hh, v.packed_hh_bf16, H, H_out, B);
+  const RecurrentWeights<Scalar> hr(w_hr, v.packed_hr_bf16, P, H, B);
+  const bool pack = hh.needs_packing();
   const Index all_unit_panels = panel_count<Scalar>(H), all_out_panels = panel_count<Scalar>(P);
-  Buffer<Scalar> shared_packed(by_rows && !read_bf16 ? 4 * all_unit_panels * H_out * L : 0);        // W_hh packed
-  Buffer<Scalar> shared_packed_proj(by_rows && projected && !read_bf16 ? all_out_panels * H * L : 0);  // W_hr packed
-  auto scratch = member_scratch<Scalar>(members, H, granule, by_rows || read_bf16 ? 0 : 4 * H_out * L,
+  Buffer<Scalar> shared_packed(by_rows && pack ? 4 * all_unit_panels * H_out * L : 0);        // W_hh packed
+  Buffer<Scalar> shared_packed_proj(by_rows && projected && pack ? all_out_panels * H * L : 0);  // W_hr packed
+  auto scratch = member_scratch<Scalar>(members, H, granule, by_rows || !pack ? 0 : 4 * H_out * L,
                                         by_rows ? 0 : 4 * B * L, input_tasks.scratch_size(I));
   for (int k = 0; k < members; ++k) {
     const Index rows = by_rows ? split_part(B, 1, members, k).size() : B;
     if (by_rows) scratch[k].product.resize(rows * 4 * all_unit_panels * L);  // (rows, 4 * panels * L)
     if (projected) {
       const Index proj_panels = by_rows ? all_out_panels : panel_count<Scalar>(split_part(P, granule, members, k).size());
-      if (!by_rows && !read_bf16) scratch[k].packed_proj.resize(proj_panels * H * L);  // its rows of W_hr
-      scratch[k].product_proj.resize(rows * proj_panels * L);                          // (rows, proj_panels * L)
+      if (!by_rows && pack) scratch[k].packed_proj.resize(proj_panels * H * L);  // its rows of W_hr
+      scratch[k].product_proj.resize(rows * proj_panels * L);                    // (rows, proj_panels * L)
     }
   }
-  // out (nb, ld) = in · (panels)ᵀ: `panels` float panels from `packed`, or with bf16 weights from the
-  // packed bf16 weights at panel `panel0` of gate block `block` (W_hh) or of W_hr (proj), one call
-  // per gate block (the member's panels of the four blocks are not next to each other there).
-  auto recurrent_product = [&](Scalar* out, Index ld, ProductInput<Scalar> in, const Scalar* packed, bool proj,
-                               Index blocks, Index panel0, Index panels, Index K, Index nb) {
-    if constexpr (std::is_same_v<Scalar, float>) {
-      if (read_bf16) {
-        const std::uint16_t* weights = proj ? v.packed_hr_bf16 : v.packed_hh_bf16;
-        const Index block_size = (proj ? all_out_panels : all_unit_panels) * K * L, per_block = panels / blocks;
-        for (Index q = 0; q < blocks; ++q) {
-          panel_product(out + q * per_block * L, ld, per_block * L, in, weights + q * block_size + panel0 * K * L,
-                        per_block, K, nb);
-        }
-        return;
-      }
-    }
-    panel_product(out, ld, ld, in, packed, panels, K, nb);
-  };
 
   lease.run([&](Team& team) {
     MemberScratch<Scalar>& mine = scratch[team.rank()];
@@ -532,41 +510,17 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
     // The recurrent weights, packed once for all steps, gate by gate: split by units, its rows of
     // W_hh and with a projection its rows of W_hr; split by rows, all of them, as tasks. Its
     // part of the initial state.
-    if constexpr (std::is_same_v<Scalar, float>) {
-      if (bf16 && !read_bf16) {  // the bf16 panels widened into float32 panels, once for all steps
-        const Index block_size = all_unit_panels * H_out * L;
-        if (by_rows) {
-          team.tasks(projected ? 5 : 4, [&](Index q) {
-            if (q < 4) {
-              widen_bf16(shared_packed.data() + q * block_size, v.packed_hh_bf16 + q * block_size, block_size);
-            } else {
-              widen_bf16(shared_packed_proj.data(), v.packed_hr_bf16, all_out_panels * H * L);
-            }
-          });
-        } else {
-          for (Index q = 0; q < 4; ++q) {
-            widen_bf16(mine.packed.data() + q * unit_panels * H_out * L,
-                       v.packed_hh_bf16 + q * block_size + (u0 / L) * H_out * L, unit_panels * H_out * L);
-          }
-          if (projected) widen_bf16(mine.packed_proj.data(), v.packed_hr_bf16 + (o0 / L) * H * L, out_panels * H * L);
-        }
-      }
-    }
-    if (bf16) {
-      // packed already (lstm.hpp), or widened above
-    } else if (by_rows) {
+    if (pack && by_rows) {
       team.tasks(projected ? 5 : 4, [&](Index q) {
         if (q < 4) {
-          pack_rows(shared_packed.data() + q * all_unit_panels * H_out * L, w_hh + q * H * H_out, H_out, H, H_out);
+          hh.pack(shared_packed.data() + q * all_unit_panels * H_out * L, q, 0, H);
         } else {
-          pack_rows(shared_packed_proj.data(), w_hr, H, P, H);
+          hr.pack(shared_packed_proj.data(), 0, 0, P);
         }
       });
-    } else {
-      for (Index q = 0; q < 4; ++q) {
-        pack_rows(mine.packed.data() + q * unit_panels * H_out * L, w_hh + (q * H + u0) * H_out, H_out, nu, H_out);
-      }
-      if (projected) pack_rows(mine.packed_proj.data(), w_hr + o0 * H, H, no, H);
+    } else if (pack) {
+      for (Index q = 0; q < 4; ++q) hh.pack(mine.packed.data() + q * unit_panels * H_out * L, q, u0, nu);
+      if (projected) hr.pack(mine.packed_proj.data(), 0, o0, no);
     }
     copy_or_zero(h_steps.data() + b0 * H_out, h0 ? h0 + b0 * H_out : nullptr, out_cols, nb);
     if (dropout) {
@@ -588,8 +542,7 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
       Scalar* gates_t = gates + (t * B + b0) * G;                                  // (nb, G)
       if (s + 1 < T) prefetch_rows(gates + (seq.time_at(s + 1, T) * B + b0) * G, gate_cols, nb, 4, H);  // the next gx
       // rec (nb, 4 gate blocks of its units) = h̄_{t-1} · W_hh[its rows]ᵀ
-      recurrent_product(mine.product.data(), ld_rec, rows_of(h_rec, H_out), packed_hh, false, 4, u0 / L,
-                        4 * unit_panels, H_out, nb);
+      recurrent_product(mine.product.data(), ld_rec, rows_of(h_rec, H_out), hh, packed_hh, 4, u0, nu, nb);
       if (training) store_packed_rows(kept.h_prev, TB, t * B + b0, h_rec, out_cols, nb);
       if (layer_norm) {  // rec ← γ_hh ⊙ LN(rec) + β_hh, over whole rows
         layer_norm_recurrent_products(team, !by_rows, mine.product.data(), ld_rec, rec_gate_stride,
@@ -627,8 +580,8 @@ void lstm_forward(Scalar* y, Scalar* h_n, Scalar* c_n, Scalar* ws,
         if (training) store_packed_rows(kept.m, TB, t * B + b0, m_t, unit_cols, nb);
         if (!by_rows) team.barrier();  // m_t complete
         // its columns of h_t = m_t · W_hr[its rows]ᵀ
-        recurrent_product(mine.product_proj.data(), out_panels * L, rows_of<Scalar>(m_t, H), packed_hr, true, 1, o0 / L,
-                          out_panels, H, nb);
+        recurrent_product(mine.product_proj.data(), out_panels * L, rows_of<Scalar>(m_t, H), hr, packed_hr, 1, o0,
+                          no, nb);
         copy_rows(Rows::Active, h_next, out_cols, mine.product_proj.data(), proj_product_cols, seq_rows, t, nb);
       }
       // h̃_t (its columns) -> h_t with zoneout of h

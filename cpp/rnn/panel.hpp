@@ -319,6 +319,66 @@ ProductInput<Scalar> rows_of(const Scalar* m, Index ld) {
   return {m, ld, 1};
 }
 
+// The recurrent weights a layer's steps multiply by: `blocks` gate blocks of `rows` rows by K
+// columns, either float rows w (blocks · rows, K) of Scalar's type, packed into panels at every call,
+// or (float32 inference, lstm_ext.quantize_dynamic(..., "bfloat16")) bf16 bits packed once by
+// DenseKernels::pack_bf16, block after block: (blocks, panel_count(rows), K, L).
+// With bf16 weights a step's product reads the bf16 panels themselves when it is bound by reading
+// the weights (a batch of a few rows); with more rows it is bound by the multiply-adds, and
+// widening every weight packet at every step costs more than widening them all once into float32
+// panels (pack). Measured on a 2-CPU Zen 4 (AVX-512), LSTM, T = 50, inference, medians: reading
+// bf16 at (B, H) = (1, 1024) 9.8 ms against float32's 12.3, at (8, 512) 16.2 against 9.7; widened
+// once, (8, 512) 9.9. Either way the same values: the same bits.
+template <typename Scalar>
+struct RecurrentWeights {
+  static constexpr Index kBf16ReadMaxRows = 2;
+
+  const Scalar* w = nullptr;             // (blocks · rows, K), or nullptr with bf16 weights
+  const std::uint16_t* bf16 = nullptr;   // (blocks, panel_count(rows), K, L) bf16 bits, or nullptr
+  Index rows = 0, K = 0;
+  bool read_bf16 = false;                // the products read the bf16 panels (B <= kBf16ReadMaxRows)
+
+  RecurrentWeights(const Scalar* w_rows, const std::uint16_t* packed_bf16, Index rows_, Index K_, Index B)
+      : w(w_rows), bf16(packed_bf16), rows(rows_), K(K_), read_bf16(packed_bf16 != nullptr && B <= kBf16ReadMaxRows) {}
+
+  // Whether a step's product needs float panels packed for it (pack).
+  bool needs_packing() const { return !read_bf16; }
+
+  // dst (panel_count(nu), K, L) = rows [u0, u0 + nu) of block q as float panels (pack_rows), or
+  // the bf16 panels that hold them widened (u0 a multiple of L: whole panels).
+  void pack(Scalar* dst, Index q, Index u0, Index nu) const {
+    if constexpr (std::is_same_v<Scalar, float>) {
+      if (bf16 != nullptr) {
+        constexpr Index L = kPacket<float>;
+        widen_bf16(dst, bf16 + (q * panel_count<float>(rows) + u0 / L) * K * L, panel_count<float>(nu) * K * L);
+        return;
+      }
+    }
+    pack_rows(dst, w + (q * rows + u0) * K, K, nu, K);
+  }
+};
+
+// out (nb, ld) = in (nb, K) · Wᵀ, W = rows [u0, u0 + nu) of each of `blocks` gate blocks of the
+// recurrent weights, block after block, panel_count(nu) · L columns each: from `packed`, those rows'
+// float panels (RecurrentWeights::pack), or from the bf16 panels themselves (read_bf16).
+template <typename Scalar>
+void recurrent_product(Scalar* out, Index ld, ProductInput<Scalar> in, const RecurrentWeights<Scalar>& weights,
+                       const Scalar* packed, Index blocks, Index u0, Index nu, Index nb) {
+  constexpr Index L = kPacket<Scalar>;
+  const Index panels = panel_count<Scalar>(nu), K = weights.K;
+  if constexpr (std::is_same_v<Scalar, float>) {
+    if (weights.read_bf16) {
+      const Index block_size = panel_count<float>(weights.rows) * K * L;
+      for (Index q = 0; q < blocks; ++q) {
+        panel_product(out + q * panels * L, ld, panels * L, in, weights.bf16 + q * block_size + (u0 / L) * K * L,
+                      panels, K, nb);
+      }
+      return;
+    }
+  }
+  panel_product(out, ld, ld, in, packed, blocks * panels, K, nb);
+}
+
 // A large product out (B, N) = in (B, K) · Mᵀ shared out to a team by output columns: each task
 // packs the rows of M for its columns (whole panels) into its member's scratch and multiplies.
 // About four tasks per member, each a multiple of 6 panels where there are enough (whole tiles

@@ -86,10 +86,12 @@ void rnn_pointwise_backward(Scalar* da, const Scalar* dh, const Scalar* h, RnnAc
 
 
 // ---------------------------------------------------------------------------------------------
+// (hh: W_hh's float rows, or in float32 inference its bf16 panels: RecurrentWeights, panel.hpp.)
 template <typename Scalar>
-void rnn_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scalar* h0,
-                 const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
-                 RnnActivation act, const RnnDims& d, const SequenceOptions& seq) {
+void rnn_forward_steps(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scalar* h0,
+                       const Scalar* w_ih, const Scalar* w_hh, const std::uint16_t* packed_hh_bf16,
+                       const Scalar* b_ih, const Scalar* b_hh, RnnActivation act, const RnnDims& d,
+                       const SequenceOptions& seq) {
   const Index T = d.T, B = d.B, I = d.I, H = d.H, TB = d.T * d.B, ld_y = d.ld_y();
   constexpr Index L = kPacket<Scalar>, granule = kUnitGranule<Scalar>;
   const bool training = ws != nullptr;
@@ -108,9 +110,12 @@ void rnn_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
   const ColumnTasks<Scalar> input_tasks(H, members);  // a = X · W_ihᵀ by columns
   // Split by units, per member: its rows of W_hh (its units) and their product (B, panels * L).
   // Split by rows: all of W_hh packed once for every member, and per member the product of its rows.
+  // The float panels stay empty where the products read bf16 weights themselves (panel.hpp).
+  const RecurrentWeights<Scalar> hh(w_hh, packed_hh_bf16, H, H, B);
+  const bool pack = hh.needs_packing();
   const Index all_unit_panels = panel_count<Scalar>(H);
-  Buffer<Scalar> shared_packed(by_rows ? all_unit_panels * H * L : 0);  // W_hh packed
-  auto scratch = member_scratch<Scalar>(members, H, granule, by_rows ? 0 : H * L, by_rows ? 0 : B * L,
+  Buffer<Scalar> shared_packed(by_rows && pack ? all_unit_panels * H * L : 0);  // W_hh packed
+  auto scratch = member_scratch<Scalar>(members, H, granule, by_rows || !pack ? 0 : H * L, by_rows ? 0 : B * L,
                                         input_tasks.scratch_size(I));
   for (int k = 0; by_rows && k < members; ++k) {
     scratch[k].product.resize(split_part(B, 1, members, k).size() * all_unit_panels * L);
@@ -130,10 +135,10 @@ void rnn_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
     // 1. Input projection of all steps at once, and both biases.
     input_projection(team, input_tasks, mine.packed_task.data(), a, x, w_ih, b_ih, b_hh, TB, I, H);
     if (training) pack_columns_in_tasks(team, kept.x, x, TB, I);  // X packed for dW_ih
-    if (by_rows) {
-      team.tasks(1, [&](Index) { pack_rows(shared_packed.data(), w_hh, H, H, H); });
-    } else {
-      pack_rows(mine.packed.data(), w_hh + u0 * H, H, nu, H);
+    if (pack && by_rows) {
+      team.tasks(1, [&](Index) { hh.pack(shared_packed.data(), 0, 0, H); });
+    } else if (pack) {
+      hh.pack(mine.packed.data(), 0, u0, nu);
     }
     copy_or_zero(h_steps.data() + b0 * H, h0 ? h0 + b0 * H : nullptr, unit_cols, nb);
     team.barrier();
@@ -146,8 +151,7 @@ void rnn_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
       Scalar* a_t = a + (t * B + b0) * H;                                  // (nb, H)
       Scalar* y_t = y + (t * B + b0) * ld_y;                               // (nb, ld_y)
       if (s + 1 < T) prefetch_rows(a + (seq.time_at(s + 1, T) * B + b0) * H, unit_cols, nb);  // the next a_t
-      panel_product(mine.product.data(), unit_panels * L, unit_panels * L, rows_of(h_prev, H), packed_hh, unit_panels,
-                    H, nb);
+      recurrent_product(mine.product.data(), unit_panels * L, rows_of(h_prev, H), hh, packed_hh, 1, u0, nu, nb);
       if (training) store_packed_rows(kept.h_prev, TB, t * B + b0, h_prev, unit_cols, nb);
       rnn_pointwise_forward(a_t, a_t, mine.product.data(), unit_panels * L, act, seq_rows, t, nb, H, u0, nu);
       // Outputs: h_t, zero past a sequence's length; h carried there.
@@ -158,6 +162,20 @@ void rnn_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scal
     }
     copy_columns(h_n + b0 * H, h_steps.data() + (T % 2) * B * H + b0 * H, unit_cols, nb);
   });
+}
+
+template <typename Scalar>
+void rnn_forward(Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scalar* h0,
+                 const Scalar* w_ih, const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh,
+                 RnnActivation act, const RnnDims& d, const SequenceOptions& seq) {
+  rnn_forward_steps(y, h_n, ws, x, h0, w_ih, w_hh, nullptr, b_ih, b_hh, act, d, seq);
+}
+
+// Inference with bf16 recurrent weights (rnn.hpp).
+void rnn_forward_bf16(float* y, float* h_n, const float* x, const float* h0, const float* w_ih,
+                      const std::uint16_t* packed_hh_bf16, const float* b_ih, const float* b_hh, RnnActivation act,
+                      const RnnDims& d, const SequenceOptions& seq) {
+  rnn_forward_steps<float>(y, h_n, nullptr, x, h0, w_ih, nullptr, packed_hh_bf16, b_ih, b_hh, act, d, seq);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -244,9 +262,9 @@ RnnKernels<Scalar> rnn_kernels(bool vnni) {
 #if defined(LSTM_EXT_INT8_VNNI_TARGET)
     if (vnni) forward_int8 = &rnn_forward_int8<int8_vnni::Kernel>;
 #endif
-    return {&rnn_forward<Scalar>, &rnn_backward<Scalar>, forward_int8};
+    return {&rnn_forward<Scalar>, &rnn_backward<Scalar>, forward_int8, &rnn_forward_bf16};
   } else {
-    return {&rnn_forward<Scalar>, &rnn_backward<Scalar>, nullptr};
+    return {&rnn_forward<Scalar>, &rnn_backward<Scalar>, nullptr, nullptr};
   }
 }
 template RnnKernels<float> rnn_kernels<float>(bool);

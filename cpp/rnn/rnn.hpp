@@ -93,6 +93,13 @@ struct RnnKernels {
   void (*forward_int8)(float* y, float* h_n, const float* x, const float* h0, const Int8Matrix& w_ih,
                        const Int8Matrix& w_hh, const float* b_ih, const float* b_hh, RnnActivation act,
                        const RnnDims& d, const SequenceOptions& seq);
+
+  // Inference with bfloat16 recurrent weights (lstm_ext.quantize_dynamic(..., "bfloat16")), float32
+  // only (nullptr in the float64 table): forward's arguments with W_hh as bf16 bits packed once by
+  // DenseKernels::pack_bf16, (panel_count(H), H, lanes).
+  void (*forward_bf16)(float* y, float* h_n, const float* x, const float* h0, const float* w_ih,
+                       const std::uint16_t* packed_hh_bf16, const float* b_ih, const float* b_hh, RnnActivation act,
+                       const RnnDims& d, const SequenceOptions& seq);
 };
 
 }  // namespace lstm_ext

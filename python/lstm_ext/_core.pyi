@@ -117,6 +117,33 @@ def rnn_forward_int8(
 ) -> tuple[np.ndarray, np.ndarray]:
     """-> (y (T, B, H), h_n (B, H)), one direction, int8 products"""
 
+def gru_forward_bf16(
+    x: ArrayLike,                          # (T, B, I) float32
+    w_ih: ArrayLike,                       # (3H, I) float32 (its bfloat16 values)
+    w_hh: np.ndarray,                      # W_hh's bfloat16 bits packed by pack_bf16 in 3 blocks
+    b_ih: Optional[ArrayLike] = None,      # (3H,)
+    b_hh: Optional[ArrayLike] = None,      # (3H,)
+    h0: Optional[ArrayLike] = None,        # (B, H), None = zeros
+    *,
+    lengths: Optional[ArrayLike] = None,   # (B,)
+    reverse: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """-> (y (T, B, H), h_n (B, H)), one direction, bfloat16 recurrent weights"""
+
+def rnn_forward_bf16(
+    x: ArrayLike,                          # (T, B, I) float32
+    w_ih: ArrayLike,                       # (H, I) float32 (its bfloat16 values)
+    w_hh: np.ndarray,                      # W_hh's bfloat16 bits packed by pack_bf16 (1 block)
+    b_ih: Optional[ArrayLike] = None,      # (H,)
+    b_hh: Optional[ArrayLike] = None,      # (H,)
+    h0: Optional[ArrayLike] = None,        # (B, H), None = zeros
+    *,
+    nonlinearity: str = "tanh",
+    lengths: Optional[ArrayLike] = None,   # (B,)
+    reverse: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """-> (y (T, B, H), h_n (B, H)), one direction, bfloat16 recurrent weights"""
+
 def lstm_backward(
     dy: Optional[ArrayLike],               # (T, B, H_out), None = zeros
     dh_n: Optional[ArrayLike],             # (B, H_out), None = zeros

@@ -215,6 +215,11 @@ class CellKind:
     # quantized.Int8Weight} of the weight matrices, floats {base name: array} of the rest:
     #   forward_int8(x, quantized, floats, state0, options, lengths, reverse) -> (y, state_n)
     forward_int8: Callable[..., tuple[np.ndarray, list[np.ndarray]]]
+    # Inference with bfloat16 recurrent weights, one direction: bf16 {base name: packed bf16} of W_hh
+    # (in its gate blocks) and W_hr (_core.pack_bf16), floats the rest (W_ih float32 with its bf16
+    # values):
+    #   forward_bf16(x, bf16, floats, state0, options, lengths, reverse) -> (y, state_n)
+    forward_bf16: Callable[..., tuple[np.ndarray, list[np.ndarray]]]
     # Keras: the names its layer goes by, which of Keras's gate blocks each of PyTorch's is, and
     # whether the Keras layer has reset_after (then two biases, (2, G * H)).
     keras_names: tuple[str, ...]
@@ -232,11 +237,6 @@ class CellKind:
         default=lambda *args: {})
     # Whether ONNX Runtime has this kind's int8 operator (com.microsoft.DynamicQuantizeLSTM: the LSTM).
     onnx_int8: bool = False
-    # Inference with bfloat16 recurrent weights (lstm_ext.quantized), one direction, or None where the
-    # core has none yet: bf16 {base name: packed bf16} of W_hh (in its gate blocks) and W_hr
-    # (_core.pack_bf16), floats the rest (W_ih float32 with its bf16 values):
-    #   forward_bf16(x, bf16, floats, state0, options, lengths, reverse)
-    forward_bf16: Optional[Callable[..., tuple[np.ndarray, list[np.ndarray]]]] = None
 
     @property
     def num_gates(self) -> int:
@@ -462,6 +462,14 @@ def _gru_forward_int8(x: np.ndarray, quantized: dict[str, Any], floats: dict[str
     return y, [h_n]
 
 
+def _gru_forward_bf16(x: np.ndarray, bf16: dict[str, np.ndarray], floats: dict[str, np.ndarray], state0: _State,
+                      options: dict[str, Any], lengths: Optional[np.ndarray],
+                      reverse: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+    y, h_n = _core.gru_forward_bf16(x, floats["weight_ih"], bf16["weight_hh"], floats.get("bias_ih"),
+                                    floats.get("bias_hh"), state0[0], lengths=lengths, reverse=reverse)
+    return y, [h_n]
+
+
 def _gru_reference_forward(x: np.ndarray, w: Mapping[str, np.ndarray], state0: _State, options: dict[str, Any],
                            masks: Optional[_Masks] = None) -> _ReferenceForward:
     if masks:
@@ -482,6 +490,7 @@ GRU = CellKind(
     forward=_gru_forward, backward=_gru_backward,
     reference_forward=_gru_reference_forward, reference_backward=_gru_reference_backward,
     quantized_reference_forward=quantized_reference.gru_layer_forward, forward_int8=_gru_forward_int8,
+    forward_bf16=_gru_forward_bf16,
     keras_names=("gru",), keras_gates=(1, 0, 2), keras_reset_after=True,  # Keras z, r, h
     onnx_gates=(1, 0, 2),  # ONNX z, r, h
     # PyTorch's GRU applies the reset gate after the recurrent product, ONNX's linear_before_reset.
@@ -516,6 +525,15 @@ def _rnn_forward_int8(x: np.ndarray, quantized: dict[str, Any], floats: dict[str
     return y, [h_n]
 
 
+def _rnn_forward_bf16(x: np.ndarray, bf16: dict[str, np.ndarray], floats: dict[str, np.ndarray], state0: _State,
+                      options: dict[str, Any], lengths: Optional[np.ndarray],
+                      reverse: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+    y, h_n = _core.rnn_forward_bf16(x, floats["weight_ih"], bf16["weight_hh"], floats.get("bias_ih"),
+                                    floats.get("bias_hh"), state0[0], nonlinearity=options["nonlinearity"],
+                                    lengths=lengths, reverse=reverse)
+    return y, [h_n]
+
+
 def _rnn_reference_forward(x: np.ndarray, w: Mapping[str, np.ndarray], state0: _State, options: dict[str, Any],
                            masks: Optional[_Masks] = None) -> _ReferenceForward:
     if masks:
@@ -536,6 +554,7 @@ RNN = CellKind(
     forward=_rnn_forward, backward=_rnn_backward,
     reference_forward=_rnn_reference_forward, reference_backward=_rnn_reference_backward,
     quantized_reference_forward=quantized_reference.rnn_layer_forward, forward_int8=_rnn_forward_int8,
+    forward_bf16=_rnn_forward_bf16,
     keras_names=("simple_rnn", "simplernn", "rnn"), keras_gates=(0,), keras_reset_after=False,
     onnx_gates=(0,),
     onnx_attributes=lambda options, directions: {"activations": [options["nonlinearity"].capitalize()] * directions},
