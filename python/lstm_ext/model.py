@@ -34,7 +34,7 @@ was never interrupted.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
@@ -53,6 +53,29 @@ __all__ = ["Sequential", "load"]
 
 if TYPE_CHECKING:
     from .distributed import Group
+
+
+def run_layers(layers: Sequence[Any], x: ArrayLike, lengths: Optional[ArrayLike],
+               states: Optional[Sequence[Optional[LayerState]]],
+               recurrent: Callable[[Any], bool]) -> tuple[np.ndarray, list[LayerState]]:
+    """x through `layers` in order, each one's output the next one's input: a recurrent layer
+    (``recurrent(layer)``) gets its initial state from ``states`` (one per recurrent layer, in order;
+    None: zeros) and the lengths, a LastStep the lengths. -> (the output, every recurrent layer's
+    final state). A Sequential's forward, and a quantized one's (lstm_ext.quantized)."""
+    count = sum(1 for layer in layers if recurrent(layer))
+    if states is not None and len(states) != count:
+        raise ValueError(f"states: expected one state per recurrent layer ({count}), got {len(states)}")
+    out: Any = x  # each layer's output, the next one's input
+    finals: list[LayerState] = []
+    for layer in layers:
+        if recurrent(layer):
+            out, state = layer(out, None if states is None else states[len(finals)], lengths=lengths)
+            finals.append(state)
+        elif isinstance(layer, LastStep):
+            out = layer(out, lengths)
+        else:
+            out = layer(out)
+    return out, finals
 
 
 class Sequential:
@@ -146,23 +169,7 @@ class Sequential:
         before an Embedding, and ``lengths`` (B,) or None; the output is (B, T, F), or (B, F)
         after a LastStep. ``states`` (optional) gives each recurrent layer's initial state, in
         order; after the call ``self.states`` holds their final states."""
-        recurrent = [layer for layer in self.layers if isinstance(layer, RNNBase)]
-        if states is not None and len(states) != len(recurrent):
-            raise ValueError(f"states: expected one state per recurrent layer ({len(recurrent)}), got {len(states)}")
-        out: Any = x  # each layer's output, the next one's input
-        finals: list[LayerState] = []
-        k = 0
-        for layer in self.layers:
-            if isinstance(layer, RNNBase):
-                out, state = layer(out, None if states is None else states[k], lengths=lengths)
-                finals.append(state)
-                k += 1
-            elif isinstance(layer, LastStep):
-                out = layer(out, lengths)
-            else:
-                out = layer(out)
-        self.states = finals
-        y: np.ndarray = out
+        y, self.states = run_layers(self.layers, x, lengths, states, lambda layer: isinstance(layer, RNNBase))
         return y
 
     __call__ = forward

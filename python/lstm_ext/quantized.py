@@ -2,7 +2,7 @@
 inference-only copy of an LSTM, GRU or RNN layer (or of a Sequential) whose weight matrices are
 int8 (one scale per row, packed once in the kernels' layout) and whose activations are quantized
 per row at every call, as ``torch.ao.quantization.quantize_dynamic`` does for ``nn.LSTM``; or, with
-``dtype="bfloat16"`` (the LSTM), whose recurrent matrices are stored in bf16 and widened to float32
+``dtype="bfloat16"``, whose recurrent matrices are stored in bf16 and widened to float32
 in registers. The scheme, its rounding and its bounds: ``lstm_ext.quantized_reference``, the
 textbook version the compiled path is tested against.
 
@@ -27,8 +27,8 @@ from . import _core, training
 from . import checkpoint as ckpt
 from ._typing import Arrays, Header, PathLike
 from .layers import RNNBase, StateLike
-from .model import Sequential
-from .nn import LAYER_TYPES, LastStep
+from .model import Sequential, run_layers
+from .nn import LAYER_TYPES
 from .quantized_reference import quantize_weight_rows, to_bfloat16
 
 __all__ = ["Int8Weight", "QuantizedLayer", "QuantizedSequential", "QuantizedStream", "pack_int8", "quantize_dynamic"]
@@ -121,8 +121,6 @@ class QuantizedLayer:
         if layer.options.get("layer_norm"):
             raise ValueError(f"quantize_dynamic: layer_norm=True has no {dtype} form (its statistics need the float "
                              "products)")
-        if dtype == "bfloat16" and layer.cell.forward_bf16 is None:
-            raise ValueError(f"quantize_dynamic: bfloat16 runs LSTM layers for now, got a {layer.cell.name}")
         self.dtype_name = dtype
         self.layer_type, self.layer_config, self._layer_repr = type(layer).__name__, layer.config(), repr(layer)
         self.num_layers, self.bidirectional, self.batch_first = layer.num_layers, layer.bidirectional, layer.batch_first
@@ -216,7 +214,6 @@ class QuantizedLayer:
                     y, parts = self.cell.forward_int8(layer_input, matrices, floats, rows, self.options,
                                                       lengths_checked, direction == 1)
                 else:
-                    assert self.cell.forward_bf16 is not None  # (checked when built)
                     y, parts = self.cell.forward_bf16(layer_input, matrices, floats, rows, self.options,
                                                       lengths_checked, direction == 1)
                 outputs.append(y)
@@ -316,21 +313,7 @@ class QuantizedSequential:
     def forward(self, x: ArrayLike, lengths: Optional[ArrayLike] = None,
                 states: Optional[Sequence[Optional[LayerState]]] = None) -> np.ndarray:
         """As Sequential.forward, in inference: x (B, T, features) or tokens -> the output."""
-        recurrent = [layer for layer in self.layers if isinstance(layer, QuantizedLayer)]
-        if states is not None and len(states) != len(recurrent):
-            raise ValueError(f"states: expected one state per recurrent layer ({len(recurrent)}), got {len(states)}")
-        out: Any = x
-        finals: list[LayerState] = []
-        for layer in self.layers:
-            if isinstance(layer, QuantizedLayer):
-                out, state = layer(out, None if states is None else states[len(finals)], lengths=lengths)
-                finals.append(state)
-            elif isinstance(layer, LastStep):
-                out = layer(out, lengths)
-            else:
-                out = layer(out)
-        self.states = finals
-        y: np.ndarray = out
+        y, self.states = run_layers(self.layers, x, lengths, states, lambda layer: isinstance(layer, QuantizedLayer))
         return y
 
     __call__ = forward
