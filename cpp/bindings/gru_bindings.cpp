@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "bindings/checks.hpp"
+#include "bindings/h_only.hpp"
 
 namespace lstm_ext::bindings {
 namespace {
@@ -41,6 +41,23 @@ GruLayerNorm<Scalar> gru_layer_norm(const GruLayerNormArgs<Scalar>& ln, int k) {
   return {data_or_null(ln[k][0]), data_or_null(ln[k][1]), data_or_null(ln[k][2]), data_or_null(ln[k][3])};
 }
 
+// The GRU as the h-only templates see it (h_only.hpp).
+struct GruKind {
+  using Dims = GruDims;
+  static constexpr Index gates = 3;
+  static constexpr const char* G = "3H";
+  static constexpr const char* forward_name = "gru_forward";
+  static constexpr const char* backward_name = "gru_backward";
+  static constexpr bool one_bias_sum = false;  // b_hh's n block sits inside the reset gate's product
+  static Index workspace_size(const Dims& d, Index lanes) { return gru_workspace_size(d, lanes); }
+  static double forward_call_size(const Dims& d, bool training, int members, Index lanes) {
+    return gru_forward_call_size<double>(d, training, members, lanes);
+  }
+  static double backward_call_size(const Dims& d, int members, Index lanes) {
+    return gru_backward_call_size<double>(d, members, lanes);
+  }
+};
+
 // The ops take the arguments of their functions in functional.py, in the same order, with the
 // same keyword-only ones (bind_gru), and compute in the dtype of w_ih (dispatch_dtype).
 
@@ -50,44 +67,28 @@ py::tuple gru_forward(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_obj
                       bool training, bool bidirectional) {
   return dispatch_dtype(w_ih_obj, bidirectional, [&](auto scalar) {
     using Scalar = decltype(scalar);
-    const Directions dirs = read_directions(bidirectional, reverse);
-    const int D = dirs.count;
-    const auto w = read_direction_weights<Scalar>(dirs, w_ih_obj, w_hh_obj, 3, "3H");
-    const auto x = read_sequence<Scalar>(x_obj, w[0].I);
-    GruDims d{x.shape(0), x.shape(1), w[0].I, w[0].H};
-    const Index B = d.B, H = d.H;
-    d.y_stride = D * H;  // the directions side by side in y
-    const Kernels<Scalar>& kernel = kernels<Scalar>();
-    const auto b_ih = read_direction_biases<Scalar>(dirs, b_ih_obj, "b_ih", d.G(), "(3H,)");
-    const auto b_hh = read_direction_biases<Scalar>(dirs, b_hh_obj, "b_hh", d.G(), "(3H,)");
-    const auto h0 = read_optional<Scalar>(h0_obj, "h0", dirs.shape({B, H}), dirs.legend("(B, H)"));
-    const auto lengths = read_lengths(lengths_obj, d.T, B);
-    const auto ln = read_gru_layer_norm<Scalar>(dirs, d.G(), {ln_ih_weight, ln_ih_bias, ln_hh_weight, ln_hh_bias});
-    d.layer_norm = ln[0][0].has_value();
-
-    // Outputs y, h_n, the workspaces and the core's scratch of every direction.
-    const Index ws_size = gru_workspace_size(d, kernel.lanes);
-    require_memory(D * gru_forward_call_size<double>(d, training, get_num_threads(), kernel.lanes), sizeof(Scalar),
-                   "gru_forward");
-
-    auto y = new_array<Scalar>({d.T, B, D * H});
-    auto h_n = new_array<Scalar>(dirs.shape({B, H}));
-    std::optional<CArray<Scalar>> ws;
-    if (training) ws.emplace(new_array<Scalar>(dirs.shape({ws_size})));
-    Scalar *ws_data = ws ? ws->mutable_data() : nullptr, *y_data = y.mutable_data(), *h_n_data = h_n.mutable_data();
-    const Scalar* h0_data = data_or_null(h0);
-    without_gil([&] {
-      // direction k: its columns of y, its rows of the states
-      run_directions(D, d.recurrent_weight_bytes<Scalar>(), [&](int k) {
-        kernel.gru.forward(y_data + k * H, h_n_data + k * B * H, ws_data ? ws_data + k * ws_size : nullptr, x.data(),
-                           h0_data ? h0_data + k * B * H : nullptr, w[k].w_ih.data(), w[k].w_hh.data(),
-                           data_or_null(b_ih[k]), data_or_null(b_hh[k]), gru_layer_norm(ln, k), d,
-                           sequence_options(reverse || k == 1, lengths));
-      });
-    });
-    return py::make_tuple(y, h_n, or_none(ws));
+    return h_only_forward<GruKind, Scalar>(
+        x_obj, w_ih_obj, w_hh_obj, b_ih_obj, b_hh_obj, h0_obj, lengths_obj, reverse, training, bidirectional,
+        [&](const Directions& dirs, GruDims& d) {
+          auto ln = read_gru_layer_norm<Scalar>(dirs, d.G(), {ln_ih_weight, ln_ih_bias, ln_hh_weight, ln_hh_bias});
+          d.layer_norm = ln[0][0].has_value();
+          return ln;
+        },
+        [](int k, Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scalar* h0, const Scalar* w_ih,
+           const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh, const GruLayerNormArgs<Scalar>& ln,
+           const GruDims& d, const SequenceOptions& seq) {
+          kernels<Scalar>().gru.forward(y, h_n, ws, x, h0, w_ih, w_hh, b_ih, b_hh, gru_layer_norm(ln, k), d, seq);
+        });
   });
 }
+
+// The GRU's own gradients besides h_only_backward's: layer normalization's (kGruLayerNormNames'
+// order, (3H) per direction), with it only.
+template <typename Scalar>
+struct GruBackwardExtra {
+  GruLayerNormArgs<Scalar> ln;
+  std::array<std::optional<CArray<Scalar>>, 4> dln;
+};
 
 py::tuple gru_backward(py::handle dy_obj, py::handle dh_n_obj, py::handle x_obj, py::handle w_ih_obj,
                        py::handle w_hh_obj, py::handle ws_obj, py::handle ln_ih_weight, py::handle ln_ih_bias,
@@ -95,64 +96,31 @@ py::tuple gru_backward(py::handle dy_obj, py::handle dh_n_obj, py::handle x_obj,
                        bool bidirectional) {
   return dispatch_dtype(w_ih_obj, bidirectional, [&](auto scalar) {
     using Scalar = decltype(scalar);
-    const Directions dirs = read_directions(bidirectional, reverse);
-    const int D = dirs.count;
-    const auto w = read_direction_weights<Scalar>(dirs, w_ih_obj, w_hh_obj, 3, "3H");
-    const auto [T, B] = read_sequence_sizes(x_obj, w[0].I);
-    GruDims d{T, B, w[0].I, w[0].H};
-    const Index H = d.H, I = d.I, G = d.G();
-    d.y_stride = D * H;
-    const auto ln = read_gru_layer_norm<Scalar>(dirs, G, {ln_ih_weight, ln_ih_bias, ln_hh_weight, ln_hh_bias});
-    d.layer_norm = ln[0][0].has_value();
-    const Kernels<Scalar>& kernel = kernels<Scalar>();
-    const Index ws_size = gru_workspace_size(d, kernel.lanes);
-    const auto ws = read_workspace<Scalar>(ws_obj, dirs.shape({ws_size}), "(T, B, H) = " + shape_str({T, B, H}));
-    const auto dy = read_optional<Scalar>(dy_obj, "dy", {T, B, D * H}, D > 1 ? "(T, B, 2 * H)" : "(T, B, H)");
-    const auto dh_n = read_optional<Scalar>(dh_n_obj, "dh_n", dirs.shape({B, H}), dirs.legend("(B, H)"));
-    const auto lengths = read_lengths(lengths_obj, T, B);
-
-    // The gradients and the core's scratch of every direction.
-    require_memory(D * gru_backward_call_size<double>(d, get_num_threads(), kernel.lanes), sizeof(Scalar),
-                   "gru_backward");
-
-    auto dx = new_array<Scalar>({T, B, I});
-    std::optional<CArray<Scalar>> dx_reverse;  // (T, B, I) the reverse direction's part of dx
-    if (D > 1) dx_reverse.emplace(new_array<Scalar>({T, B, I}));
-    auto dh0 = new_array<Scalar>(dirs.shape({B, H}));
-    auto dw_ih = new_array<Scalar>(dirs.shape({G, I}));
-    auto dw_hh = new_array<Scalar>(dirs.shape({G, H}));
-    std::optional<CArray<Scalar>> db_ih, db_hh;  // (3H) each, per direction
-    if (bias) {
-      db_ih.emplace(new_array<Scalar>(dirs.shape({G})));
-      db_hh.emplace(new_array<Scalar>(dirs.shape({G})));
-    }
-    std::array<std::optional<CArray<Scalar>>, 4> dln;  // kGruLayerNormNames' gradients, (3H) per direction
-    if (d.layer_norm) {
-      for (auto& grad : dln) grad.emplace(new_array<Scalar>(dirs.shape({G})));
-    }
-    auto dln_of = [&](int k) {
-      if (!d.layer_norm) return GruLayerNormGrads<Scalar>{};
-      auto at = [&](std::size_t n) { return dln[n]->mutable_data() + k * G; };
-      return GruLayerNormGrads<Scalar>{at(0), at(1), at(2), at(3)};
-    };
-    Scalar* db_ih_data = bias ? db_ih->mutable_data() : nullptr;
-    Scalar* db_hh_data = bias ? db_hh->mutable_data() : nullptr;
-    Scalar* dx_parts[2] = {dx.mutable_data(), dx_reverse ? dx_reverse->mutable_data() : nullptr};
-    const Scalar *dy_data = data_or_null(dy), *dh_n_data = data_or_null(dh_n);
-    Scalar *dh0_data = dh0.mutable_data(), *dw_ih_data = dw_ih.mutable_data(), *dw_hh_data = dw_hh.mutable_data();
-    without_gil([&] {
-      // direction k: its columns of dy, its rows of the states, its gradients
-      run_directions(D, d.recurrent_weight_bytes<Scalar>(), [&](int k) {
-        kernel.gru.backward(dx_parts[k], dh0_data + k * B * H, dw_ih_data + k * G * I, dw_hh_data + k * G * H,
-                            db_ih_data ? db_ih_data + k * G : nullptr, db_hh_data ? db_hh_data + k * G : nullptr,
-                            dln_of(k), dy_data ? dy_data + k * H : nullptr,
-                            dh_n_data ? dh_n_data + k * B * H : nullptr, ws.data() + k * ws_size, w[k].w_ih.data(),
-                            w[k].w_hh.data(), gru_layer_norm(ln, k), d, sequence_options(reverse || k == 1, lengths));
-      });
-      if (D > 1) add_into(dx_parts[0], dx_parts[1], T * B * I);  // dx = the forward's part + the reverse's
-    });
-    return py::make_tuple(dx, dh0, dw_ih, dw_hh, or_none(db_ih), or_none(db_hh), or_none(dln[0]), or_none(dln[1]),
-                          or_none(dln[2]), or_none(dln[3]));
+    return h_only_backward<GruKind, Scalar>(
+        dy_obj, dh_n_obj, x_obj, w_ih_obj, w_hh_obj, ws_obj, lengths_obj, reverse, bias, bidirectional,
+        [&](const Directions& dirs, GruDims& d) {
+          GruBackwardExtra<Scalar> extra;
+          extra.ln = read_gru_layer_norm<Scalar>(dirs, d.G(), {ln_ih_weight, ln_ih_bias, ln_hh_weight, ln_hh_bias});
+          d.layer_norm = extra.ln[0][0].has_value();
+          if (d.layer_norm) {
+            for (auto& grad : extra.dln) grad.emplace(new_array<Scalar>(dirs.shape({d.G()})));
+          }
+          return extra;
+        },
+        [](int k, const HOnlyGradients<Scalar>& g, GruBackwardExtra<Scalar>& extra, const GruDims& d,
+           const SequenceOptions& seq) {
+          GruLayerNormGrads<Scalar> dln;
+          if (d.layer_norm) {
+            auto at = [&](std::size_t n) { return extra.dln[n]->mutable_data() + k * d.G(); };
+            dln = GruLayerNormGrads<Scalar>{at(0), at(1), at(2), at(3)};
+          }
+          kernels<Scalar>().gru.backward(g.dx, g.dh0, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh, dln, g.dy, g.dh_n, g.ws,
+                                         g.w_ih, g.w_hh, gru_layer_norm(extra.ln, k), d, seq);
+        },
+        [](GruBackwardExtra<Scalar>& extra) {
+          return py::make_tuple(or_none(extra.dln[0]), or_none(extra.dln[1]), or_none(extra.dln[2]),
+                                or_none(extra.dln[3]));
+        });
   });
 }
 

@@ -5,7 +5,7 @@
 
 #include <algorithm>
 
-#include "bindings/checks.hpp"
+#include "bindings/h_only.hpp"
 
 namespace lstm_ext::bindings {
 namespace {
@@ -16,6 +16,23 @@ RnnActivation read_nonlinearity(const std::string& name) {
   throw py::value_error("nonlinearity: expected 'tanh' or 'relu', got '" + name + "'");
 }
 
+// The vanilla RNN as the h-only templates see it (h_only.hpp).
+struct RnnKind {
+  using Dims = RnnDims;
+  static constexpr Index gates = 1;
+  static constexpr const char* G = "H";
+  static constexpr const char* forward_name = "rnn_forward";
+  static constexpr const char* backward_name = "rnn_backward";
+  static constexpr bool one_bias_sum = true;  // h_t = act(W_ih x + b_ih + W_hh h + b_hh)
+  static Index workspace_size(const Dims& d, Index lanes) { return rnn_workspace_size(d, lanes); }
+  static double forward_call_size(const Dims& d, bool training, int members, Index lanes) {
+    return rnn_forward_call_size<double>(d, training, members, lanes);
+  }
+  static double backward_call_size(const Dims& d, int members, Index lanes) {
+    return rnn_backward_call_size<double>(d, members, lanes);
+  }
+};
+
 // The ops take the arguments of their functions in functional.py, in the same order, with the
 // same keyword-only ones (bind_rnn), and compute in the dtype of w_ih (dispatch_dtype).
 
@@ -25,40 +42,14 @@ py::tuple rnn_forward(py::handle x_obj, py::handle w_ih_obj, py::handle w_hh_obj
   return dispatch_dtype(w_ih_obj, bidirectional, [&](auto scalar) {
     using Scalar = decltype(scalar);
     const RnnActivation act = read_nonlinearity(nonlinearity);
-    const Directions dirs = read_directions(bidirectional, reverse);
-    const int D = dirs.count;
-    const auto w = read_direction_weights<Scalar>(dirs, w_ih_obj, w_hh_obj, 1, "H");
-    const auto x = read_sequence<Scalar>(x_obj, w[0].I);
-    RnnDims d{x.shape(0), x.shape(1), w[0].I, w[0].H};
-    const Index B = d.B, H = d.H;
-    d.y_stride = D * H;  // the directions side by side in y
-    const Kernels<Scalar>& kernel = kernels<Scalar>();
-    const auto b_ih = read_direction_biases<Scalar>(dirs, b_ih_obj, "b_ih", H, "(H,)");
-    const auto b_hh = read_direction_biases<Scalar>(dirs, b_hh_obj, "b_hh", H, "(H,)");
-    const auto h0 = read_optional<Scalar>(h0_obj, "h0", dirs.shape({B, H}), dirs.legend("(B, H)"));
-    const auto lengths = read_lengths(lengths_obj, d.T, B);
-
-    // Outputs y, h_n, the workspaces and the core's scratch of every direction.
-    const Index ws_size = rnn_workspace_size(d, kernel.lanes);
-    require_memory(D * rnn_forward_call_size<double>(d, training, get_num_threads(), kernel.lanes), sizeof(Scalar),
-                   "rnn_forward");
-
-    auto y = new_array<Scalar>({d.T, B, D * H});
-    auto h_n = new_array<Scalar>(dirs.shape({B, H}));
-    std::optional<CArray<Scalar>> ws;
-    if (training) ws.emplace(new_array<Scalar>(dirs.shape({ws_size})));
-    Scalar *ws_data = ws ? ws->mutable_data() : nullptr, *y_data = y.mutable_data(), *h_n_data = h_n.mutable_data();
-    const Scalar* h0_data = data_or_null(h0);
-    without_gil([&] {
-      // direction k: its columns of y, its rows of the states
-      run_directions(D, d.recurrent_weight_bytes<Scalar>(), [&](int k) {
-        kernel.rnn.forward(y_data + k * H, h_n_data + k * B * H, ws_data ? ws_data + k * ws_size : nullptr, x.data(),
-                           h0_data ? h0_data + k * B * H : nullptr, w[k].w_ih.data(), w[k].w_hh.data(),
-                           data_or_null(b_ih[k]), data_or_null(b_hh[k]), act, d,
-                           sequence_options(reverse || k == 1, lengths));
-      });
-    });
-    return py::make_tuple(y, h_n, or_none(ws));
+    return h_only_forward<RnnKind, Scalar>(
+        x_obj, w_ih_obj, w_hh_obj, b_ih_obj, b_hh_obj, h0_obj, lengths_obj, reverse, training, bidirectional,
+        [](const Directions&, RnnDims&) { return 0; },
+        [act](int, Scalar* y, Scalar* h_n, Scalar* ws, const Scalar* x, const Scalar* h0, const Scalar* w_ih,
+              const Scalar* w_hh, const Scalar* b_ih, const Scalar* b_hh, int, const RnnDims& d,
+              const SequenceOptions& seq) {
+          kernels<Scalar>().rnn.forward(y, h_n, ws, x, h0, w_ih, w_hh, b_ih, b_hh, act, d, seq);
+        });
   });
 }
 
@@ -68,53 +59,14 @@ py::tuple rnn_backward(py::handle dy_obj, py::handle dh_n_obj, py::handle x_obj,
   return dispatch_dtype(w_ih_obj, bidirectional, [&](auto scalar) {
     using Scalar = decltype(scalar);
     const RnnActivation act = read_nonlinearity(nonlinearity);
-    const Directions dirs = read_directions(bidirectional, reverse);
-    const int D = dirs.count;
-    const auto w = read_direction_weights<Scalar>(dirs, w_ih_obj, w_hh_obj, 1, "H");
-    const auto [T, B] = read_sequence_sizes(x_obj, w[0].I);
-    RnnDims d{T, B, w[0].I, w[0].H};
-    const Index H = d.H, I = d.I;
-    d.y_stride = D * H;
-    const Kernels<Scalar>& kernel = kernels<Scalar>();
-    const Index ws_size = rnn_workspace_size(d, kernel.lanes);
-    const auto ws = read_workspace<Scalar>(ws_obj, dirs.shape({ws_size}), "(T, B, H) = " + shape_str({T, B, H}));
-    const auto dy = read_optional<Scalar>(dy_obj, "dy", {T, B, D * H}, D > 1 ? "(T, B, 2 * H)" : "(T, B, H)");
-    const auto dh_n = read_optional<Scalar>(dh_n_obj, "dh_n", dirs.shape({B, H}), dirs.legend("(B, H)"));
-    const auto lengths = read_lengths(lengths_obj, T, B);
-
-    // The gradients and the core's scratch of every direction.
-    require_memory(D * rnn_backward_call_size<double>(d, get_num_threads(), kernel.lanes), sizeof(Scalar),
-                   "rnn_backward");
-
-    auto dx = new_array<Scalar>({T, B, I});
-    std::optional<CArray<Scalar>> dx_reverse;  // (T, B, I) the reverse direction's part of dx
-    if (D > 1) dx_reverse.emplace(new_array<Scalar>({T, B, I}));
-    auto dh0 = new_array<Scalar>(dirs.shape({B, H}));
-    auto dw_ih = new_array<Scalar>(dirs.shape({H, I}));
-    auto dw_hh = new_array<Scalar>(dirs.shape({H, H}));
-    std::optional<CArray<Scalar>> db_ih, db_hh;  // (H) each, per direction
-    if (bias) {
-      db_ih.emplace(new_array<Scalar>(dirs.shape({H})));
-      db_hh.emplace(new_array<Scalar>(dirs.shape({H})));
-    }
-    Scalar* db_ih_data = bias ? db_ih->mutable_data() : nullptr;
-    Scalar* db_hh_data = bias ? db_hh->mutable_data() : nullptr;
-    Scalar* dx_parts[2] = {dx.mutable_data(), dx_reverse ? dx_reverse->mutable_data() : nullptr};
-    const Scalar *dy_data = data_or_null(dy), *dh_n_data = data_or_null(dh_n);
-    Scalar *dh0_data = dh0.mutable_data(), *dw_ih_data = dw_ih.mutable_data(), *dw_hh_data = dw_hh.mutable_data();
-    without_gil([&] {
-      // direction k: its columns of dy, its rows of the states, its gradients
-      run_directions(D, d.recurrent_weight_bytes<Scalar>(), [&](int k) {
-        kernel.rnn.backward(dx_parts[k], dh0_data + k * B * H, dw_ih_data + k * H * I, dw_hh_data + k * H * H,
-                            db_ih_data ? db_ih_data + k * H : nullptr, dy_data ? dy_data + k * H : nullptr,
-                            dh_n_data ? dh_n_data + k * B * H : nullptr, ws.data() + k * ws_size, w[k].w_ih.data(),
-                            w[k].w_hh.data(), act, d, sequence_options(reverse || k == 1, lengths));
-      });
-      if (D > 1) add_into(dx_parts[0], dx_parts[1], T * B * I);  // dx = the forward's part + the reverse's
-      // b_ih and b_hh enter the same sum: their gradients are equal, returned as two arrays.
-      if (bias) std::copy_n(db_ih_data, D * H, db_hh_data);
-    });
-    return py::make_tuple(dx, dh0, dw_ih, dw_hh, or_none(db_ih), or_none(db_hh));
+    return h_only_backward<RnnKind, Scalar>(
+        dy_obj, dh_n_obj, x_obj, w_ih_obj, w_hh_obj, ws_obj, lengths_obj, reverse, bias, bidirectional,
+        [](const Directions&, RnnDims&) { return 0; },
+        [act](int, const HOnlyGradients<Scalar>& g, int, const RnnDims& d, const SequenceOptions& seq) {
+          kernels<Scalar>().rnn.backward(g.dx, g.dh0, g.dw_ih, g.dw_hh, g.db_ih, g.dy, g.dh_n, g.ws, g.w_ih, g.w_hh,
+                                         act, d, seq);
+        },
+        [](int) { return py::tuple(); });
   });
 }
 
