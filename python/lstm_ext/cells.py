@@ -43,6 +43,31 @@ __all__ = ["Option", "CellKind", "LSTM", "GRU", "RNN", "KINDS", "by_name", "chec
 _Weights = Mapping[str, Union[np.ndarray, tuple[np.ndarray, np.ndarray]]]
 _Masks = dict[str, Union[np.ndarray, float]]
 _State = Sequence[Optional[np.ndarray]]
+# One direction's inference with its weights bound (CellKind.bind_int8, bind_bf16):
+#   (x (T, B, I) float32, state0 [h0 or None (, c0 or None)], lengths (B,) int64 or None, reverse)
+#       -> (y (T, B, H_out), state_n [h_n (, c_n)])
+DirectionForward = Callable[[np.ndarray, _State, Optional[np.ndarray], bool], tuple[np.ndarray, list[np.ndarray]]]
+
+
+def _bound_call(function: Callable[..., tuple[np.ndarray, ...]], weights: tuple[Any, ...],
+                keywords: dict[str, Any]) -> DirectionForward:
+    """A DirectionForward calling ``function(x, *weights, *state0, **keywords)``, with lengths and
+    reverse as keywords only when set: a small call pays for every keyword pybind11 parses (with cold
+    caches, 25 µs of a 170 µs int8 step for the six keywords at their defaults)."""
+    def forward(x: np.ndarray, state0: _State, lengths: Optional[np.ndarray],
+                reverse: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+        more = keywords if lengths is None and not reverse else {**keywords, "lengths": lengths, "reverse": reverse}
+        y, *state_n = function(x, *weights, *state0, **more)
+        return y, state_n
+    return forward
+
+
+def _set(**keywords: Any) -> dict[str, Any]:
+    """The keywords whose values differ from the core's defaults (None, 0, 0.0, 'tanh')."""
+    def is_default(value: Any) -> bool:
+        return (value is None or (isinstance(value, (int, float)) and value == 0)
+                or (isinstance(value, str) and value == "tanh"))
+    return {name: value for name, value in keywords.items() if not is_default(value)}
 # What the core's one-layer forward and backward return: (y, state_n, workspace or None) and
 # (dx, dstate0, {weight base name: gradient}); what the reference's return: (y, state_n, cache)
 # and {dx, dh0 (, dc0), "d" + each weight's short name: the gradient or None}.
@@ -211,15 +236,14 @@ class CellKind:
     # Inference in int8 or bfloat16, its NumPy reference (lstm_ext.quantized_reference):
     #   quantized_reference_forward(x, weights, state0, options, scheme) -> (y, state_n)
     quantized_reference_forward: Callable[..., tuple[np.ndarray, list[np.ndarray]]]
-    # Inference in int8 through the core, one direction (lstm_ext.quantized): quantized {base name:
-    # quantized.Int8Weight} of the weight matrices, floats {base name: array} of the rest:
-    #   forward_int8(x, quantized, floats, state0, options, lengths, reverse) -> (y, state_n)
-    forward_int8: Callable[..., tuple[np.ndarray, list[np.ndarray]]]
-    # Inference with bfloat16 recurrent weights, one direction: bf16 {base name: packed bf16} of W_hh
-    # (in its gate blocks) and W_hr (_core.pack_bf16), floats the rest (W_ih float32 with its bf16
-    # values):
-    #   forward_bf16(x, bf16, floats, state0, options, lengths, reverse) -> (y, state_n)
-    forward_bf16: Callable[..., tuple[np.ndarray, list[np.ndarray]]]
+    # Inference in int8 or with bfloat16 recurrent weights through the core, one direction, its
+    # weights bound once (lstm_ext.quantized): bind_int8(quantized, floats, options) with quantized
+    # {base name: quantized.Int8Weight} of the weight matrices, bind_bf16(bf16, floats, options) with
+    # bf16 {base name: packed bf16} of W_hh (in its gate blocks) and W_hr (_core.pack_bf16), floats
+    # {base name: float32 array} of the rest (W_ih float32 of its bf16 values with bf16) -> a
+    # DirectionForward.
+    bind_int8: Callable[[dict[str, Any], dict[str, np.ndarray], dict[str, Any]], DirectionForward]
+    bind_bf16: Callable[[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any]], DirectionForward]
     # Keras: the names its layer goes by, which of Keras's gate blocks each of PyTorch's is, and
     # whether the Keras layer has reset_after (then two biases, (2, G * H)).
     keras_names: tuple[str, ...]
@@ -361,28 +385,22 @@ def _lstm_backward(dy: Optional[np.ndarray], dstate_n: _State, x: np.ndarray, w:
                                             options.get("layer_norm", False))
 
 
-def _lstm_forward_int8(x: np.ndarray, quantized: dict[str, Any],
-                       floats: dict[str, np.ndarray], state0: _State, options: dict[str, Any],
-                       lengths: Optional[np.ndarray], reverse: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+def _lstm_bind_int8(quantized: dict[str, Any], floats: dict[str, np.ndarray],
+                    options: dict[str, Any]) -> DirectionForward:
+    z_c, z_h = options.get("zoneout", (0.0, 0.0))
     w_hr = quantized["weight_hr"].parts if "weight_hr" in quantized else None
-    z_c, z_h = options.get("zoneout", (0.0, 0.0))
-    y, h_n, c_n = _core.lstm_forward_int8(x, quantized["weight_ih"].parts, quantized["weight_hh"].parts,
-                                          floats.get("bias_ih"), floats.get("bias_hh"), state0[0], state0[1], w_hr=w_hr,
-                                          w_ch=floats.get("weight_ch"), zone_c=z_c, zone_h=z_h, lengths=lengths,
-                                          reverse=reverse)
-    return y, [h_n, c_n]
+    return _bound_call(_core.lstm_forward_int8, (quantized["weight_ih"].parts, quantized["weight_hh"].parts,
+                                                 floats.get("bias_ih"), floats.get("bias_hh")),
+                       _set(w_hr=w_hr, w_ch=floats.get("weight_ch"), zone_c=z_c, zone_h=z_h))
 
 
-def _lstm_forward_bf16(x: np.ndarray, bf16: dict[str, np.ndarray], floats: dict[str, np.ndarray], state0: _State,
-                       options: dict[str, Any], lengths: Optional[np.ndarray],
-                       reverse: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+def _lstm_bind_bf16(bf16: dict[str, np.ndarray], floats: dict[str, np.ndarray],
+                    options: dict[str, Any]) -> DirectionForward:
     z_c, z_h = options.get("zoneout", (0.0, 0.0))
-    y, h_n, c_n = _core.lstm_forward_bf16(x, floats["weight_ih"], bf16["weight_hh"], floats.get("bias_ih"),
-                                          floats.get("bias_hh"), state0[0], state0[1],
-                                          proj_size=options.get("proj_size", 0), w_hr=bf16.get("weight_hr"),
-                                          w_ch=floats.get("weight_ch"), zone_c=z_c, zone_h=z_h, lengths=lengths,
-                                          reverse=reverse)
-    return y, [h_n, c_n]
+    return _bound_call(_core.lstm_forward_bf16, (floats["weight_ih"], bf16["weight_hh"], floats.get("bias_ih"),
+                                                 floats.get("bias_hh")),
+                       _set(proj_size=options.get("proj_size", 0), w_hr=bf16.get("weight_hr"),
+                            w_ch=floats.get("weight_ch"), zone_c=z_c, zone_h=z_h))
 
 
 def _lstm_masks(rng: np.random.Generator, options: dict[str, Any], T: int, B: int, directions: int, hidden_size: int,
@@ -428,8 +446,8 @@ LSTM = CellKind(
     options=(PROJ_SIZE, PEEPHOLE, LAYER_NORM, ZONEOUT, RECURRENT_DROPOUT),
     forward=_lstm_forward, backward=_lstm_backward,
     reference_forward=_lstm_reference_forward, reference_backward=_lstm_reference_backward,
-    quantized_reference_forward=quantized_reference.lstm_layer_forward, forward_int8=_lstm_forward_int8,
-    forward_bf16=_lstm_forward_bf16, onnx_int8=True,
+    quantized_reference_forward=quantized_reference.lstm_layer_forward, bind_int8=_lstm_bind_int8,
+    bind_bf16=_lstm_bind_bf16, onnx_int8=True,
     keras_names=("lstm",), keras_gates=(0, 1, 2, 3), keras_reset_after=False,
     onnx_gates=(0, 3, 1, 2),  # ONNX i, o, f, c
     onnx_peephole_gates=(0, 2, 1),  # ONNX P: i, o, f
@@ -454,20 +472,16 @@ def _gru_backward(dy: Optional[np.ndarray], dstate_n: _State, x: np.ndarray, w: 
     return g.dx, [g.dh0], _gradients(g, bias, False, layer_norm=options.get("layer_norm", False))
 
 
-def _gru_forward_int8(x: np.ndarray, quantized: dict[str, Any], floats: dict[str, np.ndarray],
-                      state0: _State, options: dict[str, Any], lengths: Optional[np.ndarray],
-                      reverse: bool) -> tuple[np.ndarray, list[np.ndarray]]:
-    y, h_n = _core.gru_forward_int8(x, quantized["weight_ih"].parts, quantized["weight_hh"].parts, floats.get("bias_ih"),
-                                    floats.get("bias_hh"), state0[0], lengths=lengths, reverse=reverse)
-    return y, [h_n]
+def _gru_bind_int8(quantized: dict[str, Any], floats: dict[str, np.ndarray],
+                   options: dict[str, Any]) -> DirectionForward:
+    return _bound_call(_core.gru_forward_int8, (quantized["weight_ih"].parts, quantized["weight_hh"].parts,
+                                                floats.get("bias_ih"), floats.get("bias_hh")), {})
 
 
-def _gru_forward_bf16(x: np.ndarray, bf16: dict[str, np.ndarray], floats: dict[str, np.ndarray], state0: _State,
-                      options: dict[str, Any], lengths: Optional[np.ndarray],
-                      reverse: bool) -> tuple[np.ndarray, list[np.ndarray]]:
-    y, h_n = _core.gru_forward_bf16(x, floats["weight_ih"], bf16["weight_hh"], floats.get("bias_ih"),
-                                    floats.get("bias_hh"), state0[0], lengths=lengths, reverse=reverse)
-    return y, [h_n]
+def _gru_bind_bf16(bf16: dict[str, np.ndarray], floats: dict[str, np.ndarray],
+                   options: dict[str, Any]) -> DirectionForward:
+    return _bound_call(_core.gru_forward_bf16, (floats["weight_ih"], bf16["weight_hh"], floats.get("bias_ih"),
+                                                floats.get("bias_hh")), {})
 
 
 def _gru_reference_forward(x: np.ndarray, w: Mapping[str, np.ndarray], state0: _State, options: dict[str, Any],
@@ -489,8 +503,8 @@ GRU = CellKind(
     name="GRU", gates=("r", "z", "n"), state=("h",), options=(LAYER_NORM,),
     forward=_gru_forward, backward=_gru_backward,
     reference_forward=_gru_reference_forward, reference_backward=_gru_reference_backward,
-    quantized_reference_forward=quantized_reference.gru_layer_forward, forward_int8=_gru_forward_int8,
-    forward_bf16=_gru_forward_bf16,
+    quantized_reference_forward=quantized_reference.gru_layer_forward, bind_int8=_gru_bind_int8,
+    bind_bf16=_gru_bind_bf16,
     keras_names=("gru",), keras_gates=(1, 0, 2), keras_reset_after=True,  # Keras z, r, h
     onnx_gates=(1, 0, 2),  # ONNX z, r, h
     # PyTorch's GRU applies the reset gate after the recurrent product, ONNX's linear_before_reset.
@@ -516,22 +530,17 @@ def _rnn_backward(dy: Optional[np.ndarray], dstate_n: _State, x: np.ndarray, w: 
     return g.dx, [g.dh0], _gradients(g, bias, False)
 
 
-def _rnn_forward_int8(x: np.ndarray, quantized: dict[str, Any], floats: dict[str, np.ndarray],
-                      state0: _State, options: dict[str, Any], lengths: Optional[np.ndarray],
-                      reverse: bool) -> tuple[np.ndarray, list[np.ndarray]]:
-    y, h_n = _core.rnn_forward_int8(x, quantized["weight_ih"].parts, quantized["weight_hh"].parts, floats.get("bias_ih"),
-                                    floats.get("bias_hh"), state0[0], nonlinearity=options["nonlinearity"],
-                                    lengths=lengths, reverse=reverse)
-    return y, [h_n]
+def _rnn_bind_int8(quantized: dict[str, Any], floats: dict[str, np.ndarray],
+                   options: dict[str, Any]) -> DirectionForward:
+    return _bound_call(_core.rnn_forward_int8, (quantized["weight_ih"].parts, quantized["weight_hh"].parts,
+                                                floats.get("bias_ih"), floats.get("bias_hh")),
+                       _set(nonlinearity=options["nonlinearity"]))
 
 
-def _rnn_forward_bf16(x: np.ndarray, bf16: dict[str, np.ndarray], floats: dict[str, np.ndarray], state0: _State,
-                      options: dict[str, Any], lengths: Optional[np.ndarray],
-                      reverse: bool) -> tuple[np.ndarray, list[np.ndarray]]:
-    y, h_n = _core.rnn_forward_bf16(x, floats["weight_ih"], bf16["weight_hh"], floats.get("bias_ih"),
-                                    floats.get("bias_hh"), state0[0], nonlinearity=options["nonlinearity"],
-                                    lengths=lengths, reverse=reverse)
-    return y, [h_n]
+def _rnn_bind_bf16(bf16: dict[str, np.ndarray], floats: dict[str, np.ndarray],
+                   options: dict[str, Any]) -> DirectionForward:
+    return _bound_call(_core.rnn_forward_bf16, (floats["weight_ih"], bf16["weight_hh"], floats.get("bias_ih"),
+                                                floats.get("bias_hh")), _set(nonlinearity=options["nonlinearity"]))
 
 
 def _rnn_reference_forward(x: np.ndarray, w: Mapping[str, np.ndarray], state0: _State, options: dict[str, Any],
@@ -553,8 +562,8 @@ RNN = CellKind(
     state=("h",), options=(NONLINEARITY,),
     forward=_rnn_forward, backward=_rnn_backward,
     reference_forward=_rnn_reference_forward, reference_backward=_rnn_reference_backward,
-    quantized_reference_forward=quantized_reference.rnn_layer_forward, forward_int8=_rnn_forward_int8,
-    forward_bf16=_rnn_forward_bf16,
+    quantized_reference_forward=quantized_reference.rnn_layer_forward, bind_int8=_rnn_bind_int8,
+    bind_bf16=_rnn_bind_bf16,
     keras_names=("simple_rnn", "simplernn", "rnn"), keras_gates=(0,), keras_reset_after=False,
     onnx_gates=(0,),
     onnx_attributes=lambda options, directions: {"activations": [options["nonlinearity"].capitalize()] * directions},

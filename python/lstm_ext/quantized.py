@@ -26,6 +26,7 @@ from ._typing import LayerState
 from . import _core, training
 from . import checkpoint as ckpt
 from ._typing import Arrays, Header, PathLike
+from .cells import DirectionForward
 from .layers import RNNBase, StateLike
 from .model import Sequential, run_layers
 from .nn import LAYER_TYPES
@@ -135,14 +136,15 @@ class QuantizedLayer:
         self.quantized: dict[str, Int8Weight] = {}
         self.bf16: dict[str, NDArray[np.uint16]] = {}
         self.floats: dict[str, NDArray[np.float32]] = {}
-        self._by_direction: Optional[dict[tuple[int, int], tuple[dict[str, Any], dict[str, NDArray[np.float32]]]]] = None
+        self._forwards: Optional[dict[tuple[int, int], DirectionForward]] = None
 
-    def _direction_weights(self, k: int, direction: int) -> tuple[dict[str, Any], dict[str, NDArray[np.float32]]]:
-        """({base name: int8 or bf16 matrix}, {base name: float32 array}) of layer k's direction,
-        made at the first call (the weights do not change after construction): a forward of a few
-        steps is not spent sorting names."""
-        if self._by_direction is None:
-            self._by_direction = {}
+    def _direction_forward(self, k: int, direction: int) -> DirectionForward:
+        """Layer k's direction with its weights bound (CellKind.bind_int8, bind_bf16), made at the
+        first call (the weights do not change after construction): a call of a few steps is not
+        spent sorting names and reading options."""
+        if self._forwards is None:
+            self._forwards = {}
+            bind = self.cell.bind_int8 if self.dtype_name == "int8" else self.cell.bind_bf16
             for kk in range(self.num_layers):
                 for d, suffix in enumerate([f"_l{kk}", f"_l{kk}_reverse"][:self.num_directions]):
                     # by base name ("_l0" ends no reverse name: "_l0_reverse" does)
@@ -150,8 +152,8 @@ class QuantizedLayer:
                                 if name.endswith(suffix)}
                     floats = {name[:-len(suffix)]: value for name, value in self.floats.items()
                               if name.endswith(suffix)}
-                    self._by_direction[kk, d] = (matrices, floats)
-        return self._by_direction[k, direction]
+                    self._forwards[kk, d] = bind(matrices, floats, self.options)
+        return self._forwards[k, direction]
 
     def _blocks(self, base: str) -> int:
         """The blocks of rows (one per gate) of weight `base`."""
@@ -199,8 +201,10 @@ class QuantizedLayer:
         if T < 1 or B < 1 or I != self.input_size:
             raise ValueError(f"x: expected shape {legend} with T >= 1, B >= 1 and I = {self.input_size}, "
                              f"got {x_array.shape}")
-        state0 = layer._read_state(state, "state", B, allow_none=False)  # [h0] or [h0, c0], each or None
-        lengths_checked = read_lengths(lengths, T, B)
+        # [h0] or [h0, c0], each or None (a call without state or lengths reads nothing more)
+        state0 = ([None] * len(self.cell.state) if state is None
+                  else layer._read_state(state, "state", B, allow_none=False))
+        lengths_checked = None if lengths is None else read_lengths(lengths, T, B)
         D = 2 if self.bidirectional else 1
         layer_input = np.ascontiguousarray(x_tm)
         state_n: list[list[np.ndarray]] = [[] for _ in state0]  # per part, every layer's and direction's rows
@@ -208,14 +212,8 @@ class QuantizedLayer:
             outputs = []
             for direction in range(D):
                 row = k * D + direction
-                matrices, floats = self._direction_weights(k, direction)
                 rows = [None if part is None else part[row] for part in state0]
-                if self.dtype_name == "int8":
-                    y, parts = self.cell.forward_int8(layer_input, matrices, floats, rows, self.options,
-                                                      lengths_checked, direction == 1)
-                else:
-                    y, parts = self.cell.forward_bf16(layer_input, matrices, floats, rows, self.options,
-                                                      lengths_checked, direction == 1)
+                y, parts = self._direction_forward(k, direction)(layer_input, rows, lengths_checked, direction == 1)
                 outputs.append(y)
                 for final_rows, part in zip(state_n, parts):
                     final_rows.append(part)
