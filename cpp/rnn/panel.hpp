@@ -324,14 +324,16 @@ ProductInput<Scalar> rows_of(const Scalar* m, Index ld) {
 // or (float32 inference, lstm_ext.quantize_dynamic(..., "bfloat16")) bf16 bits packed once by
 // DenseKernels::pack_bf16, block after block: (blocks, panel_count(rows), K, L).
 // With bf16 weights a step's product reads the bf16 panels themselves when it is bound by reading
-// the weights (a batch of a few rows); with more rows it is bound by the multiply-adds, and
-// widening every weight packet at every step costs more than widening them all once into float32
-// panels (pack). Measured on a 2-CPU Zen 4 (AVX-512), LSTM, T = 50, inference, medians: reading
-// bf16 at (B, H) = (1, 1024) 9.8 ms against float32's 12.3, at (8, 512) 16.2 against 9.7; widened
-// once, (8, 512) 9.9. Either way the same values: the same bits.
+// the weights (one row: one multiply-add per weight loaded); with more rows it is bound by the
+// multiply-adds, and widening every weight packet at every step costs more than widening them all
+// once into float32 panels (pack). Measured on a 2-CPU Zen 4 (AVX-512), LSTM, 2 threads, inference,
+// medians, float32 against bf16 read: B = 1, T = 50, H = 256 / 512 / 1024: 0.56 / 2.61 / 12.6 ms
+// against 0.54 / 2.31 / 9.3; B = 2: 0.88 / 4.13 / 15.4 against 1.15 / 5.11 / 17.2 (reading loses;
+// only at H = 2048, T = 20, whose float32 weights exceed the L3, 61 against 40); B = 8, H = 512,
+// widened once: 9.9 against float32's 9.96. Either way the same values: the same bits.
 template <typename Scalar>
 struct RecurrentWeights {
-  static constexpr Index kBf16ReadMaxRows = 2;
+  static constexpr Index kBf16ReadMaxRows = 1;
 
   const Scalar* w = nullptr;             // (blocks · rows, K), or nullptr with bf16 weights
   const std::uint16_t* bf16 = nullptr;   // (blocks, panel_count(rows), K, L) bf16 bits, or nullptr
