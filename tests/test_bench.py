@@ -140,7 +140,9 @@ def test_report_has_the_kernel_levels_and_their_ratios():
 def test_report_has_the_shared_machine_section_and_its_aim():
     shared = [bench.ContentionResult("alone", {"lstm_ext": 120.0, "torch": 100.0}),
               bench.ContentionResult("next to a busy process", {"lstm_ext": 60.0, "torch": 30.0}),
-              bench.ContentionResult("two processes at once", {"lstm_ext": 90.0, "torch": 95.0})]
+              bench.ContentionResult("two processes at once", {"lstm_ext": 90.0, "torch": 95.0}),
+              bench.ContentionResult("one thread alone", {"lstm_ext": 64.0, "torch": 60.0}),
+              bench.ContentionResult("two one-thread processes", {"lstm_ext": 100.0, "torch": 110.0})]
     lines = bench._contention_section(shared)
     assert "| scenario | lstm_ext | torch | lstm_ext vs torch |" in lines
     assert "| two processes at once | 90.0 | 95.0 | 0.95× |" in lines
@@ -148,6 +150,8 @@ def test_report_has_the_shared_machine_section_and_its_aim():
             "process's steps/s alone, together.") in lines
     assert ("- Aim, two processes at once at least as many steps/s in total as torch's: missed (90.0 against 95.0)."
             in lines)
+    assert ("- Aims, at least 85% of what one-thread processes make: two processes at once 90% of two one-thread "
+            "processes (met); next to a busy process 94% of one thread alone (met).") in lines
 
 
 def test_processes_sharing_the_machine_are_timed_together():

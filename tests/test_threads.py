@@ -573,3 +573,64 @@ def test_a_team_that_sleeps_at_every_barrier_gives_the_same_bits():
     env.pop("LSTM_EXT_NUM_THREADS", None)
     out = subprocess.run([sys.executable, "-c", ALWAYS_SLEEP, os.path.dirname(__file__)], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+ADAPTIVE_TEAM = textwrap.dedent("""
+    import json
+    import numpy as np
+    import lstm_ext
+    from lstm_ext import _core
+
+    layer = lstm_ext.LSTM(32, 256, seed=0).eval()  # B = 1: two members split the units, a barrier a step
+    x = np.random.default_rng(1).standard_normal((100, 1, 32)).astype(np.float32)
+    lstm_ext.set_num_threads(1)
+    alone = layer(x)[0]
+    lstm_ext.set_num_threads(2)
+    limits = [lstm_ext.team_limit()]
+    same = [layer(x)[0].tobytes() == alone.tobytes()]
+    _core._set_member_delay_for_tests(1, 1000)  # rank 1 arrives 1 ms late at every barrier
+    for call in range(3):
+        same.append(layer(x)[0].tobytes() == alone.tobytes())
+        limits.append(lstm_ext.team_limit())
+    _core._set_member_delay_for_tests(0, 0)
+    for call in range(16):  # the 16th lease probes the team of two again
+        same.append(layer(x)[0].tobytes() == alone.tobytes())
+        limits.append(lstm_ext.team_limit())
+    print(json.dumps({"same": same, "limits": limits}))
+""")
+
+
+def test_a_team_whose_member_keeps_arriving_late_shrinks_and_grows_back():
+    # A member held back at every barrier by the test hook, as one preempted by another program:
+    # after three calls in which the others waited for it most of the time the pool gives teams of
+    # one member fewer (team_limit 1); once the member keeps up again, a probe of the team of two
+    # lifts the limit. The results are the same bits throughout. (A process of its own: the limit
+    # belongs to the process's pool.)
+    env = {k: v for k, v in os.environ.items() if k not in ("LSTM_EXT_NUM_THREADS", "LSTM_EXT_SPIN_US")}
+    out = subprocess.run([sys.executable, "-c", ADAPTIVE_TEAM], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert all(result["same"]), result
+    limits = result["limits"]
+    assert limits[:3] == [256, 256, 256], limits  # alone on its CPUs, then two wasted calls: not yet
+    assert limits[3] == 1, limits  # the third wasted call in a row
+    assert limits[4:19] == [1] * 15, limits  # limited until the probe
+    assert limits[-1] == 256, limits  # the probe found the team of two worth it again
+    # LSTM_EXT_ADAPT_TEAM=0: always the team asked for.
+    out = subprocess.run([sys.executable, "-c", ADAPTIVE_TEAM], env={**env, "LSTM_EXT_ADAPT_TEAM": "0"},
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert all(result["same"]) and set(result["limits"]) == {256}, result
+
+
+def test_the_adaptive_team_switch_is_checked():
+    code = "import lstm_ext"
+    env = {k: v for k, v in os.environ.items() if k != "LSTM_EXT_ADAPT_TEAM"}
+    for value, accepted in (("0", True), (" 1 ", True), ("", True), ("off", False), ("2", False)):
+        out = subprocess.run([sys.executable, "-c", code], env={**env, "LSTM_EXT_ADAPT_TEAM": value},
+                             capture_output=True, text=True, timeout=120)
+        assert (out.returncode == 0) == accepted, (value, out.stderr)
+        if not accepted:
+            assert (f"ValueError: LSTM_EXT_ADAPT_TEAM: expected 0 (always the team asked for) or 1 (fewer threads "
+                    f"while they keep waiting for preempted ones, the default), got {value!r}") in out.stderr

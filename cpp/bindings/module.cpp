@@ -63,6 +63,22 @@ PYBIND11_MODULE(_core, m) {
   m.def("get_num_threads", &lstm_ext::get_num_threads,
         "How many threads the core uses: set_num_threads, else LSTM_EXT_NUM_THREADS, else the CPUs this process may "
         "run on (at most its cgroup's CPU quota, rounded up).");
+  m.def(
+      "team_limit",
+      [] {
+        int limit = 0;
+        lstm_ext::bindings::without_gil([&] { limit = lstm_ext::team_limit(); });  // (waits for a running call)
+        return limit;
+      },
+      "The largest team of threads the core gives a call now: 256 (no limit beyond get_num_threads()) while the "
+      "machine lets the team work, fewer after calls whose threads waited at the steps' barriers longer than the "
+      "calls took (members preempted by other programs), until a later call finds the larger team worth it again.");
+  m.def(
+      "_set_member_delay_for_tests",
+      [](int rank, long microseconds) { lstm_ext::set_member_delay_for_tests(rank, microseconds); }, py::arg("rank"),
+      py::arg("microseconds"),
+      "For tests: the team member of this rank sleeps this long before every barrier (0: no more), as one "
+      "preempted by another program arrives late.");
   m.def("_cgroup_cpu_limit", &lstm_ext::cgroup_cpu_limit, py::arg("self_cgroup"), py::arg("root"),
         "The CPUs' worth of time the cgroups in `self_cgroup` (the text of /proc/self/cgroup) allow under the "
         "mount point `root`, 0 for no limit: what the default thread count is capped by (for the tests).");

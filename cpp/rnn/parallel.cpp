@@ -8,6 +8,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdlib>
+#include <ctime>
 #include <exception>
 #include <fstream>
 #include <new>
@@ -110,6 +111,59 @@ constexpr int kMaxPhases = 32;
 // The largest team a lease gives.
 constexpr int kMaxTeam = 256;
 
+// The team adapts to a shared machine (Pool::adapt). A member's time off its CPU during a run, but
+// for its own sleeps at barriers until they were released (waiting for the others), is time
+// another program had its CPU: the run's wall time less the thread's CPU time less those sleeps.
+// (What a sleep lasts after its release is the kernel's delay in running the member again.) A run
+// is wasted when its members lost more than half of the run's time so, together: they then spend
+// it waiting for one another, since a member that lost its CPU holds up every barrier after it,
+// and a team of one member fewer does the work sooner. Measured on a 2-CPU VM, training
+// (T, B, H) = (50, 16, 256), a team of two: alone, 0.01 of a run lost (one run in 200 above a
+// quarter); next to a busy process 0.81; two such processes at once 0.89. After
+// kWastedRunsToShrink wasted runs in a row the pool gives teams of one member fewer; every
+// probe_interval_ leases (from kFirstProbe, doubling up to kLastProbe while the probes waste too)
+// one call runs with the team asked for, and a probe that is not wasted lifts the limit. Runs
+// shorter than kJudgedRunNs are not judged. The results never depend on the team size (see
+// parallel.hpp), so none of this changes a bit of them.
+constexpr int kWastedRunsToShrink = 3;
+constexpr long kFirstProbe = 16;
+constexpr long kLastProbe = 1024;
+constexpr std::int64_t kJudgedRunNs = 200000;
+
+// A test hook (set_member_delay_for_tests): the member of this rank sleeps this long before it
+// arrives at every barrier, as a member preempted by another program would arrive late.
+std::atomic<int> g_delayed_rank{0};
+std::atomic<long> g_member_delay_us{0};
+
+std::int64_t nanoseconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
+}
+// The steady clock in ns (for times kept in atomics).
+std::int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// The calling thread's CPU time in ns, or -1 where the system does not tell.
+std::int64_t thread_cpu_ns() {
+#if defined(__unix__) || defined(__APPLE__)
+  timespec now;
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now) == 0) return std::int64_t(now.tv_sec) * 1000000000 + now.tv_nsec;
+#endif
+  return -1;
+}
+
+// A member's clocks over its part of a run: off_cpu_ns(slept) is the time it was off its CPU but
+// for `slept` ns of its own sleeps (0 where the thread's CPU time is unknown).
+struct MemberClock {
+  std::chrono::steady_clock::time_point wall = std::chrono::steady_clock::now();
+  std::int64_t cpu = thread_cpu_ns();
+  std::int64_t off_cpu_ns(std::int64_t slept) const {
+    if (cpu < 0) return 0;
+    return std::max<std::int64_t>(0, nanoseconds_since(wall) - (thread_cpu_ns() - cpu) - slept);
+  }
+};
+
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
   _mm_pause();
@@ -173,8 +227,13 @@ void futex_wake_all(std::atomic<std::uint32_t>& word) {
 // above; `at_least` µs this time when that is more), then sleeps on a futex, counted in
 // `sleepers`, until a wake_waiters() after the word changed. Where there is no futex the wait
 // yields its CPU instead of sleeping.
+// With `slept_ns`, adds to it the time this wait slept before the word was changed, which the
+// changer wrote to `released_at` (steady_ns) before changing it: what the wait slept after that
+// was the kernel's delay in running it again (on a shared machine, time another program had its
+// CPU), not waiting for its partners.
 void wait_while_equal(std::atomic<std::uint32_t>& word, std::uint32_t value, std::atomic<int>& sleepers,
-                      long& window, long at_least = 0) {
+                      long& window, long at_least = 0, std::int64_t* slept_ns = nullptr,
+                      const std::atomic<std::int64_t>* released_at = nullptr) {
   constexpr long kSpinFloor = Team::kSpinFloorMicroseconds;
   if (word.load(std::memory_order_acquire) != value) return;
   window = std::max(window, kSpinFloor);
@@ -186,6 +245,7 @@ void wait_while_equal(std::atomic<std::uint32_t>& word, std::uint32_t value, std
     cpu_relax();
     if ((spins & 63) == 0 && std::chrono::steady_clock::now() - start >= spin) break;
   }
+  const std::int64_t sleep_start = steady_ns();
   while (word.load(std::memory_order_acquire) == value) {
     slept = true;
 #if defined(__linux__)
@@ -198,6 +258,9 @@ void wait_while_equal(std::atomic<std::uint32_t>& word, std::uint32_t value, std
     (void)sleepers;
     std::this_thread::yield();
 #endif
+  }
+  if (slept && slept_ns != nullptr && released_at != nullptr) {
+    *slept_ns += std::max<std::int64_t>(0, released_at->load(std::memory_order_relaxed) - sleep_start);
   }
   if (fixed.count() >= 0) return;
   if (slept) {
@@ -326,8 +389,10 @@ struct TeamState {
     for (auto& counter : next_task) counter.store(0, std::memory_order_relaxed);
   }
   const int size;
+  alignas(64) std::atomic<std::int64_t> off_cpu_ns{0};  // the members' time off their CPUs (MemberClock), summed
   alignas(64) std::atomic<int> arrived{0};
   alignas(64) std::atomic<std::uint32_t> generation{0};  // barriers completed (wraps; only change matters)
+  std::atomic<std::int64_t> released_at{0};              // steady_ns when the last barrier was released
   std::atomic<int> sleepers{0};                          // members asleep on generation
   alignas(64) std::atomic<std::ptrdiff_t> next_task[kMaxPhases];
 };
@@ -379,15 +444,66 @@ class Pool {
       std::lock_guard<std::mutex> lock(sleep_mutex_);
       wake_.notify_all();
     }
-    const CallerOffWorkers off(worker_cpus_.data(), size - 1);
-    Team self(&state, 0, size, &spin_windows_[0]);
-    self.woke_partner_ = woke;
-    body(self);
-    for (std::uint32_t left = running_.load(std::memory_order_acquire); left != 0;
-         left = running_.load(std::memory_order_acquire)) {
-      wait_while_equal(running_, left, running_sleepers_, spin_windows_[0]);
+    const MemberClock clock;
+    {
+      const CallerOffWorkers off(worker_cpus_.data(), size - 1);
+      Team self(&state, 0, size, &spin_windows_[0]);
+      self.woke_partner_ = woke;
+      body(self);
+      for (std::uint32_t left = running_.load(std::memory_order_acquire); left != 0;
+           left = running_.load(std::memory_order_acquire)) {
+        wait_while_equal(running_, left, running_sleepers_, spin_windows_[0], 0, &self.slept_ns_, &finished_at_);
+      }
+      state.off_cpu_ns.fetch_add(clock.off_cpu_ns(self.slept_ns_), std::memory_order_relaxed);
+    }
+    adapt(size, nanoseconds_since(clock.wall), state.off_cpu_ns.load(std::memory_order_acquire));
+  }
+
+  // With in_use held: the members a lease asking for `wanted` gets now (see kWastedRunsToShrink):
+  // `wanted`, or fewer while the pool limits its teams, but `wanted` for a probe.
+  int allowed(int wanted) {
+    if (wanted <= cap_ || !adapts_) return wanted;
+    if (--leases_to_probe_ <= 0) {
+      probing_ = true;
+      return wanted;
+    }
+    return cap_;
+  }
+
+  // The largest team the pool gives now (kMaxTeam: no limit).
+  int cap() const { return cap_; }
+
+ private:
+  // After a run of `size` members that took `run_ns`, in which they were off their CPUs for
+  // `off_cpu_ns` in all (MemberClock).
+  void adapt(int size, std::int64_t run_ns, std::int64_t off_cpu_ns) {
+    if (!adapts_) return;
+    if (run_ns < kJudgedRunNs) {
+      probing_ = false;  // (a probe too short to judge: the next one will tell)
+      return;
+    }
+    const bool wasted = 2 * off_cpu_ns > run_ns;
+    if (probing_) {
+      probing_ = false;
+      if (wasted) {
+        probe_interval_ = std::min(kLastProbe, 2 * probe_interval_);
+        leases_to_probe_ = probe_interval_;
+      } else {
+        cap_ = kMaxTeam;
+        probe_interval_ = kFirstProbe;
+      }
+      wasted_runs_ = 0;
+      return;
+    }
+    wasted_runs_ = wasted ? wasted_runs_ + 1 : 0;
+    if (wasted_runs_ >= kWastedRunsToShrink) {
+      cap_ = std::max(1, size - 1);
+      wasted_runs_ = 0;
+      leases_to_probe_ = probe_interval_;
     }
   }
+
+ public:
 
  private:
   static constexpr int kSizeBits = 16;
@@ -401,8 +517,15 @@ class Pool {
       seen = word >> kSizeBits;
       const int size = static_cast<int>(word & ((1u << kSizeBits) - 1));
       if (rank < size) {
+        const MemberClock clock;
         Team team(state_, rank, size, &spin_windows_[rank]);
         (*body_)(team);
+        state_->off_cpu_ns.fetch_add(clock.off_cpu_ns(team.slept_ns_), std::memory_order_relaxed);
+        // the last worker to finish sets finished_at_ (the latest of their times)
+        const std::int64_t now = steady_ns();
+        for (std::int64_t seen = finished_at_.load(std::memory_order_relaxed);
+             seen < now && !finished_at_.compare_exchange_weak(seen, now, std::memory_order_relaxed);) {
+        }
         if (running_.fetch_sub(1, std::memory_order_acq_rel) == 1) wake_waiters(running_, running_sleepers_);
       }
     }
@@ -434,10 +557,19 @@ class Pool {
   const std::function<void(Team&)>* body_ = nullptr;
   TeamState* state_ = nullptr;
   alignas(64) std::atomic<std::uint32_t> running_{0};  // members other than rank 0 still working
+  std::atomic<std::int64_t> finished_at_{0};            // steady_ns when the last of them finished
   std::atomic<int> running_sleepers_{0};                // 0 or 1: rank 0 asleep on running_
   std::mutex sleep_mutex_;
   std::condition_variable wake_;
   std::atomic<int> sleepers_{0};
+  // The adaptive team (adapt, allowed), read and written with in_use held.
+  int cap_ = kMaxTeam;                 // the largest team the pool gives now
+  int wasted_runs_ = 0;                // wasted runs in a row
+  long probe_interval_ = kFirstProbe;  // leases between probes of the team asked for
+  long leases_to_probe_ = 0;           // leases left before the next probe, while limited
+  bool probing_ = false;               // the run now is a probe
+  // LSTM_EXT_ADAPT_TEAM=0 turns the adaptation off (checked at import: "0" or "1").
+  const bool adapts_ = environment_value("LSTM_EXT_ADAPT_TEAM") != "0";
 };
 
 namespace {
@@ -488,16 +620,21 @@ void set_num_threads(int n) { detail::g_num_threads.store(n < 1 ? 1 : n, std::me
 
 void Team::barrier() {
   if (size_ == 1) return;
+  if (rank_ == detail::g_delayed_rank.load(std::memory_order_relaxed)) {
+    const long delay = detail::g_member_delay_us.load(std::memory_order_relaxed);
+    if (delay > 0) std::this_thread::sleep_for(std::chrono::microseconds(delay));
+  }
   detail::TeamState& s = *state_;
   const std::uint32_t generation = s.generation.load(std::memory_order_acquire);
   if (s.arrived.fetch_add(1, std::memory_order_acq_rel) + 1 == size_) {
     s.arrived.store(0, std::memory_order_relaxed);
+    s.released_at.store(detail::steady_ns(), std::memory_order_relaxed);
     s.generation.store(generation + 1, std::memory_order_seq_cst);
     woke_partner_ = s.sleepers.load(std::memory_order_seq_cst) > 0;
     detail::wake_waiters(s.generation, s.sleepers);
   } else {
     detail::wait_while_equal(s.generation, generation, s.sleepers, *spin_window_,
-                             woke_partner_ ? detail::kWokenPartnerSpin : 0);
+                             woke_partner_ ? detail::kWokenPartnerSpin : 0, &slept_ns_, &s.released_at);
     woke_partner_ = false;
   }
 }
@@ -521,6 +658,8 @@ TeamLease::TeamLease(int wanted, double call_flops) {
   if (call_flops > 0 && call_flops < kWakeWorthFlops && p->asleep() > 0) return;  // not worth a wake-up
   std::unique_lock<std::mutex> lock(p->in_use, std::try_to_lock);
   if (!lock.owns_lock()) return;  // another call has the pool (or this is one of its members): alone
+  wanted = p->allowed(wanted);
+  if (wanted <= 1) return;
   const int members = std::min(wanted, p->ensure_workers(wanted - 1) + 1);
   if (members <= 1) return;
   pool_ = p;
@@ -531,6 +670,17 @@ TeamLease::TeamLease(int wanted, double call_flops) {
 
 TeamLease::~TeamLease() {
   if (pool_ != nullptr) pool_->holder.store(std::thread::id(), std::memory_order_relaxed);
+}
+
+int team_limit() {
+  detail::Pool* p = detail::pool();
+  std::lock_guard<std::mutex> lock(p->in_use);
+  return p->cap();
+}
+
+void set_member_delay_for_tests(int rank, long microseconds) {
+  detail::g_delayed_rank.store(rank, std::memory_order_relaxed);
+  detail::g_member_delay_us.store(std::max(0L, microseconds), std::memory_order_relaxed);
 }
 
 void run_directions(int directions, double recurrent_weight_bytes, const std::function<void(int)>& direction) {

@@ -106,6 +106,9 @@ class Team {
   // partner reaches the next barrier late by its wake-up, so this member's next wait spins for
   // at least kWokenPartnerSpin (parallel.cpp) before it sleeps.
   bool woke_partner_ = false;
+  // ns this member slept at barriers (not spinning) in this run: not time taken from it by other
+  // programs (the adaptive team, parallel.cpp).
+  std::int64_t slept_ns_ = 0;
 };
 
 // The right to run one team. Holding a lease of size > 1 keeps the pool for this call; when the
@@ -132,6 +135,15 @@ class TeamLease {
   std::unique_lock<std::mutex> hold_;
   int size_ = 1;
 };
+
+// The largest team a lease gives now: get_num_threads() and more while the machine lets the team
+// work (kMaxTeam, 256), fewer after its runs have wasted their members' time waiting at barriers
+// for members preempted by other programs (parallel.cpp, kWastedRunsToShrink), until a probe
+// finds the larger team worth it again.
+int team_limit();
+// For tests: the member of rank `rank` sleeps `microseconds` before it arrives at every barrier
+// (0: no more), as a member preempted by another program arrives late.
+void set_member_delay_for_tests(int rank, long microseconds);
 
 // Runs direction(k) for the `directions` (1 or 2) directions of a bidirectional layer. On a team
 // of two, when one direction's recurrent weights take at most kTogetherMaxBytes, both at once,

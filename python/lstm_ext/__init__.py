@@ -17,7 +17,7 @@ compare against), ``lstm_ext.cells`` the description of each cell kind that the 
 
 from . import cells, functional, reference
 from ._core import build_info, release_scratch_cache, scratch_cache_bytes
-from ._parallel import OversubscriptionWarning, get_num_threads, set_num_threads
+from ._parallel import OversubscriptionWarning, get_num_threads, set_num_threads, team_limit
 from .functional import (gru_backward, gru_forward, lstm_backward, lstm_cell, lstm_forward, rnn_backward,
                          rnn_forward)
 from .checkpoint import CheckpointError
@@ -41,5 +41,5 @@ __all__ = [
     "build_info", "cells", "clip_grad_norm", "cross_entropy", "export_onnx", "from_keras", "from_torch",
     "functional", "get_num_threads", "gradient_flow", "gru_backward", "gru_forward", "load", "lstm_backward",
     "lstm_cell", "lstm_forward", "mse_loss", "quantize_dynamic", "reference", "release_scratch_cache", "rnn_backward", "rnn_forward",
-    "scratch_cache_bytes", "set_num_threads", "to_torch",
+    "scratch_cache_bytes", "set_num_threads", "team_limit", "to_torch",
 ]

@@ -323,6 +323,12 @@ def set_num_threads(n: int) -> None:
 def get_num_threads() -> int:
     """Threads the core may use: set_num_threads, else LSTM_EXT_NUM_THREADS, else the CPUs this process may run on."""
 
+def team_limit() -> int:
+    """The largest team a call gets now: 256 (no limit), fewer while members keep waiting for preempted ones."""
+
+def _set_member_delay_for_tests(rank: int, microseconds: int) -> None:
+    """For tests: the member of this rank sleeps this long before every barrier (0: no more)."""
+
 def scratch_cache_bytes() -> int:
     """Bytes of scratch memory kept from earlier calls for the next ones (at most 256 MiB)."""
 

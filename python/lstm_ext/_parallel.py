@@ -63,6 +63,15 @@ def get_num_threads() -> int:
     return _core.get_num_threads()
 
 
+def team_limit() -> int:
+    """The largest team of threads a call gets now: 256 (no limit beyond :func:`get_num_threads`)
+    while the machine lets the team work; fewer after calls whose threads kept waiting at the time
+    steps' barriers for one that had lost its CPU to another program, until a later call finds the
+    larger team worth it again (README, "Threads"; ``LSTM_EXT_ADAPT_TEAM=0`` turns this off). The
+    results do not depend on it."""
+    return _core.team_limit()
+
+
 def _environment_value(name: str) -> Optional[str]:
     """The value of the environment variable `name` without surrounding whitespace, or None when
     it is unset, empty or whitespace only: an empty LSTM_EXT_* variable means the same as an
@@ -76,8 +85,9 @@ def _check_environment() -> None:
     value or take it for another, silently. Empty means unset (_environment_value).
 
     LSTM_EXT_NUM_THREADS: a number of threads in [1, 4096]. LSTM_EXT_PIN_THREADS: 0 (leave the
-    workers to the scheduler) or 1 (pin them, the default). (LSTM_EXT_KERNELS is checked by the
-    core itself when it is imported.)
+    workers to the scheduler) or 1 (pin them, the default). LSTM_EXT_ADAPT_TEAM: 0 (always the team
+    asked for) or 1 (fewer members while they keep waiting for preempted ones, the default).
+    (LSTM_EXT_KERNELS is checked by the core itself when it is imported.)
     """
     threads = _environment_value("LSTM_EXT_NUM_THREADS")
     if threads is not None:
@@ -89,6 +99,10 @@ def _check_environment() -> None:
     if pin is not None and pin not in ("0", "1"):
         raise ValueError(f"LSTM_EXT_PIN_THREADS: expected 0 (leave the worker threads to the scheduler) or 1 "
                          f"(pin each to its own CPU, the default), got {os.environ['LSTM_EXT_PIN_THREADS']!r}")
+    adapt = _environment_value("LSTM_EXT_ADAPT_TEAM")
+    if adapt is not None and adapt not in ("0", "1"):
+        raise ValueError(f"LSTM_EXT_ADAPT_TEAM: expected 0 (always the team asked for) or 1 (fewer threads while "
+                         f"they keep waiting for preempted ones, the default), got {os.environ['LSTM_EXT_ADAPT_TEAM']!r}")
 
 
 _check_environment()
