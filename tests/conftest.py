@@ -7,6 +7,13 @@ group of tests and dtype, the worst relative error seen per tensor.
 from __future__ import annotations
 
 import os
+
+# The tests choose their teams of threads (1 to 4, more than the CPUs on purpose): the pool's
+# adaptation to a shared machine, which gives fewer threads to calls whose threads keep losing
+# their CPUs (README, "Threads"), would change them behind the tests' backs on a loaded machine.
+# Off for this process and its children unless the environment says otherwise; the tests of the
+# adaptation turn it on in processes of their own (test_threads.py).
+os.environ.setdefault("LSTM_EXT_ADAPT_TEAM", "0")
 import pathlib
 import re
 import sys

@@ -596,7 +596,15 @@ ADAPTIVE_TEAM = textwrap.dedent("""
     for call in range(16):  # the 16th lease probes the team of two again
         same.append(layer(x)[0].tobytes() == alone.tobytes())
         limits.append(lstm_ext.team_limit())
-    print(json.dumps({"same": same, "limits": limits}))
+    _core._set_member_delay_for_tests(1, 1000)  # limited again ...
+    for call in range(3):
+        layer(x)
+    limited_again = lstm_ext.team_limit()
+    _core._set_member_delay_for_tests(0, 0)
+    lstm_ext.set_num_threads(2)  # ... and a new thread setting starts afresh
+    layer(x)
+    print(json.dumps({"same": same, "limits": limits, "limited_again": limited_again,
+                      "after_set_num_threads": lstm_ext.team_limit()}))
 """)
 
 
@@ -607,6 +615,7 @@ def test_a_team_whose_member_keeps_arriving_late_shrinks_and_grows_back():
     # lifts the limit. The results are the same bits throughout. (A process of its own: the limit
     # belongs to the process's pool.)
     env = {k: v for k, v in os.environ.items() if k not in ("LSTM_EXT_NUM_THREADS", "LSTM_EXT_SPIN_US")}
+    env["LSTM_EXT_ADAPT_TEAM"] = "1"  # (conftest turns it off for the other tests)
     out = subprocess.run([sys.executable, "-c", ADAPTIVE_TEAM], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
@@ -616,6 +625,7 @@ def test_a_team_whose_member_keeps_arriving_late_shrinks_and_grows_back():
     assert limits[3] == 1, limits  # the third wasted call in a row
     assert limits[4:19] == [1] * 15, limits  # limited until the probe
     assert limits[-1] == 256, limits  # the probe found the team of two worth it again
+    assert result["limited_again"] == 1 and result["after_set_num_threads"] == 256, result
     # LSTM_EXT_ADAPT_TEAM=0: always the team asked for.
     out = subprocess.run([sys.executable, "-c", ADAPTIVE_TEAM], env={**env, "LSTM_EXT_ADAPT_TEAM": "0"},
                          capture_output=True, text=True, timeout=300)

@@ -133,6 +133,8 @@ constexpr std::int64_t kJudgedRunNs = 200000;
 // A test hook (set_member_delay_for_tests): the member of this rank sleeps this long before it
 // arrives at every barrier, as a member preempted by another program would arrive late.
 std::atomic<int> g_delayed_rank{0};
+// set_num_threads calls so far: a new setting lifts the adaptive team's limit (Pool::allowed).
+std::atomic<unsigned> g_thread_settings{0};
 std::atomic<long> g_member_delay_us{0};
 
 std::int64_t nanoseconds_since(std::chrono::steady_clock::time_point start) {
@@ -462,6 +464,14 @@ class Pool {
   // With in_use held: the members a lease asking for `wanted` gets now (see kWastedRunsToShrink):
   // `wanted`, or fewer while the pool limits its teams, but `wanted` for a probe.
   int allowed(int wanted) {
+    const unsigned settings = g_thread_settings.load(std::memory_order_relaxed);
+    if (settings != settings_seen_) {  // set_num_threads since: start afresh
+      settings_seen_ = settings;
+      cap_ = kMaxTeam;
+      wasted_runs_ = 0;
+      probe_interval_ = kFirstProbe;
+      probing_ = false;
+    }
     if (wanted <= cap_ || !adapts_) return wanted;
     if (--leases_to_probe_ <= 0) {
       probing_ = true;
@@ -568,6 +578,7 @@ class Pool {
   long probe_interval_ = kFirstProbe;  // leases between probes of the team asked for
   long leases_to_probe_ = 0;           // leases left before the next probe, while limited
   bool probing_ = false;               // the run now is a probe
+  unsigned settings_seen_ = 0;         // g_thread_settings when last read
   // LSTM_EXT_ADAPT_TEAM=0 turns the adaptation off (checked at import: "0" or "1").
   const bool adapts_ = environment_value("LSTM_EXT_ADAPT_TEAM") != "0";
 };
@@ -616,7 +627,10 @@ int get_num_threads() {
   return n;
 }
 
-void set_num_threads(int n) { detail::g_num_threads.store(n < 1 ? 1 : n, std::memory_order_relaxed); }
+void set_num_threads(int n) {
+  detail::g_num_threads.store(n < 1 ? 1 : n, std::memory_order_relaxed);
+  detail::g_thread_settings.fetch_add(1, std::memory_order_relaxed);  // the adaptive team starts afresh
+}
 
 void Team::barrier() {
   if (size_ == 1) return;

@@ -139,7 +139,7 @@ class TeamLease {
 // The largest team a lease gives now: get_num_threads() and more while the machine lets the team
 // work (kMaxTeam, 256), fewer after its runs have wasted their members' time waiting at barriers
 // for members preempted by other programs (parallel.cpp, kWastedRunsToShrink), until a probe
-// finds the larger team worth it again.
+// finds the larger team worth it again; set_num_threads lifts the limit.
 int team_limit();
 // For tests: the member of rank `rank` sleeps `microseconds` before it arrives at every barrier
 // (0: no more), as a member preempted by another program arrives late.

@@ -67,8 +67,8 @@ def team_limit() -> int:
     """The largest team of threads a call gets now: 256 (no limit beyond :func:`get_num_threads`)
     while the machine lets the team work; fewer after calls whose threads kept waiting at the time
     steps' barriers for one that had lost its CPU to another program, until a later call finds the
-    larger team worth it again (README, "Threads"; ``LSTM_EXT_ADAPT_TEAM=0`` turns this off). The
-    results do not depend on it."""
+    larger team worth it again, or :func:`set_num_threads` is called (README, "Threads";
+    ``LSTM_EXT_ADAPT_TEAM=0`` turns this off). The results do not depend on it."""
     return _core.team_limit()
 
 
